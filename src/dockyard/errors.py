@@ -1,0 +1,50 @@
+"""Domain errors. No HTTP here: ``web/errors.py`` maps them to responses for each protocol."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DockyardError(Exception):
+    """Base of every error a service may raise."""
+
+    code: str = "UNKNOWN"
+
+    def __init__(self, message: str = "", *, code: str | None = None, detail: Any = None) -> None:
+        super().__init__(message or self.__class__.__name__)
+        self.message = message or self.__class__.__name__
+        if code is not None:
+            self.code = code
+        self.detail = detail
+
+
+class NotFound(DockyardError):
+    code = "NOT_FOUND"
+
+
+class Conflict(DockyardError):
+    code = "CONFLICT"
+
+
+class Forbidden(DockyardError):
+    code = "DENIED"
+
+
+class Unauthenticated(DockyardError):
+    code = "UNAUTHORIZED"
+
+
+class Invalid(DockyardError):
+    code = "INVALID"
+
+
+class TooLarge(DockyardError):
+    code = "TOO_LARGE"
+
+
+class RangeInvalid(DockyardError):
+    code = "RANGE_INVALID"
+
+
+class Unsupported(DockyardError):
+    code = "UNSUPPORTED"

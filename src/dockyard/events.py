@@ -1,0 +1,96 @@
+"""Typed event tags and a tiny publish/subscribe bus.
+
+Every event is written as an audit row in the caller's transaction; subscribers that talk to the outside
+world (email, jobs) are run only after that transaction commits.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+
+class EventTag(StrEnum):
+    USER_LOGIN = "user:login"
+    USER_LOGIN_FAILED = "user:login_failed"
+    USER_CREATE = "user:create"
+    USER_TOKEN_CREATE = "user:token_create"
+    USER_TOKEN_REVOKE = "user:token_revoke"
+    ORG_CREATE = "org:create"
+    ORG_MEMBER_SET = "org:member_set"
+    ORG_MEMBER_REMOVE = "org:member_remove"
+    ROBOT_CREATE = "robot:create"
+    ROBOT_DELETE = "robot:delete"
+    REPOSITORY_CREATE = "repository:create"
+    REPOSITORY_VISIBILITY = "repository:visibility"
+    MANIFEST_PUSH = "manifest:push"
+    MANIFEST_PULL = "manifest:pull"
+    MANIFEST_DELETE = "manifest:delete"
+    TAG_DELETE = "tag:delete"
+    BLOB_PUSH = "blob:push"
+    BLOB_MOUNT = "blob:mount"
+    BLOB_DELETE = "blob:delete"
+    GC_RUN = "gc:run"
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who is acting and from where: carried from the edge into services."""
+
+    user_id: int | None = None
+    name: str = "anonymous"
+    ip: str | None = None
+    user_agent: str | None = None
+    kind: str = "anonymous"  # anonymous | user | robot | token | system
+
+    @classmethod
+    def system(cls) -> Actor:
+        return cls(name="system", kind="system")
+
+
+@dataclass
+class Event:
+    tag: EventTag
+    actor: Actor
+    namespace: str | None = None
+    repository: str | None = None
+    digest: str | None = None
+    reference: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+Handler = Callable[[Session, Event], None]
+AfterCommit = Callable[[Event], None]
+
+
+class EventBus:
+    def __init__(self) -> None:
+        self._in_tx: dict[EventTag, list[Handler]] = defaultdict(list)
+        self._after: dict[EventTag, list[AfterCommit]] = defaultdict(list)
+
+    def subscribe(self, tag: EventTag, handler: Handler) -> None:
+        """Run ``handler`` inside the publishing transaction."""
+        self._in_tx[tag].append(handler)
+
+    def after_commit(self, tag: EventTag, handler: AfterCommit) -> None:
+        """Run ``handler`` once the publishing transaction has committed."""
+        self._after[tag].append(handler)
+
+    def publish(self, session: Session, event: Event) -> None:
+        from dockyard.audit.models import AuditEvent
+
+        session.add(AuditEvent.from_event(event))
+        for handler in self._in_tx.get(event.tag, ()):
+            handler(session, event)
+        if self._after.get(event.tag):
+            session.info.setdefault("after_commit", []).append(event)
+
+    def run_after_commit(self, events: list[Event]) -> None:
+        for event in events:
+            for handler in self._after.get(event.tag, ()):
+                handler(event)

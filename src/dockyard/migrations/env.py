@@ -1,0 +1,21 @@
+"""Alembic environment: one set of migrations for SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from dockyard.models import metadata
+
+config = context.config
+connection = config.attributes.get("connection")
+if connection is None:
+    raise RuntimeError("run migrations through dockyard.db.migrate (it passes the connection)")
+
+context.configure(
+    connection=connection,
+    target_metadata=metadata,
+    render_as_batch=True,  # SQLite cannot ALTER most things; batch mode rebuilds tables instead
+    compare_type=True,
+)
+with context.begin_transaction():
+    context.run_migrations()

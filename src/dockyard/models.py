@@ -1,0 +1,10 @@
+"""Imports every domain's models so the metadata (and Alembic) sees all tables."""
+
+from dockyard.accounts import models as accounts_models
+from dockyard.audit import models as audit_models
+from dockyard.db import Base
+from dockyard.registry import models as registry_models
+
+metadata = Base.metadata
+
+__all__ = ["accounts_models", "audit_models", "metadata", "registry_models"]

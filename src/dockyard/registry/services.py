@@ -1,0 +1,426 @@
+"""The registry's domain rules: repositories, blob links, manifests, tags, referrers and access."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from sqlalchemy import delete, func, select, text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from dockyard.accounts.models import Namespace
+from dockyard.accounts.services import AccountService
+from dockyard.authz import ROLE_ACTIONS, Action, Principal
+from dockyard.config import Settings
+from dockyard.db import utcnow
+from dockyard.errors import Invalid, NotFound, TooLarge
+from dockyard.events import Actor, Event, EventBus, EventTag
+from dockyard.oci.digest import compute, parse_digest
+from dockyard.oci.manifest import Descriptor, ParsedManifest, parse_manifest
+from dockyard.oci.reference import namespace_of, split_reference, validate_name
+from dockyard.registry.models import Blob, Manifest, ManifestReference, Repository, RepositoryBlob, Tag
+from dockyard.storage.blobstore import BlobStore
+
+ALL_ACTIONS = {a.value for a in Action}
+
+
+@dataclass(frozen=True)
+class StoredManifest:
+    digest: str
+    media_type: str
+    payload: bytes
+    subject_digest: str | None
+
+
+def blob_lock(session: Session, digest: str) -> None:
+    """Serialise work on one blob between pushes and gc (PostgreSQL; SQLite writers are serial already)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:d))"), {"d": digest})
+
+
+class RegistryService:
+    def __init__(self, session: Session, blobs: BlobStore, bus: EventBus, settings: Settings) -> None:
+        self.session = session
+        self.blobs = blobs
+        self.bus = bus
+        self.settings = settings
+
+    # -- access --------------------------------------------------------------------------------
+    def allowed_actions(self, principal: Principal, name: str) -> set[str]:
+        """What ``principal`` may do to repository ``name``, whether or not it exists yet."""
+        try:
+            validate_name(name)
+        except Invalid:
+            return set()
+        if principal.is_admin:
+            return set(ALL_ACTIONS)
+        role = AccountService(self.session, self.bus).role_in(principal, namespace_of(name))
+        actions = {a.value for a in ROLE_ACTIONS.get(role or "", frozenset())}
+        if Action.PULL not in actions and self.session.scalar(
+            select(Repository.is_public).where(Repository.name == name)
+        ):
+            actions.add(Action.PULL.value)
+        return actions
+
+    # -- repositories --------------------------------------------------------------------------
+    def find_repository(self, name: str) -> Repository | None:
+        """The repository called ``name``, or None."""
+        return self.session.scalar(select(Repository).where(Repository.name == name))
+
+    def repository(self, name: str) -> Repository:
+        """The repository called ``name``; NAME_UNKNOWN when absent."""
+        repo = self.find_repository(validate_name(name))
+        if repo is None:
+            raise NotFound(f"repository {name!r} not known", code="NAME_UNKNOWN")
+        return repo
+
+    def ensure_repository(self, name: str, actor: Actor) -> Repository:
+        """The repository ``name``, created (private) in its namespace on first push."""
+        validate_name(name)
+        repo = self.find_repository(name)
+        if repo is not None:
+            return repo
+        ns = self.session.scalar(select(Namespace).where(Namespace.name == namespace_of(name)))
+        if ns is None:
+            raise NotFound(f"namespace {namespace_of(name)!r} does not exist", code="NAME_UNKNOWN")
+        repo = Repository(namespace_id=ns.id, name=name, is_public=False)
+        try:
+            with self.session.begin_nested():
+                self.session.add(repo)
+        except IntegrityError:
+            return self.repository(name)
+        self.bus.publish(self.session, Event(EventTag.REPOSITORY_CREATE, actor, ns.name, name))
+        return repo
+
+    def set_visibility(self, name: str, public: bool, actor: Actor) -> Repository:
+        """Make a repository public (anyone may pull) or private (members only)."""
+        repo = self.repository(name)
+        repo.is_public = public
+        self.bus.publish(
+            self.session,
+            Event(EventTag.REPOSITORY_VISIBILITY, actor, namespace_of(name), name, data={"public": public}),
+        )
+        return repo
+
+    def list_repositories(self, namespace: str | None = None) -> list[Repository]:
+        """Repositories, optionally of one namespace, by name."""
+        query = select(Repository).order_by(Repository.name)
+        if namespace:
+            query = query.join(Namespace, Namespace.id == Repository.namespace_id).where(
+                Namespace.name == namespace
+            )
+        return list(self.session.scalars(query))
+
+    def catalog(self, n: int | None, last: str | None) -> tuple[list[str], bool]:
+        """Repository names after ``last``, at most ``n``; and whether more follow."""
+        query = select(Repository.name).order_by(Repository.name)
+        if last:
+            query = query.where(Repository.name > last)
+        if n is not None:
+            query = query.limit(n + 1)
+        names = list(self.session.scalars(query))
+        more = n is not None and len(names) > n
+        return names[:n] if n is not None else names, more
+
+    # -- blobs ---------------------------------------------------------------------------------
+    def blob_size(self, name: str, digest: str) -> int:
+        """Size of a blob this repository was given; BLOB_UNKNOWN otherwise."""
+        parse_digest(digest)
+        size = self.session.scalar(
+            select(Blob.size)
+            .join(RepositoryBlob, RepositoryBlob.digest == Blob.digest)
+            .join(Repository, Repository.id == RepositoryBlob.repository_id)
+            .where(Repository.name == name, Blob.digest == digest)
+        )
+        if size is None:
+            raise NotFound("blob unknown to registry", code="BLOB_UNKNOWN", detail={"digest": digest})
+        return size
+
+    def record_blob(self, name: str, digest: str, size: int, actor: Actor) -> None:
+        """Register a verified blob now in the store and link it to the repository."""
+        repo = self.ensure_repository(name, actor)
+        blob_lock(self.session, digest)
+        if self.blobs.size(digest) != size:
+            # gc removed the file between the upload's rename and this transaction: ask for a retry.
+            raise Invalid(
+                "blob vanished while it was being stored; retry the upload", code="BLOB_UPLOAD_INVALID"
+            )
+        self._link(repo, digest, size)
+        self.bus.publish(
+            self.session,
+            Event(EventTag.BLOB_PUSH, actor, namespace_of(name), name, digest=digest, data={"size": size}),
+        )
+
+    def _link(self, repo: Repository, digest: str, size: int) -> None:
+        if self.session.get(Blob, digest) is None:
+            try:
+                with self.session.begin_nested():
+                    self.session.add(Blob(digest=digest, size=size))
+            except IntegrityError:
+                pass
+        exists = self.session.scalar(
+            select(RepositoryBlob.id).where(
+                RepositoryBlob.repository_id == repo.id, RepositoryBlob.digest == digest
+            )
+        )
+        if exists is None:
+            try:
+                with self.session.begin_nested():
+                    self.session.add(RepositoryBlob(repository_id=repo.id, digest=digest))
+            except IntegrityError:
+                pass
+        else:
+            # Refresh the link so gc's grace period counts from the latest push.
+            self.session.execute(
+                RepositoryBlob.__table__.update()
+                .where(RepositoryBlob.id == exists)
+                .values(created_at=utcnow())
+            )
+
+    def mount_blob(self, name: str, source: str, digest: str, actor: Actor) -> int | None:
+        """Link a blob of ``source`` into ``name`` without an upload; the caller checked pull on source."""
+        parse_digest(digest)
+        try:
+            size = self.blob_size(validate_name(source), digest)
+        except (NotFound, Invalid):
+            return None
+        repo = self.ensure_repository(name, actor)
+        blob_lock(self.session, digest)
+        if self.blobs.size(digest) is None:
+            return None
+        self._link(repo, digest, size)
+        self.bus.publish(
+            self.session,
+            Event(EventTag.BLOB_MOUNT, actor, namespace_of(name), name, digest=digest, data={"from": source}),
+        )
+        return size
+
+    def existing_blob(self, name: str, digest: str) -> int | None:
+        """Size of a blob already linked to ``name``, for uploads that can be skipped."""
+        try:
+            return self.blob_size(name, digest)
+        except NotFound:
+            return None
+
+    def delete_blob(self, name: str, digest: str, actor: Actor) -> None:
+        """Unlink a blob from a repository; gc frees its bytes once nothing uses them."""
+        repo = self.repository(name)
+        self.blob_size(name, digest)
+        self.session.execute(
+            delete(RepositoryBlob).where(
+                RepositoryBlob.repository_id == repo.id, RepositoryBlob.digest == digest
+            )
+        )
+        self.bus.publish(
+            self.session, Event(EventTag.BLOB_DELETE, actor, namespace_of(name), name, digest=digest)
+        )
+
+    # -- manifests -----------------------------------------------------------------------------
+    def put_manifest(
+        self, name: str, reference: str, payload: bytes, content_type: str | None, actor: Actor
+    ) -> StoredManifest:
+        """Store a manifest after checking every blob and manifest it references is in the repository."""
+        kind, ref = split_reference(reference)
+        if len(payload) > self.settings.max_manifest_bytes:
+            raise TooLarge("manifest too large", code="MANIFEST_TOO_LARGE")
+        parsed = parse_manifest(payload, content_type)
+        algorithm = parse_digest(ref)[0] if kind == "digest" else "sha256"
+        digest = compute(payload, algorithm)
+        if kind == "digest" and digest != ref:
+            raise Invalid(
+                "manifest digest does not match its content",
+                code="DIGEST_INVALID",
+                detail={"expected": ref, "actual": digest},
+            )
+        repo = self.ensure_repository(name, actor)
+        self._check_references(repo, parsed)
+        manifest = self.session.scalar(
+            select(Manifest).where(Manifest.repository_id == repo.id, Manifest.digest == digest)
+        )
+        if manifest is None:
+            manifest = Manifest(
+                repository_id=repo.id,
+                digest=digest,
+                media_type=parsed.media_type,
+                artifact_type=parsed.artifact_type,
+                subject_digest=parsed.subject.digest if parsed.subject else None,
+                size=len(payload),
+                payload=payload,
+            )
+            manifest.references = [
+                ManifestReference(digest=d, kind="blob") for d in parsed.blob_references
+            ] + [ManifestReference(digest=d, kind="manifest") for d in parsed.manifest_references]
+            self.session.add(manifest)
+            self.session.flush()
+        if kind == "tag":
+            self._set_tag(repo, ref, manifest)
+        self.bus.publish(
+            self.session,
+            Event(
+                EventTag.MANIFEST_PUSH,
+                actor,
+                namespace_of(name),
+                name,
+                digest=digest,
+                reference=ref if kind == "tag" else None,
+                data={"media_type": parsed.media_type, "size": len(payload)},
+            ),
+        )
+        return StoredManifest(digest, parsed.media_type, payload, manifest.subject_digest)
+
+    def _check_references(self, repo: Repository, parsed: ParsedManifest) -> None:
+        wanted = [
+            d.digest
+            for d in ([parsed.config] if parsed.config else []) + parsed.layers
+            if "nondistributable" not in d.media_type and "foreign" not in d.media_type
+        ]
+        if wanted:
+            rows = self.session.execute(
+                select(RepositoryBlob.digest, Blob.size)
+                .join(Blob, Blob.digest == RepositoryBlob.digest)
+                .where(RepositoryBlob.repository_id == repo.id, RepositoryBlob.digest.in_(set(wanted)))
+                .with_for_update(read=True)
+            )
+            present = dict(rows.tuples())
+            for desc in ([parsed.config] if parsed.config else []) + parsed.layers:
+                if desc.digest in set(wanted) and desc.digest not in present:
+                    raise Invalid(
+                        "manifest references an unknown blob",
+                        code="MANIFEST_BLOB_UNKNOWN",
+                        detail={"digest": desc.digest},
+                    )
+        children = parsed.manifest_references
+        if children:
+            present_manifests = set(
+                self.session.scalars(
+                    select(Manifest.digest).where(
+                        Manifest.repository_id == repo.id, Manifest.digest.in_(set(children))
+                    )
+                )
+            )
+            for child in children:
+                if child not in present_manifests:
+                    raise Invalid(
+                        "index references an unknown manifest",
+                        code="MANIFEST_BLOB_UNKNOWN",
+                        detail={"digest": child},
+                    )
+
+    def _set_tag(self, repo: Repository, name: str, manifest: Manifest) -> None:
+        tag = self.session.scalar(select(Tag).where(Tag.repository_id == repo.id, Tag.name == name))
+        if tag is None:
+            try:
+                with self.session.begin_nested():
+                    self.session.add(Tag(repository_id=repo.id, name=name, manifest_id=manifest.id))
+                return
+            except IntegrityError:
+                tag = self.session.scalar(select(Tag).where(Tag.repository_id == repo.id, Tag.name == name))
+                assert tag is not None
+        tag.manifest_id = manifest.id
+        tag.updated_at = utcnow()
+
+    def get_manifest(self, name: str, reference: str) -> StoredManifest:
+        """The manifest a tag or digest names in a repository."""
+        kind, ref = split_reference(reference)
+        repo = self.repository(name)
+        if kind == "digest":
+            query = select(Manifest).where(Manifest.repository_id == repo.id, Manifest.digest == ref)
+        else:
+            query = (
+                select(Manifest)
+                .join(Tag, Tag.manifest_id == Manifest.id)
+                .where(Tag.repository_id == repo.id, Tag.name == ref)
+            )
+        manifest = self.session.scalar(query)
+        if manifest is None:
+            raise NotFound("manifest unknown", code="MANIFEST_UNKNOWN", detail={"reference": ref})
+        return StoredManifest(manifest.digest, manifest.media_type, manifest.payload, manifest.subject_digest)
+
+    def record_pull(self, name: str, reference: str, digest: str, actor: Actor) -> None:
+        """Record a manifest download (the basis of download reports)."""
+        self.bus.publish(
+            self.session,
+            Event(
+                EventTag.MANIFEST_PULL,
+                actor,
+                namespace_of(name),
+                name,
+                digest=digest,
+                reference=None if reference.startswith(digest) else reference,
+            ),
+        )
+
+    def delete_manifest(self, name: str, reference: str, actor: Actor) -> None:
+        """Delete a manifest by digest (with its tags), or just a tag."""
+        kind, ref = split_reference(reference)
+        repo = self.repository(name)
+        if kind == "tag":
+            tag = self.session.scalar(select(Tag).where(Tag.repository_id == repo.id, Tag.name == ref))
+            if tag is None:
+                raise NotFound("tag unknown", code="MANIFEST_UNKNOWN", detail={"tag": ref})
+            self.session.delete(tag)
+            self.bus.publish(
+                self.session, Event(EventTag.TAG_DELETE, actor, namespace_of(name), name, reference=ref)
+            )
+            return
+        manifest = self.session.scalar(
+            select(Manifest).where(Manifest.repository_id == repo.id, Manifest.digest == ref)
+        )
+        if manifest is None:
+            raise NotFound("manifest unknown", code="MANIFEST_UNKNOWN", detail={"digest": ref})
+        self.session.execute(delete(Tag).where(Tag.manifest_id == manifest.id))
+        self.session.delete(manifest)
+        self.bus.publish(
+            self.session, Event(EventTag.MANIFEST_DELETE, actor, namespace_of(name), name, digest=ref)
+        )
+
+    def list_tags(self, name: str, n: int | None, last: str | None) -> tuple[list[str], bool]:
+        """Tags of a repository in lexical order after ``last``, at most ``n``; and whether more follow."""
+        repo = self.repository(name)
+        query = select(Tag.name).where(Tag.repository_id == repo.id).order_by(Tag.name)
+        if last:
+            query = query.where(Tag.name > last)
+        if n is not None:
+            query = query.limit(n + 1)
+        tags = list(self.session.scalars(query))
+        more = n is not None and len(tags) > n
+        return (tags[:n] if n is not None else tags), more
+
+    def referrers(self, name: str, digest: str, artifact_type: str | None) -> list[Descriptor]:
+        """Descriptors of the manifests whose ``subject`` is ``digest``, optionally of one artifact type."""
+        parse_digest(digest)
+        repo = self.find_repository(validate_name(name))
+        if repo is None:
+            return []
+        query = select(Manifest).where(Manifest.repository_id == repo.id, Manifest.subject_digest == digest)
+        if artifact_type:
+            query = query.where(Manifest.artifact_type == artifact_type)
+        result = []
+        for m in self.session.scalars(query.order_by(Manifest.created_at, Manifest.id)):
+            annotations = json.loads(m.payload).get("annotations") or None
+            result.append(Descriptor(m.media_type, m.digest, m.size, None, annotations, m.artifact_type))
+        return result
+
+    def counts(self) -> dict[str, int]:
+        """Numbers of repositories, manifests and blobs (for metrics and the CLI)."""
+        return {
+            "repositories": self.session.scalar(select(func.count()).select_from(Repository)) or 0,
+            "manifests": self.session.scalar(select(func.count()).select_from(Manifest)) or 0,
+            "blobs": self.session.scalar(select(func.count()).select_from(Blob)) or 0,
+        }
+
+
+def grant(registry: RegistryService, principal: Principal, scopes: list) -> list[dict]:
+    """Token ``access`` claims: what was asked, intersected with what ``principal`` may do."""
+    access = []
+    for scope in scopes:
+        if scope.type == "repository":
+            allowed = registry.allowed_actions(principal, scope.name)
+            wanted = set(ALL_ACTIONS) if "*" in scope.actions else set(scope.actions)
+            access.append(scope.to_claim(wanted & allowed))
+        elif scope.type == "registry" and scope.name == "catalog":
+            access.append(scope.to_claim({"*"} if principal.is_admin and "*" in scope.actions else set()))
+        else:
+            access.append(scope.to_claim(set()))
+    return access

@@ -1,0 +1,466 @@
+"""OCI Distribution v1.1 endpoints under /v2/: thin views over RegistryService and the BlobStore."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from dockyard.errors import Invalid, NotFound, RangeInvalid, TooLarge, Unauthenticated
+from dockyard.oci import mediatypes
+from dockyard.oci.digest import parse_digest
+from dockyard.oci.manifest import build_index
+from dockyard.oci.reference import validate_name
+from dockyard.registry.auth import bearer_challenge, granted_actions
+from dockyard.web.context import RequestContext, endpoint
+from dockyard.web.errors import oci_error_response
+
+PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"^(?P<name>.+)/manifests/(?P<reference>[^/]+)$"), "manifest"),
+    (re.compile(r"^(?P<name>.+)/blobs/uploads/?$"), "upload_start"),
+    (re.compile(r"^(?P<name>.+)/blobs/uploads/(?P<upload>[^/]+)$"), "upload"),
+    (re.compile(r"^(?P<name>.+)/blobs/(?P<digest>[^/]+)$"), "blob"),
+    (re.compile(r"^(?P<name>.+)/tags/list$"), "tags"),
+    (re.compile(r"^(?P<name>.+)/referrers/(?P<digest>[^/]+)$"), "referrers"),
+]
+
+
+class BlobFileResponse(FileResponse):
+    chunk_size = 4 * 1024 * 1024  # 64 KiB chunks cap pulls at a fraction of the disk's speed
+
+
+class AuthChallenge(Unauthenticated):
+    def __init__(self, message: str, headers: dict[str, str]) -> None:
+        super().__init__(message, code="UNAUTHORIZED")
+        self.headers = headers
+
+
+# -- authentication --------------------------------------------------------------------------------
+def authenticate(ctx: RequestContext) -> None:
+    """Read and verify the bearer token, if any; anonymous otherwise."""
+    header = ctx.request.headers.get("authorization", "")
+    if header[:7].lower() == "bearer ":
+        claims = ctx.state.signer.verify(header[7:].strip())
+        ctx.claims = claims
+        ctx.principal = principal_from_claims(claims)
+
+
+def principal_from_claims(claims: dict[str, Any]) -> Any:
+    from dockyard.authz import Principal
+
+    d = claims.get("dockyard") or {}
+    return Principal(
+        kind=d.get("kind", "anonymous"),
+        name=claims.get("sub") or "anonymous",
+        user_id=d.get("uid"),
+        robot_id=d.get("rid"),
+        is_admin=bool(d.get("admin")),
+        via="bearer",
+    )
+
+
+def require(ctx: RequestContext, name: str, action: str) -> None:
+    """401 with a challenge naming the scope unless the token grants ``action`` on ``name``."""
+    if ctx.claims is not None and action in granted_actions(ctx.claims, "repository", name):
+        return
+    scope = f"repository:{name}:{'pull,push' if action == 'push' else action}"
+    error = "insufficient_scope" if ctx.claims is not None else None
+    raise AuthChallenge(
+        "authentication required",
+        {"WWW-Authenticate": bearer_challenge(ctx.state.settings, scope, error)},
+    )
+
+
+def can(ctx: RequestContext, name: str, action: str) -> bool:
+    return ctx.claims is not None and action in granted_actions(ctx.claims, "repository", name)
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def upload_location(name: str, upload_id: str) -> str:
+    return f"/v2/{name}/blobs/uploads/{upload_id}"
+
+
+def upload_headers(name: str, upload_id: str, size: int) -> dict[str, str]:
+    return {
+        "Location": upload_location(name, upload_id),
+        "Range": f"0-{max(size - 1, 0)}",
+        "Docker-Upload-UUID": upload_id,
+        "Content-Length": "0",
+    }
+
+
+def blob_created(name: str, digest: str) -> Response:
+    return Response(
+        status_code=201,
+        headers={
+            "Location": f"/v2/{name}/blobs/{digest}",
+            "Docker-Content-Digest": digest,
+            "Content-Length": "0",
+        },
+    )
+
+
+def body_stream(request: Request) -> AsyncIterator[bytes]:
+    return request.stream()
+
+
+def content_length(request: Request) -> int | None:
+    value = request.headers.get("content-length")
+    if value is None:
+        return None
+    if not value.isdigit():
+        raise Invalid("bad Content-Length", code="SIZE_INVALID")
+    return int(value)
+
+
+def query_digest(request: Request) -> str:
+    digest = request.query_params.get("digest")
+    if not digest:
+        raise Invalid("digest parameter missing", code="DIGEST_INVALID")
+    parse_digest(digest)
+    return digest
+
+
+def parse_n(request: Request) -> int | None:
+    value = request.query_params.get("n")
+    if value is None or value == "":
+        return None
+    if not value.isdigit() or int(value) > 10000:
+        raise Invalid("n must be an integer between 0 and 10000", code="PAGINATION_NUMBER_INVALID")
+    return int(value)
+
+
+# -- views -----------------------------------------------------------------------------------------
+@endpoint(oci_error_response)
+async def base(request: Request, ctx: RequestContext) -> Response:
+    authenticate(ctx)
+    if ctx.claims is None:
+        raise AuthChallenge(
+            "authentication required", {"WWW-Authenticate": bearer_challenge(ctx.state.settings)}
+        )
+    return JSONResponse({}, headers={"Docker-Distribution-API-Version": "registry/2.0"})
+
+
+async def dispatch(request: Request) -> Response:
+    """Route /v2/<name>/... by the path's tail, since names themselves contain slashes."""
+    rest = request.path_params["rest"]
+    if rest in ("_catalog", "_catalog/"):
+        request.scope["dockyard.route"] = "catalog"
+        return await catalog(request)
+    for pattern, kind in PATTERNS:
+        match = pattern.match(rest)
+        if match:
+            request.scope["dockyard.route"] = kind
+            request.scope["path_params"].update(match.groupdict())
+            view = VIEWS.get((kind, request.method))
+            if view is None:
+                return oci_error_response(request, Invalid("method not allowed", code="UNSUPPORTED"))
+            return await view(request)
+    return oci_error_response(request, NotFound("no such endpoint", code="NAME_UNKNOWN"))
+
+
+def _name(request: Request) -> str:
+    return validate_name(request.path_params["name"])
+
+
+@endpoint(oci_error_response)
+async def catalog(request: Request, ctx: RequestContext) -> Response:
+    authenticate(ctx)
+    if ctx.claims is None or "*" not in granted_actions(ctx.claims, "registry", "catalog"):
+        raise AuthChallenge(
+            "authentication required",
+            {
+                "WWW-Authenticate": bearer_challenge(
+                    ctx.state.settings, "registry:catalog:*", "insufficient_scope" if ctx.claims else None
+                )
+            },
+        )
+    n, last = parse_n(request), request.query_params.get("last")
+    names, more = await ctx.run(ctx.registry().catalog, n, last)
+    headers = {}
+    if more and names:
+        headers["Link"] = f'</v2/_catalog?{urlencode({"n": n, "last": names[-1]})}>; rel="next"'
+    return JSONResponse({"repositories": names}, headers=headers)
+
+
+# manifests ---------------------------------------------------------------------------------------
+@endpoint(oci_error_response, write_methods=frozenset({"GET"}))  # a GET records the pull
+async def get_manifest(request: Request, ctx: RequestContext) -> Response:
+    name = _name(request)
+    reference = request.path_params["reference"]
+    authenticate(ctx)
+    require(ctx, name, "pull")
+    registry = ctx.registry()
+
+    def load() -> Any:
+        stored = registry.get_manifest(name, reference)
+        if request.method == "GET":
+            registry.record_pull(name, reference, stored.digest, ctx.actor)
+        return stored
+
+    stored = await ctx.run(load)
+    headers = {
+        "Docker-Content-Digest": stored.digest,
+        "Content-Type": stored.media_type,
+        "Content-Length": str(len(stored.payload)),
+        "ETag": f'"{stored.digest}"',
+    }
+    if request.method == "HEAD":
+        return Response(status_code=200, headers=headers)
+    return Response(stored.payload, status_code=200, headers=headers, media_type=stored.media_type)
+
+
+@endpoint(oci_error_response)
+async def put_manifest(request: Request, ctx: RequestContext) -> Response:
+    name = _name(request)
+    reference = request.path_params["reference"]
+    authenticate(ctx)
+    require(ctx, name, "push")
+    limit = ctx.state.settings.max_manifest_bytes
+    length = content_length(request)
+    if length is not None and length > limit:
+        raise TooLarge(f"manifest larger than {limit} bytes", code="MANIFEST_TOO_LARGE")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise TooLarge(f"manifest larger than {limit} bytes", code="MANIFEST_TOO_LARGE")
+    if length is not None and len(body) != length:
+        raise Invalid("body shorter than Content-Length", code="MANIFEST_INVALID")
+    stored = await ctx.run(
+        ctx.registry().put_manifest,
+        name,
+        reference,
+        bytes(body),
+        request.headers.get("content-type"),
+        ctx.actor,
+    )
+    headers = {
+        "Location": f"/v2/{name}/manifests/{stored.digest}",
+        "Docker-Content-Digest": stored.digest,
+        "Content-Length": "0",
+    }
+    if stored.subject_digest:
+        headers["OCI-Subject"] = stored.subject_digest
+    return Response(status_code=201, headers=headers)
+
+
+@endpoint(oci_error_response)
+async def delete_manifest(request: Request, ctx: RequestContext) -> Response:
+    name = _name(request)
+    authenticate(ctx)
+    require(ctx, name, "delete")
+    await ctx.run(ctx.registry().delete_manifest, name, request.path_params["reference"], ctx.actor)
+    return Response(status_code=202, headers={"Content-Length": "0"})
+
+
+# blobs -------------------------------------------------------------------------------------------
+@endpoint(oci_error_response)
+async def get_blob(request: Request, ctx: RequestContext) -> Response:
+    name = _name(request)
+    digest = request.path_params["digest"]
+    parse_digest(digest)
+    authenticate(ctx)
+    require(ctx, name, "pull")
+    size = await ctx.run(ctx.registry().blob_size, name, digest)
+    headers = {"Docker-Content-Digest": digest, "ETag": f'"{digest}"', "Cache-Control": "max-age=31536000"}
+    path = ctx.state.blobs.local_path(digest)
+    if path is not None:
+        if not path.exists():
+            raise NotFound("blob unknown to registry", code="BLOB_UNKNOWN")
+        return BlobFileResponse(path, media_type="application/octet-stream", headers=headers)
+    headers["Content-Length"] = str(size)
+    if request.method == "HEAD":
+        return Response(status_code=200, headers=headers, media_type="application/octet-stream")
+    return StreamingResponse(
+        ctx.state.blobs.iter_range(digest, 0, size - 1),
+        headers=headers,
+        media_type="application/octet-stream",
+    )
+
+
+@endpoint(oci_error_response)
+async def delete_blob(request: Request, ctx: RequestContext) -> Response:
+    name = _name(request)
+    digest = request.path_params["digest"]
+    parse_digest(digest)
+    authenticate(ctx)
+    require(ctx, name, "delete")
+    await ctx.run(ctx.registry().delete_blob, name, digest, ctx.actor)
+    return Response(status_code=202, headers={"Content-Length": "0"})
+
+
+# uploads -----------------------------------------------------------------------------------------
+@endpoint(oci_error_response)
+async def start_upload(request: Request, ctx: RequestContext) -> Response:
+    name = _name(request)
+    authenticate(ctx)
+    require(ctx, name, "push")
+    params = request.query_params
+    registry = ctx.registry()
+    mount, source = params.get("mount"), params.get("from")
+    if mount:
+        parse_digest(mount)
+        if source and can(ctx, source, "pull"):
+            size = await ctx.run(registry.mount_blob, name, source, mount, ctx.actor)
+            if size is not None:
+                return blob_created(name, mount)
+        # Not mountable (unknown, or not readable by this user): an ordinary upload session instead.
+    await ctx.run(registry.ensure_repository, name, ctx.actor)
+    upload_id = str(uuid.uuid4())
+    blobs = ctx.state.blobs
+    await ctx.run(blobs.start_upload, upload_id, name)
+    if params.get("digest") is not None and not mount:
+        digest = query_digest(request)
+        size = await blobs.append(upload_id, 0, body_stream(request), expected_length=content_length(request))
+        await finish_upload(ctx, name, upload_id, digest, size)
+        return blob_created(name, digest)
+    return Response(status_code=202, headers=upload_headers(name, upload_id, 0))
+
+
+async def finish_upload(ctx: RequestContext, name: str, upload_id: str, digest: str, size: int) -> None:
+    blobs = ctx.state.blobs
+    try:
+        await ctx.run(blobs.commit, upload_id, digest, size)
+    except Invalid:
+        await ctx.run(blobs.discard_upload, upload_id)  # a wrong digest ends the session: nothing is kept
+        raise
+    await ctx.run(ctx.registry().record_blob, name, digest, size, ctx.actor)
+
+
+def _upload(ctx: RequestContext, request: Request) -> tuple[str, str, int]:
+    name = _name(request)
+    authenticate(ctx)
+    require(ctx, name, "push")
+    upload_id = request.path_params["upload"]
+    size = ctx.state.blobs.upload_size(upload_id) if _valid_upload_id(upload_id) else None
+    if size is None or ctx.state.blobs.upload_owner(upload_id) != name:
+        raise NotFound("upload unknown", code="BLOB_UPLOAD_UNKNOWN", detail={"upload": upload_id})
+    return name, upload_id, size
+
+
+def _valid_upload_id(upload_id: str) -> bool:
+    try:
+        uuid.UUID(upload_id)
+    except ValueError:
+        return False
+    return True
+
+
+def _parse_content_range(value: str) -> tuple[int, int]:
+    match = re.fullmatch(r"(?:bytes[ =])?(\d+)-(\d+)(?:/\d+|/\*)?", value.strip())
+    if not match:
+        raise RangeInvalid(f"bad Content-Range {value!r}")
+    start, end = int(match.group(1)), int(match.group(2))
+    if end < start:
+        raise RangeInvalid(f"bad Content-Range {value!r}")
+    return start, end
+
+
+@endpoint(oci_error_response)
+async def patch_upload(request: Request, ctx: RequestContext) -> Response:
+    name, upload_id, size = _upload(ctx, request)
+    length = content_length(request)
+    content_range = request.headers.get("content-range")
+    if content_range:
+        start, end = _parse_content_range(content_range)
+        if start != size:
+            exc = RangeInvalid(f"chunk starts at {start}, upload has {size} bytes")
+            exc.headers = {
+                k: v for k, v in upload_headers(name, upload_id, size).items() if k != "Content-Length"
+            }
+            raise exc
+        if length is not None and length != end - start + 1:
+            raise RangeInvalid("Content-Range does not match Content-Length")
+    new_size = await ctx.state.blobs.append(upload_id, size, body_stream(request), expected_length=length)
+    return Response(status_code=202, headers=upload_headers(name, upload_id, new_size))
+
+
+@endpoint(oci_error_response)
+async def put_upload(request: Request, ctx: RequestContext) -> Response:
+    name, upload_id, size = _upload(ctx, request)
+    digest = query_digest(request)
+    length = content_length(request)
+    content_range = request.headers.get("content-range")
+    if content_range and _parse_content_range(content_range)[0] != size:
+        raise RangeInvalid("chunk does not start at the end of the upload")
+    if length or length is None:
+        size = await ctx.state.blobs.append(upload_id, size, body_stream(request), expected_length=length)
+    await finish_upload(ctx, name, upload_id, digest, size)
+    return blob_created(name, digest)
+
+
+@endpoint(oci_error_response)
+async def get_upload(request: Request, ctx: RequestContext) -> Response:
+    name, upload_id, size = _upload(ctx, request)
+    ctx.state.blobs.touch_upload(upload_id)
+    return Response(status_code=204, headers=upload_headers(name, upload_id, size))
+
+
+@endpoint(oci_error_response)
+async def delete_upload(request: Request, ctx: RequestContext) -> Response:
+    _, upload_id, _ = _upload(ctx, request)
+    await ctx.run(ctx.state.blobs.discard_upload, upload_id)
+    return Response(status_code=204, headers={"Content-Length": "0"})
+
+
+# discovery ---------------------------------------------------------------------------------------
+@endpoint(oci_error_response)
+async def list_tags(request: Request, ctx: RequestContext) -> Response:
+    name = _name(request)
+    authenticate(ctx)
+    require(ctx, name, "pull")
+    n, last = parse_n(request), request.query_params.get("last")
+    tags, more = await ctx.run(ctx.registry().list_tags, name, n, last)
+    headers = {}
+    if more and tags:
+        headers["Link"] = f'</v2/{name}/tags/list?{urlencode({"n": n, "last": tags[-1]})}>; rel="next"'
+    return JSONResponse({"name": name, "tags": tags}, headers=headers)
+
+
+@endpoint(oci_error_response)
+async def referrers(request: Request, ctx: RequestContext) -> Response:
+    name = _name(request)
+    digest = request.path_params["digest"]
+    parse_digest(digest)
+    authenticate(ctx)
+    require(ctx, name, "pull")
+    artifact_type = request.query_params.get("artifactType")
+    descriptors = await ctx.run(ctx.registry().referrers, name, digest, artifact_type)
+    headers = {"Content-Type": mediatypes.OCI_INDEX}
+    if artifact_type:
+        headers["OCI-Filters-Applied"] = "artifactType"
+    return Response(build_index(descriptors), headers=headers, media_type=mediatypes.OCI_INDEX)
+
+
+VIEWS: dict[tuple[str, str], Any] = {
+    ("manifest", "GET"): get_manifest,
+    ("manifest", "HEAD"): get_manifest,
+    ("manifest", "PUT"): put_manifest,
+    ("manifest", "DELETE"): delete_manifest,
+    ("blob", "GET"): get_blob,
+    ("blob", "HEAD"): get_blob,
+    ("blob", "DELETE"): delete_blob,
+    ("upload_start", "POST"): start_upload,
+    ("upload", "PATCH"): patch_upload,
+    ("upload", "PUT"): put_upload,
+    ("upload", "GET"): get_upload,
+    ("upload", "DELETE"): delete_upload,
+    ("tags", "GET"): list_tags,
+    ("referrers", "GET"): referrers,
+}
+
+routes = [
+    Route("/v2/", base, methods=["GET", "HEAD"]),
+    Route("/v2", base, methods=["GET", "HEAD"]),
+    Route("/v2/{rest:path}", dispatch, methods=["GET", "HEAD", "PUT", "POST", "PATCH", "DELETE"]),
+]
+
+__all__ = ["json", "quote", "routes"]

@@ -1,0 +1,66 @@
+"""Local-filesystem blob driver: the default."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class LocalDriver:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        if key.startswith("/") or ".." in key.split("/"):
+            raise ValueError(f"bad storage key {key!r}")
+        return self.root / key
+
+    def put_file(self, key: str, source: Path) -> None:
+        target = self._path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # rename(2) is atomic: a concurrent reader sees the old file, the new one, or nothing.
+        os.replace(source, target)
+        fsync_dir(target.parent)
+
+    def size(self, key: str) -> int | None:
+        try:
+            return self._path(key).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def open(self, key: str) -> BinaryIO:
+        return self._path(key).open("rb")
+
+    def local_path(self, key: str) -> Path | None:
+        return self._path(key)
+
+    def delete(self, key: str) -> bool:
+        try:
+            self._path(key).unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
+    def list_keys(self, prefix: str = "") -> Iterator[tuple[str, float]]:
+        base = self._path(prefix) if prefix else self.root
+        if not base.exists():
+            return
+        for dirpath, _dirs, files in os.walk(base):
+            for name in files:
+                full = Path(dirpath) / name
+                try:
+                    mtime = full.stat().st_mtime
+                except FileNotFoundError:
+                    continue
+                yield str(full.relative_to(self.root)), mtime

@@ -1,0 +1,83 @@
+"""create_app(settings): builds the services once, mounts routes and middleware."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Mount, Route
+
+from dockyard.config import Settings
+from dockyard.db import make_engine, make_session_factory, migrate
+from dockyard.events import EventBus
+from dockyard.registry import auth_views
+from dockyard.registry import views as registry_views
+from dockyard.registry.auth import TokenSigner
+from dockyard.storage.blobstore import BlobStore
+from dockyard.storage.local import LocalDriver
+from dockyard.web.context import AppState
+from dockyard.web.observability import Metrics, ObservabilityMiddleware
+
+
+def build_state(settings: Settings, *, run_migrations: bool = True) -> AppState:
+    """Engine, blob store, event bus and token signer for one process."""
+    data = Path(settings.data_dir)
+    data.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url)
+    if run_migrations:
+        migrate(engine)
+    blobs = BlobStore(LocalDriver(data / "storage"), data / "uploads")
+    signer = TokenSigner.from_dir(
+        data / "keys", issuer=settings.public_url, service=settings.service_name, ttl=settings.token_ttl
+    )
+    bus = EventBus()
+    return AppState(settings, engine, make_session_factory(engine), blobs, bus, signer)
+
+
+def create_app(settings: Settings, *, state: AppState | None = None) -> Starlette:
+    """The ASGI application."""
+    state = state or build_state(settings)
+    metrics = Metrics(lambda: sum(1 for _ in state.blobs.list_uploads()))
+
+    async def healthz(request: Request) -> Response:
+        def check() -> None:
+            with state.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+
+        import asyncio
+
+        try:
+            await asyncio.to_thread(check)
+        except Exception as exc:  # report, don't crash: this is what load balancers poll
+            return JSONResponse({"status": "unhealthy", "database": str(exc)[:200]}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    async def metrics_view(request: Request) -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    from dockyard.accounts import views as account_views
+
+    routes = [
+        Route("/healthz", healthz),
+        Route("/metrics", metrics_view),
+        *auth_views.routes,
+        *registry_views.routes,
+        Mount("/api/v1", routes=account_views.routes),
+    ]
+    app = Starlette(routes=routes)
+    app.state.dockyard = state
+    app.add_middleware(ObservabilityMiddleware, metrics=metrics)
+    logging.getLogger("dockyard").setLevel(settings.log_level.upper())
+    return app
+
+
+def app_from_env() -> Starlette:
+    """Factory for the ASGI server (granian --factory): reads the environment once."""
+    settings = Settings.from_env()
+    logging.basicConfig(level=settings.log_level.upper(), format="%(message)s")
+    return create_app(settings, state=build_state(settings, run_migrations=False))

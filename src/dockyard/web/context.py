@@ -1,0 +1,138 @@
+"""The edge: one request, one database transaction, one place where errors become responses.
+
+Views receive a RequestContext. Database work runs in worker threads on the request's session; the
+transaction is opened lazily (so a blob upload streams its body before touching the database), committed
+by the edge, and only then are after-commit subscribers (email, jobs) run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.requests import Request
+from starlette.responses import Response
+
+from dockyard.accounts.services import AccountService
+from dockyard.authz import ANONYMOUS, Principal
+from dockyard.config import Settings
+from dockyard.errors import DockyardError
+from dockyard.events import Actor, EventBus
+from dockyard.registry.auth import TokenSigner
+from dockyard.registry.services import RegistryService
+from dockyard.storage.blobstore import BlobStore
+
+log = logging.getLogger("dockyard.web")
+T = TypeVar("T")
+
+
+@dataclass
+class AppState:
+    """Everything create_app builds once and every request shares."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    blobs: BlobStore
+    bus: EventBus
+    signer: TokenSigner
+
+
+class RequestContext:
+    def __init__(self, state: AppState, request: Request, *, write: bool) -> None:
+        self.state = state
+        self.request = request
+        self.write = write
+        self._session: Session | None = None
+        self.principal: Principal = ANONYMOUS
+        self.claims: dict[str, Any] | None = None
+
+    @property
+    def session(self) -> Session:
+        if self._session is None:
+            self._session = self.state.sessions()
+            # SQLite: a writing request takes the write lock when its transaction begins, not halfway.
+            self._session.connection(execution_options={"sqlite_write": self.write})
+        return self._session
+
+    @property
+    def actor(self) -> Actor:
+        client = self.request.client
+        p = self.principal
+        return Actor(
+            user_id=p.user_id,
+            name=p.name,
+            ip=client.host if client else None,
+            user_agent=self.request.headers.get("user-agent"),
+            kind=p.kind,
+        )
+
+    def registry(self) -> RegistryService:
+        return RegistryService(self.session, self.state.blobs, self.state.bus, self.state.settings)
+
+    def accounts(self) -> AccountService:
+        return AccountService(self.session, self.state.bus)
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run blocking (database) work in a worker thread, inside this request's transaction."""
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    def _commit(self) -> list[Any]:
+        if self._session is None:
+            return []
+        events = self._session.info.pop("after_commit", [])
+        self._session.commit()
+        return events
+
+    def _close(self, rollback: bool) -> None:
+        if self._session is not None:
+            if rollback:
+                self._session.rollback()
+            self._session.close()
+            self._session = None
+
+
+ErrorRenderer = Callable[[Request, DockyardError], Response]
+View = Callable[[Request, RequestContext], Awaitable[Response]]
+
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def endpoint(
+    render_error: ErrorRenderer, *, write_methods: frozenset[str] = WRITE_METHODS
+) -> Callable[[View], Callable]:
+    """Wrap a view in the request transaction and the protocol's error mapping."""
+
+    def decorate(view: View) -> Callable[[Request], Awaitable[Response]]:
+        @functools.wraps(view)
+        async def handler(request: Request) -> Response:
+            state: AppState = request.app.state.dockyard
+            is_write = request.method in write_methods
+            ctx = RequestContext(state, request, write=is_write)
+            try:
+                response = await view(request, ctx)
+                events = await asyncio.to_thread(ctx._commit)
+            except DockyardError as exc:
+                await asyncio.to_thread(ctx._close, True)
+                return render_error(request, exc)
+            except BaseException:
+                await asyncio.to_thread(ctx._close, True)
+                raise
+            await asyncio.to_thread(ctx._close, False)
+            if events:
+                try:
+                    state.bus.run_after_commit(events)
+                except Exception:  # the request succeeded; a failing notifier must not undo that
+                    log.exception("after-commit handler failed")
+            return response
+
+        return handler
+
+    return decorate

@@ -1,0 +1,59 @@
+"""The one place where domain errors become responses, in each protocol's own format."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from dockyard.errors import DockyardError, Forbidden, Invalid, NotFound, TooLarge, Unauthenticated
+from dockyard.registry.auth import bearer_challenge
+from dockyard.registry.errors import oci_error
+
+
+def oci_error_response(request: Request, exc: DockyardError) -> Response:
+    """``{"errors":[{code,message,detail}]}`` with the spec's status, plus a Bearer challenge on 401."""
+    status, code, message = oci_error(exc)
+    body: dict[str, Any] = {"code": code, "message": message}
+    if exc.detail is not None:
+        body["detail"] = exc.detail
+    headers = dict(getattr(exc, "headers", None) or {})
+    if status == 401 and "www-authenticate" not in {k.lower() for k in headers}:
+        headers["WWW-Authenticate"] = bearer_challenge(request.app.state.dockyard.settings)
+    response = JSONResponse({"errors": [body]}, status_code=status, headers=headers)
+    if request.method == "HEAD":
+        return Response(status_code=status, headers=dict(response.headers))
+    return response
+
+
+_API_STATUS: list[tuple[type[DockyardError], int]] = [
+    (Unauthenticated, 401),
+    (Forbidden, 403),
+    (NotFound, 404),
+    (TooLarge, 413),
+    (Invalid, 400),
+]
+
+
+def api_error_response(request: Request, exc: DockyardError) -> Response:
+    """JSON API errors: ``{"error": {"code", "message", "detail"}}``."""
+    from dockyard.errors import Conflict
+
+    status = (
+        409 if isinstance(exc, Conflict) else next((s for cls, s in _API_STATUS if isinstance(exc, cls)), 400)
+    )
+    body: dict[str, Any] = {"code": exc.code, "message": exc.message}
+    if exc.detail is not None:
+        body["detail"] = exc.detail
+    headers = {"WWW-Authenticate": 'Basic realm="dockyard"'} if status == 401 else None
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+def token_error_response(request: Request, exc: DockyardError) -> Response:
+    """Token endpoint errors, in the registry envelope docker clients print."""
+    status, code, message = oci_error(exc)
+    if isinstance(exc, Invalid):
+        status, code = 400, "UNSUPPORTED" if exc.code not in ("invalid_scope",) else "DENIED"
+    headers = {"WWW-Authenticate": 'Basic realm="dockyard"'} if status == 401 else None
+    return JSONResponse({"errors": [{"code": code, "message": message}]}, status_code=status, headers=headers)

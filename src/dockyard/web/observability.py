@@ -1,0 +1,109 @@
+"""One structured log line per request, and Prometheus metrics, as a pure ASGI middleware.
+
+A pure ASGI middleware (not BaseHTTPMiddleware) so blob bodies and ``pathsend`` pass straight through.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("dockyard.access")
+
+
+class Metrics:
+    def __init__(self, open_uploads: Callable[[], int]) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "dockyard_http_requests",
+            "HTTP requests by route, method and status",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.bytes_in = Counter(
+            "dockyard_http_received_bytes", "Request body bytes received", ["route"], registry=self.registry
+        )
+        self.bytes_out = Counter(
+            "dockyard_http_sent_bytes", "Response body bytes sent", ["route"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "dockyard_http_request_duration_seconds", "Request duration", ["route"], registry=self.registry
+        )
+        uploads = Gauge(
+            "dockyard_upload_sessions_open", "Blob upload sessions in progress", registry=self.registry
+        )
+        uploads.set_function(lambda: float(open_uploads()))
+
+
+class ObservabilityMiddleware:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        info: dict[str, Any] = {"status": 500, "in": 0, "out": 0, "length": None}
+
+        async def counting_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                info["in"] += len(message.get("body", b""))
+            return message
+
+        async def counting_send(message: Message) -> None:
+            kind = message["type"]
+            if kind == "http.response.start":
+                info["status"] = message["status"]
+                for key, value in message.get("headers", []):
+                    if key.lower() == b"content-length":
+                        info["length"] = int(value)
+            elif kind == "http.response.body":
+                info["out"] += len(message.get("body", b""))
+            elif kind == "http.response.pathsend" and info["length"] is not None:
+                info["out"] += info["length"]
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, counting_send)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("dockyard.route") or _route_of(scope)
+            status = str(info["status"])
+            m = self.metrics
+            m.requests.labels(route, scope["method"], status).inc()
+            m.bytes_in.labels(route).inc(info["in"])
+            m.bytes_out.labels(route).inc(info["out"])
+            m.latency.labels(route).observe(elapsed)
+            client = scope.get("client")
+            headers = dict(scope.get("headers") or [])
+            log.info(
+                json.dumps(
+                    {
+                        "method": scope["method"],
+                        "path": scope["path"],
+                        "route": route,
+                        "status": info["status"],
+                        "ms": round(elapsed * 1000, 2),
+                        "bytes_in": info["in"],
+                        "bytes_out": info["out"],
+                        "ip": client[0] if client else None,
+                        "ua": headers.get(b"user-agent", b"").decode("latin-1")[:200],
+                    }
+                )
+            )
+
+
+def _route_of(scope: Scope) -> str:
+    path: str = scope.get("path", "")
+    if path.startswith("/v2"):
+        return "v2"
+    return "/" + path.strip("/").split("/", 1)[0]
