@@ -282,7 +282,7 @@ class RegistryService:
                 .where(RepositoryBlob.repository_id == repo.id, RepositoryBlob.digest.in_(set(wanted)))
                 .with_for_update(read=True)
             )
-            present = dict(rows.tuples())
+            present = {digest: size for digest, size in rows}
             for desc in ([parsed.config] if parsed.config else []) + parsed.layers:
                 if desc.digest in set(wanted) and desc.digest not in present:
                     raise Invalid(

@@ -1,0 +1,42 @@
+# The two commands: `make run` and `make test`. Everything else is a helper of theirs.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: run test test-sqlite test-postgres lint deps system-deps bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+deps: $(STAMP)
+
+## Start dockyard on the embedded defaults: SQLite and blobs under ./var, http://127.0.0.1:5000
+run: deps
+	$(BIN)/dockyard serve
+
+system-deps:
+	scripts/install-test-deps.sh
+
+lint: deps
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+## Install everything the tests need, then run the whole suite on SQLite and on PostgreSQL.
+test: deps system-deps lint test-sqlite test-postgres
+
+test-sqlite: deps
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-postgres: deps
+	DOCKYARD_TEST_DATABASE_URL=$$(scripts/start-postgres.sh) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: deps
+	$(BIN)/python benchmarks/registry_bench.py
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite drives (registry clients, image builders, PostgreSQL,
+# the reference registry for benchmarks). Needs root; without it, only checks and reports.
+set -euo pipefail
+packages=(skopeo podman buildah umoci mmdebstrap postgresql docker-registry uidmap fuse-overlayfs tar gzip zstd)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing Debian packages (run as root to install): ${missing[*]}" >&2
+  exit 1
+fi
+# Installing docker-registry or postgresql would start system services on public ports: block that.
+policy=/usr/sbin/policy-rc.d
+created_policy=0
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; created_policy=1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+[ "$created_policy" -eq 1 ] && rm -f "$policy"
+exit 0

@@ -1,0 +1,139 @@
+"""Shared fixtures: a database (SQLite by default, PostgreSQL with DOCKYARD_TEST_DATABASE_URL), savepoint
+rollback for service tests, an in-process app for protocol tests, and a live server for real clients."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+from starlette.testclient import TestClient
+
+from dockyard.config import Settings
+from dockyard.db import make_engine, make_session_factory, migrate
+from dockyard.events import EventBus
+from dockyard.models import metadata
+from dockyard.registry.auth import TokenSigner
+from dockyard.storage.blobstore import BlobStore
+from dockyard.storage.local import LocalDriver
+from dockyard.web.app import create_app
+from dockyard.web.context import AppState
+
+PG_URL = os.environ.get("DOCKYARD_TEST_DATABASE_URL", "")
+
+
+def _fresh_database_url(tmp: Path, label: str) -> str:
+    """A new empty database: a SQLite file, or a new PostgreSQL database beside the test one."""
+    if not PG_URL:
+        return f"sqlite:///{tmp / (label + '.db')}"
+    name = f"dockyard_{label}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return PG_URL.rsplit("/", 1)[0] + "/" + name
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return _fresh_database_url(tmp_path_factory.mktemp("db"), "tests")
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url)
+    migrate(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def db_session(engine: Engine) -> Iterator[Session]:
+    """A session whose every change is rolled back after the test (services may commit savepoints)."""
+    conn = engine.connect()
+    outer = conn.begin()
+    session = Session(bind=conn, join_transaction_mode="create_savepoint", expire_on_commit=False)
+    try:
+        yield session
+    finally:
+        session.close()
+        outer.rollback()
+        conn.close()
+
+
+@pytest.fixture
+def bus() -> EventBus:
+    return EventBus()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(
+        listen="127.0.0.1:5999",
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        admin_password="admin-pass-1",
+    )
+
+
+def _truncate_all(engine: Engine) -> None:
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            names = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        else:
+            for table in reversed(metadata.sorted_tables):
+                conn.execute(table.delete())
+
+
+@pytest.fixture
+def app_state(settings: Settings, engine: Engine) -> Iterator[AppState]:
+    """Application state on the shared test database; the tables are emptied after the test."""
+    data = settings.data_dir
+    data.mkdir(parents=True, exist_ok=True)
+    state = AppState(
+        settings=settings,
+        engine=engine,
+        sessions=make_session_factory(engine),
+        blobs=BlobStore(LocalDriver(data / "storage"), data / "uploads"),
+        bus=EventBus(),
+        signer=TokenSigner.from_dir(data / "keys", issuer=settings.public_url, service="dockyard", ttl=300),
+    )
+    try:
+        yield state
+    finally:
+        _truncate_all(engine)
+
+
+@pytest.fixture
+def app(settings: Settings, app_state: AppState):
+    return create_app(settings, state=app_state)
+
+
+@pytest.fixture
+def client(app) -> Iterator[TestClient]:
+    with TestClient(app, base_url="http://127.0.0.1:5999") as c:
+        yield c
+
+
+@pytest.fixture
+def fresh_database_url(tmp_path: Path) -> str:
+    """An empty database of its own (for live servers and migration tests)."""
+    return _fresh_database_url(tmp_path, "own")
+
+
+@pytest.fixture
+def live_server(tmp_path: Path, fresh_database_url: str) -> Iterator:
+    """A dockyard server process on a free loopback port with its own data and database."""
+    from tests.support.live import LiveServer
+
+    server = LiveServer(tmp_path / "live-data", fresh_database_url).start()
+    try:
+        yield server
+    finally:
+        server.stop()
