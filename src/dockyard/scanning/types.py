@@ -1,0 +1,75 @@
+"""Plain data shared by the scanner's parts: what the indexer finds and what the matcher reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class Ecosystem(StrEnum):
+    """OSV ecosystem names (the distro ones get the release appended: ``Debian:12``, ``Alpine:v3.19``)."""
+
+    DEBIAN = "Debian"
+    ALPINE = "Alpine"
+    RPM = "RPM"  # the OSV ecosystem depends on the distro (Red Hat, Rocky Linux, AlmaLinux, ...)
+    PYPI = "PyPI"
+    NPM = "npm"
+    GO = "Go"
+    MAVEN = "Maven"
+
+
+@dataclass(frozen=True)
+class OSInfo:
+    """What /etc/os-release (and debian_version, alpine-release) say."""
+
+    id: str  # debian | alpine | ubuntu | rhel | rocky | almalinux | fedora | centos | ...
+    version_id: str  # 12 | 3.19.1 | 9.3
+    pretty_name: str = ""
+    codename: str = ""
+
+    @property
+    def osv_ecosystem(self) -> str | None:
+        """``Debian:12``, ``Alpine:v3.19``, ... or None when the distro has no OSV feed we read."""
+        if self.id == "debian" and self.version_id:
+            return f"Debian:{self.version_id.split('.')[0]}"
+        if self.id == "alpine" and self.version_id:
+            major_minor = ".".join(self.version_id.split(".")[:2])
+            return f"Alpine:v{major_minor}"
+        return None
+
+
+@dataclass(frozen=True)
+class Component:
+    """One installed package found in an image."""
+
+    name: str
+    version: str
+    ecosystem: str  # an Ecosystem value
+    purl: str
+    layer_digest: str  # the layer that introduced it (the last layer that wrote its record)
+    path: str  # the file it was read from, e.g. var/lib/dpkg/status or .../METADATA
+    source_name: str | None = None  # Debian Source:, Alpine origin, RPM source rpm name
+    source_version: str | None = None
+    arch: str | None = None
+    # Files the package owns (OS packages): language packages found under these are attributed to the
+    # OS package and not listed again.
+    owned_files: frozenset[str] = field(default_factory=frozenset, compare=False, repr=False)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.ecosystem, self.name, self.version)
+
+
+class UnsafeInput(Exception):  # noqa: N818 - reads better at the raise site
+    """A layer or image that cannot be indexed safely (bomb, traversal, truncation, absurd sizes)."""
+
+
+@dataclass
+class ImageIndex:
+    """The result of indexing one image (one platform)."""
+
+    os: OSInfo | None
+    components: list[Component]
+    layers: list[str]  # layer digests in order
+    platform: str | None = None  # e.g. linux/amd64
+    warnings: list[str] = field(default_factory=list)
