@@ -87,6 +87,12 @@ class BlobStore:
             raise Invalid("bad upload id", code="BLOB_UPLOAD_INVALID")
         return self.upload_dir / upload_id / "data"
 
+    def _session_dir(self, upload_id: str) -> Path:
+        # Any single entry of upload_dir (gc passes the names it listed), never a path out of it.
+        if upload_id in ("", ".", "..") or "/" in upload_id or "\0" in upload_id:
+            raise Invalid("bad upload id", code="BLOB_UPLOAD_INVALID")
+        return self.upload_dir / upload_id
+
     def start_upload(self, upload_id: str, owner: str) -> None:
         """Create the staging file of a new upload session belonging to repository ``owner``."""
         path = self._upload_file(upload_id)
@@ -98,9 +104,10 @@ class BlobStore:
 
     def discard_upload(self, upload_id: str) -> None:
         """Forget an upload session and its staged bytes."""
+        session_dir = self._session_dir(upload_id)
         with self._lock:
             self._hash_states.pop(upload_id, None)
-        shutil.rmtree(self.upload_dir / upload_id, ignore_errors=True)
+        shutil.rmtree(session_dir, ignore_errors=True)
 
     def list_uploads(self) -> Iterator[tuple[str, float]]:
         """Yield (upload id, mtime) of every staged upload directory."""
@@ -207,8 +214,8 @@ class BlobStore:
     def upload_owner(self, upload_id: str) -> str | None:
         """The repository an upload session was opened for."""
         try:
-            return (self.upload_dir / upload_id / "owner").read_text()
-        except (FileNotFoundError, NotADirectoryError):
+            return (self._session_dir(upload_id) / "owner").read_text()
+        except (Invalid, FileNotFoundError, NotADirectoryError):
             return None
 
     def upload_size(self, upload_id: str) -> int | None:
@@ -221,7 +228,7 @@ class BlobStore:
     def touch_upload(self, upload_id: str) -> None:
         """Mark an upload as recently active (gc expires idle ones)."""
         with contextlib.suppress(FileNotFoundError):
-            os.utime(self.upload_dir / upload_id, (time.time(), time.time()))
+            os.utime(self._session_dir(upload_id), (time.time(), time.time()))
 
 
 def _open_at(path: Path, offset: int) -> BinaryIO:
