@@ -17,6 +17,8 @@ from dockyard.scanning.types import Component
 class DetectorResult:
     components: list[Component] = field(default_factory=list)
     owned: dict[str, str] = field(default_factory=dict)  # path (no leading slash) -> owning OS package
+    # Things the detector could not read but the scan report should mention (e.g. an old Go binary format).
+    warnings: list[str] = field(default_factory=list)
 
 
 @runtime_checkable
