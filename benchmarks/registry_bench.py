@@ -10,7 +10,8 @@ with the same clients, and prints every figure with the ratio dockyard / Distrib
 3. manifest push: N distinct OCI image manifests (default 1000), each referencing one tiny pre-pushed config
    blob and one tiny layer blob, PUT by tag from one keep-alive httpx.Client shared by a few threads, in
    manifests/s;
-4. manifest pull: GET of those manifests by tag, same client, in manifests/s (each body compared with what was pushed);
+4. manifest pull: GET of those manifests by tag, same client, in manifests/s (bodies compared with the pushed
+   ones);
 5. concurrent image pull: C parallel clients (default 16), each fetching one image's manifest with httpx and
    then its config and layers (default 100 MiB in 4 tar layers) with one curl over one connection, as
    aggregate MB/s (all bytes / time until the last client finishes).
