@@ -748,6 +748,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitStack) -> int:
+    load_before = os.getloadavg()
+    if load_before[0] > (os.cpu_count() or 1) / 2:
+        log(f"warning: load average {load_before[0]:.1f} on {os.cpu_count()} CPUs; figures will be noisy")
     password = base64.urlsafe_b64encode(os.urandom(12)).decode()
     servers = start_servers(args, password, tmp, stack)
     t0 = time.perf_counter()
@@ -852,6 +855,8 @@ def run(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitStack) -> int
             "environment": {
                 "platform": platform.platform(),
                 "cpus": os.cpu_count(),
+                "loadavg_before": load_before,
+                "loadavg_after": os.getloadavg(),
                 "python": platform.python_version(),
                 "curl": tool_version(["curl", "--version"]),
                 DISTRIBUTION: (
