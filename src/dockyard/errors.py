@@ -34,6 +34,12 @@ class Unauthenticated(DockyardError):
     code = "UNAUTHORIZED"
 
 
+class LoginFailed(Unauthenticated):
+    """Wrong credentials: the request fails, but its audit row of the failed login is kept."""
+
+    keep_writes = True
+
+
 class Invalid(DockyardError):
     code = "INVALID"
 

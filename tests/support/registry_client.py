@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -128,3 +129,154 @@ class RegistryClient:
             "pull",
             headers={"Accept": f"{OCI_MANIFEST}, {OCI_INDEX}"},
         )
+
+
+# -- helpers for protocol tests (token requests, assertions, a per-test guard) ----------------------------
+OCI_ERROR_CODES = frozenset(
+    {
+        "BLOB_UNKNOWN",
+        "BLOB_UPLOAD_INVALID",
+        "BLOB_UPLOAD_UNKNOWN",
+        "DIGEST_INVALID",
+        "MANIFEST_BLOB_UNKNOWN",
+        "MANIFEST_INVALID",
+        "MANIFEST_UNKNOWN",
+        "NAME_INVALID",
+        "NAME_UNKNOWN",
+        "SIZE_INVALID",
+        "UNAUTHORIZED",
+        "DENIED",
+        "UNSUPPORTED",
+        "TOOMANYREQUESTS",
+        # Not in the spec's table, but used by registries for these cases.
+        "TAG_INVALID",
+        "PAGINATION_NUMBER_INVALID",
+        "RANGE_INVALID",
+        "MANIFEST_TOO_LARGE",
+    }
+)
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
+DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+OCI_EMPTY = "application/vnd.oci.empty.v1+json"
+EMPTY_JSON = b"{}"
+
+
+def request_token(
+    http: Any,
+    scopes: list[str] | str = (),
+    username: str | None = None,
+    password: str | None = None,
+    *,
+    service: str | None = "dockyard",
+    headers: dict[str, str] | None = None,
+) -> httpx.Response:
+    """GET /token with optional Basic credentials; returns the raw response."""
+    scopes = [scopes] if isinstance(scopes, str) else list(scopes)
+    params = ([("service", service)] if service else []) + [("scope", s) for s in scopes]
+    auth = (username, password or "") if username is not None else None
+    return http.get("/token", params=params, auth=auth, headers=headers)
+
+
+def get_token(
+    http: Any, scopes: list[str] | str = (), username: str | None = None, password: str | None = None
+):
+    """A bearer token for ``scopes``; fails the test when the token endpoint refuses."""
+    r = request_token(http, scopes, username, password)
+    assert r.status_code == 200, r.text
+    return r.json()["token"]
+
+
+def bearer(token: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}", **(extra or {})}
+
+
+def decode_token(token: str) -> dict[str, Any]:
+    """The claims of a registry token, without checking its signature (what tests inspect)."""
+    import jwt
+
+    return jwt.decode(token, options={"verify_signature": False})
+
+
+def access_of(token: str) -> dict[tuple[str, str], list[str]]:
+    """``{(type, name): actions}`` of a token's ``access`` claim."""
+    return {(a["type"], a["name"]): a["actions"] for a in decode_token(token)["access"]}
+
+
+def assert_oci_error(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The response is ``status`` with an OCI error envelope whose first error is ``code``."""
+    assert response.status_code == status, (response.status_code, response.text)
+    body = response.json()
+    assert set(body) == {"errors"}, body
+    assert len(body["errors"]) == 1, body
+    error = body["errors"][0]
+    assert error["code"] == code, body
+    assert isinstance(error["message"], str) and error["message"], body
+    assert set(error) <= {"code", "message", "detail"}, body
+    return error
+
+
+def assert_api_error(response: httpx.Response, status: int, code: str | None = None) -> dict[str, Any]:
+    """The response is ``status`` with the JSON API's ``{"error": {"code", "message"}}`` body."""
+    assert response.status_code == status, (response.status_code, response.text)
+    body = response.json()
+    assert set(body) == {"error"}, body
+    error = body["error"]
+    assert isinstance(error["code"], str) and error["code"], body
+    assert isinstance(error["message"], str) and error["message"], body
+    assert set(error) <= {"code", "message", "detail"}, body
+    if code is not None:
+        assert error["code"] == code, body
+    return error
+
+
+def _check_response_shape(response: httpx.Response, problems: list[str]) -> None:
+    request = response.request
+    where = f"{request.method} {request.url.path} -> {response.status_code}"
+    if response.status_code >= 500:
+        problems.append(f"{where}: server error {response.text[:300]}")
+        return
+    if response.status_code < 400 or request.method == "HEAD":
+        return
+    response.read()
+    path = request.url.path
+    if response.status_code == 416 and "/blobs/" in path and "/uploads/" not in path and not response.content:
+        return  # an unsatisfiable Range on a blob GET is plain HTTP (as in Distribution), not an OCI error
+    try:
+        body = response.json()
+    except ValueError:
+        problems.append(f"{where}: error body is not JSON: {response.text[:200]!r}")
+        return
+    if path.startswith("/v2") or path == "/token":
+        errors = body.get("errors") if isinstance(body, dict) else None
+        if not (
+            isinstance(errors, list)
+            and errors
+            and all(
+                isinstance(e, dict)
+                and e.get("code") in OCI_ERROR_CODES
+                and isinstance(e.get("message"), str)
+                and set(e) <= {"code", "message", "detail"}
+                for e in errors
+            )
+        ):
+            problems.append(f"{where}: not an OCI error envelope: {body}")
+    elif path.startswith("/api/"):
+        error = body.get("error") if isinstance(body, dict) else None
+        if not (isinstance(error, dict) and isinstance(error.get("code"), str) and "message" in error):
+            problems.append(f"{where}: not an API error body: {body}")
+
+
+def protocol_guard(client: Any, monkeypatch: Any) -> Iterator[list[str]]:
+    """Per-test guard for protocol tests: no response is a 5xx, every error body is in its protocol's
+    envelope; and argon2 runs with cheap parameters so logins do not dominate the suite's time."""
+    from argon2 import PasswordHasher
+
+    from dockyard.accounts import passwords
+
+    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=64, parallelism=1))
+    problems: list[str] = []
+    client.event_hooks["response"].append(lambda r: _check_response_shape(r, problems))
+    yield problems
+    assert not problems, "\n".join(problems)

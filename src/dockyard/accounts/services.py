@@ -20,7 +20,7 @@ from dockyard.accounts.passwords import (
 )
 from dockyard.authz import Principal
 from dockyard.db import utcnow
-from dockyard.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
+from dockyard.errors import Conflict, Forbidden, Invalid, LoginFailed, NotFound, Unauthenticated
 from dockyard.events import Actor, Event, EventBus, EventTag
 
 # A namespace is the first component of repository names, so it follows that component's grammar.
@@ -318,7 +318,7 @@ class AccountService:
                     Actor(None, username[:64], base.ip, base.user_agent, "anonymous"),
                 ),
             )
-            raise Unauthenticated("invalid username or password")
+            raise LoginFailed("invalid username or password")
         self.bus.publish(
             self.session,
             Event(

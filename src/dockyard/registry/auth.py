@@ -105,10 +105,10 @@ class TokenSigner:
         }
         return jwt.encode(payload, self.private_key, algorithm=ALGORITHM, headers={"kid": self.kid})
 
-    def verify(self, token: str) -> dict[str, Any]:
-        """Check signature, audience, issuer and expiry; return the claims."""
+    def verify(self, token: str, *, typ: str | None = None) -> dict[str, Any]:
+        """Check signature, audience, issuer, expiry and kind (``typ``; None: access); return the claims."""
         try:
-            return jwt.decode(
+            claims = jwt.decode(
                 token,
                 self.private_key.public_key(),
                 algorithms=[ALGORITHM],
@@ -118,6 +118,10 @@ class TokenSigner:
             )
         except jwt.PyJWTError as exc:
             raise Unauthenticated(f"invalid token: {exc}") from exc
+        # A 30-day refresh token is only good for the token endpoint, never as a bearer token.
+        if claims.get("typ") != typ:
+            raise Unauthenticated("invalid token: wrong kind of token")
+        return claims
 
 
 def bearer_challenge(settings: Settings, scope: str | None = None, error: str | None = None) -> str:

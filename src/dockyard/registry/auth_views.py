@@ -67,7 +67,7 @@ async def token(request: Request, ctx: RequestContext) -> Response:
         if grant_type == "password":
             credentials = (first("username") or "", first("password") or "")
         elif grant_type == "refresh_token":
-            claims = signer.verify(first("refresh_token") or "")
+            claims = signer.verify(first("refresh_token") or "", typ="refresh")
             if claims.get("typ") != "refresh":
                 raise Unauthenticated("not a refresh token")
             credentials = None

@@ -314,12 +314,18 @@ async def start_upload(request: Request, ctx: RequestContext) -> Response:
                 return blob_created(name, mount)
         # Not mountable (unknown, or not readable by this user): an ordinary upload session instead.
     await ctx.run(registry.ensure_repository, name, ctx.actor)
+    digest = query_digest(request) if params.get("digest") is not None and not mount else None
     upload_id = str(uuid.uuid4())
     blobs = ctx.state.blobs
     await ctx.run(blobs.start_upload, upload_id, name)
-    if params.get("digest") is not None and not mount:
-        digest = query_digest(request)
-        size = await blobs.append(upload_id, 0, body_stream(request), expected_length=content_length(request))
+    if digest is not None:
+        try:
+            size = await blobs.append(
+                upload_id, 0, body_stream(request), expected_length=content_length(request)
+            )
+        except BaseException:
+            await ctx.run(blobs.discard_upload, upload_id)  # the client never learnt this session's id
+            raise
         await finish_upload(ctx, name, upload_id, digest, size)
         return blob_created(name, digest)
     return Response(status_code=202, headers=upload_headers(name, upload_id, 0))

@@ -69,7 +69,11 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         *registry_views.routes,
         Mount("/api/v1", routes=account_views.routes),
     ]
-    app = Starlette(routes=routes)
+    from starlette.exceptions import HTTPException
+
+    from dockyard.web.errors import http_exception_response
+
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_exception_response})
     app.state.dockyard = state
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     logging.getLogger("dockyard").setLevel(settings.log_level.upper())

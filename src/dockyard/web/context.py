@@ -120,6 +120,8 @@ def endpoint(
                 response = await view(request, ctx)
                 events = await asyncio.to_thread(ctx._commit)
             except DockyardError as exc:
+                if getattr(exc, "keep_writes", False):  # e.g. the audit row of a failed login
+                    await asyncio.to_thread(ctx._commit)
                 await asyncio.to_thread(ctx._close, True)
                 return render_error(request, exc)
             except BaseException:

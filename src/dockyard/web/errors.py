@@ -50,6 +50,20 @@ def api_error_response(request: Request, exc: DockyardError) -> Response:
     return JSONResponse({"error": body}, status_code=status, headers=headers)
 
 
+def http_exception_response(request: Request, exc: Exception) -> Response:
+    """Routing errors (no such path, method not allowed): JSON under /api/, Starlette's text elsewhere."""
+    from starlette.exceptions import HTTPException
+    from starlette.responses import PlainTextResponse
+
+    assert isinstance(exc, HTTPException)
+    headers = dict(exc.headers or {})
+    if not request.url.path.startswith("/api/"):
+        return PlainTextResponse(exc.detail, status_code=exc.status_code, headers=headers)
+    code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
+    body = {"error": {"code": code, "message": exc.detail}}
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)
+
+
 def token_error_response(request: Request, exc: DockyardError) -> Response:
     """Token endpoint errors, in the registry envelope docker clients print."""
     status, code, message = oci_error(exc)

@@ -1,0 +1,347 @@
+"""The accounts JSON API under /api/v1: me, users, organisations, members, robots, tokens, visibility."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+from tests.support.factories import PASSWORD, make_org, make_robot, make_user
+from tests.support.registry_client import (
+    RegistryClient,
+    assert_api_error,
+    get_token,
+    protocol_guard,
+    request_token,
+)
+
+from dockyard.accounts.models import AccessToken, Membership, Robot, User
+
+BASIC = 'Basic realm="dockyard"'
+
+
+@pytest.fixture(autouse=True)
+def _guard(client, monkeypatch):
+    yield from protocol_guard(client, monkeypatch)
+
+
+@pytest.fixture
+def people(app_state) -> dict[str, tuple[str, str]]:
+    with app_state.sessions.begin() as s:
+        admin = make_user(s, admin=True).username
+        owner = make_user(s).username
+        member = make_user(s).username
+        outsider = make_user(s).username
+        org = make_org(s, owner=owner, members={member: "maintainer"})
+    return {
+        "admin": (admin, PASSWORD),
+        "owner": (owner, PASSWORD),
+        "member": (member, PASSWORD),
+        "outsider": (outsider, PASSWORD),
+        "org": org,
+    }
+
+
+# -- /me -------------------------------------------------------------------------------------------------
+def test_me_with_basic_bearer_and_token(client, people):
+    owner = people["owner"]
+    r = client.get("/api/v1/me", auth=owner)
+    assert r.status_code == 200
+    assert r.json() == {"name": owner[0], "kind": "user", "admin": False}
+    r = client.get("/api/v1/me", auth=people["admin"])
+    assert r.json() == {"name": people["admin"][0], "kind": "user", "admin": True}
+    token = get_token(client, [], *owner)
+    r = client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+    assert r.json() == {"name": owner[0], "kind": "user", "admin": False}
+
+
+def test_me_as_robot(client, people, app_state):
+    with app_state.sessions.begin() as s:
+        robot, secret = make_robot(s, people["org"], "ci")
+    r = client.get("/api/v1/me", auth=(robot, secret))
+    assert r.json() == {"name": robot, "kind": "robot", "admin": False}
+
+
+def test_me_errors(client, people):
+    r = client.get("/api/v1/me")
+    assert_api_error(r, 401, "UNAUTHORIZED")
+    assert r.headers["www-authenticate"] == BASIC
+    r = client.get("/api/v1/me", auth=(people["owner"][0], "wrong password"))
+    assert_api_error(r, 401, "UNAUTHORIZED")
+    assert r.headers["www-authenticate"] == BASIC
+    assert_api_error(client.get("/api/v1/me", headers={"Authorization": "Bearer nonsense"}), 401)
+    # An anonymous registry token is no identity for the API.
+    anon = {"Authorization": f"Bearer {get_token(client, [])}"}
+    r = client.get("/api/v1/me", headers=anon)
+    assert r.json() == {"name": "anonymous", "kind": "anonymous", "admin": False}
+    assert_api_error(client.post("/api/v1/orgs", json={"name": "anon-org"}, headers=anon), 401)
+
+
+# -- users -----------------------------------------------------------------------------------------------
+def test_admin_creates_users(client, people, app_state):
+    r = client.post(
+        "/api/v1/users",
+        json={"username": "newbie", "password": "long-enough-pw", "email": "n@example.com"},
+        auth=people["admin"],
+    )
+    assert r.status_code == 201, r.text
+    assert r.json() == {"username": "newbie", "admin": False}
+    assert client.get("/api/v1/me", auth=("newbie", "long-enough-pw")).status_code == 200
+    r = client.post(
+        "/api/v1/users",
+        json={"username": "boss", "password": "long-enough-pw", "admin": True},
+        auth=people["admin"],
+    )
+    assert r.json() == {"username": "boss", "admin": True}
+    # The personal namespace exists: the new user can push there.
+    assert RegistryClient(client, "newbie", "long-enough-pw").push_image("newbie/app", "v1")
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        ({"username": "Bad Name", "password": "long-enough-pw"}, 400),
+        ({"username": "x", "password": "long-enough-pw"}, 400),
+        ({"username": "shorty", "password": "short"}, 400),
+        ({"password": "long-enough-pw"}, 400),
+        ({"username": "nopass"}, 400),
+        ({"username": 5, "password": "long-enough-pw"}, 400),
+        ({"username": "flag", "password": "long-enough-pw", "admin": "yes"}, 400),
+    ],
+)
+def test_create_user_validation(client, people, app_state, body, status):
+    r = client.post("/api/v1/users", json=body, auth=people["admin"])
+    assert_api_error(r, status)
+    with app_state.sessions() as s:
+        assert s.scalar(select(User.id).where(User.username.in_(["shorty", "nopass", "flag", "x"]))) is None
+
+
+def test_create_user_conflicts_and_permissions(client, people, app_state):
+    body = {"username": people["owner"][0], "password": "long-enough-pw"}
+    assert_api_error(client.post("/api/v1/users", json=body, auth=people["admin"]), 409)
+    body = {"username": people["org"], "password": "long-enough-pw"}  # the name of an organisation
+    assert_api_error(client.post("/api/v1/users", json=body, auth=people["admin"]), 409)
+    body = {"username": "sneaky", "password": "long-enough-pw"}
+    assert_api_error(client.post("/api/v1/users", json=body, auth=people["owner"]), 403)
+    assert_api_error(client.post("/api/v1/users", json=body), 401)
+    assert_api_error(client.post("/api/v1/users", content=b"{not json", auth=people["admin"]), 400)
+    assert_api_error(client.post("/api/v1/users", json=["list"], auth=people["admin"]), 400)
+    with app_state.sessions() as s:
+        assert s.scalar(select(User.id).where(User.username == "sneaky")) is None
+
+
+# -- organisations and members -------------------------------------------------------------------------
+def test_create_org(client, people):
+    r = client.post("/api/v1/orgs", json={"name": "acme-corp"}, auth=people["outsider"])
+    assert r.status_code == 201
+    assert r.json() == {"name": "acme-corp"}
+    r = client.get("/api/v1/orgs/acme-corp/members", auth=people["outsider"])
+    assert r.json() == {"members": [{"username": people["outsider"][0], "role": "owner"}]}
+    assert RegistryClient(client, *people["outsider"]).push_image("acme-corp/app", "v1")
+
+
+def test_create_org_errors(client, people, app_state):
+    assert_api_error(client.post("/api/v1/orgs", json={"name": people["org"]}, auth=people["owner"]), 409)
+    assert_api_error(
+        client.post("/api/v1/orgs", json={"name": people["owner"][0]}, auth=people["owner"]), 409
+    )
+    assert_api_error(client.post("/api/v1/orgs", json={"name": "Bad_"}, auth=people["owner"]), 400)
+    assert_api_error(client.post("/api/v1/orgs", json={}, auth=people["owner"]), 400)
+    assert_api_error(client.post("/api/v1/orgs", json={"name": "anon-org"}), 401)
+    with app_state.sessions.begin() as s:
+        robot, secret = make_robot(s, people["org"], "ci", role="maintainer")
+    assert_api_error(client.post("/api/v1/orgs", json={"name": "robot-org"}, auth=(robot, secret)), 400)
+
+
+def test_members(client, people, app_state):
+    org, owner = people["org"], people["owner"]
+    r = client.get(f"/api/v1/orgs/{org}/members", auth=owner)
+    assert r.status_code == 200
+    assert r.json() == {
+        "members": sorted(
+            [
+                {"username": owner[0], "role": "owner"},
+                {"username": people["member"][0], "role": "maintainer"},
+            ],
+            key=lambda m: m["username"],
+        )
+    }
+    outsider = people["outsider"][0]
+    r = client.put(f"/api/v1/orgs/{org}/members/{outsider}", json={"role": "reader"}, auth=owner)
+    assert r.status_code == 200
+    assert r.json() == {"username": outsider, "role": "reader"}
+    # The new reader can pull from the organisation but not push.
+    RegistryClient(client, *owner).push_image(f"{org}/app", "v1")
+    reader = RegistryClient(client, *people["outsider"])
+    assert reader.get_manifest(f"{org}/app", "v1").status_code == 200
+    assert reader.request("POST", f"/v2/{org}/app/blobs/uploads/", f"{org}/app").status_code == 401
+    # Promote, then remove.
+    r = client.put(f"/api/v1/orgs/{org}/members/{outsider}", json={"role": "maintainer"}, auth=owner)
+    assert r.json() == {"username": outsider, "role": "maintainer"}
+    r = client.delete(f"/api/v1/orgs/{org}/members/{outsider}", auth=owner)
+    assert r.status_code == 204
+    assert r.content == b""
+    fresh = RegistryClient(client, *people["outsider"])
+    assert fresh.get_manifest(f"{org}/app", "v1").status_code == 401
+
+
+def test_member_errors(client, people, app_state):
+    org, owner = people["org"], people["owner"]
+    url = f"/api/v1/orgs/{org}/members"
+    assert_api_error(client.put(f"{url}/{people['outsider'][0]}", json={"role": "god"}, auth=owner), 400)
+    assert_api_error(client.put(f"{url}/{people['outsider'][0]}", json={}, auth=owner), 400)
+    assert_api_error(client.put(f"{url}/nobody-at-all", json={"role": "reader"}, auth=owner), 404)
+    assert_api_error(client.delete(f"{url}/{people['outsider'][0]}", auth=owner), 404)
+    # The last owner can neither leave nor be demoted.
+    assert_api_error(client.delete(f"{url}/{owner[0]}", auth=owner), 409)
+    assert_api_error(client.put(f"{url}/{owner[0]}", json={"role": "reader"}, auth=owner), 409)
+    # Only owners (and administrators) manage members.
+    for who in ("member", "outsider"):
+        assert_api_error(client.get(url, auth=people[who]), 403)
+        r = client.put(f"{url}/{people[who][0]}", json={"role": "owner"}, auth=people[who])
+        assert_api_error(r, 403)
+    assert_api_error(client.get(url), 401)
+    assert client.get(url, auth=people["admin"]).status_code == 200
+    # An organisation that does not exist looks like one that is not yours.
+    assert_api_error(client.get("/api/v1/orgs/no-such-org/members", auth=owner), 403)
+    assert_api_error(client.get("/api/v1/orgs/no-such-org/members", auth=people["admin"]), 404)
+    # A personal namespace has no members to manage.
+    r = client.put(
+        f"/api/v1/orgs/{owner[0]}/members/{people['member'][0]}", json={"role": "reader"}, auth=owner
+    )
+    assert_api_error(r, 400)
+    with app_state.sessions() as s:
+        roles = sorted(s.scalars(select(Membership.role)))
+    # admin, owner, member, outsider personal owners + org owner + org maintainer
+    assert roles == ["maintainer", "owner", "owner", "owner", "owner", "owner"]
+
+
+def test_second_owner_lets_the_first_leave(client, people):
+    org, owner = people["org"], people["owner"]
+    member = people["member"][0]
+    assert (
+        client.put(f"/api/v1/orgs/{org}/members/{member}", json={"role": "owner"}, auth=owner).status_code
+        == 200
+    )
+    assert client.delete(f"/api/v1/orgs/{org}/members/{owner[0]}", auth=owner).status_code == 204
+    assert_api_error(client.get(f"/api/v1/orgs/{org}/members", auth=owner), 403)
+    assert client.get(f"/api/v1/orgs/{org}/members", auth=people["member"]).status_code == 200
+
+
+# -- robots ----------------------------------------------------------------------------------------------
+def test_robots_lifecycle(client, people, app_state):
+    org, owner = people["org"], people["owner"]
+    r = client.post(f"/api/v1/orgs/{org}/robots", json={"name": "ci", "role": "maintainer"}, auth=owner)
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["username"] == f"{org}+ci"
+    assert body["role"] == "maintainer"
+    secret = body["secret"]
+    assert len(secret) >= 32
+    r = client.post(f"/api/v1/orgs/{org}/robots", json={"name": "puller"}, auth=owner)
+    assert r.json()["role"] == "reader"
+    r = client.get(f"/api/v1/orgs/{org}/robots", auth=owner)
+    assert r.json() == {
+        "robots": [
+            {"username": f"{org}+ci", "role": "maintainer"},
+            {"username": f"{org}+puller", "role": "reader"},
+        ]
+    }
+    assert "secret" not in r.text
+    with app_state.sessions() as s:
+        assert secret not in s.scalar(select(Robot.secret_hash).where(Robot.name == "ci"))
+    assert RegistryClient(client, f"{org}+ci", secret).push_image(f"{org}/app", "v1")
+
+    r = client.delete(f"/api/v1/orgs/{org}/robots/ci", auth=owner)
+    assert r.status_code == 204
+    assert request_token(client, [], f"{org}+ci", secret).status_code == 401
+    assert_api_error(client.delete(f"/api/v1/orgs/{org}/robots/ci", auth=owner), 404)
+
+
+def test_robot_errors(client, people, app_state):
+    org, owner = people["org"], people["owner"]
+    url = f"/api/v1/orgs/{org}/robots"
+    assert client.post(url, json={"name": "ci"}, auth=owner).status_code == 201
+    assert_api_error(client.post(url, json={"name": "ci"}, auth=owner), 409)
+    assert_api_error(client.post(url, json={"name": "boss", "role": "owner"}, auth=owner), 400)
+    assert_api_error(client.post(url, json={"name": "Bad Name"}, auth=owner), 400)
+    assert_api_error(client.post(url, json={}, auth=owner), 400)
+    for who in ("member", "outsider"):
+        assert_api_error(client.post(url, json={"name": "mine"}, auth=people[who]), 403)
+        assert_api_error(client.get(url, auth=people[who]), 403)
+        assert_api_error(client.delete(f"{url}/ci", auth=people[who]), 403)
+    assert_api_error(client.get(url), 401)
+    # Personal namespaces have no robots.
+    r = client.post(f"/api/v1/orgs/{owner[0]}/robots", json={"name": "mine"}, auth=owner)
+    assert_api_error(r, 400)
+    with app_state.sessions() as s:
+        assert sorted(s.scalars(select(Robot.name))) == ["ci"]
+
+
+# -- personal access tokens -------------------------------------------------------------------------------
+def test_tokens_lifecycle(client, people, app_state):
+    owner = people["owner"]
+    r = client.post("/api/v1/tokens", json={"name": "laptop", "expires_in_days": 30}, auth=owner)
+    assert r.status_code == 201, r.text
+    created = r.json()
+    assert set(created) == {"id", "name", "token"}
+    assert created["name"] == "laptop"
+    secret = created["token"]
+    # The token works as a password for the API and the registry.
+    assert client.get("/api/v1/me", auth=(owner[0], secret)).json()["name"] == owner[0]
+    r = client.get("/api/v1/tokens", auth=owner)
+    (listed,) = r.json()["tokens"]
+    assert listed["id"] == created["id"]
+    assert listed["name"] == "laptop"
+    assert listed["revoked"] is False
+    assert listed["last_used_at"] is not None
+    assert secret not in r.text
+    with app_state.sessions() as s:
+        assert s.scalar(select(AccessToken.expires_at)) is not None
+
+    r = client.delete(f"/api/v1/tokens/{created['id']}", auth=owner)
+    assert r.status_code == 204
+    assert client.get("/api/v1/tokens", auth=owner).json()["tokens"][0]["revoked"] is True
+    assert_api_error(client.get("/api/v1/me", auth=(owner[0], secret)), 401)
+    assert request_token(client, [], owner[0], secret).status_code == 401
+
+
+def test_token_errors(client, people, app_state):
+    owner = people["owner"]
+    r = client.post("/api/v1/tokens", json={"name": "x"}, auth=owner)
+    token_id = r.json()["id"]
+    # Another user's token cannot be revoked, nor listed.
+    assert_api_error(client.delete(f"/api/v1/tokens/{token_id}", auth=people["outsider"]), 404)
+    assert client.get("/api/v1/tokens", auth=people["outsider"]).json() == {"tokens": []}
+    assert_api_error(client.delete("/api/v1/tokens/999999", auth=owner), 404)
+    assert_api_error(client.post("/api/v1/tokens", json={}, auth=owner), 400)
+    assert_api_error(
+        client.post("/api/v1/tokens", json={"name": "x", "expires_in_days": "soon"}, auth=owner), 400
+    )
+    assert_api_error(client.post("/api/v1/tokens", json={"name": "x"}), 401)
+    with app_state.sessions.begin() as s:
+        robot, secret = make_robot(s, people["org"], "ci")
+    assert_api_error(client.post("/api/v1/tokens", json={"name": "x"}, auth=(robot, secret)), 400)
+    with app_state.sessions() as s:
+        assert s.scalar(select(AccessToken.revoked).where(AccessToken.id == token_id)) is False
+
+
+# -- visibility ---------------------------------------------------------------------------------------------
+def test_visibility_by_owner_and_admin(client, people):
+    org = people["org"]
+    RegistryClient(client, *people["owner"]).push_image(f"{org}/app", "v1")
+    url = f"/api/v1/repositories/{org}/app/visibility"
+    r = client.put(url, json={"public": True}, auth=people["owner"])
+    assert r.status_code == 200
+    assert r.json() == {"name": f"{org}/app", "public": True}
+    assert RegistryClient(client).get_manifest(f"{org}/app", "v1").status_code == 200
+    r = client.put(url, json={"public": False}, auth=people["admin"])
+    assert r.json() == {"name": f"{org}/app", "public": False}
+    assert RegistryClient(client).get_manifest(f"{org}/app", "v1").status_code == 401
+    assert_api_error(client.put(url, json={"public": True}, auth=people["member"]), 403)
+
+
+def test_unknown_api_paths_and_methods(client, people):
+    assert_api_error(client.get("/api/v1/nothing-here", auth=people["owner"]), 404)
+    r = client.get("/api/v1/users", auth=people["admin"])
+    assert_api_error(r, 405)
+    assert r.headers["allow"] == "POST"
+    assert_api_error(client.delete("/api/v1/tokens/not-a-number", auth=people["owner"]), 404)
