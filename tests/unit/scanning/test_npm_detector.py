@@ -1,0 +1,134 @@
+"""The npm detector on a tree npm really installed, and on the lockfiles npm really wrote (v1, v2, v3)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+from tests.support.langfixtures import NPM_NESTED, NPM_PACKAGES, NpmProject, layer_of, npm_project, walk_layer
+
+from dockyard.scanning.detectors.base import Detector
+from dockyard.scanning.detectors.npm import NpmDetector
+from dockyard.scanning.types import UnsafeInput
+
+DIGEST = "sha256:" + "2" * 64
+EXPECTED = {*NPM_PACKAGES.items(), NPM_NESTED}
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory: pytest.TempPathFactory) -> NpmProject:
+    return npm_project(tmp_path_factory.mktemp("npm"))
+
+
+def _parse(path: str, doc: object):
+    raw = json.dumps(doc).encode() if not isinstance(doc, bytes) else doc
+    return NpmDetector().parse(path, io.BytesIO(raw), len(raw), DIGEST).components
+
+
+def test_detector_satisfies_the_interface() -> None:
+    assert isinstance(NpmDetector(), Detector)
+
+
+def test_installed_tree_in_a_layer(project: NpmProject, tmp_path: Path) -> None:
+    layer = layer_of(project.root, tmp_path / "layer.tar", "srv/app")
+    walked = walk_layer(NpmDetector(), layer, DIGEST)
+    from_modules = [c for c in walked.components if c.path.endswith("/package.json")]
+    from_lock = [c for c in walked.components if c.path.endswith("package-lock.json")]
+    assert {(c.name, c.version) for c in from_modules} == EXPECTED
+    assert len(from_modules) == len(EXPECTED)  # one per installed package.json, nothing from inner files
+    assert {(c.name, c.version) for c in from_lock} == EXPECTED
+    # npm's hidden node_modules/.package-lock.json and the app's own package.json were not read.
+    assert "srv/app/node_modules/.package-lock.json" not in walked.wanted
+    assert "srv/app/package.json" not in walked.wanted
+    assert "srv/app/package-lock.json" in walked.wanted
+    nested = next(c for c in from_modules if c.version == "2.0.0")
+    assert nested.path == "srv/app/node_modules/debug/node_modules/ms/package.json"
+    scoped = next(c for c in walked.components if c.name == "@types/minimist")
+    assert scoped.purl == "pkg:npm/%40types/minimist@1.2.0"
+    assert scoped.ecosystem == "npm"
+    assert all(c.layer_digest == DIGEST for c in walked.components)
+
+
+@pytest.mark.parametrize("lockfile_version", [1, 2, 3])
+def test_every_lockfile_format_npm_writes(project: NpmProject, lockfile_version: int) -> None:
+    path = project.lockfiles[lockfile_version]
+    assert json.loads(path.read_text())["lockfileVersion"] == lockfile_version
+    components = _parse("app/package-lock.json", path.read_bytes())
+    assert {(c.name, c.version) for c in components} == EXPECTED
+    purls = {c.purl for c in components}
+    assert "pkg:npm/lodash@4.17.15" in purls
+    assert "pkg:npm/ms@2.0.0" in purls and "pkg:npm/ms@2.1.1" in purls
+
+
+@pytest.mark.parametrize(
+    ("path", "wanted"),
+    [
+        ("usr/lib/node_modules/npm/package.json", True),
+        ("app/node_modules/@babel/core/package.json", True),
+        ("app/node_modules/a/node_modules/b/package.json", True),
+        ("app/node_modules/.pnpm/lodash@4.17.21/node_modules/lodash/package.json", True),
+        ("app/package-lock.json", True),
+        ("app/package.json", False),  # the application itself, not a dependency
+        ("app/node_modules/a/esm/package.json", False),  # a {"type": "module"} marker inside a package
+        ("app/node_modules/@babel/package.json", False),
+        ("app/node_modules/.package-lock.json", False),
+        ("app/node_modules/a/package-lock.json", False),  # a dependency's own development lockfile
+    ],
+)
+def test_wants(path: str, wanted: bool) -> None:
+    assert NpmDetector().wants(path, 0o644, 100) is wanted
+
+
+def test_package_json_without_name_or_version_is_skipped() -> None:
+    assert _parse("node_modules/x/package.json", {"name": "x"}) == []
+    assert _parse("node_modules/x/package.json", {"version": "1.0.0"}) == []
+    assert _parse("node_modules/x/package.json", {"name": "x", "version": 1}) == []
+    assert _parse("node_modules/x/package.json", b"{not json") == []
+
+
+def test_lockfile_v3_links_workspaces_dev_and_aliases() -> None:
+    lock = {
+        "lockfileVersion": 3,
+        "packages": {
+            "": {"name": "root", "version": "1.0.0"},
+            "node_modules/lib-a": {"resolved": "packages/lib-a", "link": True},
+            "packages/lib-a": {"name": "lib-a", "version": "0.1.0"},
+            "packages/lib-a/node_modules/semver": {"version": "5.7.1"},
+            "node_modules/jest": {"version": "29.0.0", "dev": True},
+            "node_modules/old-lodash": {"name": "lodash", "version": "4.17.4"},
+            "node_modules/from-git": {"version": "git+ssh://git@github.com/a/b.git#abc"},
+            "node_modules/@scope/pkg": {"version": "2.0.0"},
+            "node_modules/dup/node_modules/@scope/pkg": {"version": "2.0.0"},
+        },
+    }
+    found = {(c.name, c.version) for c in _parse("app/package-lock.json", lock)}
+    assert found == {("semver", "5.7.1"), ("lodash", "4.17.4"), ("@scope/pkg", "2.0.0")}
+
+
+def test_lockfile_v1_aliases_dev_and_nesting() -> None:
+    lock = {
+        "lockfileVersion": 1,
+        "dependencies": {
+            "a": {"version": "1.0.0", "dependencies": {"b": {"version": "2.0.0"}}},
+            "alias": {"version": "npm:lodash@4.17.20"},
+            "devonly": {"version": "3.0.0", "dev": True},
+            "local": {"version": "file:../local"},
+        },
+    }
+    found = {(c.name, c.version) for c in _parse("package-lock.json", lock)}
+    assert found == {("a", "1.0.0"), ("b", "2.0.0"), ("lodash", "4.17.20")}
+
+
+def test_hostile_lockfiles() -> None:
+    deep: dict = {}
+    node = deep
+    for _ in range(100):
+        node["x"] = {"version": "1.0.0", "dependencies": {}}
+        node = node["x"]["dependencies"]
+    with pytest.raises(UnsafeInput):
+        _parse("package-lock.json", {"lockfileVersion": 1, "dependencies": deep})
+    too_big = b" " * (NpmDetector.max_size + 1)
+    with pytest.raises(UnsafeInput):
+        NpmDetector().parse("package-lock.json", io.BytesIO(too_big), len(too_big), DIGEST)
