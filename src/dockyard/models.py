@@ -4,7 +4,8 @@ from dockyard.accounts import models as accounts_models
 from dockyard.audit import models as audit_models
 from dockyard.db import Base
 from dockyard.registry import models as registry_models
+from dockyard.scanning import models as scanning_models
 
 metadata = Base.metadata
 
-__all__ = ["accounts_models", "audit_models", "metadata", "registry_models"]
+__all__ = ["accounts_models", "audit_models", "metadata", "registry_models", "scanning_models"]

@@ -1,0 +1,434 @@
+"""Match an image's components against the advisory tables.
+
+``is_affected`` evaluates one affected-package entry with OSV's range semantics; ``match`` turns an image's
+components into findings, one per vulnerability per component: records that alias one another (a DSA and
+its CVE, a PYSEC and a CVE, an ALPINE-CVE and the CVE) become one finding named by the CVE.
+
+OS packages are matched on their SOURCE package and version (Debian's ``Source:``, Alpine's origin) under the
+image's release ecosystem (``Debian:12``), as the distro trackers record them; language packages under their
+own ecosystem with the ecosystem's name normalisation. A ``Matcher`` can be kept for many images: it fetches
+the candidate advisories of all new (ecosystem, name) pairs in one query per ecosystem and caches verdicts per
+(ecosystem, name, version), which is what makes rescanning every image after a feed update cheap.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from packaging.utils import canonicalize_version
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from dockyard.scanning.models import Advisory, AffectedPackage
+from dockyard.scanning.severity import Score, Severity, classify
+from dockyard.scanning.types import Component, Ecosystem
+from dockyard.scanning.versions import Key, base_ecosystem, npm_range, parse
+from dockyard.scanning.vulnfeeds import normalize_name
+
+__all__ = ["Finding", "Matcher", "Vulnerability", "is_affected", "lookup_key", "match"]
+
+OS_ECOSYSTEMS = frozenset({Ecosystem.DEBIAN, Ecosystem.ALPINE, Ecosystem.RPM, "Ubuntu"})
+_CVE = re.compile(r"^CVE-(\d{4})-(\d+)$")
+_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Vulnerability:
+    """What one package version is vulnerable to, merged over every record that says so."""
+
+    id: str  # the CVE when one is known, else the advisory's own id
+    aliases: tuple[str, ...]  # every other id of the same vulnerability (advisories merged into this one)
+    advisories: tuple[str, ...]  # the advisory records that matched
+    fixed_version: str | None  # None: no fix released yet
+    score: float | None
+    vector: str | None
+    cvss_version: str | None
+    severity: Severity
+    summary: str
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """One vulnerability in one component (the attributes ``scanning.report`` renders).
+
+    The component-independent part is shared by every image with the same package version, so rescanning
+    thousands of images builds one small object per finding."""
+
+    vulnerability: Vulnerability
+    component: Component
+    installed_version: str  # the version matched (the source version for OS packages)
+    ecosystem: str  # what it was matched under: Debian:12, PyPI, ...
+    package: str  # the package name matched (the source package for OS packages)
+
+    id = property(lambda self: self.vulnerability.id)
+    aliases = property(lambda self: self.vulnerability.aliases)
+    advisories = property(lambda self: self.vulnerability.advisories)
+    fixed_version = property(lambda self: self.vulnerability.fixed_version)
+    score = property(lambda self: self.vulnerability.score)
+    vector = property(lambda self: self.vulnerability.vector)
+    cvss_version = property(lambda self: self.vulnerability.cvss_version)
+    severity = property(lambda self: self.vulnerability.severity)
+    summary = property(lambda self: self.vulnerability.summary)
+
+
+# ---- OSV range evaluation ---------------------------------------------------------------------------
+
+_MIN = object()  # introduced "0": before every version
+_ORDER = {
+    "introduced": 0,
+    "fixed": 1,
+    "last_affected": 1,
+    "limit": 2,
+}  # ties: an interval opens before it closes
+
+
+@dataclass(frozen=True)
+class _Range:
+    kind: str  # ECOSYSTEM | SEMVER | NPM_RANGE
+    events: tuple[tuple[str, Any, str], ...] = ()  # (event, key or _MIN, raw), sorted
+    limits: tuple[Key, ...] = ()
+    expression: str = ""
+    patched: str = ""
+
+
+def _order_for(kind: str, ecosystem: str) -> str:
+    """The ordering a range's versions use: SEMVER ranges compare as SemVer, but through the ecosystem's own
+    parser where it is a SemVer dialect (Go's ``v1.2.3`` and ``go1.21.1``, npm's loose forms)."""
+    if kind != "SEMVER" or base_ecosystem(ecosystem) in (Ecosystem.GO, Ecosystem.NPM):
+        return ecosystem
+    return "SEMVER"
+
+
+def _prepare(ecosystem: str, ranges: Iterable[Mapping[str, Any]]) -> tuple[_Range, ...]:
+    prepared = []
+    for rng in ranges:
+        kind = rng.get("type")
+        if kind == "NPM_RANGE":
+            prepared.append(
+                _Range(kind, expression=rng.get("expression", ""), patched=rng.get("patched", ""))
+            )
+            continue
+        if kind not in ("ECOSYSTEM", "SEMVER"):
+            continue  # GIT: commit ranges say nothing about a packaged version
+        order = _order_for(kind, ecosystem)
+        events, limits = [], []
+        for event in rng.get("events", ()):
+            for name, raw in event.items():
+                if name == "limit":
+                    if raw != "*":
+                        limits.append(parse(order, raw))
+                elif name in _ORDER:
+                    events.append(
+                        (name, _MIN if name == "introduced" and raw == "0" else parse(order, raw), raw)
+                    )
+        prepared.append(_Range(kind, tuple(_sort_events(events)), tuple(limits)))
+    return tuple(prepared)
+
+
+def _sort_events(events: list[tuple[str, Any, str]]) -> list[tuple[str, Any, str]]:
+    head = [e for e in events if e[1] is _MIN]
+    rest = sorted((e for e in events if e[1] is not _MIN), key=_EventKey)
+    return head + rest
+
+
+class _EventKey:
+    """Sort key for events: by version, then opening before closing at the same version."""
+
+    __slots__ = ("event",)
+
+    def __init__(self, event: tuple[str, Any, str]) -> None:
+        self.event = event
+
+    def __lt__(self, other: _EventKey) -> bool:
+        a, b = self.event, other.event
+        if a[1] == b[1]:
+            return _ORDER[a[0]] < _ORDER[b[0]]
+        return bool(a[1] < b[1])
+
+
+def _in_range(rng: _Range, ecosystem: str, version: str) -> tuple[bool, str | None]:
+    if rng.kind == "NPM_RANGE":
+        try:
+            if not npm_range(rng.expression).contains(version):
+                return False, None
+            return True, (npm_range(rng.patched).lowest_above(version) if rng.patched else None)
+        except ValueError:
+            return False, None
+    v = parse(_order_for(rng.kind, ecosystem), version)
+    if rng.limits and not any(v < limit for limit in rng.limits):
+        return False, None
+    affected = False
+    for name, key, _raw in rng.events:
+        if name == "introduced":
+            if key is _MIN or v >= key:
+                affected = True
+        elif name == "fixed":
+            if v >= key:
+                affected = False
+        elif name == "last_affected" and v > key:
+            affected = False
+    if not affected:
+        return False, None
+    for name, key, raw in rng.events:  # the interval's end: the first fix (or last affected) above us
+        if name == "fixed" and key > v:
+            return True, raw
+        if name == "last_affected" and key >= v:
+            return True, None
+    return True, None
+
+
+def _same_version(ecosystem: str, version: str) -> str:
+    base = base_ecosystem(ecosystem)
+    if base == Ecosystem.PYPI:
+        try:
+            return canonicalize_version(version)
+        except Exception:
+            return version
+    if base in (Ecosystem.GO, Ecosystem.NPM):
+        return version.removeprefix("v")
+    return version
+
+
+def _evaluate(
+    ecosystem: str, version: str, ranges: Sequence[_Range], versions: frozenset[str]
+) -> tuple[bool, str | None]:
+    hit, fixes, unfixed = False, [], False
+    for rng in ranges:
+        affected, fix = _in_range(rng, ecosystem, version)
+        if affected:
+            hit = True
+            if fix is None:
+                unfixed = True
+            else:
+                fixes.append(fix)
+    if not hit and versions and _same_version(ecosystem, version) in versions:
+        return True, None
+    if not hit:
+        return False, None
+    if unfixed or not fixes:
+        return True, None
+    # Affected through several ranges: only a version past every one of their fixes is safe.
+    return True, max(fixes, key=lambda f: parse(ecosystem, f))
+
+
+def is_affected(ecosystem: str, version: str, affected_package: Any) -> tuple[bool, str | None]:
+    """Whether ``version`` is affected by one affected-package entry (an ``AffectedPackage`` or a mapping with
+    ``ranges`` and ``versions``), and the version that fixes it (None when no fix is known)."""
+    if isinstance(affected_package, Mapping):
+        ranges, versions = affected_package.get("ranges") or [], affected_package.get("versions") or []
+    else:
+        ranges, versions = affected_package.ranges or [], affected_package.versions or []
+    prepared = _prepare(ecosystem, ranges)
+    return _evaluate(ecosystem, version, prepared, frozenset(_same_version(ecosystem, v) for v in versions))
+
+
+# ---- matching components ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    advisory_id: str
+    ranges: tuple[_Range, ...]
+    versions: frozenset[str]
+
+
+@dataclass(frozen=True)
+class _Info:
+    id: str
+    aliases: tuple[str, ...]
+    related: tuple[str, ...]
+    summary: str
+    score: Score | None
+    borrowed: bool
+
+
+def lookup_key(component: Component, os_ecosystem: str | None) -> tuple[str, str, str] | None:
+    """(ecosystem, name, version) a component is matched under, or None when it cannot be matched."""
+    return _lookup(component, os_ecosystem, base_ecosystem(os_ecosystem) if os_ecosystem else None)
+
+
+def _lookup(
+    component: Component, os_ecosystem: str | None, os_base: str | None
+) -> tuple[str, str, str] | None:
+    eco = component.ecosystem
+    if eco not in OS_ECOSYSTEMS:
+        return eco, normalize_name(eco, component.name), component.version
+    if os_ecosystem is None or (eco != os_base and eco != Ecosystem.RPM):
+        return None  # an OS package without a known release (or of another distro): no feed to match
+    return (
+        os_ecosystem,
+        component.source_name or component.name,
+        component.source_version or component.version,
+    )
+
+
+def match(session: Session, components: Iterable[Component], os_ecosystem: str | None) -> list[Finding]:
+    """Findings for one image's components (``os_ecosystem`` from ``OSInfo.osv_ecosystem``)."""
+    return Matcher(session).match(components, os_ecosystem)
+
+
+class Matcher:
+    """Matches images against the advisory tables, caching across images (keep one per feed version)."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._candidates: dict[tuple[str, str], list[_Candidate]] = {}
+        self._infos: dict[str, _Info] = {}
+        self._verdicts: dict[tuple[str, str, str], tuple[Vulnerability, ...]] = {}
+
+    def match(self, components: Iterable[Component], os_ecosystem: str | None) -> list[Finding]:
+        """Findings for one image's components, in component order."""
+        os_base = base_ecosystem(os_ecosystem) if os_ecosystem else None
+        keyed = [(c, k) for c in components if (k := _lookup(c, os_ecosystem, os_base)) is not None]
+        self._load({(eco, name) for _, (eco, name, _v) in keyed})
+        findings: list[Finding] = []
+        for component, key in keyed:
+            vulnerabilities = self._verdict(key)
+            if vulnerabilities:
+                eco, name, version = key
+                findings.extend(Finding(v, component, version, eco, name) for v in vulnerabilities)
+        return findings
+
+    # -- loading ----------------------------------------------------------------------------------------
+
+    def _load(self, keys: set[tuple[str, str]]) -> None:
+        missing = sorted(k for k in keys if k not in self._candidates)
+        if not missing:
+            return
+        by_ecosystem: dict[str, list[str]] = defaultdict(list)
+        for eco, name in missing:
+            by_ecosystem[eco].append(name)
+            self._candidates[(eco, name)] = []
+        ids: set[str] = set()
+        for eco, names in by_ecosystem.items():
+            for i in range(0, len(names), _CHUNK):
+                rows = self.session.execute(
+                    select(
+                        AffectedPackage.advisory_id,
+                        AffectedPackage.name,
+                        AffectedPackage.ranges,
+                        AffectedPackage.versions,
+                    ).where(AffectedPackage.ecosystem == eco, AffectedPackage.name.in_(names[i : i + _CHUNK]))
+                )
+                for advisory_id, name, ranges, versions in rows:
+                    self._candidates[(eco, name)].append(
+                        _Candidate(
+                            advisory_id,
+                            _prepare(eco, ranges or ()),
+                            frozenset(_same_version(eco, v) for v in versions or ()),
+                        )
+                    )
+                    ids.add(advisory_id)
+        new = sorted(ids - self._infos.keys())
+        for i in range(0, len(new), _CHUNK):
+            rows = self.session.execute(
+                select(
+                    Advisory.id,
+                    Advisory.aliases,
+                    Advisory.related,
+                    Advisory.summary,
+                    Advisory.score,
+                    Advisory.cvss_vector,
+                    Advisory.cvss_version,
+                    Advisory.score_from,
+                ).where(Advisory.id.in_(new[i : i + _CHUNK]), Advisory.withdrawn.is_(None))
+            )
+            for row in rows:
+                score = Score(row.score, row.cvss_vector, row.cvss_version) if row.score is not None else None
+                self._infos[row.id] = _Info(
+                    row.id,
+                    tuple(row.aliases or ()),
+                    tuple(row.related or ()),
+                    row.summary or "",
+                    score,
+                    row.score_from is not None,
+                )
+
+    # -- verdicts -----------------------------------------------------------------------------------------
+
+    def _verdict(self, key: tuple[str, str, str]) -> tuple[Vulnerability, ...]:
+        cached = self._verdicts.get(key)
+        if cached is None:
+            eco, name, version = key
+            hits = []
+            for cand in self._candidates.get((eco, name), ()):
+                info = self._infos.get(cand.advisory_id)
+                if info is None:
+                    continue  # withdrawn between the two queries
+                affected, fixed = _evaluate(eco, version, cand.ranges, cand.versions)
+                if affected:
+                    hits.append((info, fixed))
+            cached = self._verdicts[key] = _group(eco, hits)
+        return cached
+
+
+def _cve_order(vid: str) -> tuple[int, int, str]:
+    m = _CVE.match(vid)
+    return (int(m.group(1)), int(m.group(2)), vid) if m else (9999, 0, vid)
+
+
+def _group(ecosystem: str, hits: list[tuple[_Info, str | None]]) -> tuple[Vulnerability, ...]:
+    """Merge the records one package version matched into one verdict per vulnerability.
+
+    Records are the same vulnerability when they share an id (their own or an alias). An umbrella advisory
+    (a DSA: no CVE of its own, only ``related`` CVEs) joins the findings of the CVEs it fixes; if none of them
+    matched it stands alone."""
+    if not hits:
+        return ()
+    umbrellas = [h for h in hits if h[0].related and not any(_CVE.match(i) for i in (h[0].id, *h[0].aliases))]
+    plain = [h for h in hits if h not in umbrellas]
+    parent: dict[str, str] = {}
+
+    def find(x: str) -> str:
+        while parent.setdefault(x, x) != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for info, _ in plain:
+        for other in info.aliases:
+            parent[find(other)] = find(info.id)
+    groups: dict[str, list[tuple[_Info, str | None]]] = defaultdict(list)
+    for hit in plain:
+        groups[find(hit[0].id)].append(hit)
+    extra: dict[str, list[_Info]] = defaultdict(list)
+    for hit in umbrellas:
+        targets = {find(r) for r in hit[0].related if r in parent} & groups.keys()
+        for root in targets:
+            extra[root].append(hit[0])
+        if not targets:
+            groups[hit[0].id].append(hit)
+    verdicts = [_verdict_of(ecosystem, members, extra.get(root, [])) for root, members in groups.items()]
+    return tuple(sorted(verdicts, key=lambda v: _cve_order(v.id)))
+
+
+def _verdict_of(
+    ecosystem: str, members: list[tuple[_Info, str | None]], umbrellas: list[_Info]
+) -> Vulnerability:
+    ids = {i for info, _ in members for i in (info.id, *info.aliases)} | {u.id for u in umbrellas}
+    cves = sorted((i for i in ids if _CVE.match(i)), key=_cve_order)
+    name = cves[0] if cves else min(info.id for info, _ in members)
+    fixes = [f for _, f in members if f is not None]
+    # A feed that knows a fix beats one that does not yet; several fixes: the highest is the safe one.
+    fixed = max(fixes, key=lambda f: parse(ecosystem, f)) if fixes else None
+    own = [info.score for info, _ in members if info.score and not info.borrowed]
+    borrowed = [info.score for info, _ in members if info.score and info.borrowed]
+    scores = own or borrowed
+    titled = next((info for info, _ in members if info.id == name and info.summary), None)
+    summary = (titled or next((i for i, _ in members if i.summary), members[0][0])).summary
+    best = min(scores, key=Score.rank) if scores else None
+    return Vulnerability(
+        id=name,
+        aliases=tuple(sorted(ids - {name})),
+        advisories=tuple(sorted({info.id for info, _ in members} | {u.id for u in umbrellas})),
+        fixed_version=fixed,
+        score=best.score if best else None,
+        vector=best.vector if best else None,
+        cvss_version=best.version if best else None,
+        severity=classify(best.score if best else None),
+        summary=summary,
+    )
