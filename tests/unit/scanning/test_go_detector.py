@@ -159,6 +159,10 @@ def _pointer_format_binary(vers: bytes, mod: bytes) -> bytes:
         + struct.pack("<QQ", BASE_VADDR + headers_at, BASE_VADDR + headers_at + 16)
     )
     body[data_off : data_off + len(header)] = header
+    # A decoy first: the magic as a constant in .rodata, aligned and followed by bytes that read as a
+    # pointer-format header pointing nowhere. The search must go on past it.
+    decoy = golang.MAGIC + bytes([8, 0]) + struct.pack("<QQ", 0xDEAD0000, BASE_VADDR + 8)
+    body[0x800 : 0x800 + len(decoy)] = decoy
     elf = _elf64([(BASE_VADDR, 0, len(body))])
     body[: len(elf)] = elf
     # The linker's build ID note in the first page, which is what tells us to keep bytes for later.

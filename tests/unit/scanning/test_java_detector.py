@@ -128,12 +128,16 @@ def test_wants() -> None:
 
 def test_properties_and_manifest_parsing() -> None:
     props = parse_properties(
-        "# comment\n! other comment\ngroupId = org.x\nartifactId:long\\\n    -name\nversion 1.0\\u002e1\nempty=\n"
+        "# comment\n! other comment\ngroupId = org.x\n"
+        "artifactId:long\\\n    -name\n"  # a continued line
+        "version 1.0\\u002e1\nempty=\n"
     )
     assert props == {"groupId": "org.x", "artifactId": "long-name", "version": "1.0.1", "empty": ""}
     attrs = parse_manifest(
-        "Manifest-Version: 1.0\nBundle-SymbolicName: com.fasterxml.jackson.core.jackson-data\n bind;singleton:=true"
-        "\nBundle-Version: 2.13.0\nImplementation-Title: jackson-databind\n\nName: x/Y.class\nSHA-256-Digest: z\n"
+        "Manifest-Version: 1.0\n"
+        "Bundle-SymbolicName: com.fasterxml.jackson.core.jackson-data\n bind;singleton:=true\n"
+        "Bundle-Version: 2.13.0\nImplementation-Title: jackson-databind\n"
+        "\nName: x/Y.class\nSHA-256-Digest: z\n"  # per-entry sections follow the first blank line
     )
     assert attrs["Bundle-SymbolicName"] == "com.fasterxml.jackson.core.jackson-databind;singleton:=true"
     assert "SHA-256-Digest" not in attrs

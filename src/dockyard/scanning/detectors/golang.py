@@ -57,12 +57,14 @@ class ModInfo:
     deps: list[Module]
 
 
-class _PointerFormat(Exception):
-    """A Go < 1.18 header was found: the caller resolves its pointers with random access."""
+@dataclass(frozen=True)
+class _Pointers:
+    """A Go < 1.18 header: virtual addresses of the Go string headers of the version and module info."""
 
-    def __init__(self, ptr_size: int, big_endian: bool, vers_ptr: int, mod_ptr: int) -> None:
-        super().__init__("pointer-format build info")
-        self.ptr_size, self.big_endian, self.vers_ptr, self.mod_ptr = ptr_size, big_endian, vers_ptr, mod_ptr
+    ptr_size: int
+    big_endian: bool
+    vers_ptr: int
+    mod_ptr: int
 
 
 def stdlib_version(go_version: str) -> str | None:
@@ -115,6 +117,9 @@ class _Scanner:
         self.buf = bytearray(head)
         self.base = 0  # file offset of buf[0]
         self.read_total = len(head)
+        # Set by the caller when it can read at any offset; without it, pointer headers are only noted.
+        self.resolve: Callable[[_Pointers], BuildInfo | None] | None = None
+        self.unresolved = False
 
     def more(self) -> bool:
         if self.read_total >= self.limit:
@@ -164,7 +169,11 @@ class _Scanner:
             fmt = (">" if flags & 1 else "<") + ("I" if ptr_size == 4 else "Q")
             vers_ptr = struct.unpack_from(fmt, self.buf, i + 16)[0]
             mod_ptr = struct.unpack_from(fmt, self.buf, i + 16 + ptr_size)[0]
-            raise _PointerFormat(ptr_size, bool(flags & 1), vers_ptr, mod_ptr)
+            if self.resolve is None:
+                self.unresolved = True
+                return None
+            # A false match (bytes that merely look like a header) resolves to nothing: keep searching.
+            return self.resolve(_Pointers(ptr_size, bool(flags & 1), vers_ptr, mod_ptr))
         pos = i + HEADER_SIZE
         strings = []
         for _ in range(2):
@@ -221,7 +230,7 @@ def _load_segments(head: bytes) -> list[tuple[int, int, int]] | None:
 
 
 def _resolve_pointers(
-    fmt: _PointerFormat, segments: list[tuple[int, int, int]], read_at: Callable[[int, int], bytes]
+    fmt: _Pointers, segments: list[tuple[int, int, int]], read_at: Callable[[int, int], bytes]
 ) -> BuildInfo | None:
     """Go < 1.18: each pointer addresses a Go string header (data pointer, length)."""
     word = (">" if fmt.big_endian else "<") + ("I" if fmt.ptr_size == 4 else "Q")
@@ -250,25 +259,31 @@ def read_build_info(data: BinaryIO, size: int, warnings: list[str] | None = None
     segments = _load_segments(head)
     if segments is None:
         return None
-    seekable = _seekable(data)
     tee = None
-    if not seekable and any(marker in head for marker in _GO_HEAD_MARKERS):
+    if not _seekable(data) and any(marker in head for marker in _GO_HEAD_MARKERS):
         tee = tempfile.SpooledTemporaryFile(max_size=16 << 20)  # noqa: SIM115 - closed below
         tee.write(head)
     try:
         scanner = _Scanner(data, size, head, tee)
-        try:
-            return scanner.find()
-        except _PointerFormat as fmt:
-            if seekable:
-                return _resolve_pointers(fmt, segments, lambda off, n: _pread(data, off, n))
-            if tee is not None:
-                while scanner.more():  # the strings may lie past the header: spool the rest too
-                    scanner.buf.clear()
-                return _resolve_pointers(fmt, segments, lambda off, n: _pread(tee, off, n))
-            if warnings is not None:
-                warnings.append("Go < 1.18 build info needs random access to an unseekable input")
-            return None
+        if tee is not None or _seekable(data):
+            source = tee if tee is not None else data
+
+            def read_at(offset: int, n: int) -> bytes:
+                # Go < 1.18 string headers sit after the build info header (in .noptrdata), the bytes
+                # before it (in .rodata): read forward as far as needed, then step back and return.
+                while tee is not None and scanner.read_total < offset + n and scanner.more():
+                    pass
+                resume = source.tell()
+                source.seek(offset)
+                out = source.read(n)
+                source.seek(resume)
+                return out
+
+            scanner.resolve = lambda fmt: _resolve_pointers(fmt, segments, read_at)
+        info = scanner.find()
+        if info is None and scanner.unresolved and warnings is not None:
+            warnings.append("Go < 1.18 build info needs random access to an unseekable input")
+        return info
     finally:
         if tee is not None:
             tee.close()
@@ -279,11 +294,6 @@ def _seekable(data: BinaryIO) -> bool:
         return bool(data.seekable())
     except (AttributeError, OSError, ValueError):
         return False
-
-
-def _pread(f: BinaryIO, offset: int, n: int) -> bytes:
-    f.seek(offset)
-    return f.read(n)
 
 
 def _component(name: str, version: str, path: str, layer_digest: str) -> Component:

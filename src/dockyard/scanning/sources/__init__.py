@@ -65,9 +65,7 @@ def open_image(
             root = Path(path)
             if not root.is_dir():
                 raise SourceError(f"{where}: no such directory")
-            files = DirFiles(root)
-            files.where = where
-            yield open_oci_layout(files, name)
+            yield open_oci_layout(DirFiles(root, where), name)
         elif transport_name == "oci-archive":
             yield open_oci_layout(open_tar(Path(path), where, tmpdir), name)
         else:

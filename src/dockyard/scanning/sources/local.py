@@ -61,8 +61,8 @@ def _norm(name: str) -> str:
 
 
 class DirFiles(Files):
-    def __init__(self, root: Path) -> None:
-        self.root, self.where = root, str(root)
+    def __init__(self, root: Path, where: str) -> None:
+        self.root, self.where = root, where
 
     def _path(self, name: str) -> Path:
         return self.root / _norm(name)  # normalised under "/" first, so it cannot climb out

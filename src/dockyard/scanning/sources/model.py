@@ -186,7 +186,10 @@ def select_descriptors(index: dict[str, Any], ref: str | None, where: str) -> li
     raise SourceError(f"{where}: holds {len(manifests)} images; name one of: {', '.join(known)}")
 
 
-def images_from_layout_index(fetcher: Fetcher, index: dict[str, Any], ref: str | None, where: str) -> list:
+def images_from_layout_index(
+    fetcher: Fetcher, index: dict[str, Any], ref: str | None, where: str
+) -> list[ImageSource]:
+    """Every platform image of the entries ``ref`` selects in a layout's index.json."""
     images: list[ImageSource] = []
     for d in select_descriptors(index, ref, where):
         digest, size = d.get("digest"), d.get("size")
