@@ -46,7 +46,7 @@ class Component:
     version: str
     ecosystem: str  # an Ecosystem value
     purl: str
-    layer_digest: str  # the layer that introduced it (the last layer that wrote its record)
+    layer_digest: str  # the layer that introduced it: the earliest from which its record lists it unbroken
     path: str  # the file it was read from, e.g. var/lib/dpkg/status or .../METADATA
     source_name: str | None = None  # Debian Source:, Alpine origin, RPM source rpm name
     source_version: str | None = None
