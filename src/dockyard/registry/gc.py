@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from dockyard.db import utcnow
 from dockyard.events import Actor, Event, EventBus, EventTag
 from dockyard.registry.models import Blob, Manifest, ManifestReference, RepositoryBlob
-from dockyard.registry.services import blob_lock
+from dockyard.registry.services import blob_lock, blob_locks
 from dockyard.storage.blobstore import BlobStore
 
 
@@ -52,13 +52,33 @@ def collect(
             Manifest.repository_id == RepositoryBlob.repository_id,
         )
     )
-    with sessions() as session, session.begin():
-        session.connection(execution_options={"sqlite_write": True})
-        stale = select(RepositoryBlob.id).where(RepositoryBlob.created_at < cutoff, ~referenced)
-        ids = list(session.scalars(stale))
-        if ids and not dry_run:
-            session.execute(delete(RepositoryBlob).where(RepositoryBlob.id.in_(ids), ~referenced))
-        report.links_removed = len(ids)
+    with sessions() as session:
+        stale = list(
+            session.execute(
+                select(RepositoryBlob.id, RepositoryBlob.digest).where(
+                    RepositoryBlob.created_at < cutoff, ~referenced
+                )
+            )
+        )
+    for start in range(0, len(stale), 500):
+        batch = stale[start : start + 500]
+        if dry_run:
+            report.links_removed += len(batch)
+            continue
+        with sessions() as session, session.begin():
+            session.connection(execution_options={"sqlite_write": True})
+            # A manifest PUT holds these locks from its reference check to its commit. Without them the
+            # DELETE's snapshot could predate a manifest that committed while the DELETE waited for its
+            # row locks, and unlink (then free) blobs that manifest references.
+            blob_locks(session, [digest for _id, digest in batch])
+            removed = session.execute(
+                delete(RepositoryBlob).where(
+                    RepositoryBlob.id.in_([link_id for link_id, _digest in batch]),
+                    RepositoryBlob.created_at < cutoff,  # a push may have refreshed the link meanwhile
+                    ~referenced,
+                )
+            )
+            report.links_removed += removed.rowcount
 
     with sessions() as session:
         candidates = list(
@@ -66,7 +86,7 @@ def collect(
                 select(Blob.digest, Blob.size).where(
                     Blob.created_at < cutoff, ~exists().where(RepositoryBlob.digest == Blob.digest)
                 )
-            ).tuples()
+            )  # rows unpack as tuples (Result.tuples() is deprecated in SQLAlchemy 2.1)
         )
     for digest, size in candidates:
         with sessions() as session, session.begin():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import delete, func, select, text
@@ -37,6 +38,20 @@ def blob_lock(session: Session, digest: str) -> None:
     """Serialise work on one blob between pushes and gc (PostgreSQL; SQLite writers are serial already)."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:d))"), {"d": digest})
+
+
+def blob_locks(session: Session, digests: Iterable[str]) -> None:
+    """``blob_lock`` on several blobs, taken in one fixed order so that two callers cannot deadlock."""
+    wanted = sorted(set(digests))
+    if wanted and session.get_bind().dialect.name == "postgresql":
+        # A volatile function in the select list runs after ORDER BY (PostgreSQL >= 9.6): in hash order.
+        session.execute(
+            text(
+                "SELECT pg_advisory_xact_lock(h) FROM "
+                "(SELECT DISTINCT hashtext(d) AS h FROM unnest(CAST(:ds AS text[])) AS d) AS locks ORDER BY h"
+            ),
+            {"ds": wanted},
+        )
 
 
 class RegistryService:
@@ -276,6 +291,9 @@ class RegistryService:
             if "nondistributable" not in d.media_type and "foreign" not in d.media_type
         ]
         if wanted:
+            # Held until commit: gc, which takes the same locks before unlinking unreferenced blobs, either
+            # sees this manifest's references or unlinks first, and then this check fails cleanly.
+            blob_locks(self.session, wanted)
             rows = self.session.execute(
                 select(RepositoryBlob.digest, Blob.size)
                 .join(Blob, Blob.digest == RepositoryBlob.digest)

@@ -114,8 +114,13 @@ class BlobStore:
         if not self.upload_dir.exists():
             return
         for entry in os.scandir(self.upload_dir):
-            if entry.is_dir():
-                yield entry.name, entry.stat().st_mtime
+            try:
+                if not entry.is_dir():
+                    continue
+                mtime = entry.stat().st_mtime
+            except FileNotFoundError:
+                continue  # the upload finished (committed or discarded) while we listed
+            yield entry.name, mtime
 
     async def append(
         self,

@@ -467,3 +467,20 @@ def test_discarding_a_bad_upload_id_touches_nothing_outside(tmp_path: Path, uplo
     assert (victim / "inner" / "file").read_bytes() == b"keep"
     assert (tmp_path / "uploads").is_dir()
     assert store.upload_owner(upload_id) is None
+
+
+def test_listing_uploads_survives_one_finishing_meanwhile(store: BlobStore, monkeypatch) -> None:
+    """gc and the open-uploads gauge list sessions while uploads commit and remove their directories."""
+    new_upload(store, "stays")
+    new_upload(store, "goes")
+    real_scandir = blobstore.os.scandir
+
+    def scandir(path):
+        entries = list(real_scandir(path))
+        if Path(path) == store.upload_dir:
+            monkeypatch.setattr(blobstore.os, "scandir", real_scandir)
+            store.discard_upload("goes")  # finished between the listing and the stat
+        return iter(entries)
+
+    monkeypatch.setattr(blobstore.os, "scandir", scandir)
+    assert [u for u, _ in store.list_uploads()] == ["stays"]
