@@ -358,6 +358,10 @@ class _Writer:
             if old is not None:
                 old_modified, old_digest, old_withdrawn = old
                 stale = record.modified and old_modified and record.modified < old_modified
+                # A tombstone comes back only with a strictly newer record, never with a replayed copy.
+                revived = old_withdrawn and not record.withdrawn
+                if revived and not (record.modified and old_modified and record.modified > old_modified):
+                    stale = True
                 if stale or old_digest == digest:
                     counts["unchanged"] += 1
                     continue

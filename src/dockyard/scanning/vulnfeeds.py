@@ -191,8 +191,9 @@ _ID_PREFIX_FEEDS = {
 
 
 def _osv_source(vid: str, ecosystems: list[str]) -> str:
-    """``osv:<feed>``: from the id's prefix when it names a feed, else the first affected ecosystem."""
-    feed = _ID_PREFIX_FEEDS.get(vid.split("-", 1)[0]) or (ecosystems[0] if ecosystems else "")
+    """``osv:<feed>``: the feed the id's prefix names, else the record's ecosystem(s) (osv.dev's converted CVE
+    records span several: ``osv:Alpine+Debian``). Callers that know the feed pass ``ingest(feed=...)``."""
+    feed = _ID_PREFIX_FEEDS.get(vid.split("-", 1)[0]) or "+".join(sorted(set(ecosystems)))
     return f"{OSV}:{feed}" if feed else OSV
 
 
