@@ -12,9 +12,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import func, inspect, select
 from sqlalchemy.orm import Session
 
+from dockyard.db import downgrade, make_engine, migrate
+from dockyard.models import metadata
 from dockyard.scanning.matcher import match
 from dockyard.scanning.models import Advisory, AffectedPackage, FeedState
 from dockyard.scanning.types import Component
@@ -306,6 +310,28 @@ def test_debian_upstream_field_counts_as_an_alias(db_session: Session, tmp_path:
     assert ingest(db_session, tmp_path).added == 1
     advisory = db_session.get(Advisory, "DEBIAN-CVE-2099-0001")
     assert advisory.aliases == ["CVE-2099-0001"] and advisory.source == "osv:Debian"
+
+
+VULN_TABLES = {"vuln_advisory", "vuln_affected", "vuln_feed_state"}
+
+
+def test_migration_matches_the_models_and_downgrades(fresh_database_url: str) -> None:
+    engine = make_engine(fresh_database_url)
+    try:
+        migrate(engine)
+        assert set(inspect(engine).get_table_names()) >= VULN_TABLES
+        indexes = {i["name"] for i in inspect(engine).get_indexes("vuln_affected")}
+        assert "ix_vuln_affected_ecosystem_name" in indexes
+        with engine.connect() as conn:
+            context = MigrationContext.configure(conn, opts={"compare_type": True})
+            drift = [d for d in compare_metadata(context, metadata) if "vuln_" in repr(d)]
+        assert drift == []
+        downgrade(engine, "0001")
+        assert not VULN_TABLES & set(inspect(engine).get_table_names())
+        migrate(engine)
+        assert set(inspect(engine).get_table_names()) >= VULN_TABLES
+    finally:
+        engine.dispose()
 
 
 GO_FILES = (
