@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from sqlalchemy import delete, func, insert, select, update
@@ -120,7 +121,9 @@ class _located:
             return Path(self.source)
         import httpx
 
-        self.tmp = tempfile.NamedTemporaryFile(prefix="dockyard-feed-", suffix=".download")
+        # Keep the URL's suffix: a downloaded .yaml must still be read as YAML (a zip is told by its magic).
+        suffix = Path(urlsplit(self.source).path).suffix or ".json"
+        self.tmp = tempfile.NamedTemporaryFile(prefix="dockyard-feed-", suffix=suffix)
         client = self.client or httpx.Client(timeout=httpx.Timeout(60.0), follow_redirects=True)
         try:
             with client.stream("GET", self.source) as response:
@@ -181,10 +184,10 @@ def _records(label: str, raw: bytes, report: IngestReport, alpine: _AlpineRun) -
         kind = detect(item)
         report.records += 1
         try:
-            if kind == OSV:
-                yield parse_osv(item)
-            elif kind == NPM_LEGACY:
-                yield parse_npm_legacy(item)
+            if kind in (OSV, NPM_LEGACY):
+                record = parse_osv(item) if kind == OSV else parse_npm_legacy(item)
+                record.origin = where
+                yield record
             elif kind == ALPINE_SECDB:
                 alpine.add(*alpine_fixes(item))
             else:
@@ -330,7 +333,10 @@ class _Writer:
                         for key, n in self._apply([record]).items():
                             counts[key] = counts.get(key, 0) + n
                 except SQLAlchemyError as exc:
-                    self.report.errors.append((record.id, f"database refused it: {exc.__class__.__name__}"))
+                    where = record.origin or record.id
+                    self.report.errors.append(
+                        (where, f"{record.id}: the database refused it ({exc.__class__.__name__})")
+                    )
         for key, n in counts.items():
             setattr(self.report, key, getattr(self.report, key) + n)
 

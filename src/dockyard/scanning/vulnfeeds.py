@@ -49,10 +49,13 @@ class Record:
     severity: list[dict[str, str]] = field(default_factory=list)
     affected: list[dict[str, Any]] = field(default_factory=list)  # {ecosystem, name, ranges, versions}
     remove: bool = False  # the record is gone from a feed that has no tombstones (Alpine secdb)
+    origin: str = ""  # the file it came from, for error reports
+
+    _NOT_CONTENT = frozenset({"remove", "origin"})
 
     @property
     def digest(self) -> str:
-        body = {k: v for k, v in self.__dict__.items() if k != "remove"}
+        body = {k: v for k, v in self.__dict__.items() if k not in self._NOT_CONTENT}
         return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -199,6 +199,32 @@ def test_malformed_input_is_reported_and_skipped_whole(db_session: Session, tmp_
     )
 
 
+def test_a_record_the_database_refuses_leaves_the_rest_of_its_batch(
+    db_session: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dockyard.scanning import vulndb
+
+    real_row = vulndb._row
+
+    def row(record, digest):  # a NOT NULL column left empty for one record only
+        values = real_row(record, digest)
+        return {**values, "digest": None} if record.id == "PYSEC-2021-108" else values
+
+    monkeypatch.setattr(vulndb, "_row", row)
+    source = feed(
+        tmp_path,
+        *(
+            f"pypa-advisory-database/vulns/urllib3/{n}.yaml"
+            for n in ("PYSEC-2021-108", "PYSEC-2021-59", "PYSEC-2023-192")
+        ),
+    )
+    report = ingest(db_session, source)
+    assert report.added == 2
+    assert [f for f, _ in report.errors] == ["pypa-advisory-database/vulns/urllib3/PYSEC-2021-108.yaml"]
+    assert db_session.get(Advisory, "PYSEC-2021-108") is None and rows(db_session, "PYSEC-2021-108") == []
+    assert rows(db_session, "PYSEC-2023-192")
+
+
 def test_alpine_secdb_one_advisory_per_cve_one_row_per_release_and_origin(
     db_session: Session, tmp_path: Path
 ) -> None:
