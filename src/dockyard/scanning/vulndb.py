@@ -389,12 +389,13 @@ class _Writer:
                 delete(Advisory).where(Advisory.id.in_(chunk)),
                 execution_options={"synchronize_session": False},
             )
+        # Core inserts (executemany): the ORM's bulk path costs more than the database does here.
         if inserts:
-            session.execute(insert(Advisory), inserts)
+            session.execute(insert(Advisory.__table__), inserts)
         if updates:
             session.execute(update(Advisory), updates)
         if affected:
-            session.execute(insert(AffectedPackage), affected)
+            session.execute(insert(AffectedPackage.__table__), affected)
         return counts
 
 
