@@ -78,12 +78,8 @@ class Finding:
 # ---- OSV range evaluation ---------------------------------------------------------------------------
 
 _MIN = object()  # introduced "0": before every version
-_ORDER = {
-    "introduced": 0,
-    "fixed": 1,
-    "last_affected": 1,
-    "limit": 2,
-}  # ties: an interval opens before it closes
+# Events at the same version: an interval opens before it closes (introduced X + fixed X is empty).
+_ORDER = {"introduced": 0, "fixed": 1, "last_affected": 1, "limit": 2}
 
 
 @dataclass(frozen=True)

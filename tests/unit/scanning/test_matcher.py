@@ -389,11 +389,11 @@ def _image(known: dict[str, list[str]], rng: random.Random, pool: int) -> list[C
 
 def test_matching_a_minbase_image_is_fast(vulndb: Session) -> None:
     image = _image(_known_versions(vulndb), random.Random(3), pool=3)
-    cpu = time.process_time()
+    cpu, wall = time.process_time(), time.monotonic()
     findings = match(vulndb, image, DEBIAN_12)
-    spent = time.process_time() - cpu
-    print(f"minbase: {len(image)} components, {len(findings)} findings, {spent * 1000:.0f} ms CPU (cold)")
-    assert findings and spent < 3.0
+    cpu, wall = time.process_time() - cpu, time.monotonic() - wall
+    print(f"minbase: {len(image)} packages, {len(findings)} findings: {cpu:.3f}s CPU, {wall:.3f}s wall")
+    assert findings and cpu < 3.0
 
 
 @pytest.mark.slow
