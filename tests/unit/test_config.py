@@ -1,0 +1,157 @@
+"""Settings: read once from DOCKYARD_* variables, with documented defaults and derived values."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from dockyard.config import DOCUMENTED, Settings
+
+
+def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = Settings.from_env({})
+    assert s.listen == "127.0.0.1:5000"
+    assert s.public_url == "http://127.0.0.1:5000"
+    assert s.data_dir == tmp_path / "var"
+    assert s.data_dir.is_absolute()
+    assert s.database_url == f"sqlite:///{tmp_path / 'var' / 'dockyard.db'}"
+    assert s.admin_password is None
+    assert s.service_name == "dockyard"
+    assert (s.token_ttl, s.workers, s.upload_ttl, s.gc_grace) == (300, 1, 86400, 3600)
+    assert s.max_manifest_bytes == 4 * 1024 * 1024
+    assert s.log_level == "INFO"
+    assert dict(s.extra) == {}
+    assert (s.host, s.port, s.registry_host) == ("127.0.0.1", 5000, "127.0.0.1:5000")
+
+
+def test_overrides(tmp_path: Path) -> None:
+    env = {
+        "DOCKYARD_LISTEN": "0.0.0.0:8080",
+        "DOCKYARD_PUBLIC_URL": "https://registry.example.com/",
+        "DOCKYARD_DATA_DIR": str(tmp_path / "data"),
+        "DOCKYARD_DATABASE_URL": "postgresql+psycopg://u@db/dockyard",
+        "DOCKYARD_ADMIN_PASSWORD": "s3cret-admin",
+        "DOCKYARD_SERVICE_NAME": "registry.example.com",
+        "DOCKYARD_TOKEN_TTL": "900",
+        "DOCKYARD_WORKERS": "4",
+        "DOCKYARD_UPLOAD_TTL": "600",
+        "DOCKYARD_GC_GRACE": "60",
+        "DOCKYARD_MAX_MANIFEST_BYTES": "1024",
+        "DOCKYARD_LOG_LEVEL": "DEBUG",
+        "HOME": "/root",
+    }
+    s = Settings.from_env(env)
+    assert s.listen == "0.0.0.0:8080"
+    assert s.public_url == "https://registry.example.com"  # no trailing slash
+    assert s.data_dir == tmp_path / "data"
+    assert s.database_url == "postgresql+psycopg://u@db/dockyard"
+    assert s.admin_password == "s3cret-admin"
+    assert s.service_name == "registry.example.com"
+    assert (s.token_ttl, s.workers, s.upload_ttl, s.gc_grace) == (900, 4, 600, 60)
+    assert s.max_manifest_bytes == 1024
+    assert s.log_level == "DEBUG"
+    assert (s.host, s.port) == ("0.0.0.0", 8080)
+    assert s.registry_host == "registry.example.com"
+    assert set(s.extra) == {k for k in env if k.startswith("DOCKYARD_")}  # HOME is not ours
+
+
+def test_public_url_is_derived_from_listen() -> None:
+    assert Settings.from_env({"DOCKYARD_LISTEN": "10.0.0.5:5443"}).public_url == "http://10.0.0.5:5443"
+    s = Settings.from_env({"DOCKYARD_LISTEN": "[::1]:5000"})
+    assert (s.public_url, s.host, s.port, s.registry_host) == (
+        "http://[::1]:5000",
+        "[::1]",
+        5000,
+        "[::1]:5000",
+    )
+
+
+def test_public_url_with_a_path_prefix() -> None:
+    s = Settings.from_env({"DOCKYARD_PUBLIC_URL": "https://example.com:8443/registry/"})
+    assert s.public_url == "https://example.com:8443/registry"
+    assert s.registry_host == "example.com:8443"
+
+
+def test_database_url_follows_the_data_dir(tmp_path: Path) -> None:
+    s = Settings.from_env({"DOCKYARD_DATA_DIR": str(tmp_path / "elsewhere")})
+    assert s.database_url == f"sqlite:///{tmp_path / 'elsewhere' / 'dockyard.db'}"
+
+
+def test_relative_data_dir_is_made_absolute(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert Settings.from_env({"DOCKYARD_DATA_DIR": "rel/dir"}).data_dir == tmp_path / "rel" / "dir"
+
+
+def test_empty_admin_password_means_none() -> None:
+    assert Settings.from_env({"DOCKYARD_ADMIN_PASSWORD": ""}).admin_password is None
+
+
+def test_from_env_reads_os_environ_only_without_a_mapping(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DOCKYARD_SERVICE_NAME", "from-the-environment")
+    assert Settings.from_env().service_name == "from-the-environment"
+    assert Settings.from_env({}).service_name == "dockyard"
+
+
+@pytest.mark.parametrize("name", ["TOKEN_TTL", "WORKERS", "UPLOAD_TTL", "GC_GRACE", "MAX_MANIFEST_BYTES"])
+def test_numbers_must_be_numbers(name: str) -> None:
+    with pytest.raises(ValueError):
+        Settings.from_env({f"DOCKYARD_{name}": "lots"})
+
+
+def test_settings_are_immutable() -> None:
+    s = Settings.from_env({})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.listen = "0.0.0.0:1"  # type: ignore[misc]
+
+
+def test_direct_construction_applies_the_same_derivations(tmp_path: Path) -> None:
+    s = Settings(listen="127.0.0.1:6000", data_dir=tmp_path)
+    assert s.public_url == "http://127.0.0.1:6000"
+    assert s.database_url == f"sqlite:///{tmp_path / 'dockyard.db'}"
+
+
+def test_every_documented_variable_is_read_and_its_default_is_true(tmp_path: Path, monkeypatch) -> None:
+    """The README's configuration table is generated from DOCUMENTED: it must match what from_env does."""
+    monkeypatch.chdir(tmp_path)
+    defaults = Settings.from_env({})
+    field_of = {
+        "DOCKYARD_LISTEN": "listen",
+        "DOCKYARD_PUBLIC_URL": "public_url",
+        "DOCKYARD_DATA_DIR": "data_dir",
+        "DOCKYARD_DATABASE_URL": "database_url",
+        "DOCKYARD_ADMIN_PASSWORD": "admin_password",
+        "DOCKYARD_SERVICE_NAME": "service_name",
+        "DOCKYARD_TOKEN_TTL": "token_ttl",
+        "DOCKYARD_WORKERS": "workers",
+        "DOCKYARD_UPLOAD_TTL": "upload_ttl",
+        "DOCKYARD_GC_GRACE": "gc_grace",
+        "DOCKYARD_MAX_MANIFEST_BYTES": "max_manifest_bytes",
+        "DOCKYARD_LOG_LEVEL": "log_level",
+    }
+    assert set(DOCUMENTED) == set(field_of)
+    samples = {
+        "DOCKYARD_LISTEN": "127.0.0.2:7000",
+        "DOCKYARD_PUBLIC_URL": "https://x.example",
+        "DOCKYARD_DATA_DIR": str(tmp_path / "d"),
+        "DOCKYARD_DATABASE_URL": "sqlite:///x.db",
+        "DOCKYARD_ADMIN_PASSWORD": "pw-pw-pw-pw",
+        "DOCKYARD_SERVICE_NAME": "svc",
+        "DOCKYARD_TOKEN_TTL": "7",
+        "DOCKYARD_WORKERS": "3",
+        "DOCKYARD_UPLOAD_TTL": "8",
+        "DOCKYARD_GC_GRACE": "9",
+        "DOCKYARD_MAX_MANIFEST_BYTES": "10",
+        "DOCKYARD_LOG_LEVEL": "ERROR",
+    }
+    for var, field in field_of.items():
+        changed = Settings.from_env({var: samples[var]})
+        assert getattr(changed, field) != getattr(defaults, field), var
+        default_text = DOCUMENTED[var][0]
+        if default_text.startswith(("(", "http://<", "sqlite:///<")):
+            continue  # derived or generated: described, not a literal value
+        actual = getattr(defaults, field)
+        expected = Path(default_text).resolve() if field == "data_dir" else default_text
+        assert str(actual) == str(expected), var
