@@ -11,7 +11,7 @@ import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
@@ -42,6 +42,8 @@ class AppState:
     blobs: BlobStore
     bus: EventBus
     signer: TokenSigner
+    # SQLite allows one writer: this process's writing requests queue here, holding no worker thread.
+    write_gate: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
 class RequestContext:
@@ -52,13 +54,16 @@ class RequestContext:
         self._session: Session | None = None
         self.principal: Principal = ANONYMOUS
         self.claims: dict[str, Any] | None = None
+        self._gated = False
 
     @property
     def session(self) -> Session:
         if self._session is None:
-            self._session = self.state.sessions()
             # SQLite: a writing request takes the write lock when its transaction begins, not halfway.
-            self._session.connection(execution_options={"sqlite_write": self.write})
+            # The transaction begins lazily, at the first query, which runs in a worker thread (ctx.run):
+            # waiting for the lock on the event loop would stall every request, the lock's holder too.
+            bind = self.state.engine.execution_options(sqlite_write=self.write)
+            self._session = self.state.sessions(bind=bind)
         return self._session
 
     @property
@@ -81,7 +86,20 @@ class RequestContext:
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run blocking (database) work in a worker thread, inside this request's transaction."""
+        if self.write and not self._gated and self._session is not None and self._sqlite():
+            # Writers waiting for SQLite's lock inside worker threads can take every thread while the
+            # lock's holder waits for one to commit (all stall until busy_timeout): wait here instead.
+            await self.state.write_gate.acquire()
+            self._gated = True
         return await asyncio.to_thread(fn, *args, **kwargs)
+
+    def _sqlite(self) -> bool:
+        return self.state.engine.dialect.name == "sqlite"
+
+    def _release_gate(self) -> None:
+        if self._gated:
+            self._gated = False
+            self.state.write_gate.release()
 
     def _commit(self) -> list[Any]:
         if self._session is None:
@@ -127,6 +145,8 @@ def endpoint(
             except BaseException:
                 await asyncio.to_thread(ctx._close, True)
                 raise
+            finally:
+                ctx._release_gate()  # after the commit or rollback, whatever happened
             await asyncio.to_thread(ctx._close, False)
             if events:
                 try:

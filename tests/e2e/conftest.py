@@ -1,0 +1,158 @@
+"""Fixtures for end-to-end tests with real clients: one live server per test module (tests in a module use
+their own repositories, so they do not interfere), images built once per session, isolated clients."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, select, text
+from sqlalchemy.orm import Session
+
+from dockyard.audit.models import AuditEvent
+from tests.conftest import PG_URL, _fresh_database_url
+from tests.e2e.clients import Account, Clients
+from tests.support.images import ImageCache
+from tests.support.live import LiveServer
+
+PASSWORD_SUFFIX = "-pass-e2e-1"
+
+
+@dataclass
+class E2EServer:
+    """A live dockyard plus the account shorthands the tests need (JSON API; the CLI where it matters)."""
+
+    live: LiveServer
+
+    @property
+    def host(self) -> str:
+        return self.live.host
+
+    @property
+    def url(self) -> str:
+        return self.live.url
+
+    @property
+    def admin(self) -> Account:
+        return Account("admin", self.live.admin_password)
+
+    def ref(self, name: str) -> str:
+        """``docker://HOST/NAME`` (NAME may carry ``:tag`` or ``@digest``)."""
+        return f"docker://{self.host}/{name}"
+
+    def api(self, method: str, path: str, auth: Account, body: dict | None = None) -> dict:
+        r = httpx.request(
+            method, f"{self.url}/api/v1{path}", json=body, auth=(auth.username, auth.password), timeout=60
+        )
+        assert r.status_code < 300, f"{method} {path}: {r.status_code} {r.text}"
+        return r.json() if r.content else {}
+
+    def user(self, username: str) -> Account:
+        """A new user (and personal namespace) with a password and an access token."""
+        password = username + PASSWORD_SUFFIX
+        self.api("POST", "/users", self.admin, {"username": username, "password": password})
+        token = self.api("POST", "/tokens", Account(username, password), {"name": "e2e"})["token"]
+        return Account(username, password, token)
+
+    def org(self, name: str, owner: Account, **members: str) -> None:
+        """Create organisation ``name`` owned by ``owner``; ``members`` maps usernames to roles."""
+        self.api("POST", "/orgs", owner, {"name": name})
+        for username, role in members.items():
+            self.api("PUT", f"/orgs/{name}/members/{username}", owner, {"role": role})
+
+    def get_manifest(self, name: str, reference: str, account: Account) -> httpx.Response:
+        """GET a manifest directly (token flow by hand) to see what the registry serves."""
+        token = httpx.get(
+            f"{self.url}/token",
+            params={"service": "dockyard", "scope": f"repository:{name}:pull"},
+            auth=(account.username, account.token or account.password),
+            timeout=60,
+        ).json()["token"]
+        return httpx.get(
+            f"{self.url}/v2/{name}/manifests/{reference}",
+            headers={"Authorization": f"Bearer {token}", "Accept": "*/*"},
+            timeout=60,
+        )
+
+    def robot(self, org: str, name: str, role: str) -> Account:
+        """``dockyard robot create``: the robot's login is ``org+name``."""
+        out = json.loads(self.live.dockyard("robot", "create", org, name, "--role", role).stdout)
+        return Account(out["username"], out["secret"])
+
+    def set_public(self, repository: str, public: bool = True) -> None:
+        """``dockyard repo visibility``."""
+        self.live.dockyard("repo", "visibility", repository, "--public" if public else "--private")
+
+    def audit(self, tag: str, repository: str | None = None) -> list[AuditEvent]:
+        """Audit events the server recorded with ``tag`` (for ``repository``), oldest first."""
+        engine = create_engine(self.live.database_url)
+        try:
+            query = select(AuditEvent).where(AuditEvent.tag == tag).order_by(AuditEvent.id)
+            if repository is not None:
+                query = query.where(AuditEvent.repository == repository)
+            with Session(engine) as session:
+                events = list(session.scalars(query))
+                session.expunge_all()
+                return events
+        finally:
+            engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def images(tmp_path_factory: pytest.TempPathFactory) -> ImageCache:
+    """Images built once per session; the Debian base layer starts downloading at once."""
+    cache = ImageCache(tmp_path_factory.mktemp("images"))
+    if shutil.which("mmdebstrap"):
+        cache.prefetch_debian()
+    return cache
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EServer]:
+    """A dockyard process shared by one test module, with its own data dir and database."""
+    tmp = tmp_path_factory.mktemp("e2e-server")
+    database_url = _fresh_database_url(tmp, "e2e")
+    live = LiveServer(tmp / "live-data", database_url).start()
+    try:
+        yield E2EServer(live)
+    finally:
+        live.stop()
+        _drop_database(database_url)
+
+
+def _drop_database(url: str) -> None:
+    """Drop a PostgreSQL database made by ``_fresh_database_url`` (SQLite files go with tmp_path)."""
+    if not PG_URL or not url.startswith("postgresql"):
+        return
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture
+def clients(tmp_path: Path) -> Iterator[Clients]:
+    """skopeo and podman with their own HOME, auth file, containers config and storage."""
+    c = Clients(tmp_path / "clients")
+    try:
+        yield c
+    finally:
+        c.close()
+
+
+@pytest.fixture
+def oci_dir(tmp_path: Path) -> Callable[[str], Path]:
+    """A fresh OCI layout path under the test's directory (``skopeo copy ... oci:PATH:REF``)."""
+
+    def make(name: str) -> Path:
+        (tmp_path / "oci").mkdir(exist_ok=True)
+        return tmp_path / "oci" / name
+
+    return make
