@@ -76,7 +76,9 @@ class ObservabilityMiddleware:
             await self.app(scope, counting_receive, counting_send)
         finally:
             elapsed = time.perf_counter() - started
-            route = scope.get("dockyard.route") or _route_of(scope)
+            # Starlette sets "route" when a route matched; any other path must not become a label value,
+            # or every distinct 404 would add time series to every scrape.
+            route = scope.get("dockyard.route") or (_route_of(scope) if "route" in scope else "unmatched")
             status = str(info["status"])
             m = self.metrics
             m.requests.labels(route, scope["method"], status).inc()
