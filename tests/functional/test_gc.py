@@ -189,6 +189,21 @@ def test_expired_upload_sessions_are_removed(app_state, reg, user) -> None:
     assert reg.request("GET", location, name).status_code == 404
 
 
+def test_an_upload_still_receiving_chunks_is_not_idle(app_state, reg, user) -> None:
+    """upload_ttl expires idle sessions; a session created long ago but PATCHed just now is in use."""
+    name = f"{user}/app"
+    location = reg.request("POST", f"/v2/{name}/blobs/uploads/", name).headers["location"]
+    upload_id = location.rsplit("/", 1)[1]
+    session_dir = app_state.blobs.upload_dir / upload_id
+    long_ago = time.time() - 7200
+    os.utime(session_dir, (long_ago, long_ago))  # opened two hours ago...
+    assert reg.request("PATCH", location, name, content=b"first chunk").status_code == 202  # ...busy now
+    assert gc(app_state, upload_ttl=3600).uploads_removed == 0
+    assert reg.request("GET", location, name).status_code == 204
+    r = reg.request("PUT", f"{location}?digest={sha256(b'first chunk')}", name)
+    assert r.status_code == 201
+
+
 def test_orphan_files_without_a_row_are_removed(app_state) -> None:
     # Bytes renamed into place by an upload whose database transaction never committed (a crash).
     data = b"orphan bytes"

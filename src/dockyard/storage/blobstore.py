@@ -110,7 +110,7 @@ class BlobStore:
         shutil.rmtree(session_dir, ignore_errors=True)
 
     def list_uploads(self) -> Iterator[tuple[str, float]]:
-        """Yield (upload id, mtime) of every staged upload directory."""
+        """Yield (upload id, time of its last activity) of every staged upload directory."""
         if not self.upload_dir.exists():
             return
         for entry in os.scandir(self.upload_dir):
@@ -120,6 +120,9 @@ class BlobStore:
                 mtime = entry.stat().st_mtime
             except FileNotFoundError:
                 continue  # the upload finished (committed or discarded) while we listed
+            # Appending writes the data file, not the directory: a session busy receiving chunks is not idle.
+            with contextlib.suppress(FileNotFoundError):
+                mtime = max(mtime, os.stat(os.path.join(entry.path, "data")).st_mtime)
             yield entry.name, mtime
 
     async def append(
