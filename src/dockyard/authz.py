@@ -32,6 +32,7 @@ class Principal:
     robot_id: int | None = None
     is_admin: bool = False
     via: str = "none"  # password | token | robot | bearer | session | none
+    token_id: int | None = None  # the personal access token used, when one was
 
     @property
     def is_anonymous(self) -> bool:

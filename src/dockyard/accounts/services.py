@@ -6,7 +6,7 @@ import datetime as dt
 import re
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -308,7 +308,17 @@ class AccountService:
     # -- authentication ------------------------------------------------------------------------
     def authenticate(self, username: str, secret: str, *, actor: Actor | None = None) -> Principal:
         """Check a password, a personal access token or a robot secret; records the login either way."""
-        principal = self._check_credentials(username, secret)
+        return self.record_login(username, self.verify_credentials(username, secret), actor=actor)
+
+    def verify_credentials(self, username: str, secret: str) -> Principal | None:
+        """The principal these credentials prove, or None. Reads only: the slow argon2 check can run
+        outside the request's write transaction."""
+        return self._check_credentials(username, secret)
+
+    def record_login(
+        self, username: str, principal: Principal | None, *, actor: Actor | None = None
+    ) -> Principal:
+        """Record a login (or a failed one, then raise LoginFailed)."""
         base = actor or Actor()
         if principal is None:
             self.bus.publish(
@@ -319,6 +329,10 @@ class AccountService:
                 ),
             )
             raise LoginFailed("invalid username or password")
+        if principal.token_id is not None:
+            self.session.execute(
+                update(AccessToken).where(AccessToken.id == principal.token_id).values(last_used_at=utcnow())
+            )
         self.bus.publish(
             self.session,
             Event(
@@ -353,9 +367,13 @@ class AccountService:
                 and (token.expires_at is None or token.expires_at > utcnow())
                 and verify_secret(token.secret_hash, raw)
             ):
-                token.last_used_at = utcnow()
                 return Principal(
-                    kind="user", name=user.username, user_id=user.id, is_admin=user.is_admin, via="token"
+                    kind="user",
+                    name=user.username,
+                    user_id=user.id,
+                    is_admin=user.is_admin,
+                    via="token",
+                    token_id=token.id,
                 )
         if verify_password(user.password_hash, secret):
             return Principal(

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from dockyard.accounts.services import AccountService
 from dockyard.authz import require_admin, require_authenticated
 from dockyard.errors import Invalid, Unauthenticated
 from dockyard.oci.reference import namespace_of
@@ -25,11 +26,15 @@ async def authenticate(ctx: RequestContext) -> None:
     header = ctx.request.headers.get("authorization", "")
     if header[:7].lower() == "bearer ":
         ctx.principal = principal_from_claims(ctx.state.signer.verify(header[7:].strip()))
+        if ctx.principal.is_anonymous:
+            raise Unauthenticated("an anonymous token is no identity for the API")
         return
     credentials = basic_credentials(ctx.request)
     if credentials is None:
         raise Unauthenticated("authentication required")
-    ctx.principal = await ctx.run(ctx.accounts().authenticate, *credentials, actor=ctx.actor)
+    username, secret = credentials
+    found = await ctx.read(lambda s: AccountService(s, ctx.state.bus).verify_credentials(username, secret))
+    ctx.principal = await ctx.run(ctx.accounts().record_login, username, found, actor=ctx.actor)
 
 
 async def json_body(request: Request) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from dockyard.accounts.services import AccountService
 from dockyard.authz import ANONYMOUS, Principal
 from dockyard.errors import Invalid, Unauthenticated
 from dockyard.registry.auth import parse_scopes
@@ -80,7 +81,11 @@ async def token(request: Request, ctx: RequestContext) -> Response:
     else:
         credentials = basic_credentials(request)
     if credentials is not None:
-        principal = await ctx.run(accounts.authenticate, credentials[0], credentials[1], actor=ctx.actor)
+        username, secret = credentials
+        found = await ctx.read(
+            lambda s: AccountService(s, ctx.state.bus).verify_credentials(username, secret)
+        )
+        principal = await ctx.run(accounts.record_login, username, found, actor=ctx.actor)
     access = await ctx.run(grant, ctx.registry(), principal, scopes)
     issued = dt.datetime.now(dt.UTC)
     jwt_token = signer.issue(principal.name, access, claims=principal_claims(principal))

@@ -60,7 +60,7 @@ class Component:
         return (self.ecosystem, self.name, self.version)
 
 
-class UnsafeInput(Exception):  # noqa: N818 - reads better at the raise site
+class UnsafeInput(Exception):
     """A layer or image that cannot be indexed safely (bomb, traversal, truncation, absurd sizes)."""
 
 

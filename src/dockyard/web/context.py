@@ -93,6 +93,21 @@ class RequestContext:
             self._gated = True
         return await asyncio.to_thread(fn, *args, **kwargs)
 
+    async def read(self, fn: Callable[[Session], T]) -> T:
+        """Run read-only work in a short transaction of its own, outside this request's (write) one.
+
+        Slow checks (argon2 password hashes) go here so they never hold SQLite's single write lock.
+        """
+
+        def work() -> T:
+            with self.state.sessions() as session:
+                try:
+                    return fn(session)
+                finally:
+                    session.rollback()
+
+        return await asyncio.to_thread(work)
+
     def _sqlite(self) -> bool:
         return self.state.engine.dialect.name == "sqlite"
 
