@@ -304,39 +304,41 @@ async def start_upload(request: Request, ctx: RequestContext) -> Response:
     authenticate(ctx)
     require(ctx, name, "push")
     params = request.query_params
-    registry = ctx.registry()
     mount, source = params.get("mount"), params.get("from")
+    blobs = ctx.state.blobs
     if mount:
         parse_digest(mount)
         if source and can(ctx, source, "pull"):
-            size = await ctx.run(registry.mount_blob, name, source, mount, ctx.actor)
+            size = await ctx.run(ctx.registry().mount_blob, name, source, mount, ctx.actor)
             if size is not None:
                 return blob_created(name, mount)
         # Not mountable (unknown, or not readable by this user): an ordinary upload session instead.
-    await ctx.run(registry.ensure_repository, name, ctx.actor)
-    digest = query_digest(request) if params.get("digest") is not None and not mount else None
-    upload_id = str(uuid.uuid4())
-    blobs = ctx.state.blobs
-    await ctx.run(blobs.start_upload, upload_id, name)
-    if digest is not None:
+    elif params.get("digest") is not None:
+        # A single-request upload: the body streams before any database work (and SQLite's write gate).
+        digest = query_digest(request)
+        upload_id = str(uuid.uuid4())
+        await ctx.io(blobs.start_upload, upload_id, name)
         try:
             size = await blobs.append(
                 upload_id, 0, body_stream(request), expected_length=content_length(request)
             )
         except BaseException:
-            await ctx.run(blobs.discard_upload, upload_id)  # the client never learnt this session's id
+            await ctx.io(blobs.discard_upload, upload_id)  # the client never learnt this session's id
             raise
         await finish_upload(ctx, name, upload_id, digest, size)
         return blob_created(name, digest)
+    await ctx.run(ctx.registry().ensure_repository, name, ctx.actor)
+    upload_id = str(uuid.uuid4())
+    await ctx.io(blobs.start_upload, upload_id, name)
     return Response(status_code=202, headers=upload_headers(name, upload_id, 0))
 
 
 async def finish_upload(ctx: RequestContext, name: str, upload_id: str, digest: str, size: int) -> None:
     blobs = ctx.state.blobs
     try:
-        await ctx.run(blobs.commit, upload_id, digest, size)
+        await ctx.io(blobs.commit, upload_id, digest, size)
     except Invalid:
-        await ctx.run(blobs.discard_upload, upload_id)  # a wrong digest ends the session: nothing is kept
+        await ctx.io(blobs.discard_upload, upload_id)  # a wrong digest ends the session: nothing is kept
         raise
     await ctx.run(ctx.registry().record_blob, name, digest, size, ctx.actor)
 
@@ -413,7 +415,7 @@ async def get_upload(request: Request, ctx: RequestContext) -> Response:
 @endpoint(oci_error_response)
 async def delete_upload(request: Request, ctx: RequestContext) -> Response:
     _, upload_id, _ = _upload(ctx, request)
-    await ctx.run(ctx.state.blobs.discard_upload, upload_id)
+    await ctx.io(ctx.state.blobs.discard_upload, upload_id)
     return Response(status_code=204, headers={"Content-Length": "0"})
 
 

@@ -85,12 +85,17 @@ class RequestContext:
         return AccountService(self.session, self.state.bus)
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run blocking (database) work in a worker thread, inside this request's transaction."""
-        if self.write and not self._gated and self._session is not None and self._sqlite():
+        """Run blocking database work in a worker thread, inside this request's transaction."""
+        if self.write and not self._gated and self._sqlite():
             # Writers waiting for SQLite's lock inside worker threads can take every thread while the
             # lock's holder waits for one to commit (all stall until busy_timeout): wait here instead.
+            # Held until the request's transaction ends, so stream bodies before the first run().
             await self.state.write_gate.acquire()
             self._gated = True
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    async def io(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run blocking file work (the blob store) in a worker thread; no database, no write gate."""
         return await asyncio.to_thread(fn, *args, **kwargs)
 
     async def read(self, fn: Callable[[Session], T]) -> T:
