@@ -88,3 +88,29 @@ def downgrade(engine: Engine, revision: str) -> None:
 
     with engine.begin() as conn:
         command.downgrade(alembic_config(conn), revision)
+
+
+def upsert(
+    session: Any,
+    table: Any,
+    values: dict[str, Any],
+    conflict: list[str],
+    update: dict[str, Any] | None = None,
+    returning: Any = None,
+) -> Any:
+    """INSERT ... ON CONFLICT DO NOTHING / DO UPDATE, for SQLite and PostgreSQL alike.
+
+    One statement instead of select-then-insert under a savepoint: no race, and half the round trips.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(table).values(values)
+    if update:
+        statement = statement.on_conflict_do_update(index_elements=conflict, set_=update)
+    else:
+        statement = statement.on_conflict_do_nothing(index_elements=conflict)
+    if returning is not None:
+        statement = statement.returning(returning)
+    return session.execute(statement)

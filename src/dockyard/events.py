@@ -36,6 +36,10 @@ class EventTag(StrEnum):
     BLOB_MOUNT = "blob:mount"
     BLOB_DELETE = "blob:delete"
     GC_RUN = "gc:run"
+    SCAN_COMPLETE = "scan:complete"
+    SCAN_REMATCH = "scan:rematch"
+    FINDING_RECLASSIFY = "finding:reclassify"
+    VULNDB_UPDATE = "vulndb:update"
 
 
 @dataclass(frozen=True)
@@ -84,7 +88,9 @@ class EventBus:
     def publish(self, session: Session, event: Event) -> None:
         from dockyard.audit.models import AuditEvent
 
-        session.add(AuditEvent.from_event(event))
+        # A Core insert, not session.add: the pull path records an event per manifest GET, and the
+        # unit-of-work machinery costs more than the insert itself.
+        session.execute(AuditEvent.__table__.insert(), [AuditEvent.row_from_event(event)])
         for handler in self._in_tx.get(event.tag, ()):
             handler(session, event)
         if self._after.get(event.tag):

@@ -35,8 +35,13 @@ class AuditEvent(Base):
 
     @classmethod
     def from_event(cls, event: Event) -> AuditEvent:
+        return cls(**cls.row_from_event(event))
+
+    @staticmethod
+    def row_from_event(event: Event) -> dict[str, Any]:
+        """The column values of the audit row for ``event``."""
         actor = event.actor
-        return cls(
+        return dict(
             occurred_at=utcnow(),
             tag=str(event.tag),
             actor_id=actor.user_id,

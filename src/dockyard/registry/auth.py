@@ -59,9 +59,11 @@ class TokenSigner:
     service: str
     ttl: int
     kid: str = field(init=False)
+    _verified: dict[str, dict[str, Any]] = field(init=False, default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         self.kid = _key_id(self.private_key.public_key())
+        self._public_key = self.private_key.public_key()
 
     @classmethod
     def from_dir(cls, key_dir: Path, *, issuer: str, service: str, ttl: int) -> TokenSigner:
@@ -107,10 +109,22 @@ class TokenSigner:
 
     def verify(self, token: str, *, typ: str | None = None) -> dict[str, Any]:
         """Check signature, audience, issuer, expiry and kind (``typ``; None: access); return the claims."""
+        cached = self._verified.get(token)
+        if cached is not None and cached["exp"] > time.time() and cached.get("typ") == typ:
+            return cached
+        claims = self._verify(token, typ)
+        if len(self._verified) >= 4096:
+            # Clients reuse a token for every request of a pull: remembering verified tokens saves an
+            # ECDSA verification per request. Dropping the whole map when full keeps this trivially bounded.
+            self._verified.clear()
+        self._verified[token] = claims
+        return claims
+
+    def _verify(self, token: str, typ: str | None) -> dict[str, Any]:
         try:
             claims = jwt.decode(
                 token,
-                self.private_key.public_key(),
+                self._public_key,
                 algorithms=[ALGORITHM],
                 audience=self.service,
                 issuer=self.issuer,

@@ -14,7 +14,7 @@ from dockyard.accounts.models import Namespace
 from dockyard.accounts.services import AccountService
 from dockyard.authz import ROLE_ACTIONS, Action, Principal
 from dockyard.config import Settings
-from dockyard.db import utcnow
+from dockyard.db import upsert, utcnow
 from dockyard.errors import Invalid, NotFound, TooLarge
 from dockyard.events import Actor, Event, EventBus, EventTag
 from dockyard.oci.digest import compute, parse_digest
@@ -168,30 +168,18 @@ class RegistryService:
         )
 
     def _link(self, repo: Repository, digest: str, size: int) -> None:
-        if self.session.get(Blob, digest) is None:
-            try:
-                with self.session.begin_nested():
-                    self.session.add(Blob(digest=digest, size=size))
-            except IntegrityError:
-                pass
-        exists = self.session.scalar(
-            select(RepositoryBlob.id).where(
-                RepositoryBlob.repository_id == repo.id, RepositoryBlob.digest == digest
-            )
+        upsert(
+            self.session, Blob.__table__, {"digest": digest, "size": size, "created_at": utcnow()}, ["digest"]
         )
-        if exists is None:
-            try:
-                with self.session.begin_nested():
-                    self.session.add(RepositoryBlob(repository_id=repo.id, digest=digest))
-            except IntegrityError:
-                pass
-        else:
-            # Refresh the link so gc's grace period counts from the latest push.
-            self.session.execute(
-                RepositoryBlob.__table__.update()
-                .where(RepositoryBlob.id == exists)
-                .values(created_at=utcnow())
-            )
+        # Refresh an existing link so gc's grace period counts from the latest push.
+        now = utcnow()
+        upsert(
+            self.session,
+            RepositoryBlob.__table__,
+            {"repository_id": repo.id, "digest": digest, "created_at": now},
+            ["repository_id", "digest"],
+            {"created_at": now},
+        )
 
     def mount_blob(self, name: str, source: str, digest: str, actor: Actor) -> int | None:
         """Link a blob of ``source`` into ``name`` without an upload; the caller checked pull on source."""
@@ -250,26 +238,17 @@ class RegistryService:
             )
         repo = self.ensure_repository(name, actor)
         self._check_references(repo, parsed)
-        manifest = self.session.scalar(
-            select(Manifest).where(Manifest.repository_id == repo.id, Manifest.digest == digest)
-        )
-        if manifest is None:
-            manifest = Manifest(
-                repository_id=repo.id,
-                digest=digest,
-                media_type=parsed.media_type,
-                artifact_type=parsed.artifact_type,
-                subject_digest=parsed.subject.digest if parsed.subject else None,
-                size=len(payload),
-                payload=payload,
-            )
-            manifest.references = [
-                ManifestReference(digest=d, kind="blob") for d in parsed.blob_references
-            ] + [ManifestReference(digest=d, kind="manifest") for d in parsed.manifest_references]
-            self.session.add(manifest)
-            self.session.flush()
+        subject = parsed.subject.digest if parsed.subject else None
+        manifest_id = self._store_manifest(repo, digest, parsed, payload, subject)
         if kind == "tag":
-            self._set_tag(repo, ref, manifest)
+            now = utcnow()
+            upsert(
+                self.session,
+                Tag.__table__,
+                {"repository_id": repo.id, "name": ref, "manifest_id": manifest_id, "updated_at": now},
+                ["repository_id", "name"],
+                {"manifest_id": manifest_id, "updated_at": now},
+            )
         self.bus.publish(
             self.session,
             Event(
@@ -282,7 +261,41 @@ class RegistryService:
                 data={"media_type": parsed.media_type, "size": len(payload)},
             ),
         )
-        return StoredManifest(digest, parsed.media_type, payload, manifest.subject_digest)
+        return StoredManifest(digest, parsed.media_type, payload, subject)
+
+    def _store_manifest(
+        self, repo: Repository, digest: str, parsed: ParsedManifest, payload: bytes, subject: str | None
+    ) -> int:
+        """The id of the repository's manifest ``digest``, inserted with its reference edges if new."""
+        where = (Manifest.repository_id == repo.id) & (Manifest.digest == digest)
+        manifest_id = self.session.scalar(select(Manifest.id).where(where))
+        if manifest_id is not None:
+            return manifest_id
+        values = {
+            "repository_id": repo.id,
+            "digest": digest,
+            "media_type": parsed.media_type,
+            "artifact_type": parsed.artifact_type,
+            "subject_digest": subject,
+            "size": len(payload),
+            "payload": payload,
+            "created_at": utcnow(),
+        }
+        inserted = upsert(
+            self.session, Manifest.__table__, values, ["repository_id", "digest"], returning=Manifest.id
+        ).scalar()
+        if inserted is None:  # a concurrent push of the same manifest won; it wrote the edges too
+            return self.session.scalar(select(Manifest.id).where(where))
+        manifest_id = inserted
+        references = [
+            {"manifest_id": manifest_id, "digest": d, "kind": "blob"} for d in parsed.blob_references
+        ]
+        references += [
+            {"manifest_id": manifest_id, "digest": d, "kind": "manifest"} for d in parsed.manifest_references
+        ]
+        if references:
+            self.session.execute(ManifestReference.__table__.insert(), references)
+        return manifest_id
 
     def _check_references(self, repo: Repository, parsed: ParsedManifest) -> None:
         wanted = [
@@ -325,35 +338,28 @@ class RegistryService:
                         detail={"digest": child},
                     )
 
-    def _set_tag(self, repo: Repository, name: str, manifest: Manifest) -> None:
-        tag = self.session.scalar(select(Tag).where(Tag.repository_id == repo.id, Tag.name == name))
-        if tag is None:
-            try:
-                with self.session.begin_nested():
-                    self.session.add(Tag(repository_id=repo.id, name=name, manifest_id=manifest.id))
-                return
-            except IntegrityError:
-                tag = self.session.scalar(select(Tag).where(Tag.repository_id == repo.id, Tag.name == name))
-                assert tag is not None
-        tag.manifest_id = manifest.id
-        tag.updated_at = utcnow()
-
     def get_manifest(self, name: str, reference: str) -> StoredManifest:
         """The manifest a tag or digest names in a repository."""
         kind, ref = split_reference(reference)
-        repo = self.repository(name)
+        validate_name(name)
+        # One query on the pull path: repository, tag and manifest together.
+        columns = select(
+            Repository.id, Manifest.digest, Manifest.media_type, Manifest.payload, Manifest.subject_digest
+        ).select_from(Repository)
         if kind == "digest":
-            query = select(Manifest).where(Manifest.repository_id == repo.id, Manifest.digest == ref)
-        else:
-            query = (
-                select(Manifest)
-                .join(Tag, Tag.manifest_id == Manifest.id)
-                .where(Tag.repository_id == repo.id, Tag.name == ref)
+            query = columns.outerjoin(
+                Manifest, (Manifest.repository_id == Repository.id) & (Manifest.digest == ref)
             )
-        manifest = self.session.scalar(query)
-        if manifest is None:
+        else:
+            query = columns.outerjoin(
+                Tag, (Tag.repository_id == Repository.id) & (Tag.name == ref)
+            ).outerjoin(Manifest, Manifest.id == Tag.manifest_id)
+        row = self.session.execute(query.where(Repository.name == name)).first()
+        if row is None:
+            raise NotFound(f"repository {name!r} not known", code="NAME_UNKNOWN")
+        if row.digest is None:
             raise NotFound("manifest unknown", code="MANIFEST_UNKNOWN", detail={"reference": ref})
-        return StoredManifest(manifest.digest, manifest.media_type, manifest.payload, manifest.subject_digest)
+        return StoredManifest(row.digest, row.media_type, row.payload, row.subject_digest)
 
     def record_pull(self, name: str, reference: str, digest: str, actor: Actor) -> None:
         """Record a manifest download (the basis of download reports)."""
