@@ -151,7 +151,10 @@ class BlobStore:
         fh = await asyncio.to_thread(_open_at, path, offset)
         written = 0
         pending: asyncio.Future[None] | None = None
-        buf = bytearray()
+        # Chunks are handed to the worker thread as they came (no copying into one buffer): hashlib and
+        # write(2) take them directly, a block's worth at a time.
+        buf: list[bytes] = []
+        buffered = 0
         hasher = state.sha256 if state else None
         try:
             async for chunk in body:
@@ -160,10 +163,10 @@ class BlobStore:
                 written += len(chunk)
                 if limit is not None and written > limit:
                     raise TooLarge("body too large")
-                buf += chunk
-                if len(buf) >= BLOCK:
-                    block = bytes(buf)
-                    buf.clear()
+                buf.append(chunk)
+                buffered += len(chunk)
+                if buffered >= BLOCK:
+                    block, buf, buffered = buf, [], 0
                     if pending is not None:
                         await pending
                     pending = asyncio.ensure_future(asyncio.to_thread(_write_block, fh, block, hasher))
@@ -174,7 +177,7 @@ class BlobStore:
                 raise Invalid(
                     f"body ended after {written} of {expected_length} bytes", code="BLOB_UPLOAD_INVALID"
                 )
-            await asyncio.to_thread(_finish, fh, bytes(buf), hasher)
+            await asyncio.to_thread(_finish, fh, buf, hasher)
         except BaseException:
             if pending is not None:
                 await asyncio.gather(pending, return_exceptions=True)
@@ -250,13 +253,14 @@ def _open_at(path: Path, offset: int) -> BinaryIO:
     return fh
 
 
-def _write_block(fh: BinaryIO, block: bytes, hasher: Any) -> None:
+def _write_block(fh: BinaryIO, chunks: list[bytes], hasher: Any) -> None:
     if hasher is not None:
-        hasher.update(block)
-    fh.write(block)
+        for chunk in chunks:
+            hasher.update(chunk)
+    fh.writelines(chunks)
 
 
-def _finish(fh: BinaryIO, tail: bytes, hasher: Any) -> None:
+def _finish(fh: BinaryIO, tail: list[bytes], hasher: Any) -> None:
     if tail:
         _write_block(fh, tail, hasher)
     fh.flush()
