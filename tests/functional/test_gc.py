@@ -11,6 +11,7 @@ import threading
 import time
 import traceback
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
@@ -241,6 +242,30 @@ def test_gc_run_is_audited(app_state, reg, user) -> None:
 
 
 # -- gc against concurrent pushes -----------------------------------------------------------------
+class _VanishingPath(type(Path())):  # type: ignore[misc]
+    """A blob path whose file gc removes right after the registry first looked at it."""
+
+    looks = 0
+
+    def __fspath__(self) -> str:
+        type(self).looks += 1
+        if type(self).looks == 2:
+            os.unlink(super().__fspath__())
+        return super().__fspath__()
+
+
+def test_head_of_a_blob_gc_removes_meanwhile_is_never_a_500(app_state, reg, user, monkeypatch) -> None:
+    name = f"{user}/app"
+    digest = reg.push_blob(name, b"collected while looked at")
+    real = app_state.blobs.local_path(digest)
+    monkeypatch.setattr(app_state.blobs, "local_path", lambda d: _VanishingPath(real))
+    # Answered from what the registry saw (200), or as gone (404); never a 500.
+    assert reg.request("HEAD", f"/v2/{name}/blobs/{digest}", name).status_code in (200, 404)
+    real.unlink(missing_ok=True)
+    assert reg.request("HEAD", f"/v2/{name}/blobs/{digest}", name).status_code == 404
+    assert reg.request("GET", f"/v2/{name}/blobs/{digest}", name).status_code == 404
+
+
 def _wait_until_blocked(state: AppState, timeout: float = 10) -> None:
     """Wait until another connection waits for a lock (PostgreSQL); SQLite writers just queue."""
     if state.engine.dialect.name != "postgresql":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
 from collections.abc import AsyncIterator
@@ -273,9 +274,15 @@ async def get_blob(request: Request, ctx: RequestContext) -> Response:
     headers = {"Docker-Content-Digest": digest, "ETag": f'"{digest}"', "Cache-Control": "max-age=31536000"}
     path = ctx.state.blobs.local_path(digest)
     if path is not None:
-        if not path.exists():
-            raise NotFound("blob unknown to registry", code="BLOB_UNKNOWN")
-        return BlobFileResponse(path, media_type="application/octet-stream", headers=headers)
+        try:
+            # Stat once, here: gc may remove an unreferenced blob at any moment, and a FileResponse that
+            # stats the path itself would then fail with a 500 instead of this 404.
+            stat_result = os.stat(path)
+        except FileNotFoundError:
+            raise NotFound("blob unknown to registry", code="BLOB_UNKNOWN") from None
+        return BlobFileResponse(
+            path, media_type="application/octet-stream", headers=headers, stat_result=stat_result
+        )
     headers["Content-Length"] = str(size)
     if request.method == "HEAD":
         return Response(status_code=200, headers=headers, media_type="application/octet-stream")
