@@ -4,6 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
+# The offline vulnerability data beside the checkout: `make run` gives the server these feeds instead of the
+# osv.dev downloads (a DOCKYARD_VULNDB_SOURCES already set wins).
+VULNDATA ?= $(abspath ../shared/vulndata)
+LOCAL_VULNDB_SOURCES := $(VULNDATA)/debian-osv,$(VULNDATA)/alpine-secdb,$(VULNDATA)/pypa-advisory-database,$(VULNDATA)/go-vulndb,$(VULNDATA)/nodejs-security-wg
 
 .PHONY: run test test-sqlite test-postgres lint deps system-deps bench clean
 
@@ -17,7 +21,7 @@ deps: $(STAMP)
 
 ## Start dockyard on the embedded defaults: SQLite and blobs under ./var, http://127.0.0.1:5000
 run: deps
-	$(BIN)/dockyard serve
+	DOCKYARD_VULNDB_SOURCES="$${DOCKYARD_VULNDB_SOURCES:-$(LOCAL_VULNDB_SOURCES)}" $(BIN)/dockyard serve
 
 system-deps:
 	scripts/install-test-deps.sh

@@ -10,6 +10,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+OSV_EXPORTS = "https://osv-vulnerabilities.storage.googleapis.com"
+# osv.dev's per-ecosystem exports of the ecosystems the scanner detects.
+DEFAULT_VULNDB_SOURCES: tuple[str, ...] = tuple(
+    f"{OSV_EXPORTS}/{ecosystem}/all.zip" for ecosystem in ("Debian", "Alpine", "PyPI", "npm", "Go", "Maven")
+)
+# Not ours, but read here (the only module that reads the environment): where skopeo, podman and docker
+# keep registry credentials, for `dockyard scan docker://...`.
+REGISTRY_AUTH_VARIABLES = ("REGISTRY_AUTH_FILE", "DOCKER_CONFIG", "HOME", "XDG_RUNTIME_DIR")
+
 # name -> (default, description); the README's configuration table is generated from this.
 DOCUMENTED: dict[str, tuple[str, str]] = {
     "DOCKYARD_LISTEN": ("127.0.0.1:5000", "host:port the HTTP server binds to"),
@@ -30,6 +39,14 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
     "DOCKYARD_GC_GRACE": ("3600", "seconds a fresh, unreferenced blob is kept by `dockyard gc`"),
     "DOCKYARD_MAX_MANIFEST_BYTES": ("4194304", "largest manifest accepted"),
     "DOCKYARD_LOG_LEVEL": ("INFO", "log level"),
+    "DOCKYARD_JOB_WORKERS": (
+        "1",
+        "threads per server process that run background jobs (image scans, re-matches); 0: none",
+    ),
+    "DOCKYARD_VULNDB_SOURCES": (
+        ",".join(DEFAULT_VULNDB_SOURCES),
+        "comma-separated feeds `dockyard vulndb update` reads: osv.dev zips, URLs, directories or files",
+    ),
 }
 
 
@@ -47,6 +64,11 @@ class Settings:
     gc_grace: int = 3600
     max_manifest_bytes: int = 4 * 1024 * 1024
     log_level: str = "INFO"
+    # None unless asked for: the server reads 1 from the environment; tests run their jobs synchronously.
+    job_workers: int = 0
+    vulndb_sources: tuple[str, ...] = DEFAULT_VULNDB_SOURCES
+    # REGISTRY_AUTH_VARIABLES that are set, as the registry image source wants them (its ``environ``).
+    registry_auth_env: Mapping[str, str] = field(default_factory=dict)
     extra: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -90,5 +112,13 @@ class Settings:
             gc_grace=int(get("GC_GRACE", "3600")),
             max_manifest_bytes=int(get("MAX_MANIFEST_BYTES", str(4 * 1024 * 1024))),
             log_level=get("LOG_LEVEL", "INFO"),
+            job_workers=int(get("JOB_WORKERS", "1")),
+            vulndb_sources=split_sources(get("VULNDB_SOURCES", "")) or DEFAULT_VULNDB_SOURCES,
+            registry_auth_env={k: env[k] for k in REGISTRY_AUTH_VARIABLES if env.get(k)},
             extra={k: v for k, v in env.items() if k.startswith("DOCKYARD_")},
         )
+
+
+def split_sources(text: str) -> tuple[str, ...]:
+    """``a.zip, /data/feed`` -> ("a.zip", "/data/feed"): comma- or newline-separated, blanks dropped."""
+    return tuple(part.strip() for part in text.replace("\n", ",").split(",") if part.strip())

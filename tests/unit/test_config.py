@@ -130,6 +130,8 @@ def test_every_documented_variable_is_read_and_its_default_is_true(tmp_path: Pat
         "DOCKYARD_GC_GRACE": "gc_grace",
         "DOCKYARD_MAX_MANIFEST_BYTES": "max_manifest_bytes",
         "DOCKYARD_LOG_LEVEL": "log_level",
+        "DOCKYARD_JOB_WORKERS": "job_workers",
+        "DOCKYARD_VULNDB_SOURCES": "vulndb_sources",
     }
     assert set(DOCUMENTED) == set(field_of)
     samples = {
@@ -145,6 +147,8 @@ def test_every_documented_variable_is_read_and_its_default_is_true(tmp_path: Pat
         "DOCKYARD_GC_GRACE": "9",
         "DOCKYARD_MAX_MANIFEST_BYTES": "10",
         "DOCKYARD_LOG_LEVEL": "ERROR",
+        "DOCKYARD_JOB_WORKERS": "0",
+        "DOCKYARD_VULNDB_SOURCES": "/srv/feeds",
     }
     for var, field in field_of.items():
         changed = Settings.from_env({var: samples[var]})
@@ -153,5 +157,29 @@ def test_every_documented_variable_is_read_and_its_default_is_true(tmp_path: Pat
         if default_text.startswith(("(", "http://<", "sqlite:///<")):
             continue  # derived or generated: described, not a literal value
         actual = getattr(defaults, field)
+        if isinstance(actual, tuple):  # lists are documented as the comma-separated text that sets them
+            actual = ",".join(actual)
         expected = Path(default_text).resolve() if field == "data_dir" else default_text
         assert str(actual) == str(expected), var
+
+
+def test_vulndb_sources_default_to_the_osv_exports_and_split_on_commas() -> None:
+    default = Settings.from_env({}).vulndb_sources
+    assert default == tuple(
+        f"https://osv-vulnerabilities.storage.googleapis.com/{e}/all.zip"
+        for e in ("Debian", "Alpine", "PyPI", "npm", "Go", "Maven")
+    )
+    assert Settings.from_env({"DOCKYARD_VULNDB_SOURCES": ""}).vulndb_sources == default
+    env = {"DOCKYARD_VULNDB_SOURCES": " /srv/a, https://x.example/all.zip ,,\n/srv/b "}
+    assert Settings.from_env(env).vulndb_sources == ("/srv/a", "https://x.example/all.zip", "/srv/b")
+
+
+def test_registry_auth_variables_are_read_here_and_only_those() -> None:
+    env = {"HOME": "/home/a", "DOCKER_CONFIG": "/d", "REGISTRY_AUTH_FILE": "/r.json", "PATH": "/bin"}
+    env |= {"XDG_RUNTIME_DIR": ""}
+    assert dict(Settings.from_env(env).registry_auth_env) == {
+        "HOME": "/home/a",
+        "DOCKER_CONFIG": "/d",
+        "REGISTRY_AUTH_FILE": "/r.json",
+    }
+    assert dict(Settings.from_env({}).registry_auth_env) == {}

@@ -1,4 +1,4 @@
-"""The ``dockyard`` command: serve, migrate, users, organisations, robots, tokens, gc."""
+"""The ``dockyard`` command: serve, migrate, users, organisations, robots, tokens, gc, scan, vulndb."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from rich.console import Console
 from sqlalchemy.orm import Session
 
 from dockyard.accounts.services import AccountService
+from dockyard.cli.scan import scan
+from dockyard.cli.vulndb import vulndb_app
 from dockyard.config import Settings
 from dockyard.db import make_engine, make_session_factory, migrate
 from dockyard.errors import DockyardError
@@ -28,6 +30,8 @@ app.add_typer(users, name="user")
 app.add_typer(orgs, name="org")
 app.add_typer(robots, name="robot")
 app.add_typer(repos, name="repo")
+app.add_typer(vulndb_app, name="vulndb")
+app.command("scan")(scan)
 console = Console()
 err = Console(stderr=True)
 

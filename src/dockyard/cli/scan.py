@@ -1,0 +1,369 @@
+"""``dockyard scan IMAGE``: scan an image on a publisher's own machine.
+
+The image is read the way skopeo names it, its layers are indexed as they stream, and the components are
+matched against the local vulnerability database (the configured one, filled by ``dockyard vulndb update``).
+Results go to stdout (or ``--output``); progress and errors go to stderr. Exit codes: 0, 1 when findings
+reach ``--fail-on``, 2 on any error (always one line on stderr, never a traceback).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn, cast
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    SpinnerColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.text import Text
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from dockyard.config import Settings
+from dockyard.db import make_engine, make_session_factory, migrate
+
+if TYPE_CHECKING:
+    from dockyard.scanning.detectors.base import Detector
+    from dockyard.scanning.indexer import LayerFacts
+    from dockyard.scanning.matcher import Finding
+    from dockyard.scanning.sources import ImageSource, LayerRef
+    from dockyard.scanning.types import ImageIndex
+
+out = Console()
+err = Console(stderr=True)
+
+EXIT_FINDINGS = 1
+EXIT_ERROR = 2
+
+
+class Format(StrEnum):
+    TABLE = "table"
+    JSON = "json"
+    CYCLONEDX = "cyclonedx"
+    SPDX = "spdx"
+    SARIF = "sarif"
+
+
+class FailOn(StrEnum):
+    CRITICAL = "critical"
+    MAJOR = "major"
+    MINOR = "minor"
+
+
+class Abort(Exception):
+    """A failure the user can act on: printed as one line, exit code 2."""
+
+
+def fail(message: str) -> NoReturn:
+    # soft_wrap: the message stays one line whatever the terminal width; Text: no markup from image data.
+    err.print(Text("error: ", style="bold red") + Text(" ".join(message.split())), soft_wrap=True)
+    raise typer.Exit(EXIT_ERROR)
+
+
+@contextmanager
+def database(settings: Settings) -> Iterator[sessionmaker[Session]]:
+    engine: Engine = make_engine(settings.database_url)
+    try:
+        migrate(engine)
+        yield make_session_factory(engine)
+    finally:
+        engine.dispose()
+
+
+class _Bytes(DownloadColumn):
+    """Bytes read of bytes to read, for the tasks that stream something (not the matching step)."""
+
+    def render(self, task: Task) -> Text:
+        return super().render(task) if task.fields.get("streams", True) else Text("")
+
+
+def progress_display() -> Progress:
+    """A progress display on stderr; silent when stderr is not a terminal (CI logs, pipes)."""
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        _Bytes(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+
+
+# ---- scanning -----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Scanned:
+    image: ImageSource
+    index: ImageIndex
+    findings: list[Finding]
+
+
+class _Counted(io.RawIOBase):
+    """A layer stream that reports how many bytes were read, for the progress bar."""
+
+    def __init__(self, raw: BinaryIO, advance: Callable[[int], None]) -> None:
+        self._raw, self._advance = raw, advance
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        n = self._raw.readinto(buffer)  # type: ignore[attr-defined]
+        if n:
+            self._advance(n)
+        return n or 0
+
+
+def scan(
+    image: str = typer.Argument(
+        ..., help="oci:DIR or oci:DIR:REF, oci-archive:FILE, docker-archive:FILE or docker://HOST/NAME:TAG"
+    ),
+    output_format: Format = typer.Option(Format.TABLE, "--format", "-f", help="how to print the results"),
+    fail_on: FailOn | None = typer.Option(
+        None, "--fail-on", help="exit with 1 when a finding is of this class or worse"
+    ),
+    creds: str | None = typer.Option(None, "--creds", help="USER:PASSWORD for the registry"),
+    tls_verify: bool = typer.Option(
+        True, "--tls-verify/--no-tls-verify", help="require https with a valid certificate"
+    ),
+    output: Path | None = typer.Option(None, "--output", "-o", help="write the results here, not stdout"),
+    platform: str | None = typer.Option(
+        None, "--platform", help="the platform of an index to scan: os/arch or os/arch/variant"
+    ),
+) -> None:
+    """Scan an image for known vulnerabilities in its OS and language packages."""
+    settings = Settings.from_env()
+    try:
+        results = _scan(settings, image, output_format, creds, tls_verify, platform)
+        _write(output_format, image, results, output)
+    except typer.Exit:
+        raise
+    except Abort as exc:
+        fail(str(exc))
+    except Exception as exc:  # the CLI's contract: a message and exit 2, never a traceback
+        fail(describe(exc))
+    for r in results:
+        if output_format is not Format.TABLE or output is not None:
+            _summary(r, len(results) > 1)
+    if fail_on is not None and any(_exceeds(r.findings, fail_on) for r in results):
+        raise typer.Exit(EXIT_FINDINGS)
+
+
+def describe(exc: Exception) -> str:
+    from dockyard.errors import DockyardError
+
+    if isinstance(exc, DockyardError):
+        return exc.message
+    if isinstance(exc, OSError):
+        if not exc.strerror:
+            return str(exc)
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return f"{exc.__class__.__name__}: {exc}"
+
+
+def _exceeds(findings: Sequence[Finding], fail_on: FailOn) -> bool:
+    from dockyard.scanning.report import exceeds
+
+    return exceeds(findings, fail_on.value)
+
+
+def _scan(
+    settings: Settings,
+    reference: str,
+    output_format: Format,
+    creds: str | None,
+    tls_verify: bool,
+    platform: str | None,
+) -> list[Scanned]:
+    from dockyard.scanning.indexer import default_detectors, merge
+    from dockyard.scanning.matcher import Matcher
+    from dockyard.scanning.sources import open_image
+
+    with database(settings) as sessions:
+        with sessions() as session:
+            if not live_advisories(session):
+                raise Abort(
+                    f"the vulnerability database ({_where(settings)}) holds no advisories: "
+                    "run `dockyard vulndb update` first"
+                )
+        detectors = default_detectors()
+        with (
+            open_image(
+                reference, creds=creds, tls_verify=tls_verify, environ=settings.registry_auth_env
+            ) as found,
+            progress_display() as progress,
+            sessions() as session,
+        ):
+            images = _pick_platform(found, platform)
+            if output_format in (Format.CYCLONEDX, Format.SPDX) and len(images) > 1:
+                raise Abort(
+                    f"{reference} holds {len(images)} platforms ({_platforms(images)}); an SBOM describes "
+                    "one: choose it with --platform"
+                )
+            matcher = Matcher(session)
+            cache: dict[str, LayerFacts] = {}  # a layer shared by two platforms is read once
+            results = []
+            for image in images:
+                label = f"{image.platform or 'image'} " if len(images) > 1 else ""
+                facts = []
+                for i, layer in enumerate(image.layers, 1):
+                    if layer.digest not in cache:
+                        what = f"{label}layer {i}/{len(image.layers)} {layer.digest[7:19]}"
+                        cache[layer.digest] = _index_layer(progress, layer, what, detectors)
+                    facts.append(cache[layer.digest])
+                index = merge(facts, image.platform)
+                task = progress.add_task(
+                    f"{label}matching {len(index.components)} components", total=None, streams=False
+                )
+                findings = matcher.match(index.components, index.os.osv_ecosystem if index.os else None)
+                session.rollback()  # end the read transaction; the matcher's caches stay
+                progress.update(task, total=1, completed=1)
+                results.append(Scanned(image, index, findings))
+    return results
+
+
+def _where(settings: Settings) -> str:
+    url = settings.database_url
+    return url.split(":///", 1)[1] if url.startswith("sqlite:///") else url.split("@")[-1]
+
+
+def live_advisories(session: Session) -> int:
+    from dockyard.scanning.models import Advisory
+
+    return int(session.scalar(select(func.count()).select_from(Advisory).where(Advisory.withdrawn.is_(None))))
+
+
+def _platforms(images: Sequence[ImageSource]) -> str:
+    return ", ".join(i.platform or "unknown" for i in images)
+
+
+def _pick_platform(images: list[ImageSource], wanted: str | None) -> list[ImageSource]:
+    if not images:
+        raise Abort("the reference names no image to scan")
+    if wanted is None:
+        return images
+    exact = [i for i in images if i.platform == wanted]
+    loose = exact or [i for i in images if (i.platform or "").startswith(wanted.rstrip("/") + "/")]
+    if len(loose) == 1 or exact:
+        return loose[:1]
+    if not loose:
+        raise Abort(f"no platform {wanted} in the image (it has: {_platforms(images)})")
+    raise Abort(f"--platform {wanted} is ambiguous: {_platforms(loose)}")
+
+
+def _index_layer(progress: Progress, layer: LayerRef, what: str, detectors: Sequence[Detector]) -> LayerFacts:
+    from dockyard.scanning.indexer import index_layer
+    from dockyard.scanning.types import UnsafeInput
+
+    task: TaskID = progress.add_task(what, total=layer.size or None)
+    try:
+        with layer.open() as raw:
+            reader = _Counted(raw, lambda n: progress.advance(task, n))
+            stream = cast(BinaryIO, reader)
+            facts = index_layer(stream, layer.digest, detectors, media_type=layer.media_type)
+            while reader.read(1 << 20):  # the digest is checked at the last byte: read past the tar's end
+                pass
+    except UnsafeInput as exc:
+        raise Abort(f"layer {layer.digest} cannot be scanned safely: {exc}") from exc
+    progress.update(task, completed=layer.size)
+    return facts
+
+
+# ---- output -----------------------------------------------------------------------------------------------
+
+
+def _write(output_format: Format, reference: str, results: list[Scanned], output: Path | None) -> None:
+    if output_format is Format.TABLE:
+        if output is None:
+            _tables(reference, results, out)
+        else:
+            with output.open("w", encoding="utf-8") as fh:
+                _tables(reference, results, Console(file=fh, width=200, no_color=True, soft_wrap=False))
+        return
+    text = _render(output_format, reference, results)
+    if output is None:
+        typer.echo(text)
+    else:
+        output.write_text(text + "\n", encoding="utf-8")
+
+
+def _tables(reference: str, results: list[Scanned], console: Console) -> None:
+    from dockyard.scanning.report import as_table
+
+    for r in results:
+        if len(results) > 1:
+            console.rule(Text(f"{reference} {r.image.platform or ''}"))
+        as_table(r.findings, r.index, console=console)
+        if r.index.warnings:
+            console.print(Text(f"{len(r.index.warnings)} warnings: see --format json", style="dim"))
+
+
+def _render(output_format: Format, reference: str, results: list[Scanned]) -> str:
+    from dockyard.scanning import report, sbom
+
+    if output_format is Format.JSON:
+        documents = []
+        for r in results:
+            document = json.loads(report.as_json(reference, r.index, r.findings))
+            document["image"]["digest"] = r.image.manifest_digest
+            documents.append(document)
+        return json.dumps(documents[0] if len(documents) == 1 else documents, indent=2)
+    if output_format is Format.SARIF:
+        logs = [json.loads(report.as_sarif(_label(reference, r, results), r.findings)) for r in results]
+        for log, r in zip(logs, results, strict=True):
+            log["runs"][0]["properties"].update(platform=r.image.platform, digest=r.image.manifest_digest)
+        logs[0]["runs"] = [run for log in logs for run in log["runs"]]
+        return json.dumps(logs[0], indent=2)
+    (r,) = results
+    name, registry = sbom_name(reference)
+    if output_format is Format.CYCLONEDX:
+        return sbom.cyclonedx_json(name, r.image.manifest_digest, r.index, r.findings, registry=registry)
+    return sbom.spdx_json(name, r.image.manifest_digest, r.index, registry=registry)
+
+
+def _label(reference: str, r: Scanned, results: list[Scanned]) -> str:
+    return f"{reference} ({r.image.platform})" if len(results) > 1 and r.image.platform else reference
+
+
+def sbom_name(reference: str) -> tuple[str, str | None]:
+    """The image name (and registry) an SBOM gives the image: ``acme/app:1.0`` and ``host:5000`` for
+    ``docker://host:5000/acme/app:1.0``; the archive's NAME:TAG, or the directory or file name (and its ref)
+    for local images."""
+    from dockyard.scanning.sources.registry import parse_docker_ref
+
+    transport, _, rest = reference.partition(":")
+    if transport == "docker":
+        ref = parse_docker_ref(rest)
+        return ref.repository + (f":{ref.tag}" if ref.tag else ""), ref.registry
+    path, _, name = rest.partition(":")
+    if transport == "docker-archive" and name and not name.startswith("@"):
+        return name, None  # NAME:TAG, as `docker save` recorded it
+    base = Path(path).name.lower() or "image"
+    for suffix in (".tar", ".tgz", ".gz"):
+        base = base.removesuffix(suffix)
+    return (f"{base}:{name}" if name and not name.startswith("@") else base), None
+
+
+def _summary(r: Scanned, several: bool) -> None:
+    from dockyard.scanning.report import summary_line
+
+    prefix = f"{r.image.platform}: " if several and r.image.platform else ""
+    err.print(Text(prefix + summary_line(r.findings, r.index)), soft_wrap=True)
