@@ -74,7 +74,11 @@ class Settings:
     def __post_init__(self) -> None:
         object.__setattr__(self, "data_dir", Path(self.data_dir).resolve())
         if not self.public_url:
-            object.__setattr__(self, "public_url", f"http://{self.listen}")
+            host, _, port = self.listen.rpartition(":")
+            # A wildcard bind address is no address to give clients (it is the token realm).
+            if host in ("0.0.0.0", "[::]", "::", ""):
+                host = "127.0.0.1"
+            object.__setattr__(self, "public_url", f"http://{host}:{port}")
         object.__setattr__(self, "public_url", self.public_url.rstrip("/"))
         if not self.database_url:
             object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'dockyard.db'}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 import secrets
 
@@ -27,6 +28,11 @@ from dockyard.events import Actor, Event, EventBus, EventTag
 NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 ROBOT_SEPARATOR = "+"
 TOKEN_PREFIX = "dyt_"
+
+
+@functools.cache
+def _timing_dummy_hash() -> str:
+    return hash_password("no user has this password")
 
 
 def validate_account_name(name: str) -> str:
@@ -356,6 +362,8 @@ class AccountService:
             return Principal(kind="robot", name=username, robot_id=robot.id, via="robot")
         user = self.session.scalar(select(User).where(User.username == username))
         if user is None or not user.is_active:
+            # Spend the same argon2 time as a real check, so response times do not tell which names exist.
+            verify_password(_timing_dummy_hash(), secret)
             return None
         if secret.startswith(TOKEN_PREFIX):
             lookup, _, raw = secret[len(TOKEN_PREFIX) :].partition("_")
