@@ -183,3 +183,10 @@ def test_registry_auth_variables_are_read_here_and_only_those() -> None:
         "REGISTRY_AUTH_FILE": "/r.json",
     }
     assert dict(Settings.from_env({}).registry_auth_env) == {}
+
+
+def test_wildcard_listen_address_gives_a_loopback_public_url() -> None:
+    from dockyard.config import Settings
+
+    assert Settings(listen="0.0.0.0:5000").public_url == "http://127.0.0.1:5000"
+    assert Settings(listen="10.1.2.3:5000").public_url == "http://10.1.2.3:5000"
