@@ -1,5 +1,6 @@
 """Imports every domain's models so the metadata (and Alembic) sees all tables."""
 
+from dockyard import jobs as job_models
 from dockyard.accounts import models as accounts_models
 from dockyard.audit import models as audit_models
 from dockyard.db import Base
@@ -8,4 +9,4 @@ from dockyard.scanning import models as scanning_models
 
 metadata = Base.metadata
 
-__all__ = ["accounts_models", "audit_models", "metadata", "registry_models", "scanning_models"]
+__all__ = ["accounts_models", "audit_models", "job_models", "metadata", "registry_models", "scanning_models"]

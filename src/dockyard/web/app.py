@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -15,9 +18,11 @@ from starlette.routing import Mount, Route
 from dockyard.config import Settings
 from dockyard.db import make_engine, make_session_factory, migrate
 from dockyard.events import EventBus
+from dockyard.jobs import JobRegistry, Worker
 from dockyard.registry import auth_views
 from dockyard.registry import views as registry_views
 from dockyard.registry.auth import TokenSigner
+from dockyard.scanning import jobs as scanning_jobs
 from dockyard.storage.blobstore import BlobStore
 from dockyard.storage.local import LocalDriver
 from dockyard.web.context import AppState
@@ -39,17 +44,37 @@ def build_state(settings: Settings, *, run_migrations: bool = True) -> AppState:
     return AppState(settings, engine, make_session_factory(engine), blobs, bus, signer)
 
 
+def build_jobs(state: AppState) -> JobRegistry:
+    """Every job kind and handler, and the subscribers that enqueue jobs in their events' transactions."""
+    registry = JobRegistry()
+    scanning_jobs.register(registry, state.blobs, state.bus, state.settings)
+    scanning_jobs.subscribe(state.bus)
+    return registry
+
+
 def create_app(settings: Settings, *, state: AppState | None = None) -> Starlette:
     """The ASGI application."""
     state = state or build_state(settings)
+    jobs = build_jobs(state)
+    # Job worker threads in this process, as many as settings.job_workers (DOCKYARD_JOB_WORKERS) asks for.
+    workers = [Worker(state.sessions, jobs, bus=state.bus) for _ in range(settings.job_workers)]
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        for worker in workers:
+            worker.start()
+        try:
+            yield
+        finally:
+            for worker in workers:
+                await asyncio.to_thread(worker.stop)
+
     metrics = Metrics(lambda: sum(1 for _ in state.blobs.list_uploads()))
 
     async def healthz(request: Request) -> Response:
         def check() -> None:
             with state.engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
-
-        import asyncio
 
         try:
             await asyncio.to_thread(check)
@@ -73,8 +98,11 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
 
     from dockyard.web.errors import http_exception_response
 
-    app = Starlette(routes=routes, exception_handlers={HTTPException: http_exception_response})
+    app = Starlette(
+        routes=routes, exception_handlers={HTTPException: http_exception_response}, lifespan=lifespan
+    )
     app.state.dockyard = state
+    app.state.jobs, app.state.workers = jobs, workers
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     logging.getLogger("dockyard").setLevel(settings.log_level.upper())
     return app

@@ -1,0 +1,293 @@
+"""A job queue that needs no extra server: jobs are rows in the database.
+
+A job is enqueued by adding its row in the transaction that caused it, so it exists only if that
+transaction commits (a transactional outbox). Worker threads claim jobs (PostgreSQL: FOR UPDATE SKIP
+LOCKED; SQLite: writers are serial) and run each in its own transaction, with retries and backoff.
+
+A handler receives a ``JobContext``: ``ctx.session`` is the job's one write transaction, begun lazily at its
+first query, so a handler can first do slow work (reading blobs, ``ctx.read`` for database reads) without
+holding SQLite's single write lock. A job left ``running`` by a dead process is claimed again once its lease
+has run out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, and_, delete, or_, select, update
+from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
+
+from dockyard.db import Base, utcnow
+from dockyard.errors import DockyardError
+from dockyard.events import EventBus
+
+log = logging.getLogger("dockyard.jobs")
+T = TypeVar("T")
+
+QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+
+
+class Job(Base):
+    __tablename__ = "job"
+    __table_args__ = (Index("ix_job_status_run_after", "status", "run_after"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Jobs with the same dedupe key that are still queued are not enqueued twice.
+    dedupe_key: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    status: Mapped[str] = mapped_column(String(16), default=QUEUED)  # queued|running|done|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=5)
+    run_after: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    worker: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class JobContext:
+    """What a handler gets: the job's write transaction (lazy), short side transactions, and its attempt."""
+
+    def __init__(self, sessions: sessionmaker[Session], job: Job) -> None:
+        self.sessions = sessions
+        self.job_id = job.id
+        self.kind = job.kind
+        self.attempt = job.attempts
+        self.max_attempts = job.max_attempts
+        self._session: Session | None = None
+
+    @property
+    def final_attempt(self) -> bool:
+        """True when a failure now will not be retried (handlers record permanent errors then)."""
+        return self.attempt >= self.max_attempts
+
+    @property
+    def session(self) -> Session:
+        """The job's transaction; on SQLite it takes the write lock at its first query."""
+        if self._session is None:
+            bind = self.sessions.kw["bind"].execution_options(sqlite_write=True)
+            self._session = self.sessions(bind=bind)
+        return self._session
+
+    def read(self, fn: Callable[[Session], T]) -> T:
+        """Run read-only work in a short transaction of its own (outside the job's write transaction)."""
+        with self.sessions() as session:
+            try:
+                return fn(session)
+            finally:
+                session.rollback()
+
+    def write(self, fn: Callable[[Session], T]) -> T:
+        """Run and commit ``fn`` in a short write transaction of its own (e.g. a progress mark)."""
+        with _write_session(self.sessions) as session, session.begin():
+            return fn(session)
+
+    def rollback(self) -> None:
+        """Abandon the job's transaction (before recording a failure with ``write``)."""
+        self._finish(commit=False)
+
+    def _finish(self, commit: bool) -> list[Any]:
+        if self._session is None:
+            return []
+        try:
+            if not commit:
+                self._session.rollback()
+                return []
+            events = self._session.info.pop("after_commit", [])
+            self._session.commit()
+            return events
+        finally:
+            self._session.close()
+            self._session = None
+
+
+JobHandler = Callable[[JobContext, dict[str, Any]], None]
+
+
+@dataclass
+class JobRegistry:
+    """Job kinds and their handlers; built once by the app and handed to workers."""
+
+    handlers: dict[str, JobHandler] = field(default_factory=dict)
+
+    def job(self, kind: str) -> Callable[[JobHandler], JobHandler]:
+        def register(fn: JobHandler) -> JobHandler:
+            self.handlers[kind] = fn
+            return fn
+
+        return register
+
+
+def enqueue(
+    session: Session,
+    kind: str,
+    payload: dict[str, Any] | None = None,
+    *,
+    dedupe_key: str | None = None,
+    delay: float = 0,
+    max_attempts: int = 5,
+) -> Job | None:
+    """Add a job in the caller's transaction; None when an identical queued job exists already."""
+    if dedupe_key is not None:
+        pending = [j for j in session.new if isinstance(j, Job) and j.dedupe_key == dedupe_key]
+        if pending or session.scalar(
+            select(Job.id).where(Job.dedupe_key == dedupe_key, Job.status == QUEUED).limit(1)
+        ):
+            return None
+    job = Job(
+        kind=kind,
+        payload=payload or {},
+        dedupe_key=dedupe_key,
+        max_attempts=max_attempts,
+        status=QUEUED,
+        attempts=0,
+        run_after=utcnow() + dt.timedelta(seconds=delay),
+    )
+    session.add(job)
+    return job
+
+
+def purge_finished(session: Session, older_than: dt.timedelta = dt.timedelta(days=7)) -> int:
+    """Delete jobs that finished (done or failed) longer ago than ``older_than``; returns how many."""
+    result = session.execute(
+        delete(Job).where(Job.status.in_((DONE, FAILED)), Job.finished_at < utcnow() - older_than)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+def _write_session(sessions: sessionmaker[Session]) -> Session:
+    return sessions(bind=sessions.kw["bind"].execution_options(sqlite_write=True))
+
+
+class Worker:
+    """Claims and runs jobs; run it in a thread (the server does) or in the foreground (the CLI, tests)."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        registry: JobRegistry,
+        *,
+        bus: EventBus | None = None,
+        poll: float = 0.5,
+        lease: float = 3600,
+    ) -> None:
+        self.sessions = sessions
+        self.registry = registry
+        self.bus = bus  # runs the after-commit subscribers of the events a job published
+        self.poll = poll
+        self.lease = dt.timedelta(seconds=lease)  # a job running longer than this is presumed dead
+        self.name = f"worker-{uuid.uuid4().hex[:8]}"
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _claimable(self) -> Any:
+        now = utcnow()
+        return and_(
+            Job.kind.in_(list(self.registry.handlers)),
+            or_(
+                and_(Job.status == QUEUED, Job.run_after <= now),
+                and_(Job.status == RUNNING, Job.started_at < now - self.lease),
+            ),
+        )
+
+    def claim(self) -> Job | None:
+        """Mark the next due job running and return it (detached), or None."""
+        if not self.registry.handlers:
+            return None
+        sqlite = self.sessions.kw["bind"].dialect.name == "sqlite"
+        if sqlite:
+            # Polling must not take SQLite's write lock every time: look first, lock only when there is work.
+            with self.sessions() as session:
+                found = session.scalar(select(Job.id).where(self._claimable()).limit(1))
+                session.rollback()
+            if found is None:
+                return None
+        with _write_session(self.sessions) as session, session.begin():
+            query = select(Job).where(self._claimable()).order_by(Job.run_after, Job.id).limit(1)
+            if not sqlite:
+                query = query.with_for_update(skip_locked=True)
+            job = session.scalar(query)
+            if job is None:
+                return None
+            job.status, job.started_at, job.worker = RUNNING, utcnow(), self.name
+            job.attempts += 1
+            session.flush()
+            session.expunge(job)
+            return job
+
+    def run_one(self) -> bool:
+        """Run the next due job, if any; True when one ran."""
+        job = self.claim()
+        if job is None:
+            return False
+        handler = self.registry.handlers[job.kind]
+        ctx = JobContext(self.sessions, job)
+        error: str | None = None
+        permanent = False
+        events: list[Any] = []
+        try:
+            handler(ctx, dict(job.payload))
+            events = ctx._finish(commit=True)
+        except Exception as exc:  # a failing job is recorded and retried, never kills the worker
+            ctx._finish(commit=False)
+            error = traceback.format_exc(limit=20)
+            permanent = isinstance(exc, DockyardError)  # a domain refusal will not change on a retry
+            log.exception("job %s #%s failed (attempt %s)", job.kind, job.id, job.attempts)
+        with _write_session(self.sessions) as session, session.begin():
+            values: dict[str, Any] = {"finished_at": utcnow(), "error": error}
+            if error is None:
+                values["status"] = DONE
+            elif permanent or job.attempts >= job.max_attempts:
+                values["status"] = FAILED
+            else:
+                values["status"] = QUEUED
+                values["run_after"] = utcnow() + dt.timedelta(seconds=min(2**job.attempts, 300))
+            session.execute(update(Job).where(Job.id == job.id).values(**values))
+        if events and self.bus is not None:
+            try:
+                self.bus.run_after_commit(events)
+            except Exception:  # the job succeeded; a failing notifier must not undo that
+                log.exception("after-commit handler failed")
+        return True
+
+    def run_until_idle(self, limit: int = 10_000) -> int:
+        """Run due jobs until none is left (tests and the CLI); returns how many ran."""
+        count = 0
+        while count < limit and self.run_one():
+            count += 1
+        return count
+
+    def start(self) -> None:
+        """Run jobs in a daemon thread until ``stop``."""
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10) -> None:
+        """Ask the thread to stop and wait for the job it is running (at most ``timeout`` seconds)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                ran = self.run_one()
+            except Exception:  # database briefly unavailable: back off, keep the thread alive
+                log.exception("job worker error")
+                ran = False
+            if not ran:
+                self._stop.wait(self.poll)
+            else:
+                time.sleep(0)

@@ -1,0 +1,344 @@
+"""Scanning one manifest: its layers' facts (cached per layer digest), components, packages and findings.
+
+``ImageScanner`` does the work inside the caller's transaction; ``index_blob`` is the part that reads a layer
+and needs no database, so a job can run it before its write transaction begins.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from dockyard.db import utcnow
+from dockyard.jobs import enqueue
+from dockyard.oci import mediatypes as mt
+from dockyard.oci.manifest import Descriptor, ParsedManifest, parse_manifest
+from dockyard.registry.models import Manifest
+from dockyard.scanning import counts, results
+from dockyard.scanning.indexer import FORMAT, LayerFacts, index_layer, merge
+from dockyard.scanning.matcher import Matcher, lookup_key
+from dockyard.scanning.models import ImageChild, ImageComponent, ImageScan, LayerIndex
+from dockyard.scanning.sources.model import format_platform
+from dockyard.scanning.types import UnsafeInput
+from dockyard.storage.blobstore import BlobStore
+
+SCAN_JOB = "scan.manifest"
+QUEUED, INDEXING, DONE, ERROR, SKIPPED = "queued", "indexing", "done", "error", "skipped"
+FINAL = frozenset({DONE, ERROR, SKIPPED})
+MAX_CONFIG = 1 << 20
+MAX_DEPTH = 2  # an index of indexes; deeper nesting is not something tools write
+MAX_WARNINGS = 100
+
+
+@dataclass(frozen=True)
+class IndexedLayer:
+    """The outcome of reading one layer: its facts, or why it cannot be read safely."""
+
+    digest: str
+    facts: LayerFacts | None
+    error: str | None = None
+
+
+def index_blob(blobs: BlobStore, digest: str, media_type: str | None = None) -> IndexedLayer:
+    """Stream one layer blob through the indexer (no database); a hostile layer gives an error outcome."""
+    try:
+        with blobs.open(digest) as stream:
+            return IndexedLayer(digest, index_layer(stream, digest, media_type=media_type))
+    except UnsafeInput as exc:
+        return IndexedLayer(digest, None, str(exc) or exc.__class__.__name__)
+
+
+def fresh(scan: ImageScan | None) -> bool:
+    return scan is not None and scan.status in FINAL and scan.format == FORMAT
+
+
+def find_scan(session: Session, digest: str) -> ImageScan | None:
+    """The scan row of manifest ``digest``, or None."""
+    return session.scalar(select(ImageScan).where(ImageScan.digest == digest))
+
+
+def add_scan_row(session: Session, digest: str) -> None:
+    """A queued scan row for ``digest`` unless one exists (two pushes of one digest may race here)."""
+    row = {"digest": digest, "status": QUEUED, "layers": [], "warnings": [], "created_at": utcnow()}
+    results.insert_ignore(session, ImageScan.__table__, [row], ["digest"])
+
+
+def queue_scan(session: Session, repository: str | None, digest: str, *, force: bool = False) -> bool:
+    """Mark ``digest`` queued and enqueue its scan job in this transaction; False when scanned already."""
+    scan = find_scan(session, digest)
+    if fresh(scan) and not force:
+        return False
+    if scan is None:
+        add_scan_row(session, digest)
+    elif scan.status in FINAL:
+        scan.status = QUEUED
+    enqueue(
+        session,
+        SCAN_JOB,
+        {"repository": repository, "digest": digest, "force": force},
+        dedupe_key=f"{SCAN_JOB}:{digest}{':force' if force else ''}",
+    )
+    return True
+
+
+def is_attestation(d: Descriptor) -> bool:
+    """BuildKit's provenance/SBOM manifests sit in an index as platform unknown/unknown."""
+    if (d.annotations or {}).get("vnd.docker.reference.type") == "attestation-manifest":
+        return True
+    return (d.platform or {}).get("os") == "unknown"
+
+
+class ImageScanner:
+    """Indexes and matches manifests in the caller's transaction (``ScanService`` drives it)."""
+
+    def __init__(self, session: Session, blobs: BlobStore) -> None:
+        self.session = session
+        self.blobs = blobs
+        self._matcher: Matcher | None = None
+
+    def layers_to_index(self, digest: str, *, force: bool = False) -> list[tuple[str, str]]:
+        """(digest, media type) of the layers a scan of ``digest`` will read: those without fresh facts."""
+        wanted: dict[str, str] = {}
+        for image_digest, parsed in self.images(digest):
+            if not force and fresh(self.find(image_digest)):
+                continue
+            for layer in parsed.layers:
+                if layer.media_type in mt.NONDISTRIBUTABLE_LAYER_TYPES or layer.digest in wanted:
+                    continue
+                cached = self.session.get(LayerIndex, layer.digest)
+                if force or cached is None or cached.format != FORMAT:
+                    wanted[layer.digest] = layer.media_type
+        return list(wanted.items())
+
+    def load(self, digest: str) -> ParsedManifest | None:
+        """The stored manifest ``digest`` (from any repository), parsed; None when none holds it."""
+        row = self.session.execute(
+            select(Manifest.media_type, Manifest.payload).where(Manifest.digest == digest).limit(1)
+        ).first()
+        if row is None:
+            return None
+        return parse_manifest(row.payload, row.media_type)
+
+    def images(self, digest: str, depth: int = 0) -> list[tuple[str, ParsedManifest]]:
+        """The image manifests ``digest`` stands for: itself, or an index's platforms."""
+        parsed = self.load(digest)
+        if parsed is None:
+            return []
+        if not parsed.is_index:
+            return [(digest, parsed)]
+        if depth >= MAX_DEPTH:
+            return []
+        found = []
+        for child in self.children(parsed):
+            found += self.images(child.digest, depth + 1)
+        return found
+
+    @staticmethod
+    def children(parsed: ParsedManifest) -> list[Descriptor]:
+        """An index's platform entries, without attestations and repeats."""
+        seen: set[str] = set()
+        children = []
+        for d in parsed.manifests:
+            if is_attestation(d) or d.media_type not in mt.MANIFEST_TYPES or d.digest in seen:
+                continue
+            seen.add(d.digest)
+            children.append(d)
+        return children
+
+    def find(self, digest: str) -> ImageScan | None:
+        """The scan row of ``digest``, or None."""
+        return find_scan(self.session, digest)
+
+    def scan_row(self, digest: str) -> ImageScan:
+        """The scan row of ``digest``, added (queued) when there is none."""
+        scan = self.find(digest)
+        if scan is None:
+            add_scan_row(self.session, digest)
+            scan = self.find(digest)
+            assert scan is not None
+        return scan
+
+    def scan_index(
+        self,
+        digest: str,
+        parsed: ParsedManifest,
+        prepared: Mapping[str, IndexedLayer],
+        force: bool,
+        depth: int,
+    ) -> ImageScan:
+        """Scan every platform of an index not scanned yet, link them, and count the index."""
+        scan = self.scan_row(digest)
+        scan.kind, scan.media_type, scan.format = "index", parsed.media_type, FORMAT
+        scan.os_id = scan.os_version = scan.os_pretty_name = scan.os_ecosystem = scan.platform = None
+        self.session.execute(delete(ImageChild).where(ImageChild.index_id == scan.id))
+        children: list[ImageScan] = []
+        for position, child in enumerate(self.children(parsed)):
+            platform = results.clip(format_platform(child.platform), 64)
+            child_scan = self.find(child.digest)
+            if force or not fresh(child_scan):
+                loaded = self.load(child.digest)
+                if loaded is None:
+                    continue
+                if loaded.is_index:
+                    if depth + 1 >= MAX_DEPTH:
+                        continue
+                    child_scan = self.scan_index(child.digest, loaded, prepared, force, depth + 1)
+                else:
+                    child_scan = self.scan_image(child.digest, loaded, platform, prepared, force)
+            assert child_scan is not None
+            self.session.add(
+                ImageChild(index_id=scan.id, child_id=child_scan.id, position=position, platform=platform)
+            )
+            children.append(child_scan)
+        failed = [c for c in children if c.status == ERROR]
+        scanned = [c for c in children if c.status == DONE]
+        if failed:
+            scan.status = ERROR
+            scan.error = "; ".join(f"{c.platform or c.digest}: {c.error}" for c in failed)[:2000]
+        else:
+            scan.status, scan.error = (DONE, None) if scanned else (SKIPPED, None)
+        now = utcnow()
+        scan.indexed_at = scan.matched_at = now
+        self.session.flush()
+        counts.refresh_index_counts(self.session, scan.id)
+        return scan
+
+    def scan_image(
+        self,
+        digest: str,
+        parsed: ParsedManifest,
+        platform: str | None,
+        prepared: Mapping[str, IndexedLayer],
+        force: bool,
+    ) -> ImageScan:
+        """Index one image's layers (from the cache where it can), store its components, match them."""
+        scan = self.scan_row(digest)
+        if fresh(scan) and not force:
+            return scan
+        scan.kind, scan.media_type, scan.format = "image", parsed.media_type, FORMAT
+        scan.indexed_at, scan.error = utcnow(), None
+        assert parsed.config is not None
+        if parsed.config.media_type not in mt.CONFIG_TYPES:
+            scan.status, scan.warnings = SKIPPED, [f"not a container image ({parsed.artifact_type})"]
+            return scan
+        scan.platform = results.clip(platform or self.config_platform(parsed.config.digest), 64)
+        warnings: list[str] = []
+        facts: list[LayerFacts] = []
+        for layer in parsed.layers:
+            if layer.media_type in mt.NONDISTRIBUTABLE_LAYER_TYPES:
+                warnings.append(f"layer {layer.digest}: non-distributable, not scanned")
+                continue
+            outcome = self.layer(layer, prepared, force)
+            if outcome.facts is None:
+                scan.status = ERROR
+                scan.error = f"layer {layer.digest}: {outcome.error}"[:2000]
+                return scan
+            facts.append(outcome.facts)
+        index = merge(facts, scan.platform)
+        os_info = index.os
+        scan.os_id = results.clip(os_info.id, 64) if os_info else None
+        scan.os_version = results.clip(os_info.version_id, 64) if os_info else None
+        scan.os_pretty_name = results.clip(os_info.pretty_name, 255) if os_info else None
+        scan.os_ecosystem = os_info.osv_ecosystem if os_info else None
+        scan.layers = [d.digest for d in parsed.layers]
+        scan.warnings = (warnings + index.warnings)[:MAX_WARNINGS]
+        gone = self.store_components(scan.id, index.components, scan.os_ecosystem)
+        now = utcnow()
+        results.sync_image_findings(self.session, scan.id, now, gone)
+        scan.status, scan.matched_at = DONE, now
+        self.session.flush()
+        counts.refresh_counts(self.session, [scan.id])
+        return scan
+
+    def config_platform(self, config_digest: str) -> str | None:
+        """os/architecture[/variant] from an image config blob, None when it does not say."""
+        try:
+            with self.blobs.open(config_digest) as stream:
+                config = json.loads(stream.read(MAX_CONFIG + 1)[:MAX_CONFIG])
+        except (OSError, ValueError):
+            return None
+        return format_platform(config) if isinstance(config, dict) else None
+
+    def layer(self, layer: Descriptor, prepared: Mapping[str, IndexedLayer], force: bool) -> IndexedLayer:
+        """A layer's facts: cached, prepared by the caller, or read now; a new outcome is cached."""
+        cached = self.session.get(LayerIndex, layer.digest)
+        if cached is not None and cached.format == FORMAT and not force:
+            if cached.status != "ok":
+                return IndexedLayer(layer.digest, None, cached.error)
+            try:
+                return IndexedLayer(layer.digest, LayerFacts.from_json(cached.facts or ""))
+            except ValueError:
+                pass  # facts of another format: index again
+        outcome = prepared.get(layer.digest) or index_blob(self.blobs, layer.digest, layer.media_type)
+        values = {
+            "format": FORMAT,
+            "status": "ok" if outcome.facts is not None else "error",
+            "error": (outcome.error or "")[:2000] or None,
+            "facts": outcome.facts.to_json() if outcome.facts is not None else None,
+            "indexed_at": utcnow(),
+        }
+        if cached is None:
+            results.insert_ignore(
+                self.session, LayerIndex.__table__, [{"digest": layer.digest, **values}], ["digest"]
+            )
+        else:
+            for key, value in values.items():
+                setattr(cached, key, value)
+        return outcome
+
+    def store_components(
+        self, image_id: int, components: Sequence[Any], os_ecosystem: str | None
+    ) -> dict[str, dict[str, Any]]:
+        """Replace the image's components; returns what the ones that went away were (by component key)."""
+        rows: list[dict[str, Any]] = []
+        keys: dict[tuple[str, str, str], str] = {}
+        seen: set[str] = set()
+        for c in components:
+            key = c.purl or f"{c.ecosystem}/{c.name}@{c.version}"
+            if key in seen:
+                key = f"{key}#{c.path}"
+            key = results.clip(key, 1024) or ""
+            if key in seen:
+                continue
+            seen.add(key)
+            lookup = lookup_key(c, os_ecosystem)
+            if lookup is not None:
+                lookup = (lookup[0][:64], lookup[1][:512], lookup[2][:255])
+                keys[lookup] = c.ecosystem[:16]
+            rows.append({"c": c, "key": key, "lookup": lookup})
+        package_ids = results.ensure_packages(self.session, keys)
+        gone = {
+            c.component_key: {"name": c.name, "version": c.version, "purl": c.purl, "layer": c.layer_digest}
+            for c in self.session.scalars(select(ImageComponent).where(ImageComponent.image_id == image_id))
+            if c.component_key not in seen
+        }
+        self.session.execute(delete(ImageComponent).where(ImageComponent.image_id == image_id))
+        clip = results.clip
+        inserts = [
+            {
+                "image_id": image_id,
+                "component_key": r["key"],
+                "name": clip(r["c"].name, 512),
+                "version": clip(r["c"].version, 255),
+                "ecosystem": clip(r["c"].ecosystem, 16),
+                "purl": clip(r["c"].purl, 1024) or "",
+                "source_name": clip(r["c"].source_name, 512),
+                "source_version": clip(r["c"].source_version, 255),
+                "arch": clip(r["c"].arch, 32),
+                "layer_digest": clip(r["c"].layer_digest, 160),
+                "path": clip(r["c"].path, 1024),
+                "package_id": package_ids.get(r["lookup"]) if r["lookup"] else None,
+            }
+            for r in rows
+        ]
+        if inserts:
+            self.session.execute(ImageComponent.__table__.insert(), inserts)
+        if self._matcher is None:
+            self._matcher = Matcher(self.session)
+        results.match_new_packages(self.session, package_ids.values(), self._matcher)
+        return gone
