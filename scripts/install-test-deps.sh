@@ -2,7 +2,7 @@
 # Installs the Debian packages the test suite drives (registry clients, image builders, PostgreSQL,
 # the reference registry for benchmarks). Needs root; without it, only checks and reports.
 set -euo pipefail
-packages=(skopeo podman buildah umoci mmdebstrap postgresql docker-registry uidmap fuse-overlayfs tar gzip zstd golang-go)
+packages=(skopeo podman buildah umoci mmdebstrap postgresql docker-registry uidmap fuse-overlayfs tar gzip zstd golang-go chromium)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

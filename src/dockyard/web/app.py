@@ -86,20 +86,26 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     from dockyard.accounts import views as account_views
+    from dockyard.scanning import views as scan_views
+    from dockyard.web import pages
 
     routes = [
         Route("/healthz", healthz),
         Route("/metrics", metrics_view),
         *auth_views.routes,
         *registry_views.routes,
-        Mount("/api/v1", routes=account_views.routes),
+        Mount("/api/v1", routes=[*account_views.routes, *scan_views.routes]),
+        *pages.routes,
     ]
     from starlette.exceptions import HTTPException
 
     from dockyard.web.errors import http_exception_response
 
     app = Starlette(
-        routes=routes, exception_handlers={HTTPException: http_exception_response}, lifespan=lifespan
+        routes=routes,
+        exception_handlers={HTTPException: http_exception_response},
+        lifespan=lifespan,
+        middleware=[pages.session_middleware(settings)],
     )
     app.state.dockyard = state
     app.state.jobs, app.state.workers = jobs, workers

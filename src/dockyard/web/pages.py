@@ -1,0 +1,210 @@
+"""Server-rendered pages (Jinja2, autoescaped): login/logout with a signed session cookie, and the scan page.
+
+The session cookie (Starlette's SessionMiddleware, signed with a key kept in DATA_DIR/keys/session-secret)
+holds only the user name; the principal is re-derived from the database on every request, so a deactivated
+account loses its session at once. CSRF: the cookie is SameSite=Lax and every POST must carry an Origin (or
+Referer) of this site when it carries one at all.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import jinja2
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+from starlette.templating import Jinja2Templates
+
+from dockyard.accounts.services import AccountService
+from dockyard.authz import Principal
+from dockyard.config import Settings
+from dockyard.errors import DockyardError, Forbidden, Invalid, NotFound, Unauthenticated
+from dockyard.scanning.models import SEVERITY_CLASSES
+from dockyard.scanning.report import short_digest
+from dockyard.scanning.views import scan_service, visible_report
+from dockyard.web.context import RequestContext, endpoint
+
+SESSION_COOKIE = "dockyard_session"
+SESSION_MAX_AGE = 12 * 3600
+TEMPLATES = Jinja2Templates(
+    env=jinja2.Environment(
+        loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+)
+TEMPLATES.env.filters["short_digest"] = lambda d: short_digest(d) if d else ""
+
+
+def session_secret(key_dir: Path) -> str:
+    """The session-signing secret, created on first start and kept beside the token-signing key."""
+    key_dir.mkdir(parents=True, exist_ok=True)
+    path = key_dir / "session-secret"
+    if path.exists():
+        return path.read_text().strip()
+    secret = secrets.token_urlsafe(48)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(secret)
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    return path.read_text().strip()
+
+
+def session_middleware(settings: Settings) -> Middleware:
+    """Signed, HttpOnly, SameSite=Lax session cookie; Secure when the public URL is https."""
+    return Middleware(
+        SessionMiddleware,
+        secret_key=session_secret(Path(settings.data_dir) / "keys"),
+        session_cookie=SESSION_COOKIE,
+        max_age=SESSION_MAX_AGE,
+        same_site="lax",
+        https_only=settings.public_url.startswith("https://"),
+    )
+
+
+def render(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> Response:
+    context = {"user": request.session.get("user"), **context}
+    return TEMPLATES.TemplateResponse(request, name, context, status_code=status_code)
+
+
+def html_error_response(request: Request, exc: DockyardError) -> Response:
+    """Errors on pages: an HTML page; a page that needs a login sends the browser to the login form."""
+    if isinstance(exc, Unauthenticated) and request.method == "GET":
+        return RedirectResponse(f"/ui/login?next={quote(request.url.path)}", status_code=303)
+    status = 404
+    for cls, code in ((Unauthenticated, 401), (Forbidden, 403), (NotFound, 404), (Invalid, 400)):
+        if isinstance(exc, cls):
+            status = code
+            break
+    else:
+        status = 400
+    title = {401: "Login required", 403: "Forbidden", 404: "Not found", 400: "Bad request"}[status]
+    # A 404 says nothing about why: a hidden repository looks exactly like a missing one.
+    message = "The page you asked for does not exist." if status == 404 else exc.message
+    return render(request, "error.html", {"title": title, "message": message, "status": status}, status)
+
+
+page = endpoint(html_error_response)
+
+
+def check_origin(request: Request) -> None:
+    """Refuse cross-site POSTs: the Origin (or Referer) must be this site when the browser sends one."""
+    sent = request.headers.get("origin") or request.headers.get("referer")
+    if not sent:
+        return
+    parts = urlsplit(sent)
+    origin = f"{parts.scheme}://{parts.netloc}"
+    own = {f"{request.url.scheme}://{request.url.netloc}"}
+    public = request.app.state.dockyard.settings.public_url
+    if public:
+        p = urlsplit(public)
+        own.add(f"{p.scheme}://{p.netloc}")
+    if origin not in own:
+        raise Forbidden("cross-site request refused")
+
+
+async def session_principal(ctx: RequestContext) -> Principal:
+    """The logged-in user of this browser session (Unauthenticated without one)."""
+    username = ctx.request.session.get("user")
+    if not username:
+        raise Unauthenticated("login required")
+
+    def load(session: Any) -> Principal:
+        return AccountService(session, ctx.state.bus).principal_for_refresh(username, {"kind": "user"})
+
+    try:
+        principal = await ctx.read(load)
+    except Unauthenticated:
+        ctx.request.session.clear()
+        raise
+    ctx.principal = Principal(
+        kind=principal.kind,
+        name=principal.name,
+        user_id=principal.user_id,
+        is_admin=principal.is_admin,
+        via="session",
+    )
+    return ctx.principal
+
+
+def _safe_next(value: str | None) -> str:
+    # Only local paths: never an open redirect to another site.
+    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/ui/"
+
+
+@page
+async def login(request: Request, ctx: RequestContext) -> Response:
+    if request.method == "GET":
+        return render(
+            request, "login.html", {"next": _safe_next(request.query_params.get("next")), "error": None}
+        )
+    check_origin(request)
+    form = await request.form()
+    username = str(form.get("username") or "").strip()
+    password = str(form.get("password") or "")
+    target = _safe_next(str(form.get("next") or ""))
+    found = None
+    if username and password and "+" not in username:  # robots use the API, not the pages
+        found = await ctx.read(
+            lambda s: AccountService(s, ctx.state.bus).verify_credentials(username, password)
+        )
+    if found is None or found.kind != "user":
+        # Recorded (the edge commits the audit row); answered with the form again.
+        with contextlib.suppress(Unauthenticated):
+            await ctx.run(ctx.accounts().record_login, username[:64] or "-", None, actor=ctx.actor)
+        context = {"next": target, "error": "Invalid username or password."}
+        return render(request, "login.html", context, status_code=401)
+    await ctx.run(ctx.accounts().record_login, username, found, actor=ctx.actor)
+    request.session.clear()
+    request.session["user"] = found.name
+    return RedirectResponse(target, status_code=303)
+
+
+@page
+async def logout(request: Request, ctx: RequestContext) -> Response:
+    check_origin(request)
+    request.session.clear()
+    return RedirectResponse("/ui/login", status_code=303)
+
+
+@page
+async def home(request: Request, ctx: RequestContext) -> Response:
+    principal = await session_principal(ctx)
+    return render(request, "home.html", {"principal": principal})
+
+
+@page
+async def scan_page(request: Request, ctx: RequestContext) -> Response:
+    principal = await session_principal(ctx)
+    name, reference = request.path_params["name"], request.path_params["reference"]
+    severity = request.query_params.get("severity") or None
+    if severity is not None and severity not in SEVERITY_CLASSES:
+        raise Invalid(f"unknown class {severity!r}")
+    scans = scan_service(ctx.state, ctx.session)
+    report = await ctx.run(visible_report, scans, principal, name, reference)
+    findings = [f for f in report.findings if severity is None or f.severity == severity]
+    context = {
+        "report": report,
+        "reference": reference,
+        "findings": findings,
+        "severity": severity,
+        "classes": SEVERITY_CLASSES,
+    }
+    return render(request, "scan.html", context)
+
+
+routes = [
+    Route("/ui/login", login, methods=["GET", "POST"]),
+    Route("/ui/logout", logout, methods=["POST"]),
+    Route("/ui/", home, methods=["GET"]),
+    Route("/ui/repositories/{name:path}/scans/{reference}", scan_page, methods=["GET"]),
+]
