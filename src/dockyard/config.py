@@ -41,11 +41,18 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
     "DOCKYARD_LOG_LEVEL": ("INFO", "log level"),
     "DOCKYARD_JOB_WORKERS": (
         "1",
-        "threads per server process that run background jobs (image scans, re-matches); 0: none",
+        "threads per server process that run background jobs (image scans, re-matches, feed updates); "
+        "0: none (run `dockyard worker` instead)",
     ),
     "DOCKYARD_VULNDB_SOURCES": (
         ",".join(DEFAULT_VULNDB_SOURCES),
-        "comma-separated feeds `dockyard vulndb update` reads: osv.dev zips, URLs, directories or files",
+        "comma-separated feeds `dockyard vulndb update` and the scheduled updates read: osv.dev zips, URLs, "
+        "directories or files",
+    ),
+    "DOCKYARD_VULNDB_INTERVAL": (
+        "86400",
+        "seconds between the job workers' feed updates (also run at first start when the database has no "
+        "advisories); 0: never",
     ),
 }
 
@@ -67,6 +74,7 @@ class Settings:
     # None unless asked for: the server reads 1 from the environment; tests run their jobs synchronously.
     job_workers: int = 0
     vulndb_sources: tuple[str, ...] = DEFAULT_VULNDB_SOURCES
+    vulndb_interval: int = 0  # the environment default is 86400; tests schedule no feed downloads
     # REGISTRY_AUTH_VARIABLES that are set, as the registry image source wants them (its ``environ``).
     registry_auth_env: Mapping[str, str] = field(default_factory=dict)
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -118,6 +126,7 @@ class Settings:
             log_level=get("LOG_LEVEL", "INFO"),
             job_workers=int(get("JOB_WORKERS", "1")),
             vulndb_sources=split_sources(get("VULNDB_SOURCES", "")) or DEFAULT_VULNDB_SOURCES,
+            vulndb_interval=int(get("VULNDB_INTERVAL", "86400")),
             registry_auth_env={k: env[k] for k in REGISTRY_AUTH_VARIABLES if env.get(k)},
             extra={k: v for k, v in env.items() if k.startswith("DOCKYARD_")},
         )

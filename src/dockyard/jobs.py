@@ -8,6 +8,11 @@ A handler receives a ``JobContext``: ``ctx.session`` is the job's one write tran
 first query, so a handler can first do slow work (reading blobs, ``ctx.read`` for database reads) without
 holding SQLite's single write lock. A job left ``running`` by a dead process is claimed again once its lease
 has run out.
+
+The scheduler is part of the worker loop, not a server of its own: a ``Scheduler`` (shared by the threads of
+one process) runs its start hooks once, then about once a minute enqueues each ``Periodic`` kind that is due.
+The job table is the last-run marker: a kind is due when no job of it was created within its interval (and
+its own ``due`` check, if any, agrees), so many processes checking at once still add about one job.
 """
 
 from __future__ import annotations
@@ -119,6 +124,8 @@ class JobRegistry:
     """Job kinds and their handlers; built once by the app and handed to workers."""
 
     handlers: dict[str, JobHandler] = field(default_factory=dict)
+    periodic: list[Periodic] = field(default_factory=list)
+    at_start: list[Callable[[Session], Any]] = field(default_factory=list)
 
     def job(self, kind: str) -> Callable[[JobHandler], JobHandler]:
         def register(fn: JobHandler) -> JobHandler:
@@ -126,6 +133,31 @@ class JobRegistry:
             return fn
 
         return register
+
+    def every(self, kind: str, interval: float, due: Callable[[Session], bool] | None = None) -> None:
+        """Enqueue ``kind`` every ``interval`` seconds (0: never) when ``due``, if given, agrees."""
+        self.periodic.append(Periodic(kind, interval, due))
+
+    def on_start(self, hook: Callable[[Session], Any]) -> None:
+        """Run ``hook(session)`` once, in a write transaction, when a process's workers start."""
+        self.at_start.append(hook)
+
+    def scheduler(self, sessions: sessionmaker[Session], *, check_every: float = 60) -> Scheduler:
+        """The scheduler one process's workers share."""
+        return Scheduler(sessions, self.periodic, self.at_start, check_every=check_every)
+
+
+PURGE_JOB = "jobs.purge"
+
+
+def register(registry: JobRegistry) -> None:
+    """The queue's own housekeeping: delete finished jobs older than a week, once a day."""
+
+    @registry.job(PURGE_JOB)
+    def purge(ctx: JobContext, payload: dict[str, Any]) -> None:
+        log.info("purged %s finished jobs", purge_finished(ctx.session))
+
+    registry.every(PURGE_JOB, 86400)
 
 
 def enqueue(
@@ -165,6 +197,79 @@ def purge_finished(session: Session, older_than: dt.timedelta = dt.timedelta(day
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
+@dataclass
+class Periodic:
+    """Enqueue ``kind`` every ``interval`` seconds; ``due(session)``, if given, must also say yes."""
+
+    kind: str
+    interval: float
+    due: Callable[[Session], bool] | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+class Scheduler:
+    """Periodic jobs and start hooks, run from the worker loop (``maybe_tick``) of one process."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        periodic: list[Periodic] | None = None,
+        at_start: list[Callable[[Session], Any]] | None = None,
+        *,
+        check_every: float = 60,
+        first_delay: float = 5,
+    ) -> None:
+        self.sessions = sessions
+        self.periodic = list(periodic or [])
+        self.at_start = list(at_start or [])
+        self.check_every = check_every
+        self._lock = threading.Lock()
+        self._started = False
+        # The first check waits a little: a process starting up has its own writes to make first.
+        self._next = time.monotonic() + first_delay
+
+    def due(self, session: Session, entry: Periodic) -> bool:
+        if entry.interval <= 0:
+            return False
+        since = utcnow() - dt.timedelta(seconds=entry.interval)
+        recent = session.scalar(
+            select(Job.id)
+            .where(Job.kind == entry.kind, or_(Job.created_at > since, Job.status.in_((QUEUED, RUNNING))))
+            .limit(1)
+        )
+        return recent is None and (entry.due is None or bool(entry.due(session)))
+
+    def tick(self) -> list[str]:
+        """Run the start hooks (the first time) and enqueue the due periodic kinds; returns those kinds."""
+        enqueued: list[str] = []
+        with _write_session(self.sessions) as session, session.begin():
+            if not self._started:
+                for hook in self.at_start:
+                    hook(session)
+                self._started = True
+            for entry in self.periodic:
+                if self.due(session, entry) and enqueue(
+                    session, entry.kind, entry.payload, dedupe_key=f"periodic:{entry.kind}"
+                ):
+                    enqueued.append(entry.kind)
+        for kind in enqueued:
+            log.info("scheduled %s", kind)
+        return enqueued
+
+    def maybe_tick(self) -> None:
+        """``tick`` when ``check_every`` seconds have passed since the last one (any thread may call it)."""
+        if time.monotonic() < self._next or not self._lock.acquire(blocking=False):
+            return
+        try:
+            if time.monotonic() >= self._next:
+                self._next = time.monotonic() + self.check_every
+                self.tick()
+        except Exception:  # the database briefly unavailable: try again at the next check
+            log.exception("job scheduler error")
+        finally:
+            self._lock.release()
+
+
 def _write_session(sessions: sessionmaker[Session]) -> Session:
     return sessions(bind=sessions.kw["bind"].execution_options(sqlite_write=True))
 
@@ -180,11 +285,13 @@ class Worker:
         bus: EventBus | None = None,
         poll: float = 0.5,
         lease: float = 3600,
+        scheduler: Scheduler | None = None,
     ) -> None:
         self.sessions = sessions
         self.registry = registry
         self.bus = bus  # runs the after-commit subscribers of the events a job published
         self.poll = poll
+        self.scheduler = scheduler  # periodic jobs and start hooks, checked from the loop
         self.lease = dt.timedelta(seconds=lease)  # a job running longer than this is presumed dead
         self.name = f"worker-{uuid.uuid4().hex[:8]}"
         self._stop = threading.Event()
@@ -282,6 +389,8 @@ class Worker:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
+            if self.scheduler is not None:
+                self.scheduler.maybe_tick()
             try:
                 ran = self.run_one()
             except Exception:  # database briefly unavailable: back off, keep the thread alive

@@ -47,6 +47,7 @@ class LiveServer:
             DOCKYARD_DATABASE_URL=self.database_url,
             DOCKYARD_ADMIN_PASSWORD=self.admin_password,
             DOCKYARD_LOG_LEVEL="WARNING",
+            DOCKYARD_VULNDB_INTERVAL="0",  # no scheduled feed downloads in tests
             **self.extra_env,
         )
         return env

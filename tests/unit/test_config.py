@@ -132,6 +132,7 @@ def test_every_documented_variable_is_read_and_its_default_is_true(tmp_path: Pat
         "DOCKYARD_LOG_LEVEL": "log_level",
         "DOCKYARD_JOB_WORKERS": "job_workers",
         "DOCKYARD_VULNDB_SOURCES": "vulndb_sources",
+        "DOCKYARD_VULNDB_INTERVAL": "vulndb_interval",
     }
     assert set(DOCUMENTED) == set(field_of)
     samples = {
@@ -149,6 +150,7 @@ def test_every_documented_variable_is_read_and_its_default_is_true(tmp_path: Pat
         "DOCKYARD_LOG_LEVEL": "ERROR",
         "DOCKYARD_JOB_WORKERS": "0",
         "DOCKYARD_VULNDB_SOURCES": "/srv/feeds",
+        "DOCKYARD_VULNDB_INTERVAL": "0",
     }
     for var, field in field_of.items():
         changed = Settings.from_env({var: samples[var]})

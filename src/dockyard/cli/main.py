@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from dockyard.accounts.services import AccountService
 from dockyard.cli.scan import scan
 from dockyard.cli.vulndb import vulndb_app
+from dockyard.cli.worker import worker
 from dockyard.config import Settings
 from dockyard.db import make_engine, make_session_factory, migrate
 from dockyard.errors import DockyardError
@@ -32,6 +33,7 @@ app.add_typer(robots, name="robot")
 app.add_typer(repos, name="repo")
 app.add_typer(vulndb_app, name="vulndb")
 app.command("scan")(scan)
+app.command("worker")(worker)
 console = Console()
 err = Console(stderr=True)
 

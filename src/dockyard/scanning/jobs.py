@@ -2,19 +2,29 @@
 
 ``scan.manifest`` reads the layers it needs before it opens its write transaction (on SQLite one writer at a
 time: a push must not wait while a large layer is decompressed), then stores facts, components and findings
-in one short transaction. ``scan.rematch_all`` runs after a feed update and reads no layer.
+in one short transaction. ``scan.rematch_all`` runs after a feed update and reads no layer. ``vulndb.update``
+reads ``DOCKYARD_VULNDB_SOURCES`` every ``DOCKYARD_VULNDB_INTERVAL`` seconds (and at first start when the
+database has no advisories): each source in a short write transaction of its own, downloads before it.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dockyard.config import Settings
+from dockyard.db import utcnow
 from dockyard.errors import DockyardError
-from dockyard.events import Event, EventBus, EventTag
+from dockyard.events import Actor, Event, EventBus, EventTag
 from dockyard.jobs import JobContext, JobRegistry
 from dockyard.oci import mediatypes as mt
 from dockyard.scanning.scanner import SCAN_JOB, index_blob, queue_scan
@@ -22,6 +32,7 @@ from dockyard.scanning.services import REMATCH_JOB, ScanService
 from dockyard.storage.blobstore import BlobStore
 
 log = logging.getLogger("dockyard.scanning")
+VULNDB_JOB = "vulndb.update"
 
 
 def on_manifest_push(session: Session, event: Event) -> None:
@@ -73,3 +84,64 @@ def register(registry: JobRegistry, blobs: BlobStore, bus: EventBus, settings: S
             report.new,
             report.resolved,
         )
+
+    @registry.job(VULNDB_JOB)
+    def update_vulndb(ctx: JobContext, payload: dict[str, Any]) -> None:
+        from dockyard.scanning.vulndb import ingest
+
+        sources = [str(s) for s in payload.get("sources") or settings.vulndb_sources]
+        reports, failures = [], []
+        for source in sources:
+            try:
+                with _fetched(source) as path:  # a URL is downloaded before the write lock is taken
+                    report = ctx.write(lambda s, path=path: ingest(s, path))
+                report.source = source
+                reports.append(report)
+                log.info(
+                    "vulndb %s: %s added, %s updated, %s withdrawn, %s errors",
+                    source,
+                    report.added,
+                    report.updated,
+                    report.withdrawn,
+                    len(report.errors),
+                )
+            except Exception as exc:  # one unreadable feed must not stop the others
+                log.warning("vulndb %s failed: %s: %s", source, exc.__class__.__name__, exc)
+                failures.append(source)
+        # Records the update (an event) and queues the re-match of every image when anything changed.
+        service(ctx.session).vulndb_updated(reports, Actor.system())
+        if failures and not reports:
+            raise RuntimeError(f"every feed failed: {', '.join(failures)}")
+
+    def feeds_due(session: Session) -> bool:
+        """No advisories yet (first start), or the newest feed update is older than the interval."""
+        from dockyard.scanning.models import Advisory, FeedState
+
+        if session.scalar(select(Advisory.id).where(Advisory.withdrawn.is_(None)).limit(1)) is None:
+            return True
+        newest = session.scalar(select(func.max(FeedState.updated_at)))
+        return newest is None or newest < utcnow() - dt.timedelta(seconds=settings.vulndb_interval)
+
+    registry.every(VULNDB_JOB, settings.vulndb_interval, due=feeds_due)
+    # Images indexed by an older indexer format are scanned again when a process's workers start.
+    registry.on_start(lambda session: service(session).enqueue_stale())
+
+
+@contextmanager
+def _fetched(source: str) -> Iterator[str]:
+    """A local path for ``source``: itself, or a temporary download of a URL."""
+    if not source.startswith(("http://", "https://")):
+        yield source
+        return
+    import httpx
+
+    suffix = Path(urlsplit(source).path).suffix or ".json"
+    with (
+        tempfile.NamedTemporaryFile(prefix="dockyard-feed-", suffix=suffix) as tmp,
+        httpx.stream("GET", source, timeout=60.0, follow_redirects=True) as response,
+    ):
+        response.raise_for_status()
+        for chunk in response.iter_bytes(1 << 20):
+            tmp.write(chunk)
+        tmp.flush()
+        yield tmp.name

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
+from dockyard import jobs as job_queue
 from dockyard.config import Settings
 from dockyard.db import make_engine, make_session_factory, migrate
 from dockyard.events import EventBus
@@ -47,6 +48,7 @@ def build_state(settings: Settings, *, run_migrations: bool = True) -> AppState:
 def build_jobs(state: AppState) -> JobRegistry:
     """Every job kind and handler, and the subscribers that enqueue jobs in their events' transactions."""
     registry = JobRegistry()
+    job_queue.register(registry)
     scanning_jobs.register(registry, state.blobs, state.bus, state.settings)
     scanning_jobs.subscribe(state.bus)
     return registry
@@ -56,8 +58,12 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
     """The ASGI application."""
     state = state or build_state(settings)
     jobs = build_jobs(state)
-    # Job worker threads in this process, as many as settings.job_workers (DOCKYARD_JOB_WORKERS) asks for.
-    workers = [Worker(state.sessions, jobs, bus=state.bus) for _ in range(settings.job_workers)]
+    # Job worker threads in this process, as many as settings.job_workers (DOCKYARD_JOB_WORKERS) asks for;
+    # they share one scheduler (periodic feed updates and purges, start hooks). 0: see `dockyard worker`.
+    scheduler = jobs.scheduler(state.sessions)
+    workers = [
+        Worker(state.sessions, jobs, bus=state.bus, scheduler=scheduler) for _ in range(settings.job_workers)
+    ]
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
