@@ -137,3 +137,14 @@ def live_server(tmp_path: Path, fresh_database_url: str) -> Iterator:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(autouse=True)
+def cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2id with the cheapest parameters in-process: still argon2id, but logins stop dominating the
+    suite's time (live servers in subprocesses keep the real parameters)."""
+    from argon2 import PasswordHasher
+
+    from dockyard.accounts import passwords
+
+    monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=64, parallelism=1))
