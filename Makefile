@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
 PYTEST_ARGS ?=
 # The offline vulnerability data beside the checkout: `make run` gives the server these feeds instead of the
 # osv.dev downloads (a DOCKYARD_VULNDB_SOURCES already set wins).
-VULNDATA ?= $(abspath ../shared/vulndata)
+VULNDATA ?= $(firstword $(wildcard $(abspath ../shared/vulndata) /work/shared/vulndata) $(abspath ../shared/vulndata))
 LOCAL_VULNDB_SOURCES := $(VULNDATA)/debian-osv,$(VULNDATA)/alpine-secdb,$(VULNDATA)/pypa-advisory-database,$(VULNDATA)/go-vulndb,$(VULNDATA)/nodejs-security-wg
 
 .PHONY: run test test-sqlite test-postgres lint deps system-deps bench clean
@@ -33,11 +33,14 @@ lint: deps
 ## Install everything the tests need, then run the whole suite on SQLite and on PostgreSQL.
 test: deps system-deps lint test-sqlite test-postgres
 
+# The real vulnerability data is required under `make test`: its tests fail rather than skip without it.
+TEST_ENV := DOCKYARD_VULNDATA=$(VULNDATA) DOCKYARD_REQUIRE_VULNDATA=1
+
 test-sqlite: deps
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(TEST_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test-postgres: deps
-	DOCKYARD_TEST_DATABASE_URL=$$(scripts/start-postgres.sh) $(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(TEST_ENV) DOCKYARD_TEST_DATABASE_URL=$$(scripts/start-postgres.sh) $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 bench: deps
 	$(BIN)/python benchmarks/registry_bench.py

@@ -148,3 +148,11 @@ def cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
     from dockyard.accounts import passwords
 
     monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=64, parallelism=1))
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Under `make test` the real vulnerability data must be there: skipping its tests would hide that."""
+    from tests.support.vulndata import VULNDATA
+
+    if os.environ.get("DOCKYARD_REQUIRE_VULNDATA") == "1" and not VULNDATA.is_dir():
+        pytest.exit(f"no vulnerability data at {VULNDATA} (set DOCKYARD_VULNDATA)", returncode=4)

@@ -12,10 +12,9 @@ from typer.testing import CliRunner, Result
 
 from dockyard.cli.main import app
 from dockyard.config import REGISTRY_AUTH_VARIABLES
+from tests.support.vulndata import find_vulndata
 
-VULNDATA = Path(
-    os.environ.get("DOCKYARD_VULNDATA", Path(__file__).resolve().parents[3] / "shared" / "vulndata")
-)
+VULNDATA = find_vulndata()
 PYPA = VULNDATA / "pypa-advisory-database" / "vulns"
 DEBIAN = VULNDATA / "debian-osv"
 

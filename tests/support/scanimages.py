@@ -21,8 +21,9 @@ from dockyard.oci import mediatypes as mt
 from dockyard.registry.services import RegistryService
 from dockyard.storage.blobstore import BlobStore, blob_key
 from tests.support.rootfs import TarLayer, gzipped
+from tests.support.vulndata import find_vulndata
 
-VULNDATA_DEBIAN = Path(__file__).resolve().parents[3] / "shared" / "vulndata" / "debian-osv"
+VULNDATA_DEBIAN = find_vulndata() / "debian-osv"
 DEBIAN12_OS_RELEASE = (
     'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nNAME="Debian GNU/Linux"\nVERSION_ID="12"\n'
     'VERSION="12 (bookworm)"\nVERSION_CODENAME=bookworm\nID=debian\n'

@@ -4,7 +4,6 @@ one finding per vulnerability across feeds, and the speed of rescanning many ima
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
 import time
@@ -15,6 +14,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
+from tests.support.vulndata import find_vulndata
 
 from dockyard.scanning.matcher import Finding, Matcher, is_affected, match
 from dockyard.scanning.models import AffectedPackage
@@ -23,9 +23,7 @@ from dockyard.scanning.types import Component, OSInfo
 from dockyard.scanning.versions import parse
 from dockyard.scanning.vulndb import ingest
 
-VULNDATA = Path(
-    os.environ.get("DOCKYARD_VULNDATA", Path(__file__).resolve().parents[4] / "shared" / "vulndata")
-)
+VULNDATA = find_vulndata()
 DEBIAN_12 = OSInfo("debian", "12.4").osv_ecosystem
 ALPINE_319 = OSInfo("alpine", "3.19.1").osv_ecosystem
 

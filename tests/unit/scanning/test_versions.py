@@ -5,18 +5,15 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import random
-from pathlib import Path
 
 import pytest
 from debian.debian_support import Version as DebianVersion
+from tests.support.vulndata import find_vulndata
 
 from dockyard.scanning.versions import apk_compare, base_ecosystem, compare, npm_range, parse
 
-VULNDATA = Path(
-    os.environ.get("DOCKYARD_VULNDATA", Path(__file__).resolve().parents[4] / "shared" / "vulndata")
-)
+VULNDATA = find_vulndata()
 
 
 def _check(ecosystem: str, a: str, op: str, b: str) -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
 import time
 import zipfile
@@ -16,6 +15,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import func, inspect, select
 from sqlalchemy.orm import Session
+from tests.support.vulndata import find_vulndata
 
 from dockyard.db import downgrade, make_engine, migrate
 from dockyard.models import metadata
@@ -25,9 +25,7 @@ from dockyard.scanning.types import Component
 from dockyard.scanning.vulndb import ingest
 from dockyard.scanning.vulnfeeds import normalize_name
 
-VULNDATA = Path(
-    os.environ.get("DOCKYARD_VULNDATA", Path(__file__).resolve().parents[4] / "shared" / "vulndata")
-)
+VULNDATA = find_vulndata()
 pytestmark = pytest.mark.skipif(not VULNDATA.is_dir(), reason=f"no vulnerability data at {VULNDATA}")
 
 
