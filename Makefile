@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 VULNDATA ?= $(firstword $(wildcard $(abspath ../shared/vulndata) /work/shared/vulndata) $(abspath ../shared/vulndata))
 LOCAL_VULNDB_SOURCES := $(VULNDATA)/debian-osv,$(VULNDATA)/alpine-secdb,$(VULNDATA)/pypa-advisory-database,$(VULNDATA)/go-vulndb,$(VULNDATA)/nodejs-security-wg
 
-.PHONY: run test test-sqlite test-postgres lint deps system-deps bench clean
+.PHONY: run test test-sqlite test-postgres lint deps system-deps bench bench-scan clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,9 @@ test-postgres: deps
 
 bench: deps
 	$(BIN)/python benchmarks/registry_bench.py
+
+bench-scan: deps
+	$(BIN)/python benchmarks/scan_bench.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
