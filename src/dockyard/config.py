@@ -54,6 +54,10 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
         "seconds between the job workers' feed updates (also run at first start when the database has no "
         "advisories); 0: never",
     ),
+    "DOCKYARD_PULL_EVENT_INTERVAL": (
+        "0.05",
+        "seconds between batched writes of pull audit rows (0: each pull writes its own, in its request)",
+    ),
 }
 
 
@@ -73,6 +77,8 @@ class Settings:
     log_level: str = "INFO"
     # None unless asked for: the server reads 1 from the environment; tests run their jobs synchronously.
     job_workers: int = 0
+    # 0 writes each pull's audit row in its request; > 0 batches them off the request path (the server).
+    pull_event_interval: float = 0
     vulndb_sources: tuple[str, ...] = DEFAULT_VULNDB_SOURCES
     vulndb_interval: int = 0  # the environment default is 86400; tests schedule no feed downloads
     # REGISTRY_AUTH_VARIABLES that are set, as the registry image source wants them (its ``environ``).
@@ -125,6 +131,7 @@ class Settings:
             max_manifest_bytes=int(get("MAX_MANIFEST_BYTES", str(4 * 1024 * 1024))),
             log_level=get("LOG_LEVEL", "INFO"),
             job_workers=int(get("JOB_WORKERS", "1")),
+            pull_event_interval=float(get("PULL_EVENT_INTERVAL", "0.05")),
             vulndb_sources=split_sources(get("VULNDB_SOURCES", "")) or DEFAULT_VULNDB_SOURCES,
             vulndb_interval=int(get("VULNDB_INTERVAL", "86400")),
             registry_auth_env={k: env[k] for k in REGISTRY_AUTH_VARIABLES if env.get(k)},

@@ -133,6 +133,7 @@ def test_every_documented_variable_is_read_and_its_default_is_true(tmp_path: Pat
         "DOCKYARD_JOB_WORKERS": "job_workers",
         "DOCKYARD_VULNDB_SOURCES": "vulndb_sources",
         "DOCKYARD_VULNDB_INTERVAL": "vulndb_interval",
+        "DOCKYARD_PULL_EVENT_INTERVAL": "pull_event_interval",
     }
     assert set(DOCUMENTED) == set(field_of)
     samples = {
@@ -151,6 +152,7 @@ def test_every_documented_variable_is_read_and_its_default_is_true(tmp_path: Pat
         "DOCKYARD_JOB_WORKERS": "0",
         "DOCKYARD_VULNDB_SOURCES": "/srv/feeds",
         "DOCKYARD_VULNDB_INTERVAL": "0",
+        "DOCKYARD_PULL_EVENT_INTERVAL": "0",
     }
     for var, field in field_of.items():
         changed = Settings.from_env({var: samples[var]})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import delete, func, select, text
 from sqlalchemy.exc import IntegrityError
@@ -55,11 +56,14 @@ def blob_locks(session: Session, digests: Iterable[str]) -> None:
 
 
 class RegistryService:
-    def __init__(self, session: Session, blobs: BlobStore, bus: EventBus, settings: Settings) -> None:
+    def __init__(
+        self, session: Session, blobs: BlobStore, bus: EventBus, settings: Settings, pulls: Any = None
+    ) -> None:
         self.session = session
         self.blobs = blobs
         self.bus = bus
         self.settings = settings
+        self.pulls = pulls  # a PullRecorder: pull events batched off the request path
 
     # -- access --------------------------------------------------------------------------------
     def allowed_actions(self, principal: Principal, name: str) -> set[str]:
@@ -363,17 +367,18 @@ class RegistryService:
 
     def record_pull(self, name: str, reference: str, digest: str, actor: Actor) -> None:
         """Record a manifest download (the basis of download reports)."""
-        self.bus.publish(
-            self.session,
-            Event(
-                EventTag.MANIFEST_PULL,
-                actor,
-                namespace_of(name),
-                name,
-                digest=digest,
-                reference=None if reference.startswith(digest) else reference,
-            ),
+        event = Event(
+            EventTag.MANIFEST_PULL,
+            actor,
+            namespace_of(name),
+            name,
+            digest=digest,
+            reference=None if reference.startswith(digest) else reference,
         )
+        if self.pulls is not None:
+            self.pulls.record(event)
+        else:
+            self.bus.publish(self.session, event)
 
     def delete_manifest(self, name: str, reference: str, actor: Actor) -> None:
         """Delete a manifest by digest (with its tags), or just a tag."""

@@ -198,6 +198,8 @@ async def get_manifest(request: Request, ctx: RequestContext) -> Response:
     reference = request.path_params["reference"]
     authenticate(ctx)
     require(ctx, name, "pull")
+    # With batched pull events the request only reads: no write transaction, no SQLite write gate.
+    ctx.write = request.method == "GET" and ctx.state.pull_recorder is None
     registry = ctx.registry()
 
     def load() -> Any:

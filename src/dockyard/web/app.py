@@ -23,6 +23,7 @@ from dockyard.jobs import JobRegistry, Worker
 from dockyard.registry import auth_views
 from dockyard.registry import views as registry_views
 from dockyard.registry.auth import TokenSigner
+from dockyard.registry.pulls import PullRecorder
 from dockyard.scanning import jobs as scanning_jobs
 from dockyard.storage.blobstore import BlobStore
 from dockyard.storage.local import LocalDriver
@@ -67,6 +68,9 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if settings.pull_event_interval > 0 and state.pull_recorder is None:
+            state.pull_recorder = PullRecorder(state.sessions, settings.pull_event_interval)
+            state.pull_recorder.start()
         for worker in workers:
             worker.start()
         try:
@@ -74,6 +78,9 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         finally:
             for worker in workers:
                 await asyncio.to_thread(worker.stop)
+            if state.pull_recorder is not None:
+                await asyncio.to_thread(state.pull_recorder.stop)
+                state.pull_recorder = None
 
     metrics = Metrics(lambda: sum(1 for _ in state.blobs.list_uploads()))
 

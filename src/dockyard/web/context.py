@@ -25,6 +25,7 @@ from dockyard.config import Settings
 from dockyard.errors import DockyardError
 from dockyard.events import Actor, EventBus
 from dockyard.registry.auth import TokenSigner
+from dockyard.registry.pulls import PullRecorder
 from dockyard.registry.services import RegistryService
 from dockyard.storage.blobstore import BlobStore
 
@@ -42,6 +43,7 @@ class AppState:
     blobs: BlobStore
     bus: EventBus
     signer: TokenSigner
+    pull_recorder: PullRecorder | None = None
     # SQLite allows one writer: this process's writing requests queue here, holding no worker thread.
     write_gate: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -79,7 +81,9 @@ class RequestContext:
         )
 
     def registry(self) -> RegistryService:
-        return RegistryService(self.session, self.state.blobs, self.state.bus, self.state.settings)
+        return RegistryService(
+            self.session, self.state.blobs, self.state.bus, self.state.settings, self.state.pull_recorder
+        )
 
     def accounts(self) -> AccountService:
         return AccountService(self.session, self.state.bus)
