@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -93,24 +95,37 @@ def downgrade(engine: Engine, revision: str) -> None:
 def upsert(
     session: Any,
     table: Any,
-    values: dict[str, Any],
+    values: dict[str, Any] | list[dict[str, Any]],
     conflict: list[str],
-    update: dict[str, Any] | None = None,
+    update: Iterable[str] = (),
     returning: Any = None,
 ) -> Any:
-    """INSERT ... ON CONFLICT DO NOTHING / DO UPDATE, for SQLite and PostgreSQL alike.
+    """INSERT ... ON CONFLICT DO NOTHING, or DO UPDATE SET the ``update`` columns to the new values.
 
     One statement instead of select-then-insert under a savepoint: no race, and half the round trips.
+    The statement is built once per shape and runs on the session's connection, skipping the ORM layer:
+    these run on the push path, where building and ORM-executing a statement cost more than SQLite.
     """
-    if session.get_bind().dialect.name == "postgresql":
+    connection = session.connection()
+    statement = _upsert_statement(connection.dialect.name, table, tuple(conflict), tuple(update), returning)
+    return connection.execute(statement, values)
+
+
+@functools.lru_cache(maxsize=256)
+def _upsert_statement(
+    dialect: str, table: Any, conflict: tuple[str, ...], update: tuple[str, ...], returning: Any
+) -> Any:
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert
     else:
         from sqlalchemy.dialects.sqlite import insert
-    statement = insert(table).values(values)
+    statement = insert(table)
     if update:
-        statement = statement.on_conflict_do_update(index_elements=conflict, set_=update)
+        statement = statement.on_conflict_do_update(
+            index_elements=list(conflict), set_={name: statement.excluded[name] for name in update}
+        )
     else:
-        statement = statement.on_conflict_do_nothing(index_elements=conflict)
+        statement = statement.on_conflict_do_nothing(index_elements=list(conflict))
     if returning is not None:
         statement = statement.returning(returning)
-    return session.execute(statement)
+    return statement

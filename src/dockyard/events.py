@@ -88,9 +88,9 @@ class EventBus:
     def publish(self, session: Session, event: Event) -> None:
         from dockyard.audit.models import AuditEvent
 
-        # A Core insert, not session.add: the pull path records an event per manifest GET, and the
-        # unit-of-work machinery costs more than the insert itself.
-        session.execute(AuditEvent.__table__.insert(), [AuditEvent.row_from_event(event)])
+        # A Core insert on the session's connection, not session.add: every push records an event, and
+        # the unit-of-work machinery costs more than the insert itself.
+        session.connection().execute(AuditEvent.insert_statement(), AuditEvent.row_from_event(event))
         for handler in self._in_tx.get(event.tag, ()):
             handler(session, event)
         if self._after.get(event.tag):

@@ -27,7 +27,20 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import JSON, DateTime, Index, Integer, String, Text, and_, delete, or_, select, update
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Index,
+    Integer,
+    String,
+    Text,
+    and_,
+    bindparam,
+    delete,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
 from dockyard.db import Base, utcnow
@@ -168,25 +181,34 @@ def enqueue(
     dedupe_key: str | None = None,
     delay: float = 0,
     max_attempts: int = 5,
-) -> Job | None:
-    """Add a job in the caller's transaction; None when an identical queued job exists already."""
-    if dedupe_key is not None:
-        pending = [j for j in session.new if isinstance(j, Job) and j.dedupe_key == dedupe_key]
-        if pending or session.scalar(
-            select(Job.id).where(Job.dedupe_key == dedupe_key, Job.status == QUEUED).limit(1)
-        ):
-            return None
-    job = Job(
-        kind=kind,
-        payload=payload or {},
-        dedupe_key=dedupe_key,
-        max_attempts=max_attempts,
-        status=QUEUED,
-        attempts=0,
-        run_after=utcnow() + dt.timedelta(seconds=delay),
-    )
-    session.add(job)
-    return job
+) -> int | None:
+    """Add a job in the caller's transaction: its id, or None when an identical queued job exists already.
+
+    Core statements on the session's connection, not ``session.add``: every manifest push enqueues a
+    scan, and the unit of work would cost more than the insert.
+    """
+    connection = session.connection()
+    if dedupe_key is not None and connection.execute(_QUEUED_WITH_KEY, {"key": dedupe_key}).first():
+        return None
+    row = {
+        "kind": kind,
+        "payload": payload or {},
+        "dedupe_key": dedupe_key,
+        "max_attempts": max_attempts,
+        "status": QUEUED,
+        "attempts": 0,
+        "run_after": utcnow() + dt.timedelta(seconds=delay),
+        "created_at": utcnow(),
+    }
+    return int(connection.execute(_INSERT_JOB, row).inserted_primary_key[0])
+
+
+_QUEUED_WITH_KEY = (
+    select(Job.__table__.c.id)
+    .where(Job.__table__.c.dedupe_key == bindparam("key"), Job.__table__.c.status == QUEUED)
+    .limit(1)
+)
+_INSERT_JOB = Job.__table__.insert()
 
 
 def purge_finished(session: Session, older_than: dt.timedelta = dt.timedelta(days=7)) -> int:

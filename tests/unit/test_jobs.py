@@ -28,9 +28,7 @@ def state(app_state: AppState) -> AppState:
 
 def add(state: AppState, kind: str, payload: dict[str, Any] | None = None, **kw: Any) -> int | None:
     with state.sessions.begin() as session:
-        job = enqueue(session, kind, payload, **kw)
-        session.flush()
-        return job.id if job else None
+        return enqueue(session, kind, payload, **kw)
 
 
 def job(state: AppState, job_id: int) -> Job:

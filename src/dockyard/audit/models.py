@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Index, Integer, String
+from sqlalchemy import JSON, DateTime, Index, Insert, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from dockyard.db import Base, utcnow
@@ -36,6 +37,12 @@ class AuditEvent(Base):
     @classmethod
     def from_event(cls, event: Event) -> AuditEvent:
         return cls(**cls.row_from_event(event))
+
+    @classmethod
+    @functools.cache
+    def insert_statement(cls) -> Insert:
+        """The INSERT of one audit row, built once (it runs in every request that changes something)."""
+        return cls.__table__.insert()
 
     @staticmethod
     def row_from_event(event: Event) -> dict[str, Any]:

@@ -21,7 +21,8 @@ from dockyard.events import Actor, Event, EventBus, EventTag
 from dockyard.oci.digest import compute, parse_digest
 from dockyard.oci.manifest import Descriptor, ParsedManifest, parse_manifest
 from dockyard.oci.reference import namespace_of, split_reference, validate_name
-from dockyard.registry.models import Blob, Manifest, ManifestReference, Repository, RepositoryBlob, Tag
+from dockyard.registry import statements as sql
+from dockyard.registry.models import Blob, Manifest, Repository, RepositoryBlob, Tag
 from dockyard.storage.blobstore import BlobStore
 
 ALL_ACTIONS = {a.value for a in Action}
@@ -146,12 +147,7 @@ class RegistryService:
     def blob_size(self, name: str, digest: str) -> int:
         """Size of a blob this repository was given; BLOB_UNKNOWN otherwise."""
         parse_digest(digest)
-        size = self.session.scalar(
-            select(Blob.size)
-            .join(RepositoryBlob, RepositoryBlob.digest == Blob.digest)
-            .join(Repository, Repository.id == RepositoryBlob.repository_id)
-            .where(Repository.name == name, Blob.digest == digest)
-        )
+        size = self.session.connection().scalar(sql.LINKED_BLOB_SIZE, {"name": name, "digest": digest})
         if size is None:
             raise NotFound("blob unknown to registry", code="BLOB_UNKNOWN", detail={"digest": digest})
         return size
@@ -182,7 +178,7 @@ class RegistryService:
             RepositoryBlob.__table__,
             {"repository_id": repo.id, "digest": digest, "created_at": now},
             ["repository_id", "digest"],
-            {"created_at": now},
+            update=("created_at",),
         )
 
     def mount_blob(self, name: str, source: str, digest: str, actor: Actor) -> int | None:
@@ -240,18 +236,24 @@ class RegistryService:
                 code="DIGEST_INVALID",
                 detail={"expected": ref, "actual": digest},
             )
-        repo = self.ensure_repository(name, actor)
-        self._check_references(repo, parsed)
+        repository_id = self.session.connection().scalar(sql.REPOSITORY_ID, {"name": name})
+        if repository_id is None:
+            repository_id = self.ensure_repository(name, actor).id
+        self._check_references(repository_id, parsed)
         subject = parsed.subject.digest if parsed.subject else None
-        manifest_id = self._store_manifest(repo, digest, parsed, payload, subject)
+        manifest_id = self._store_manifest(repository_id, digest, parsed, payload, subject)
         if kind == "tag":
-            now = utcnow()
             upsert(
                 self.session,
-                Tag.__table__,
-                {"repository_id": repo.id, "name": ref, "manifest_id": manifest_id, "updated_at": now},
+                sql.tag,
+                {
+                    "repository_id": repository_id,
+                    "name": ref,
+                    "manifest_id": manifest_id,
+                    "updated_at": utcnow(),
+                },
                 ["repository_id", "name"],
-                {"manifest_id": manifest_id, "updated_at": now},
+                update=("manifest_id", "updated_at"),
             )
         self.bus.publish(
             self.session,
@@ -268,15 +270,11 @@ class RegistryService:
         return StoredManifest(digest, parsed.media_type, payload, subject)
 
     def _store_manifest(
-        self, repo: Repository, digest: str, parsed: ParsedManifest, payload: bytes, subject: str | None
+        self, repository_id: int, digest: str, parsed: ParsedManifest, payload: bytes, subject: str | None
     ) -> int:
         """The id of the repository's manifest ``digest``, inserted with its reference edges if new."""
-        where = (Manifest.repository_id == repo.id) & (Manifest.digest == digest)
-        manifest_id = self.session.scalar(select(Manifest.id).where(where))
-        if manifest_id is not None:
-            return manifest_id
         values = {
-            "repository_id": repo.id,
+            "repository_id": repository_id,
             "digest": digest,
             "media_type": parsed.media_type,
             "artifact_type": parsed.artifact_type,
@@ -285,23 +283,23 @@ class RegistryService:
             "payload": payload,
             "created_at": utcnow(),
         }
+        connection = self.session.connection()
+        # Insert first: a new manifest (the usual case) costs one statement; a known one two.
         inserted = upsert(
-            self.session, Manifest.__table__, values, ["repository_id", "digest"], returning=Manifest.id
+            self.session, sql.manifest, values, ["repository_id", "digest"], returning=sql.manifest.c.id
         ).scalar()
-        if inserted is None:  # a concurrent push of the same manifest won; it wrote the edges too
-            return self.session.scalar(select(Manifest.id).where(where))
-        manifest_id = inserted
-        references = [
-            {"manifest_id": manifest_id, "digest": d, "kind": "blob"} for d in parsed.blob_references
-        ]
+        if inserted is None:  # pushed before (or by a concurrent push, which wrote the edges too)
+            return int(connection.scalar(sql.MANIFEST_ID, {"repository_id": repository_id, "digest": digest}))
+        references = [{"manifest_id": inserted, "digest": d, "kind": "blob"} for d in parsed.blob_references]
         references += [
-            {"manifest_id": manifest_id, "digest": d, "kind": "manifest"} for d in parsed.manifest_references
+            {"manifest_id": inserted, "digest": d, "kind": "manifest"} for d in parsed.manifest_references
         ]
         if references:
-            self.session.execute(ManifestReference.__table__.insert(), references)
-        return manifest_id
+            connection.execute(sql.INSERT_REFERENCES, references)
+        return int(inserted)
 
-    def _check_references(self, repo: Repository, parsed: ParsedManifest) -> None:
+    def _check_references(self, repository_id: int, parsed: ParsedManifest) -> None:
+        connection = self.session.connection()
         wanted = [
             d.digest
             for d in ([parsed.config] if parsed.config else []) + parsed.layers
@@ -311,27 +309,23 @@ class RegistryService:
             # Held until commit: gc, which takes the same locks before unlinking unreferenced blobs, either
             # sees this manifest's references or unlinks first, and then this check fails cleanly.
             blob_locks(self.session, wanted)
-            rows = self.session.execute(
-                select(RepositoryBlob.digest, Blob.size)
-                .join(Blob, Blob.digest == RepositoryBlob.digest)
-                .where(RepositoryBlob.repository_id == repo.id, RepositoryBlob.digest.in_(set(wanted)))
-                .with_for_update(read=True)
+            present = set(
+                connection.scalars(
+                    sql.LINKED_BLOBS, {"repository_id": repository_id, "digests": sorted(set(wanted))}
+                )
             )
-            present = {digest: size for digest, size in rows}
-            for desc in ([parsed.config] if parsed.config else []) + parsed.layers:
-                if desc.digest in set(wanted) and desc.digest not in present:
+            for digest in wanted:
+                if digest not in present:
                     raise Invalid(
                         "manifest references an unknown blob",
                         code="MANIFEST_BLOB_UNKNOWN",
-                        detail={"digest": desc.digest},
+                        detail={"digest": digest},
                     )
         children = parsed.manifest_references
         if children:
             present_manifests = set(
-                self.session.scalars(
-                    select(Manifest.digest).where(
-                        Manifest.repository_id == repo.id, Manifest.digest.in_(set(children))
-                    )
+                connection.scalars(
+                    sql.PRESENT_MANIFESTS, {"repository_id": repository_id, "digests": sorted(set(children))}
                 )
             )
             for child in children:
@@ -346,19 +340,8 @@ class RegistryService:
         """The manifest a tag or digest names in a repository."""
         kind, ref = split_reference(reference)
         validate_name(name)
-        # One query on the pull path: repository, tag and manifest together.
-        columns = select(
-            Repository.id, Manifest.digest, Manifest.media_type, Manifest.payload, Manifest.subject_digest
-        ).select_from(Repository)
-        if kind == "digest":
-            query = columns.outerjoin(
-                Manifest, (Manifest.repository_id == Repository.id) & (Manifest.digest == ref)
-            )
-        else:
-            query = columns.outerjoin(
-                Tag, (Tag.repository_id == Repository.id) & (Tag.name == ref)
-            ).outerjoin(Manifest, Manifest.id == Tag.manifest_id)
-        row = self.session.execute(query.where(Repository.name == name)).first()
+        statement = sql.MANIFEST_BY_DIGEST if kind == "digest" else sql.MANIFEST_BY_TAG
+        row = self.session.connection().execute(statement, {"name": name, "reference": ref}).first()
         if row is None:
             raise NotFound(f"repository {name!r} not known", code="NAME_UNKNOWN")
         if row.digest is None:

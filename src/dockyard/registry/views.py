@@ -208,7 +208,7 @@ async def get_manifest(request: Request, ctx: RequestContext) -> Response:
             registry.record_pull(name, reference, stored.digest, ctx.actor)
         return stored
 
-    stored = await ctx.run(load)
+    stored = await ctx.transact(load)
     headers = {
         "Docker-Content-Digest": stored.digest,
         "Content-Type": stored.media_type,
@@ -237,7 +237,7 @@ async def put_manifest(request: Request, ctx: RequestContext) -> Response:
             raise TooLarge(f"manifest larger than {limit} bytes", code="MANIFEST_TOO_LARGE")
     if length is not None and len(body) != length:
         raise Invalid("body shorter than Content-Length", code="MANIFEST_INVALID")
-    stored = await ctx.run(
+    stored = await ctx.transact(
         ctx.registry().put_manifest,
         name,
         reference,
@@ -272,7 +272,7 @@ async def get_blob(request: Request, ctx: RequestContext) -> Response:
     parse_digest(digest)
     authenticate(ctx)
     require(ctx, name, "pull")
-    size = await ctx.run(ctx.registry().blob_size, name, digest)
+    size = await ctx.transact(ctx.registry().blob_size, name, digest)
     headers = {"Docker-Content-Digest": digest, "ETag": f'"{digest}"', "Cache-Control": "max-age=31536000"}
     path = ctx.state.blobs.local_path(digest)
     if path is not None:

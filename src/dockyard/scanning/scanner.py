@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from dockyard.db import utcnow
@@ -69,14 +69,18 @@ def add_scan_row(session: Session, digest: str) -> None:
 
 
 def queue_scan(session: Session, repository: str | None, digest: str, *, force: bool = False) -> bool:
-    """Mark ``digest`` queued and enqueue its scan job in this transaction; False when scanned already."""
-    scan = find_scan(session, digest)
-    if fresh(scan) and not force:
+    """Mark ``digest`` queued and enqueue its scan job in this transaction; False when scanned already.
+
+    Core statements: this runs in every manifest push's transaction.
+    """
+    connection = session.connection()
+    scan = connection.execute(_SCAN_STATE, {"digest": digest}).first()
+    if scan is not None and scan.status in FINAL and scan.format == FORMAT and not force:
         return False
     if scan is None:
         add_scan_row(session, digest)
-    elif scan.status in FINAL:
-        scan.status = QUEUED
+    elif scan.status in FINAL:  # rare: an ORM update, so rows this session has loaded see it too
+        session.execute(update(ImageScan).where(ImageScan.digest == digest).values(status=QUEUED))
     enqueue(
         session,
         SCAN_JOB,
@@ -84,6 +88,10 @@ def queue_scan(session: Session, repository: str | None, digest: str, *, force: 
         dedupe_key=f"{SCAN_JOB}:{digest}{':force' if force else ''}",
     )
     return True
+
+
+_scans = ImageScan.__table__
+_SCAN_STATE = select(_scans.c.status, _scans.c.format).where(_scans.c.digest == bindparam("digest"))
 
 
 def is_attestation(d: Descriptor) -> bool:
