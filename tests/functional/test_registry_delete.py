@@ -145,3 +145,29 @@ def test_delete_of_a_blob_not_in_this_repository(reg, user, name):
 def test_unsupported_methods(reg, name, method, path):
     reg.push_image(name, "v1")
     assert_oci_error(reg.request(method, f"/v2/{name}{path}", name, content=b"x"), 405, "UNSUPPORTED")
+
+
+@pytest.mark.parametrize("path", ["/v2/", "/v2/{name}/manifests/v1", "/v2/{name}/tags/list"])
+def test_methods_no_endpoint_takes_are_refused_in_the_oci_envelope(reg, name, path):
+    # /v2 is served ahead of Starlette's router: an unknown method must still get the OCI error, not text.
+    r = reg.request("OPTIONS", path.format(name=name), name)
+    assert_oci_error(r, 405, "UNSUPPORTED")
+
+
+def test_an_unexpected_error_under_v2_is_a_500_in_the_oci_envelope(_guard, client, reg, name, monkeypatch):
+    from dockyard.registry import views
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    reg.push_image(name, "v1")
+    parse_n = views.parse_n
+    monkeypatch.setattr(views, "parse_n", explode)  # a fault inside a view, past auth
+    r = client.get(f"/v2/{name}/tags/list?n=1", headers=reg.headers(name, "pull", None))
+    assert r.status_code == 500
+    _guard.clear()  # the one 5xx this test asks for
+    assert r.json() == {"errors": [{"code": "UNKNOWN", "message": "internal server error"}]}
+    assert "boom" not in r.text
+    # ... and once the fault is gone, the next request is served normally.
+    monkeypatch.setattr(views, "parse_n", parse_n)
+    assert reg.request("GET", f"/v2/{name}/tags/list", name, "pull").json()["tags"] == ["v1"]

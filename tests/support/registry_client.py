@@ -235,6 +235,7 @@ def _check_response_shape(response: httpx.Response, problems: list[str]) -> None
     request = response.request
     where = f"{request.method} {request.url.path} -> {response.status_code}"
     if response.status_code >= 500:
+        response.read()
         problems.append(f"{where}: server error {response.text[:300]}")
         return
     if response.status_code < 400 or request.method == "HEAD":

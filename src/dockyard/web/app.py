@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dockyard import jobs as job_queue
 from dockyard.config import Settings
@@ -53,6 +54,21 @@ def build_jobs(state: AppState) -> JobRegistry:
     scanning_jobs.register(registry, state.blobs, state.bus, state.settings)
     scanning_jobs.subscribe(state.bus)
     return registry
+
+
+class DockyardApp(Starlette):
+    """Starlette, with the registry's /v2 API taken ahead of the middleware stack (see registry.views.app)."""
+
+    registry: ASGIApp
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            if path.startswith("/v2/") or path == "/v2":
+                scope["app"] = self
+                await self.registry(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: Settings, *, state: AppState | None = None) -> Starlette:
@@ -106,7 +122,6 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         Route("/healthz", healthz),
         Route("/metrics", metrics_view),
         *auth_views.routes,
-        *registry_views.routes,
         Mount("/api/v1", routes=[*account_views.routes, *scan_views.routes]),
         *pages.routes,
     ]
@@ -114,7 +129,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
 
     from dockyard.web.errors import http_exception_response
 
-    app = Starlette(
+    app = DockyardApp(
         routes=routes,
         exception_handlers={HTTPException: http_exception_response},
         lifespan=lifespan,
@@ -123,6 +138,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
     app.state.dockyard = state
     app.state.jobs, app.state.workers = jobs, workers
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
+    app.registry = ObservabilityMiddleware(registry_views.app, metrics=metrics)
     logging.getLogger("dockyard").setLevel(settings.log_level.upper())
     return app
 

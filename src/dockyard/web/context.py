@@ -46,6 +46,14 @@ class AppState:
     pull_recorder: PullRecorder | None = None
     # SQLite allows one writer: this process's writing requests queue here, holding no worker thread.
     write_gate: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _binds: dict[bool, Engine] = field(default_factory=dict, repr=False)
+
+    def bind(self, *, write: bool) -> Engine:
+        """The engine for a reading or a writing request (SQLite: BEGIN or BEGIN IMMEDIATE), made once."""
+        engine = self._binds.get(write)
+        if engine is None:
+            engine = self._binds[write] = self.engine.execution_options(sqlite_write=write)
+        return engine
 
 
 class RequestContext:
@@ -65,8 +73,7 @@ class RequestContext:
             # SQLite: a writing request takes the write lock when its transaction begins, not halfway.
             # The transaction begins lazily, at the first query, which runs in a worker thread (ctx.run):
             # waiting for the lock on the event loop would stall every request, the lock's holder too.
-            bind = self.state.engine.execution_options(sqlite_write=self.write)
-            self._session = self.state.sessions(bind=bind)
+            self._session = self.state.sessions(bind=self.state.bind(write=self.write))
         return self._session
 
     @property

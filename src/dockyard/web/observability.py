@@ -85,23 +85,26 @@ class ObservabilityMiddleware:
             m.bytes_in.labels(route).inc(info["in"])
             m.bytes_out.labels(route).inc(info["out"])
             m.latency.labels(route).observe(elapsed)
-            client = scope.get("client")
-            headers = dict(scope.get("headers") or [])
-            log.info(
-                json.dumps(
-                    {
-                        "method": scope["method"],
-                        "path": scope["path"],
-                        "route": route,
-                        "status": info["status"],
-                        "ms": round(elapsed * 1000, 2),
-                        "bytes_in": info["in"],
-                        "bytes_out": info["out"],
-                        "ip": client[0] if client else None,
-                        "ua": headers.get(b"user-agent", b"").decode("latin-1")[:200],
-                    }
-                )
-            )
+            if log.isEnabledFor(logging.INFO):  # building the line costs more than a manifest GET's query
+                log.info(_access_line(scope, route, info, elapsed))
+
+
+def _access_line(scope: Scope, route: str, info: dict[str, Any], elapsed: float) -> str:
+    client = scope.get("client")
+    headers = dict(scope.get("headers") or [])
+    return json.dumps(
+        {
+            "method": scope["method"],
+            "path": scope["path"],
+            "route": route,
+            "status": info["status"],
+            "ms": round(elapsed * 1000, 2),
+            "bytes_in": info["in"],
+            "bytes_out": info["out"],
+            "ip": client[0] if client else None,
+            "ua": headers.get(b"user-agent", b"").decode("latin-1")[:200],
+        }
+    )
 
 
 def _route_of(scope: Scope) -> str:
