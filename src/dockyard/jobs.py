@@ -55,13 +55,17 @@ QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
 
 class Job(Base):
     __tablename__ = "job"
-    __table_args__ = (Index("ix_job_status_run_after", "status", "run_after"),)
+    __table_args__ = (
+        Index("ix_job_status_run_after", "status", "run_after"),
+        # Two equality columns, so the planner prefers it for the dedupe check on every push.
+        Index("ix_job_dedupe_key_status", "dedupe_key", "status"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     kind: Mapped[str] = mapped_column(String(64))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # Jobs with the same dedupe key that are still queued are not enqueued twice.
-    dedupe_key: Mapped[str | None] = mapped_column(String(255), nullable=True, index=True)
+    dedupe_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
     status: Mapped[str] = mapped_column(String(16), default=QUEUED)  # queued|running|done|failed
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=5)

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, exists, func, insert, literal, select, text, update
 from sqlalchemy.orm import Session
 
+from dockyard.db import upsert_statement
 from dockyard.scanning import counts
 from dockyard.scanning.indexer import OS_ECOSYSTEMS
 from dockyard.scanning.matcher import Matcher, Vulnerability, lookup_key
@@ -65,13 +66,10 @@ def match_lock(session: Session, *, exclusive: bool) -> None:
 
 def insert_ignore(session: Session, table: Any, rows: list[dict[str, Any]], keys: list[str]) -> None:
     """INSERT ... ON CONFLICT (keys) DO NOTHING, for SQLite and PostgreSQL (concurrent scans race here)."""
-    if not rows:
-        return
-    if session.get_bind().dialect.name == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    session.execute(dialect_insert(table).on_conflict_do_nothing(index_elements=keys), rows)
+    if rows:
+        # session.execute, not db.upsert: callers may have ORM rows pending that these refer to (autoflush).
+        statement = upsert_statement(session.get_bind().dialect.name, table, tuple(keys))
+        session.execute(statement, rows)
 
 
 def verdict_row(v: Vulnerability) -> dict[str, Any]:
