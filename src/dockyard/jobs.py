@@ -185,14 +185,19 @@ def enqueue(
     dedupe_key: str | None = None,
     delay: float = 0,
     max_attempts: int = 5,
+    check_queued: bool = True,
 ) -> int | None:
     """Add a job in the caller's transaction: its id, or None when an identical queued job exists already.
+
+    ``check_queued=False``: the caller knows no job with this ``dedupe_key`` can be queued; the key is
+    still stored, so later calls see this job.
 
     Core statements on the session's connection, not ``session.add``: every manifest push enqueues a
     scan, and the unit of work would cost more than the insert.
     """
     connection = session.connection()
-    if dedupe_key is not None and connection.execute(_QUEUED_WITH_KEY, {"key": dedupe_key}).first():
+    queued = check_queued and dedupe_key is not None
+    if queued and connection.execute(_QUEUED_WITH_KEY, {"key": dedupe_key}).first():
         return None
     row = {
         "kind": kind,

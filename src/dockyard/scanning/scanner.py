@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
-from dockyard.db import utcnow
+from dockyard.db import upsert, utcnow
 from dockyard.jobs import enqueue
 from dockyard.oci import mediatypes as mt
 from dockyard.oci.manifest import Descriptor, ParsedManifest, parse_manifest
@@ -57,15 +57,22 @@ def fresh(scan: ImageScan | None) -> bool:
     return scan is not None and scan.status in FINAL and scan.format == FORMAT
 
 
+_scans = ImageScan.__table__
+_SCAN_STATE = select(_scans.c.status, _scans.c.format).where(_scans.c.digest == bindparam("digest"))
+
+
 def find_scan(session: Session, digest: str) -> ImageScan | None:
     """The scan row of manifest ``digest``, or None."""
     return session.scalar(select(ImageScan).where(ImageScan.digest == digest))
 
 
-def add_scan_row(session: Session, digest: str) -> None:
-    """A queued scan row for ``digest`` unless one exists (two pushes of one digest may race here)."""
+def add_scan_row(session: Session, digest: str) -> bool:
+    """A queued scan row for ``digest`` unless one exists (two pushes of one digest may race here).
+
+    True when this transaction inserted it.
+    """
     row = {"digest": digest, "status": QUEUED, "layers": [], "warnings": [], "created_at": utcnow()}
-    results.insert_ignore(session, ImageScan.__table__, [row], ["digest"])
+    return upsert(session, _scans, row, ["digest"], returning=_scans.c.id).first() is not None
 
 
 def queue_scan(session: Session, repository: str | None, digest: str, *, force: bool = False) -> bool:
@@ -77,8 +84,9 @@ def queue_scan(session: Session, repository: str | None, digest: str, *, force: 
     scan = connection.execute(_SCAN_STATE, {"digest": digest}).first()
     if scan is not None and scan.status in FINAL and scan.format == FORMAT and not force:
         return False
+    created = False
     if scan is None:
-        add_scan_row(session, digest)
+        created = add_scan_row(session, digest)
     elif scan.status in FINAL:  # rare: an ORM update, so rows this session has loaded see it too
         session.execute(update(ImageScan).where(ImageScan.digest == digest).values(status=QUEUED))
     enqueue(
@@ -86,12 +94,11 @@ def queue_scan(session: Session, repository: str | None, digest: str, *, force: 
         SCAN_JOB,
         {"repository": repository, "digest": digest, "force": force},
         dedupe_key=f"{SCAN_JOB}:{digest}{':force' if force else ''}",
+        # No job can be queued for a scan row this transaction has just created: one statement less
+        # on every push of a new manifest.
+        check_queued=not created,
     )
     return True
-
-
-_scans = ImageScan.__table__
-_SCAN_STATE = select(_scans.c.status, _scans.c.format).where(_scans.c.digest == bindparam("digest"))
 
 
 def is_attestation(d: Descriptor) -> bool:
