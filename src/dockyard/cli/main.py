@@ -67,7 +67,7 @@ def run(action: Callable[[Session], Any]) -> Any:
 @app.command()
 def serve() -> None:
     """Apply migrations, create the administrator on first start, and serve HTTP."""
-    from granian.constants import Interfaces
+    from granian.constants import Interfaces, Loops
     from granian.server import Server
 
     settings = Settings.from_env()
@@ -83,6 +83,7 @@ def serve() -> None:
         address=settings.host,
         port=settings.port,
         interface=Interfaces.ASGI,
+        loop=Loops.uvloop,  # a dependency: the asyncio loop costs about a third more CPU per request
         workers=settings.workers,
         runtime_threads=2,
         blocking_threads=1,
