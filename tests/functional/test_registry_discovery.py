@@ -110,6 +110,7 @@ def test_tags_n_zero_and_large(reg, name, tagged):
     r = list_tags(reg, name, "?n=0")
     assert r.status_code == 200
     assert r.json()["tags"] == []
+    assert "link" not in r.headers  # the spec: n=0 is an empty list and MUST NOT have a Link header
     r = list_tags(reg, name, "?n=1000")
     assert r.json()["tags"] == tagged
     assert "link" not in r.headers
