@@ -61,6 +61,26 @@ def uploads(app_state) -> list[str]:
     return [upload_id for upload_id, _ in app_state.blobs.list_uploads()]
 
 
+# -- pull ----------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "reference",
+    [".INVALID_MANIFEST_NAME", "-bad", pytest.param("a" * 129, id="129-chars"), "a+b"],
+)
+def test_get_and_head_of_a_reference_that_cannot_exist_are_404(reg, name, reference):
+    # Pull / "GET nonexistent manifest should return 404" and "HEAD request to nonexistent manifest should
+    # return 404" ask with a reference no tag can have: nothing is stored under it, so it is not found.
+    reg.push_image(name, "v1")
+    assert_oci_error(reg.get_manifest(name, reference), 404, "MANIFEST_UNKNOWN")
+    h = reg.get_manifest(name, reference, method="HEAD")
+    assert h.status_code == 404
+    assert h.content == b""
+    # A repository that does not exist is still NAME_UNKNOWN.
+    assert_oci_error(reg.get_manifest(f"{name}-none", reference), 404, "NAME_UNKNOWN")
+    # Pushing to it is a client error: the tag is invalid.
+    body = encode(reg.image_manifest(name, [b"layer"]))
+    assert_oci_error(reg.put_manifest(name, reference, body), 400, "TAG_INVALID")
+
+
 # -- push: blobs ---------------------------------------------------------------------------------------------
 def test_streamed_patch_with_content_length_then_put_without_body(reg, name, app_state):
     # Push / "Blob Upload Streamed": one PATCH with Content-Type and Content-Length but no Content-Range,

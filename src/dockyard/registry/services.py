@@ -338,8 +338,14 @@ class RegistryService:
 
     def get_manifest(self, name: str, reference: str) -> StoredManifest:
         """The manifest a tag or digest names in a repository."""
-        kind, ref = split_reference(reference)
         validate_name(name)
+        if ":" in reference:
+            kind, ref = split_reference(reference)  # a malformed digest stays DIGEST_INVALID
+        else:
+            # A tag is looked up without checking its grammar: nothing can be stored under a malformed
+            # one, so the answer is the 404 the spec (and the conformance suite's ".INVALID_MANIFEST_NAME"
+            # pull) asks for. Pushing to a malformed tag is still TAG_INVALID.
+            kind, ref = "tag", reference
         statement = sql.MANIFEST_BY_DIGEST if kind == "digest" else sql.MANIFEST_BY_TAG
         row = self.session.connection().execute(statement, {"name": name, "reference": ref}).first()
         if row is None:
