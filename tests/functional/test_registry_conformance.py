@@ -160,6 +160,39 @@ def test_chunked_upload_in_the_suites_order(reg, name, app_state):
     assert uploads(app_state) == [stray.rsplit("/", 1)[1]]  # the refused session is still open
 
 
+def test_out_of_order_final_chunk_in_the_closing_put_is_416(reg, name, app_state):
+    # The suite after v1.1 ("OutOfOrderChunks" with the last chunk in the PUT): a closing PUT whose
+    # Content-Range does not start at the end of the upload is 416, leaves the session as it was (a GET
+    # tells where it stands), and the right PUT then completes it.
+    data = b"0123456789abcdef"
+    location = new_session(reg, name)
+    r = reg.request("PATCH", location, name, content=data[:8], headers={"Content-Range": "0-7"})
+    assert r.status_code == 202, r.text
+    digest = sha256(data)
+    for content_range in ("12-15", "4-11"):
+        r = reg.request(
+            "PUT",
+            f"{location}?digest={digest}",
+            name,
+            content=data[8:12],
+            headers={"Content-Range": content_range, "Content-Length": "4"},
+        )
+        assert_oci_error(r, 416, "RANGE_INVALID")
+    r = reg.request("GET", location, name)
+    assert r.status_code == 204
+    assert r.headers["range"] == "0-7"
+    r = reg.request(
+        "PUT",
+        f"{location}?digest={digest}",
+        name,
+        content=data[8:],
+        headers={"Content-Range": "8-15", "Content-Length": "8"},
+    )
+    assert r.status_code == 201, r.text
+    assert reg.pull_blob(name, digest).content == data
+    assert uploads(app_state) == []
+
+
 def test_single_post_with_a_digest_and_no_body(reg, name, app_state):
     # Push / "POST request with digest and blob should yield a 201 or 202", without the blob: the empty
     # blob is created; any other digest does not match the (empty) body, and nothing is left behind.
