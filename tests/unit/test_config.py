@@ -239,7 +239,7 @@ def test_behind_a_proxy_delivery_is_off_unless_its_public_url_is_given() -> None
 
 
 @pytest.mark.parametrize(
-    "value", ["5001", "127.0.0.1", "127.0.0.1:x", "127.0.0.1:0", "127.0.0.1:70000", "h:١"]
+    "value", ["5001", "127.0.0.1", "127.0.0.1:x", "127.0.0.1:0", "127.0.0.1:70000", "h:\u0661"]
 )
 def test_blob_listen_must_be_host_and_port(value: str) -> None:
     with pytest.raises(ValueError):
