@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session
 
@@ -78,6 +79,15 @@ class E2EServer:
             headers={"Authorization": f"Bearer {token}", "Accept": "*/*"},
             timeout=60,
         )
+
+    def delivered(self) -> float:
+        """Blob bytes the delivery server has sent: every blob GET redirects there (LiveServer's port)."""
+        text = httpx.get(f"{self.url}/metrics", timeout=60).text
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "dockyard_blob_delivery_sent_bytes_total":
+                    return sample.value
+        return 0.0
 
     def robot(self, org: str, name: str, role: str) -> Account:
         """``dockyard robot create``: the robot's login is ``org+name``."""
