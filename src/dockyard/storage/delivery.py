@@ -254,6 +254,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     default_request_version = "HTTP/1.0"  # not 0.9: even an error for a garbled line gets a status line
     disable_nagle_algorithm = True  # headers and body are separate writes; Nagle would delay the body
     server: _HTTPServer
+    digest: str = ""  # of the request being answered, once validated (for the access log)
 
     def setup(self) -> None:
         self.timeout = self.server.delivery.idle_timeout
@@ -285,12 +286,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     # -- one request
     def _serve(self, head: bool) -> None:
-        started, digest, status, sent = time.perf_counter(), "", 500, 0
+        started, status, sent = time.perf_counter(), 500, 0
+        self.digest = ""
         if self._has_body():
             self.close_connection = True  # we never read a body: what follows it is not a request
         try:
             try:
-                digest, plan = self._plan()
+                plan = self._plan()
             except DockyardError as exc:
                 status = self._send_envelope(exc)
                 return
@@ -308,7 +310,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.server.delivery.report(
                 Delivered(
                     self.command or "",
-                    digest,
+                    self.digest,
                     status,
                     sent,
                     time.perf_counter() - started,
@@ -317,13 +319,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 )
             )
 
-    def _plan(self) -> tuple[str, _Plan]:
+    def _plan(self) -> _Plan:
         url = urlsplit(self.path)
         match = _PATH.fullmatch(url.path)
         if not match:
             raise NotFound("no such endpoint", code="NAME_UNKNOWN")
         digest = unquote(match.group(1))
         parse_digest(digest)  # DIGEST_INVALID: nothing but a well-formed digest ever names a file
+        self.digest = digest
         try:
             query = parse_qs(url.query, keep_blank_values=True, max_num_fields=8)
         except ValueError:
@@ -337,7 +340,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             raise Forbidden("invalid or expired blob URL", code="DENIED")
         fh = self._open(digest)
         try:
-            return digest, self._plan_file(digest, fh)
+            return self._plan_file(digest, fh)
         except BaseException:
             fh.close()
             raise
@@ -350,6 +353,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             # Open once, then fstat: gc may unlink the blob meanwhile, and the open file stays whole.
             fh: BinaryIO = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by the caller
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+            raise NotFound("blob unknown to registry", code="BLOB_UNKNOWN") from None
+        except OSError as exc:  # unreadable (permissions): say so in the log, answer like a missing blob
+            log.warning("blob delivery cannot open %s: %s", path, exc)
             raise NotFound("blob unknown to registry", code="BLOB_UNKNOWN") from None
         return fh
 

@@ -281,6 +281,17 @@ def test_a_removed_blob_is_404(server: DeliveryServer, signer: BlobUrlSigner, st
     assert_envelope(response, body, 404, "BLOB_UNKNOWN")
 
 
+def test_an_unopenable_blob_is_an_envelope_not_a_dropped_connection(
+    server: DeliveryServer, signer: BlobUrlSigner, store: BlobStore
+) -> None:
+    path = store.local_path(DIGEST)
+    assert path is not None
+    path.unlink()
+    path.symlink_to(path.name)  # open() fails with ELOOP, an OSError that is not "file not found"
+    response, body = get(server, signed(signer))
+    assert_envelope(response, body, 404, "BLOB_UNKNOWN")
+
+
 def test_a_blob_removed_mid_transfer_is_still_sent_whole(
     server: DeliveryServer, signer: BlobUrlSigner, store: BlobStore, tmp_path: Path
 ) -> None:
