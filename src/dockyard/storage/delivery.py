@@ -1,4 +1,4 @@
-"""Blob delivery: signed, expiring blob URLs, served zero-copy by a small threaded HTTP/1.1 server.
+"""Blob delivery: signed blob URLs (``blob_urls.py``) served zero-copy by a small threaded HTTP/1.1 server.
 
 Registries at scale answer a blob GET with a redirect to a presigned object-store URL, so the bytes never
 pass through the application. This does the same for the local-disk store: the registry view checks access
@@ -10,14 +10,11 @@ kernel with sendfile(2). Each server worker process runs one, bound with SO_REUS
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import http.server
 import json
 import logging
 import os
 import re
-import secrets
 import socket
 import socketserver
 import stat
@@ -25,83 +22,21 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import BinaryIO
-from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from dockyard.errors import DockyardError, Forbidden, Invalid, NotFound, RangeInvalid
 from dockyard.oci.digest import parse_digest
 from dockyard.registry.errors import oci_error
+from dockyard.storage.blob_urls import BlobUrlSigner
 from dockyard.storage.blobstore import BlobStore
 
 log = logging.getLogger("dockyard.delivery")
 
-SECRET_FILE = "blob-url-secret"
-URL_TTL = 300  # seconds a redirect stays valid: long enough to follow, too short to pass around
 IDLE_TIMEOUT = 30.0  # seconds a keep-alive connection may idle (or a transfer stall) before it is closed
-_EXPIRES = re.compile(r"[0-9]{1,12}")
-_SIGNATURE = re.compile(r"[0-9a-f]{64}")
 _PATH = re.compile(r"/blobs/([^/]+)")
 # One range of bytes; bounded digit runs, so int() never sees a huge number.
 _RANGE = re.compile(r"bytes=([0-9]{0,19})-([0-9]{0,19})")
-
-
-# -- signed URLs ---------------------------------------------------------------------------------------
-class BlobUrlSigner:
-    """HMAC-SHA256 over (digest, expiry) with a secret kept in DATA_DIR/keys; shared by every worker."""
-
-    def __init__(self, secret: bytes, base_url: str = "", ttl: int = URL_TTL) -> None:
-        self._secret = secret
-        self.base_url = base_url.rstrip("/")
-        self.ttl = ttl
-
-    @classmethod
-    def from_dir(cls, key_dir: Path, base_url: str = "", ttl: int = URL_TTL) -> BlobUrlSigner:
-        """Load the secret from ``key_dir``, creating it (0600) on first use."""
-        return cls(_load_or_create_secret(key_dir / SECRET_FILE), base_url, ttl)
-
-    def _mac(self, digest: str, expires: int) -> str:
-        message = f"dockyard-blob-url\n{digest}\n{expires}".encode()
-        return hmac.new(self._secret, message, hashlib.sha256).hexdigest()
-
-    def query(self, digest: str, now: float | None = None) -> str:
-        """``expires=...&signature=...`` granting GET of ``digest`` for ``ttl`` seconds."""
-        expires = int(time.time() if now is None else now) + self.ttl
-        return urlencode({"expires": expires, "signature": self._mac(digest, expires)})
-
-    def url(self, digest: str, now: float | None = None) -> str:
-        """The signed delivery URL of ``digest``."""
-        return f"{self.base_url}/blobs/{digest}?{self.query(digest, now)}"
-
-    def verify(self, digest: str, expires: str, signature: str, now: float | None = None) -> bool:
-        """True when ``signature`` is ours for (digest, expires) and ``expires`` has not passed."""
-        if not _EXPIRES.fullmatch(expires) or not _SIGNATURE.fullmatch(signature):
-            return False
-        valid = hmac.compare_digest(self._mac(digest, int(expires)), signature)
-        return valid and int(expires) >= (time.time() if now is None else now)
-
-
-def _load_or_create_secret(path: Path) -> bytes:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        # Worker processes start together: link(2) publishes a complete file or fails when another
-        # process won, so all of them end up with the same secret (a mismatch would be a 403 lottery).
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
-    secret = path.read_text().strip()
-    if len(secret) < 32:
-        raise ValueError(f"{path}: blob URL secret is too short")
-    return secret.encode()
 
 
 # -- ranges --------------------------------------------------------------------------------------------

@@ -25,8 +25,9 @@ from dockyard.registry import views as registry_views
 from dockyard.registry.auth import TokenSigner
 from dockyard.registry.pulls import PullRecorder
 from dockyard.scanning import jobs as scanning_jobs
+from dockyard.storage.blob_urls import BlobUrlSigner
 from dockyard.storage.blobstore import BlobStore
-from dockyard.storage.delivery import BlobUrlSigner, DeliveryServer
+from dockyard.storage.delivery import DeliveryServer
 from dockyard.storage.local import LocalDriver
 from dockyard.web.context import AppState
 from dockyard.web.observability import Metrics, ObservabilityMiddleware

@@ -27,8 +27,8 @@ from dockyard.events import Actor, EventBus
 from dockyard.registry.auth import TokenSigner
 from dockyard.registry.pulls import PullRecorder
 from dockyard.registry.services import RegistryService
+from dockyard.storage.blob_urls import BlobUrlSigner
 from dockyard.storage.blobstore import BlobStore
-from dockyard.storage.delivery import BlobUrlSigner
 
 log = logging.getLogger("dockyard.web")
 T = TypeVar("T")

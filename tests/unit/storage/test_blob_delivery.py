@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from dockyard.storage.blob_urls import SECRET_FILE, BlobUrlSigner
 from dockyard.storage.blobstore import BlobStore, blob_key
-from dockyard.storage.delivery import SECRET_FILE, BlobUrlSigner, Delivered, DeliveryServer, parse_range
+from dockyard.storage.delivery import Delivered, DeliveryServer, parse_range
 from dockyard.storage.local import LocalDriver
 
 DATA = bytes(range(256)) * 40  # 10240 bytes
