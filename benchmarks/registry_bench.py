@@ -701,10 +701,15 @@ def start_servers(
                 f"dockyard executable not found at {args.dockyard_bin} (try --only distribution)"
             )
         port, data = free_port(), tmp / "dockyard-data"
+        blob_port = free_port()
+        while blob_port == port:
+            blob_port = free_port()
         data.mkdir()
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKYARD_")}
         env.update(
             DOCKYARD_LISTEN=f"127.0.0.1:{port}",
+            # Blob GETs answer 307 to the delivery server (sendfile); its default, port + 1, may be taken.
+            DOCKYARD_BLOB_LISTEN=f"127.0.0.1:{blob_port}",
             DOCKYARD_DATA_DIR=str(data),
             DOCKYARD_ADMIN_PASSWORD=password,
         )

@@ -58,7 +58,19 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
         "0.05",
         "seconds between batched writes of pull audit rows (0: each pull writes its own, in its request)",
     ),
+    "DOCKYARD_BLOB_LISTEN": (
+        "<host of DOCKYARD_LISTEN>:<its port + 1>",
+        "host:port of the blob delivery server: blob GETs redirect there to a signed URL served zero-copy; "
+        "`off`: the main server sends blobs itself. Off by default when DOCKYARD_PUBLIC_URL is set and "
+        "DOCKYARD_BLOB_PUBLIC_URL is not",
+    ),
+    "DOCKYARD_BLOB_PUBLIC_URL": (
+        "http://<DOCKYARD_BLOB_LISTEN>",
+        "external base URL of the blob delivery server (the Location of blob redirects)",
+    ),
 }
+# DOCKYARD_BLOB_LISTEN's value that turns blob delivery off.
+OFF = "off"
 
 
 @dataclass(frozen=True)
@@ -81,6 +93,10 @@ class Settings:
     pull_event_interval: float = 0
     vulndb_sources: tuple[str, ...] = DEFAULT_VULNDB_SOURCES
     vulndb_interval: int = 0  # the environment default is 86400; tests schedule no feed downloads
+    # "off" unless asked for: the server derives <listen host>:<port + 1> from the environment; in-process
+    # tests bind no second port.
+    blob_listen: str = OFF
+    blob_public_url: str = ""  # derived from blob_listen, as public_url is from listen
     # REGISTRY_AUTH_VARIABLES that are set, as the registry image source wants them (its ``environ``).
     registry_auth_env: Mapping[str, str] = field(default_factory=dict)
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -96,6 +112,25 @@ class Settings:
         object.__setattr__(self, "public_url", self.public_url.rstrip("/"))
         if not self.database_url:
             object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'dockyard.db'}")
+        self._derive_blob_delivery()
+
+    def _derive_blob_delivery(self) -> None:
+        if self.blob_listen.strip().lower() == OFF:
+            object.__setattr__(self, "blob_listen", OFF)
+            object.__setattr__(self, "blob_public_url", "")
+            return
+        host, port = split_address(self.blob_listen)  # ValueError on a bad address, at start
+        if port == self.port and host == self.host:
+            raise ValueError("DOCKYARD_BLOB_LISTEN must differ from DOCKYARD_LISTEN")
+        if not self.blob_public_url:
+            public_host = "127.0.0.1" if host in ("0.0.0.0", "[::]", "::", "") else host
+            object.__setattr__(self, "blob_public_url", f"http://{public_host}:{port}")
+        object.__setattr__(self, "blob_public_url", self.blob_public_url.rstrip("/"))
+
+    @property
+    def blob_delivery(self) -> bool:
+        """True when blob GETs redirect to the delivery server (DOCKYARD_BLOB_LISTEN is not ``off``)."""
+        return self.blob_listen != OFF
 
     @property
     def host(self) -> str:
@@ -117,9 +152,15 @@ class Settings:
         def get(name: str, default: str) -> str:
             return env.get(f"DOCKYARD_{name}", default)
 
+        listen, public_url = get("LISTEN", "127.0.0.1:5000"), get("PUBLIC_URL", "")
+        blob_public_url = get("BLOB_PUBLIC_URL", "")
+        # Behind a proxy (an explicit public URL) a blob URL derived from a local address would not reach
+        # clients: delivery is then off unless its own public URL is given too.
+        proxied = bool(public_url) and not blob_public_url
+        blob_listen = get("BLOB_LISTEN", "") or (OFF if proxied else next_port(listen))
         return cls(
-            listen=get("LISTEN", "127.0.0.1:5000"),
-            public_url=get("PUBLIC_URL", ""),
+            listen=listen,
+            public_url=public_url,
             data_dir=Path(get("DATA_DIR", "./var")),
             database_url=get("DATABASE_URL", ""),
             admin_password=env.get("DOCKYARD_ADMIN_PASSWORD") or None,
@@ -134,6 +175,8 @@ class Settings:
             pull_event_interval=float(get("PULL_EVENT_INTERVAL", "0.05")),
             vulndb_sources=split_sources(get("VULNDB_SOURCES", "")) or DEFAULT_VULNDB_SOURCES,
             vulndb_interval=int(get("VULNDB_INTERVAL", "86400")),
+            blob_listen=blob_listen,
+            blob_public_url=blob_public_url,
             registry_auth_env={k: env[k] for k in REGISTRY_AUTH_VARIABLES if env.get(k)},
             extra={k: v for k, v in env.items() if k.startswith("DOCKYARD_")},
         )
@@ -142,3 +185,17 @@ class Settings:
 def split_sources(text: str) -> tuple[str, ...]:
     """``a.zip, /data/feed`` -> ("a.zip", "/data/feed"): comma- or newline-separated, blanks dropped."""
     return tuple(part.strip() for part in text.replace("\n", ",").split(",") if part.strip())
+
+
+def split_address(address: str) -> tuple[str, int]:
+    """``host:port`` (``[v6]:port`` too) -> (host, port); ValueError unless the port is 1-65535."""
+    host, sep, port = address.strip().rpartition(":")
+    if not sep or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT, got {address!r}")
+    return host, int(port)
+
+
+def next_port(listen: str) -> str:
+    """The listen address with the port after its own (the blob delivery server's default)."""
+    host, port = split_address(listen)
+    return f"{host}:{port + 1}" if port < 65535 else OFF

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session
 
@@ -78,6 +80,25 @@ class E2EServer:
             headers={"Authorization": f"Bearer {token}", "Accept": "*/*"},
             timeout=60,
         )
+
+    def delivered(self, at_least: float = 0) -> float:
+        """Blob bytes the delivery server has sent (every blob GET redirects there, LiveServer's port);
+        waits a moment for ``at_least``, since a transfer is counted just after its last byte."""
+        deadline = time.monotonic() + 5
+        while True:
+            text = httpx.get(f"{self.url}/metrics", timeout=60).text
+            sent = next(
+                (
+                    sample.value
+                    for family in text_string_to_metric_families(text)
+                    for sample in family.samples
+                    if sample.name == "dockyard_blob_delivery_sent_bytes_total"
+                ),
+                0.0,
+            )
+            if sent >= at_least or time.monotonic() > deadline:
+                return sent
+            time.sleep(0.05)
 
     def robot(self, org: str, name: str, role: str) -> Account:
         """``dockyard robot create``: the robot's login is ``org+name``."""

@@ -120,9 +120,12 @@ def test_artifact_with_artifact_type_round_trip(server, alice, tmp_path):
     reader = sdk(server, alice)
     fetched = reader.get_manifest(f"{server.host}/{name}:report")
     assert fetched["artifactType"] == "application/vnd.example.report.v1"
+    delivered = server.delivered()
     files = reader.pull(target=f"{server.host}/{name}:report", outdir=str(tmp_path / "out"))
     assert [Path(f).name for f in files] == ["report.json"]
     assert Path(files[0]).read_text() == json.dumps({"findings": []})
+    size = len(json.dumps({"findings": []}))
+    assert server.delivered(at_least=delivered + size) - delivered >= size  # through the redirect
     assert reader.get_tags(f"{server.host}/{name}") == ["report"]
 
 

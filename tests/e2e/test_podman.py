@@ -67,8 +67,10 @@ def test_push_and_pull_back(server, alice, clients, images):
     assert len(manifest["layers"]) == len(image.layer_digests)
 
     clients.podman("rmi", "--all", "--force")
+    delivered = server.delivered()
     pulled = podman_pull(clients, dest, alice.creds)
     assert pulled == image_id  # podman checked every layer against the config's diff_ids
+    assert server.delivered(at_least=delivered + 1) > delivered  # the layers came through the blob redirect
     info = image_inspect(clients, pulled)
     assert info["Labels"]["org.opencontainers.image.title"] == "podman-roundtrip"
     assert f"{dest.rsplit(':', 1)[0]}@{info['Digest']}" in info["RepoDigests"]

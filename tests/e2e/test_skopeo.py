@@ -46,7 +46,11 @@ def test_copy_to_dockyard_and_back_keeps_every_digest(server, alice, clients, im
     assert by_digest["Digest"] == image.digest
 
     back = oci_dir("roundtrip")
+    delivered = server.delivered()
     clients.copy(ref, f"oci:{back}:v1", src_creds=alice.creds)
+    # skopeo followed the blob GETs' redirects: the delivery server sent every blob.
+    total = sum(len(read_blob(image.layout, d)) for d in image.blob_digests)
+    assert server.delivered(at_least=delivered + total) - delivered >= total
     assert descriptor_for(back, "v1")["digest"] == image.digest
     for digest in image.blob_digests:
         assert read_blob(back, digest) == read_blob(image.layout, digest)

@@ -72,7 +72,7 @@ class Client:
     """One pushing client (its own connection pool and token cache) that logs every response."""
 
     def __init__(self, server: LiveServer, ledger: Ledger, tokens: dict[str, str]) -> None:
-        self.http = httpx.Client(base_url=server.url, timeout=60)
+        self.http = httpx.Client(base_url=server.url, timeout=60, follow_redirects=True)
         self.reg = RegistryClient(self.http, "admin", server.admin_password)
         self.reg._tokens.update(tokens)  # logging in takes a while; the crash should hit the pushes
         self.ledger = ledger
@@ -198,7 +198,7 @@ def run_round(server: LiveServer, ledger: Ledger, seed: int) -> None:
     stop = threading.Event()
     killing = threading.Event()
     rng = random.Random(seed)
-    with httpx.Client(base_url=server.url, timeout=60) as http:
+    with httpx.Client(base_url=server.url, timeout=60, follow_redirects=True) as http:
         login = RegistryClient(http, "admin", server.admin_password)
         for name in REPOSITORIES:
             login.token(f"repository:{name}:pull,push,delete")
@@ -344,7 +344,7 @@ def test_kill9_during_concurrent_pushes(live_server: LiveServer, db: Engine) -> 
 
         live_server.start()  # the same data directory and database
         assert check_store(db, store) == [], context
-        with httpx.Client(base_url=live_server.url, timeout=60) as http:
+        with httpx.Client(base_url=live_server.url, timeout=60, follow_redirects=True) as http:
             reg = RegistryClient(http, "admin", live_server.admin_password)
             assert check_acknowledged(reg, ledger) == [], context
             interrupted, ledger.interrupted = ledger.interrupted, []

@@ -438,7 +438,7 @@ def test_pushes_during_repeated_gc_never_leave_a_manifest_without_its_blobs(app_
 def live_reg(live_server) -> Iterator[RegistryClient]:
     import httpx
 
-    with httpx.Client(base_url=live_server.url, timeout=30) as http:
+    with httpx.Client(base_url=live_server.url, timeout=30, follow_redirects=True) as http:
         yield RegistryClient(http, "admin", live_server.admin_password)
 
 

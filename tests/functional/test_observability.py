@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 
 import httpx
@@ -146,20 +147,40 @@ def test_route_labels_stay_bounded_whatever_the_paths(client) -> None:
     assert len(routes) <= 5, routes
 
 
-def test_metrics_through_a_real_server(live_server) -> None:
-    """granian streams blob files with http.response.pathsend: those bytes are counted too."""
+@pytest.mark.parametrize("delivery", ["off", "on"])
+def test_metrics_through_a_real_server(tmp_path, fresh_database_url, delivery: str) -> None:
+    """granian streams blob files with http.response.pathsend: those bytes are counted too; with blob
+    delivery on, the GET is a redirect and the delivery server counts the bytes it sends."""
+    from tests.support.live import LiveServer
+
+    extra = {"DOCKYARD_BLOB_LISTEN": "off"} if delivery == "off" else {}
+    live_server = LiveServer(tmp_path / "live-data", fresh_database_url, extra_env=extra).start()
     data = bytes(range(256)) * 8192  # 2 MiB
-    with httpx.Client(base_url=live_server.url, timeout=30) as http:
-        reg = RegistryClient(http, "admin", live_server.admin_password)
-        before = scrape(http)
-        digest = reg.push_blob("admin/app", data)
-        assert reg.pull_blob("admin/app", digest).content == data
-        after = scrape(http)
+    try:
+        with httpx.Client(base_url=live_server.url, timeout=30, follow_redirects=True) as http:
+            reg = RegistryClient(http, "admin", live_server.admin_password)
+            before = scrape(http)
+            digest = reg.push_blob("admin/app", data)
+            assert reg.pull_blob("admin/app", digest).content == data
+            inline, redirected = (len(data), 0) if delivery == "off" else (0, len(data))
+            delivered = "dockyard_blob_delivery_sent_bytes_total"
+            deadline = time.monotonic() + 5  # a delivery is counted just after its last byte is sent
+            after = scrape(http)
+            while (
+                value(after, delivered) - value(before, delivered) < redirected
+                and time.monotonic() < deadline
+            ):
+                time.sleep(0.05)
+                after = scrape(http)
+    finally:
+        live_server.stop()
     received = "dockyard_http_received_bytes_total"
     sent = "dockyard_http_sent_bytes_total"
     assert value(after, received, route="upload") - value(before, received, route="upload") == len(data)
-    assert value(after, sent, route="blob") - value(before, sent, route="blob") == len(data)
-    assert requests_total(after, "blob", "GET", 200) - requests_total(before, "blob", "GET", 200) == 1
+    assert value(after, sent, route="blob") - value(before, sent, route="blob") == inline
+    assert value(after, delivered) - value(before, delivered) == redirected
+    status = 200 if delivery == "off" else 307
+    assert requests_total(after, "blob", "GET", status) - requests_total(before, "blob", "GET", status) == 1
 
 
 # -- the access log -------------------------------------------------------------------------------

@@ -27,6 +27,8 @@ class LiveServer:
     data_dir: Path
     database_url: str
     port: int = field(default_factory=free_port)
+    # The blob delivery server's own free port: every blob GET redirects there (DOCKYARD_BLOB_LISTEN).
+    blob_port: int = field(default_factory=free_port)
     process: subprocess.Popen | None = None
     admin_password: str = ADMIN_PASSWORD
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -39,17 +41,22 @@ class LiveServer:
     def url(self) -> str:
         return f"http://{self.host}"
 
+    @property
+    def blob_url(self) -> str:
+        return f"http://127.0.0.1:{self.blob_port}"
+
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DOCKYARD_")}
         env.update(
             DOCKYARD_LISTEN=self.host,
+            DOCKYARD_BLOB_LISTEN=f"127.0.0.1:{self.blob_port}",
             DOCKYARD_DATA_DIR=str(self.data_dir),
             DOCKYARD_DATABASE_URL=self.database_url,
             DOCKYARD_ADMIN_PASSWORD=self.admin_password,
             DOCKYARD_LOG_LEVEL="WARNING",
             DOCKYARD_VULNDB_INTERVAL="0",  # no scheduled feed downloads in tests
-            **self.extra_env,
         )
+        env.update(self.extra_env)  # may override the above (DOCKYARD_BLOB_LISTEN=off)
         return env
 
     def dockyard(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -25,6 +25,11 @@ def test_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert s.log_level == "INFO"
     assert dict(s.extra) == {}
     assert (s.host, s.port, s.registry_host) == ("127.0.0.1", 5000, "127.0.0.1:5000")
+    assert (s.blob_listen, s.blob_public_url, s.blob_delivery) == (
+        "127.0.0.1:5001",
+        "http://127.0.0.1:5001",
+        True,
+    )
 
 
 def test_overrides(tmp_path: Path) -> None:
@@ -134,6 +139,8 @@ def test_every_documented_variable_is_read_and_its_default_is_true(tmp_path: Pat
         "DOCKYARD_VULNDB_SOURCES": "vulndb_sources",
         "DOCKYARD_VULNDB_INTERVAL": "vulndb_interval",
         "DOCKYARD_PULL_EVENT_INTERVAL": "pull_event_interval",
+        "DOCKYARD_BLOB_LISTEN": "blob_listen",
+        "DOCKYARD_BLOB_PUBLIC_URL": "blob_public_url",
     }
     assert set(DOCUMENTED) == set(field_of)
     samples = {
@@ -153,12 +160,14 @@ def test_every_documented_variable_is_read_and_its_default_is_true(tmp_path: Pat
         "DOCKYARD_VULNDB_SOURCES": "/srv/feeds",
         "DOCKYARD_VULNDB_INTERVAL": "0",
         "DOCKYARD_PULL_EVENT_INTERVAL": "0",
+        "DOCKYARD_BLOB_LISTEN": "127.0.0.2:7001",
+        "DOCKYARD_BLOB_PUBLIC_URL": "https://blobs.example",
     }
     for var, field in field_of.items():
         changed = Settings.from_env({var: samples[var]})
         assert getattr(changed, field) != getattr(defaults, field), var
         default_text = DOCUMENTED[var][0]
-        if default_text.startswith(("(", "http://<", "sqlite:///<")):
+        if default_text.startswith(("(", "<", "http://<", "sqlite:///<")):
             continue  # derived or generated: described, not a literal value
         actual = getattr(defaults, field)
         if isinstance(actual, tuple):  # lists are documented as the comma-separated text that sets them
@@ -194,3 +203,49 @@ def test_wildcard_listen_address_gives_a_loopback_public_url() -> None:
 
     assert Settings(listen="0.0.0.0:5000").public_url == "http://127.0.0.1:5000"
     assert Settings(listen="10.1.2.3:5000").public_url == "http://10.1.2.3:5000"
+
+
+# -- blob delivery ----------------------------------------------------------------------------------------
+def test_blob_delivery_listens_on_the_next_port_of_listen() -> None:
+    s = Settings.from_env({"DOCKYARD_LISTEN": "10.0.0.5:8080"})
+    assert (s.blob_listen, s.blob_public_url) == ("10.0.0.5:8081", "http://10.0.0.5:8081")
+    s = Settings.from_env({"DOCKYARD_LISTEN": "0.0.0.0:5000"})  # a wildcard is no address to redirect to
+    assert (s.blob_listen, s.blob_public_url) == ("0.0.0.0:5001", "http://127.0.0.1:5001")
+    s = Settings.from_env({"DOCKYARD_LISTEN": "[::1]:5000"})
+    assert (s.blob_listen, s.blob_public_url) == ("[::1]:5001", "http://[::1]:5001")
+    assert Settings.from_env({"DOCKYARD_LISTEN": "127.0.0.1:65535"}).blob_delivery is False
+
+
+def test_blob_delivery_can_be_turned_off_and_is_off_in_code() -> None:
+    for value in ("off", "OFF", " off "):
+        s = Settings.from_env(
+            {"DOCKYARD_BLOB_LISTEN": value, "DOCKYARD_BLOB_PUBLIC_URL": "https://b.example"}
+        )
+        assert (s.blob_listen, s.blob_public_url, s.blob_delivery) == ("off", "", False)
+    # Settings() in code (in-process tests) binds no second port unless asked to.
+    s = Settings(listen="127.0.0.1:6000")
+    assert (s.blob_listen, s.blob_public_url, s.blob_delivery) == ("off", "", False)
+    s = Settings(listen="127.0.0.1:6000", blob_listen="127.0.0.1:6001")
+    assert (s.blob_public_url, s.blob_delivery) == ("http://127.0.0.1:6001", True)
+
+
+def test_behind_a_proxy_delivery_is_off_unless_its_public_url_is_given() -> None:
+    proxied = {"DOCKYARD_PUBLIC_URL": "https://registry.example.com"}
+    assert Settings.from_env(proxied).blob_delivery is False
+    s = Settings.from_env(proxied | {"DOCKYARD_BLOB_PUBLIC_URL": "https://blobs.example.com/"})
+    assert (s.blob_listen, s.blob_public_url) == ("127.0.0.1:5001", "https://blobs.example.com")
+    s = Settings.from_env(proxied | {"DOCKYARD_BLOB_LISTEN": "10.0.0.5:9000"})  # asked for explicitly
+    assert (s.blob_listen, s.blob_public_url) == ("10.0.0.5:9000", "http://10.0.0.5:9000")
+
+
+@pytest.mark.parametrize(
+    "value", ["5001", "127.0.0.1", "127.0.0.1:x", "127.0.0.1:0", "127.0.0.1:70000", "h:\u0661"]
+)
+def test_blob_listen_must_be_host_and_port(value: str) -> None:
+    with pytest.raises(ValueError):
+        Settings.from_env({"DOCKYARD_BLOB_LISTEN": value})
+
+
+def test_blob_listen_must_differ_from_listen() -> None:
+    with pytest.raises(ValueError, match="differ"):
+        Settings.from_env({"DOCKYARD_LISTEN": "127.0.0.1:5000", "DOCKYARD_BLOB_LISTEN": "127.0.0.1:5000"})

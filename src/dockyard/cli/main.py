@@ -78,6 +78,8 @@ def serve() -> None:
     if generated:
         console.print(f"created user [bold]admin[/bold] with password: [bold]{generated}[/bold] (shown once)")
     console.print(f"dockyard listening on {settings.public_url} (data in {settings.data_dir})")
+    if settings.blob_delivery:
+        console.print(f"blob downloads redirect to {settings.blob_public_url} (DOCKYARD_BLOB_LISTEN)")
     Server(
         "dockyard.web.app:app_from_env",
         address=settings.host,

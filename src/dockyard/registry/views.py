@@ -276,8 +276,14 @@ async def get_blob(request: Request, ctx: RequestContext) -> Response:
     authenticate(ctx)
     require(ctx, name, "pull")
     size = await ctx.transact(ctx.registry().blob_size, name, digest)
-    headers = {"Docker-Content-Digest": digest, "ETag": f'"{digest}"', "Cache-Control": "max-age=31536000"}
     path = ctx.state.blobs.local_path(digest)
+    urls = ctx.state.blob_urls
+    if request.method == "GET" and path is not None and urls is not None:
+        # Access is checked: the bytes come from the delivery server, zero-copy, on a URL whose signature
+        # expires in minutes (no-store: a cached redirect would outlive it).
+        location = {"Location": urls.url(digest), "Cache-Control": "no-store"}
+        return Response(status_code=307, headers={"Docker-Content-Digest": digest, **location})
+    headers = {"Docker-Content-Digest": digest, "ETag": f'"{digest}"', "Cache-Control": "max-age=31536000"}
     if path is not None:
         try:
             # Stat once, here: gc may remove an unreferenced blob at any moment, and a FileResponse that

@@ -26,7 +26,9 @@ from dockyard.registry import views as registry_views
 from dockyard.registry.auth import TokenSigner
 from dockyard.registry.pulls import PullRecorder
 from dockyard.scanning import jobs as scanning_jobs
+from dockyard.storage.blob_urls import BlobUrlSigner
 from dockyard.storage.blobstore import BlobStore
+from dockyard.storage.delivery import DeliveryServer
 from dockyard.storage.local import LocalDriver
 from dockyard.web.context import AppState
 from dockyard.web.observability import Metrics, ObservabilityMiddleware
@@ -81,9 +83,22 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
     workers = [
         Worker(state.sessions, jobs, bus=state.bus, scheduler=scheduler) for _ in range(settings.job_workers)
     ]
+    metrics = Metrics(lambda: sum(1 for _ in state.blobs.list_uploads()))
+    # Blob GETs redirect to this process's delivery server (DOCKYARD_BLOB_LISTEN); several worker processes
+    # each run one on the same port (SO_REUSEPORT) and share the URL secret in DATA_DIR/keys.
+    blob_urls = (
+        BlobUrlSigner.from_dir(Path(settings.data_dir) / "keys", settings.blob_public_url)
+        if settings.blob_delivery
+        else None
+    )
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        delivery = None
+        if blob_urls is not None:  # first: a port that cannot be bound stops the start, nothing to undo
+            delivery = DeliveryServer(state.blobs, blob_urls, settings.blob_listen, metrics.blob_delivered)
+            delivery.start()
+            state.blob_urls = blob_urls
         if settings.pull_event_interval > 0 and state.pull_recorder is None:
             state.pull_recorder = PullRecorder(state.sessions, settings.pull_event_interval)
             state.pull_recorder.start()
@@ -92,13 +107,14 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         try:
             yield
         finally:
+            if delivery is not None:
+                state.blob_urls = None  # no new redirects to a server that is going away
+                await asyncio.to_thread(delivery.stop)
             for worker in workers:
                 await asyncio.to_thread(worker.stop)
             if state.pull_recorder is not None:
                 await asyncio.to_thread(state.pull_recorder.stop)
                 state.pull_recorder = None
-
-    metrics = Metrics(lambda: sum(1 for _ in state.blobs.list_uploads()))
 
     async def healthz(request: Request) -> Response:
         def check() -> None:

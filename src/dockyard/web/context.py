@@ -27,6 +27,7 @@ from dockyard.events import Actor, EventBus
 from dockyard.registry.auth import TokenSigner
 from dockyard.registry.pulls import PullRecorder
 from dockyard.registry.services import RegistryService
+from dockyard.storage.blob_urls import BlobUrlSigner
 from dockyard.storage.blobstore import BlobStore
 
 log = logging.getLogger("dockyard.web")
@@ -44,6 +45,8 @@ class AppState:
     bus: EventBus
     signer: TokenSigner
     pull_recorder: PullRecorder | None = None
+    # Signs blob redirects while this process's blob delivery server runs (None: blobs are sent inline).
+    blob_urls: BlobUrlSigner | None = None
     # SQLite allows one writer: this process's writing requests queue here, holding no worker thread.
     write_gate: asyncio.Lock = field(default_factory=asyncio.Lock)
     _binds: dict[bool, Engine] = field(default_factory=dict, repr=False)

@@ -14,6 +14,8 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from dockyard.storage.delivery import Delivered
+
 log = logging.getLogger("dockyard.access")
 
 
@@ -35,10 +37,42 @@ class Metrics:
         self.latency = Histogram(
             "dockyard_http_request_duration_seconds", "Request duration", ["route"], registry=self.registry
         )
+        self.delivery_requests = Counter(
+            "dockyard_blob_delivery_requests",
+            "Requests answered by the blob delivery server, by status",
+            ["status"],
+            registry=self.registry,
+        )
+        self.delivery_bytes = Counter(
+            "dockyard_blob_delivery_sent_bytes",
+            "Blob bytes sent by the delivery server",
+            registry=self.registry,
+        )
         uploads = Gauge(
             "dockyard_upload_sessions_open", "Blob upload sessions in progress", registry=self.registry
         )
         uploads.set_function(lambda: float(open_uploads()))
+
+    def blob_delivered(self, record: Delivered) -> None:
+        """Count and log a request of the blob delivery server, as the middleware does for the app's."""
+        self.delivery_requests.labels(str(record.status)).inc()
+        self.delivery_bytes.inc(record.sent)
+        if log.isEnabledFor(logging.INFO):
+            log.info(
+                json.dumps(
+                    {
+                        "method": record.method,
+                        "path": f"/blobs/{record.digest}" if record.digest else "/blobs",
+                        "route": "blob_delivery",
+                        "status": record.status,
+                        "ms": round(record.seconds * 1000, 2),
+                        "bytes_in": 0,
+                        "bytes_out": record.sent,
+                        "ip": record.ip,
+                        "ua": record.user_agent,
+                    }
+                )
+            )
 
 
 class ObservabilityMiddleware:

@@ -307,6 +307,44 @@ def test_registry_pull_with_creds(live_server, layouts: Layouts, pushed: dict[st
         _check_against_layout(images[1], layouts, layouts.multi, "arm64")
 
 
+class RecordingTransport(httpx.BaseTransport):
+    """The real network, with every request the client sends (redirects too) written down."""
+
+    def __init__(self) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.requests: list[httpx.Request] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        return self.inner.handle_request(request)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.mark.e2e
+def test_registry_blobs_follow_the_redirect_without_the_token(
+    live_server, layouts: Layouts, pushed: dict[str, str]
+) -> None:
+    """dockyard answers blob GETs with a redirect to its delivery server: the scanner follows it, and the
+    registry's bearer token stays with the registry (the signed URL is the credential)."""
+    transport = RecordingTransport()
+    creds = f"admin:{live_server.admin_password}"
+    ref = f"docker://{live_server.host}/admin/img:v1"
+    with open_image(ref, creds=creds, environ={}, transport=transport) as (image,):
+        _check_against_layout(image, layouts, layouts.layout, "v1")
+    delivery_host = live_server.blob_url.split("://", 1)[1]
+    delivered = [r for r in transport.requests if r.url.netloc.decode() == delivery_host]
+    manifest = json.loads(layouts.blob(layouts.layout, pushed["v1"]))
+    wanted = {manifest["config"]["digest"], *(layer["digest"] for layer in manifest["layers"])}
+    assert {r.url.path.removeprefix("/blobs/") for r in delivered} == wanted
+    assert all("authorization" not in r.headers for r in delivered)
+    registry_blob_gets = [r for r in transport.requests if "/blobs/" in r.url.path and r not in delivered]
+    assert registry_blob_gets and all(
+        r.headers["authorization"].startswith("Bearer ") for r in registry_blob_gets
+    )
+
+
 @pytest.mark.e2e
 def test_registry_creds_from_an_auth_file(
     live_server, layouts: Layouts, pushed: dict[str, str], tmp_path: Path
