@@ -150,7 +150,7 @@ class BlobStore:
                 self._hash_states.pop(upload_id, None)
         fh = await asyncio.to_thread(_open_at, path, offset)
         written = 0
-        pending: asyncio.Future[None] | None = None
+        pending: asyncio.Future[Any] | None = None
         # Chunks are handed to the worker thread as they came (no copying into one buffer): hashlib and
         # write(2) take them directly, a block's worth at a time.
         buf: list[bytes] = []
@@ -169,7 +169,7 @@ class BlobStore:
                     block, buf, buffered = buf, [], 0
                     if pending is not None:
                         await pending
-                    pending = asyncio.ensure_future(asyncio.to_thread(_write_block, fh, block, hasher))
+                    pending = _hash_and_write(fh, block, hasher)
             if pending is not None:
                 await pending
                 pending = None
@@ -251,6 +251,20 @@ def _open_at(path: Path, offset: int) -> BinaryIO:
     fh.truncate(offset)
     fh.seek(offset)
     return fh
+
+
+def _hash_and_write(fh: BinaryIO, chunks: list[bytes], hasher: Any) -> asyncio.Future[Any]:
+    """Hash and write one block in two worker threads at once (both release the GIL on big buffers):
+    a block then costs the slower of the two, not their sum."""
+    writing = asyncio.to_thread(fh.writelines, chunks)
+    if hasher is None:
+        return asyncio.ensure_future(writing)
+    return asyncio.gather(writing, asyncio.to_thread(_hash_chunks, hasher, chunks))
+
+
+def _hash_chunks(hasher: Any, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        hasher.update(chunk)
 
 
 def _write_block(fh: BinaryIO, chunks: list[bytes], hasher: Any) -> None:
