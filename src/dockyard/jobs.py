@@ -317,8 +317,14 @@ class Worker:
         poll: float = 0.5,
         lease: float = 3600,
         scheduler: Scheduler | None = None,
+        defer_to: Callable[[], bool] | None = None,
+        max_defer: float = 1.0,
     ) -> None:
         self.sessions = sessions
+        # In the server: a job waits while the process is serving requests (defer_to() is True), but never
+        # longer than max_defer, so a backlog still drains under constant traffic.
+        self.defer_to = defer_to
+        self.max_defer = max_defer
         self.registry = registry
         self.bus = bus  # runs the after-commit subscribers of the events a job published
         self.poll = poll
@@ -418,10 +424,19 @@ class Worker:
             self._thread.join(timeout)
             self._thread = None
 
+    def _wait_for_quiet(self) -> None:
+        """Let requests go first: wait, at most max_defer seconds, while defer_to() says requests run."""
+        if self.defer_to is None:
+            return
+        deadline = time.monotonic() + self.max_defer
+        while self.defer_to() and time.monotonic() < deadline and not self._stop.is_set():
+            self._stop.wait(0.01)
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             if self.scheduler is not None:
                 self.scheduler.maybe_tick()
+            self._wait_for_quiet()
             try:
                 ran = self.run_one()
             except Exception:  # database briefly unavailable: back off, keep the thread alive

@@ -237,3 +237,14 @@ def test_failed_requests_are_logged_too(settings, app_state, caplog, access_log,
     lines = logged(caplog)
     assert len(lines) == 2
     assert (lines[0]["route"], lines[0]["status"]) == ("/metrics", 500)
+
+
+def test_requests_in_flight_are_counted_and_make_the_process_busy_for_background_jobs(client) -> None:
+    metrics = client.app.state.metrics
+    # The scrape is itself a request in flight when the gauge is read.
+    assert value(scrape(client), "dockyard_http_requests_in_flight") == 1.0
+    client.get("/v2/")
+    assert metrics.in_flight == 0
+    assert metrics.busy(quiet=60)  # a request ended just now: in-process jobs wait a moment longer
+    time.sleep(0.06)
+    assert not metrics.busy(quiet=0.05)

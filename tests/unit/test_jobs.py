@@ -188,6 +188,51 @@ def test_a_worker_thread_runs_jobs_until_stopped(state: AppState) -> None:
     assert worker._thread is None
 
 
+def test_a_server_worker_waits_while_requests_are_being_served(state: AppState) -> None:
+    registry = JobRegistry()
+    ran_while: list[bool] = []
+    done = threading.Event()
+    serving = threading.Event()
+    serving.set()
+
+    def job(ctx: JobContext, payload: dict[str, Any]) -> None:
+        ran_while.append(serving.is_set())
+        done.set()
+
+    registry.job("t.yield")(job)
+    add(state, "t.yield")
+    worker = Worker(state.sessions, registry, poll=0.02, defer_to=serving.is_set, max_defer=30)
+    worker.start()
+    try:
+        assert not done.wait(0.5)  # the job is due, but requests are being served
+        serving.clear()
+        assert done.wait(10)
+    finally:
+        worker.stop()
+    assert ran_while == [False]
+
+
+def test_a_server_worker_defers_at_most_max_defer_so_jobs_run_under_constant_traffic(state: AppState) -> None:
+    registry = JobRegistry()
+    done = threading.Event()
+    registry.job("t.signal")(lambda ctx, payload: done.set())
+    add(state, "t.signal")
+    asked = 0
+
+    def always_busy() -> bool:
+        nonlocal asked
+        asked += 1
+        return True
+
+    worker = Worker(state.sessions, registry, poll=0.02, defer_to=always_busy, max_defer=0.2)
+    worker.start()
+    try:
+        assert done.wait(10)
+    finally:
+        worker.stop()
+    assert asked > 1  # it did wait, and then ran the job all the same
+
+
 def test_finished_jobs_are_purged_after_a_while(state: AppState) -> None:
     registry = JobRegistry()
     registry.job("t.noop")(lambda ctx, payload: None)

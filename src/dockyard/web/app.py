@@ -80,10 +80,13 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
     # Job worker threads in this process, as many as settings.job_workers (DOCKYARD_JOB_WORKERS) asks for;
     # they share one scheduler (periodic feed updates and purges, start hooks). 0: see `dockyard worker`.
     scheduler = jobs.scheduler(state.sessions)
-    workers = [
-        Worker(state.sessions, jobs, bus=state.bus, scheduler=scheduler) for _ in range(settings.job_workers)
-    ]
     metrics = Metrics(lambda: sum(1 for _ in state.blobs.list_uploads()))
+    # In-process job workers yield to requests: a scan waits for a quiet moment (at most a second), so
+    # pushes and pulls keep the GIL and SQLite's write lock. `dockyard worker` does not wait.
+    workers = [
+        Worker(state.sessions, jobs, bus=state.bus, scheduler=scheduler, defer_to=metrics.busy)
+        for _ in range(settings.job_workers)
+    ]
     # Blob GETs redirect to this process's delivery server (DOCKYARD_BLOB_LISTEN); several worker processes
     # each run one on the same port (SO_REUSEPORT) and share the URL secret in DATA_DIR/keys.
     blob_urls = (
@@ -152,7 +155,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         middleware=[pages.session_middleware(settings)],
     )
     app.state.dockyard = state
-    app.state.jobs, app.state.workers = jobs, workers
+    app.state.jobs, app.state.workers, app.state.metrics = jobs, workers, metrics
     app.add_middleware(ObservabilityMiddleware, metrics=metrics)
     app.registry = ObservabilityMiddleware(registry_views.app, metrics=metrics)
     logging.getLogger("dockyard").setLevel(settings.log_level.upper())

@@ -48,10 +48,21 @@ class Metrics:
             "Blob bytes sent by the delivery server",
             registry=self.registry,
         )
+        # Requests being served, and when the last one ended: background jobs in this process wait for a
+        # quiet moment (see busy), so scans do not take CPU and the GIL from pushes and pulls.
+        self.in_flight = 0
+        self.last_finished = 0.0
+        Gauge(
+            "dockyard_http_requests_in_flight", "Requests being served", registry=self.registry
+        ).set_function(lambda: float(self.in_flight))
         uploads = Gauge(
             "dockyard_upload_sessions_open", "Blob upload sessions in progress", registry=self.registry
         )
         uploads.set_function(lambda: float(open_uploads()))
+
+    def busy(self, quiet: float = 0.05) -> bool:
+        """True while a request is being served or one ended less than ``quiet`` seconds ago."""
+        return self.in_flight > 0 or time.monotonic() - self.last_finished < quiet
 
     def blob_delivered(self, record: Delivered) -> None:
         """Count and log a request of the blob delivery server, as the middleware does for the app's."""
@@ -106,9 +117,12 @@ class ObservabilityMiddleware:
                 info["out"] += info["length"]
             await send(message)
 
+        self.metrics.in_flight += 1
         try:
             await self.app(scope, counting_receive, counting_send)
         finally:
+            self.metrics.in_flight -= 1
+            self.metrics.last_finished = time.monotonic()
             elapsed = time.perf_counter() - started
             # Starlette sets "route" when a route matched; any other path must not become a label value,
             # or every distinct 404 would add time series to every scrape.
