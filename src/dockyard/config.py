@@ -42,7 +42,8 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
     "DOCKYARD_JOB_WORKERS": (
         "1",
         "threads per server process that run background jobs (image scans, re-matches, feed updates); "
-        "0: none (run `dockyard worker` instead)",
+        "they yield to requests (a job waits for 50 ms without one, at most 1 s), so scans do not slow "
+        "pushes and pulls; 0: none (run `dockyard worker` instead)",
     ),
     "DOCKYARD_VULNDB_SOURCES": (
         ",".join(DEFAULT_VULNDB_SOURCES),
