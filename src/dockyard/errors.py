@@ -40,6 +40,17 @@ class LoginFailed(Unauthenticated):
     keep_writes = True
 
 
+class TooManyRequests(DockyardError):
+    """Slow down: ``retry_after`` seconds from now the same request may succeed."""
+
+    code = "TOOMANYREQUESTS"
+
+    def __init__(self, message: str = "", *, retry_after: int = 1, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = max(1, int(retry_after))
+        self.headers = {"Retry-After": str(self.retry_after)}
+
+
 class Invalid(DockyardError):
     code = "INVALID"
 

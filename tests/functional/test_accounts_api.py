@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+import base64
+
+from sqlalchemy import func, select
 from tests.support.factories import PASSWORD, make_org, make_robot, make_user
 from tests.support.registry_client import (
     RegistryClient,
@@ -13,9 +15,20 @@ from tests.support.registry_client import (
     request_token,
 )
 
+
+def decode_access(token: str) -> list[dict]:
+    import jwt
+
+    return jwt.decode(token, options={"verify_signature": False})["access"]
+
+
 from dockyard.accounts.models import AccessToken, Membership, Robot, User
 
 BASIC = 'Basic realm="dockyard"'
+
+
+def basic_header(username: str, secret: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{username}:{secret}".encode()).decode()}
 
 
 @pytest.fixture(autouse=True)
@@ -45,19 +58,75 @@ def test_me_with_basic_bearer_and_token(client, people):
     owner = people["owner"]
     r = client.get("/api/v1/me", auth=owner)
     assert r.status_code == 200
-    assert r.json() == {"name": owner[0], "kind": "user", "admin": False}
+    everything = ["api", "pull", "push"]
+    assert r.json() == {
+        "name": owner[0],
+        "kind": "user",
+        "admin": False,
+        "via": "password",
+        "scopes": everything,
+    }
     r = client.get("/api/v1/me", auth=people["admin"])
-    assert r.json() == {"name": people["admin"][0], "kind": "user", "admin": True}
+    assert r.json() == {
+        "name": people["admin"][0],
+        "kind": "user",
+        "admin": True,
+        "via": "password",
+        "scopes": everything,
+    }
+    # A personal access token, as a password or on its own as a bearer token, with its own scopes.
+    secret = client.post("/api/v1/tokens", json={"name": "ci"}, auth=owner).json()["token"]
+    for headers in ({"Authorization": f"Bearer {secret}"}, basic_header(owner[0], secret)):
+        r = client.get("/api/v1/me", headers=headers)
+        assert r.json() == {
+            "name": owner[0],
+            "kind": "user",
+            "admin": False,
+            "via": "token",
+            "scopes": ["pull", "push"],
+        }
+
+
+def test_registry_tokens_are_no_api_identity(client, people, app_state):
+    """A /token JWT (even one granting nothing) is for /v2 only: on the API it creates nothing."""
+    owner, org = people["owner"], people["org"]
     token = get_token(client, [], *owner)
-    r = client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
-    assert r.json() == {"name": owner[0], "kind": "user", "admin": False}
+    bearer = {"Authorization": f"Bearer {token}"}
+    r = client.get("/api/v1/me", headers=bearer)
+    assert_api_error(r, 401, "UNAUTHORIZED")
+    assert "/v2 only" in r.json()["error"]["message"]
+    assert_api_error(client.post("/api/v1/tokens", json={"name": "x"}, headers=bearer), 401)
+    assert_api_error(
+        client.post(
+            f"/api/v1/orgs/{org}/robots", json={"name": "evil", "role": "maintainer"}, headers=bearer
+        ),
+        401,
+    )
+    assert_api_error(
+        client.put(
+            f"/api/v1/orgs/{org}/members/{people['outsider'][0]}", json={"role": "owner"}, headers=bearer
+        ),
+        401,
+    )
+    with app_state.sessions() as s:
+        assert s.scalar(select(func.count()).select_from(AccessToken)) == 0
+        assert s.scalar(select(func.count()).select_from(Robot)) == 0
+    assert people["outsider"][0] not in {
+        m["username"] for m in client.get(f"/api/v1/orgs/{org}/members", auth=owner).json()["members"]
+    }
 
 
 def test_me_as_robot(client, people, app_state):
     with app_state.sessions.begin() as s:
         robot, secret = make_robot(s, people["org"], "ci")
     r = client.get("/api/v1/me", auth=(robot, secret))
-    assert r.json() == {"name": robot, "kind": "robot", "admin": False}
+    assert r.json() == {
+        "name": robot,
+        "kind": "robot",
+        "admin": False,
+        "via": "robot",
+        "scopes": ["pull", "push"],
+    }
 
 
 def test_me_errors(client, people):
@@ -147,7 +216,8 @@ def test_create_org_errors(client, people, app_state):
     assert_api_error(client.post("/api/v1/orgs", json={"name": "anon-org"}), 401)
     with app_state.sessions.begin() as s:
         robot, secret = make_robot(s, people["org"], "ci", role="maintainer")
-    assert_api_error(client.post("/api/v1/orgs", json={"name": "robot-org"}, auth=(robot, secret)), 400)
+    # Robots pull and push; they never manage accounts.
+    assert_api_error(client.post("/api/v1/orgs", json={"name": "robot-org"}, auth=(robot, secret)), 403)
 
 
 def test_members(client, people, app_state):
@@ -281,8 +351,8 @@ def test_tokens_lifecycle(client, people, app_state):
     r = client.post("/api/v1/tokens", json={"name": "laptop", "expires_in_days": 30}, auth=owner)
     assert r.status_code == 201, r.text
     created = r.json()
-    assert set(created) == {"id", "name", "token"}
-    assert created["name"] == "laptop"
+    assert set(created) == {"id", "name", "scopes", "token"}
+    assert (created["name"], created["scopes"]) == ("laptop", ["pull", "push"])
     secret = created["token"]
     # The token works as a password for the API and the registry.
     assert client.get("/api/v1/me", auth=(owner[0], secret)).json()["name"] == owner[0]
@@ -303,6 +373,55 @@ def test_tokens_lifecycle(client, people, app_state):
     assert request_token(client, [], owner[0], secret).status_code == 401
 
 
+def test_token_scopes_limit_what_a_token_does(client, people, app_state):
+    owner, org = people["owner"], people["org"]
+    RegistryClient(client, *owner).push_image(f"{org}/app", "v1")
+    pull_only = client.post("/api/v1/tokens", json={"name": "ro", "scopes": ["pull"]}, auth=owner).json()[
+        "token"
+    ]
+    # The registry grants a pull-only token pull, never push, whatever the owner's role.
+    r = request_token(client, [f"repository:{org}/app:pull,push"], owner[0], pull_only)
+    assert r.status_code == 200
+    assert decode_access(r.json()["token"]) == [
+        {"type": "repository", "name": f"{org}/app", "actions": ["pull"]}
+    ]
+    # No account management without the api scope: no new tokens, robots or members.
+    assert_api_error(client.post("/api/v1/tokens", json={"name": "y"}, auth=(owner[0], pull_only)), 403)
+    assert_api_error(
+        client.post(f"/api/v1/orgs/{org}/robots", json={"name": "r"}, auth=(owner[0], pull_only)), 403
+    )
+    admin_token = client.post("/api/v1/tokens", json={"name": "adm", "scopes": ["api"]}, auth=owner).json()[
+        "token"
+    ]
+    r = client.post("/api/v1/tokens", json={"name": "z"}, headers={"Authorization": f"Bearer {admin_token}"})
+    assert r.status_code == 201
+    # ... but an api-only token pulls nothing.
+    r = request_token(client, [f"repository:{org}/app:pull"], owner[0], admin_token)
+    assert decode_access(r.json()["token"])[0]["actions"] == []
+
+
+def test_malformed_json_bodies_are_400(client, people):
+    owner = people["owner"]
+    deep = b"[" * 100_000 + b"]" * 100_000
+    r = client.post("/api/v1/tokens", content=deep, auth=owner, headers={"content-type": "application/json"})
+    assert_api_error(r, 400)
+    r = client.post(
+        "/api/v1/orgs", content=b'{"name": ', auth=owner, headers={"content-type": "application/json"}
+    )
+    assert_api_error(r, 400)
+
+
+def test_passwords_are_bounded(client, people):
+    r = client.post(
+        "/api/v1/users", json={"username": "huge-pass", "password": "x" * 5_000_000}, auth=people["admin"]
+    )
+    assert_api_error(r, 400)
+    r = client.post(
+        "/api/v1/users", json={"username": "short-pass", "password": "short"}, auth=people["admin"]
+    )
+    assert_api_error(r, 400)
+
+
 def test_token_errors(client, people, app_state):
     owner = people["owner"]
     r = client.post("/api/v1/tokens", json={"name": "x"}, auth=owner)
@@ -316,9 +435,17 @@ def test_token_errors(client, people, app_state):
         client.post("/api/v1/tokens", json={"name": "x", "expires_in_days": "soon"}, auth=owner), 400
     )
     assert_api_error(client.post("/api/v1/tokens", json={"name": "x"}), 401)
+    # A boolean is no number of days, and a token is not made already expired or to outlive us all.
+    for days in (True, -5, 0, 99999999999, 1.5):
+        r = client.post("/api/v1/tokens", json={"name": "x", "expires_in_days": days}, auth=owner)
+        assert_api_error(r, 400)
+    assert_api_error(client.post("/api/v1/tokens", json={"name": "x", "scopes": ["root"]}, auth=owner), 400)
+    assert_api_error(client.post("/api/v1/tokens", json={"name": "x", "scopes": "api"}, auth=owner), 400)
+    # An id beyond 64 bits is just a token that does not exist.
+    assert_api_error(client.delete("/api/v1/tokens/99999999999999999999999", auth=owner), 404)
     with app_state.sessions.begin() as s:
         robot, secret = make_robot(s, people["org"], "ci")
-    assert_api_error(client.post("/api/v1/tokens", json={"name": "x"}, auth=(robot, secret)), 400)
+    assert_api_error(client.post("/api/v1/tokens", json={"name": "x"}, auth=(robot, secret)), 403)
     with app_state.sessions() as s:
         assert s.scalar(select(AccessToken.revoked).where(AccessToken.id == token_id)) is False
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from enum import StrEnum
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from dockyard.db import Base, utcnow
@@ -38,6 +38,9 @@ class User(Base):
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # Bumped by a password change and by "sign out everywhere": browser sessions and refresh tokens carry
+    # the generation they were made in and stop working once it moves on.
+    credential_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class Namespace(Base):
@@ -79,6 +82,8 @@ class AccessToken(Base):
     expires_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    # What the token may do: "pull", "push" (registry) and "api" (manage the account through /api/v1).
+    scopes: Mapped[str] = mapped_column(String(64), default="pull,push", server_default="pull,push")
 
     user: Mapped[User] = relationship()
 
@@ -97,3 +102,33 @@ class Robot(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
     namespace: Mapped[Namespace] = relationship()
+
+
+class BrowserSession(Base):
+    """A signed-in browser: the cookie carries the secret, only its hash is stored, so logging out (or a
+    password change, which moves the user's credential generation on) ends it on the server at once."""
+
+    __tablename__ = "browser_session"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # SHA-256 of the cookie's secret
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), index=True)
+    generation: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime, index=True)
+    ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    user_agent: Mapped[str | None] = mapped_column(String(512), nullable=True)
+
+
+class LoginFailure(Base):
+    """One failed login, kept for the throttle's window: per account, per client address and per both."""
+
+    __tablename__ = "login_failure"
+    __table_args__ = (
+        Index("ix_login_failure_username_at", "username", "occurred_at"),
+        Index("ix_login_failure_ip_at", "ip", "occurred_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64))
+    ip: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

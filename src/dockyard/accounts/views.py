@@ -9,38 +9,25 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from dockyard.accounts.services import AccountService
-from dockyard.authz import require_admin, require_authenticated
-from dockyard.errors import Invalid, Unauthenticated
+from dockyard.authz import Scope, parse_scopes, require_admin, require_authenticated
+from dockyard.errors import Invalid
 from dockyard.oci.reference import namespace_of
-from dockyard.registry.auth_views import basic_credentials
-from dockyard.registry.views import principal_from_claims
 from dockyard.web.context import RequestContext, endpoint
 from dockyard.web.errors import api_error_response
+from dockyard.web.identity import api_principal
 
 api = endpoint(api_error_response)
 
 
-async def authenticate(ctx: RequestContext) -> None:
-    """Basic credentials (password, access token, robot secret) or a bearer token from /token."""
-    header = ctx.request.headers.get("authorization", "")
-    if header[:7].lower() == "bearer ":
-        ctx.principal = principal_from_claims(ctx.state.signer.verify(header[7:].strip()))
-        if ctx.principal.is_anonymous:
-            raise Unauthenticated("an anonymous token is no identity for the API")
-        return
-    credentials = basic_credentials(ctx.request)
-    if credentials is None:
-        raise Unauthenticated("authentication required")
-    username, secret = credentials
-    found = await ctx.read(lambda s: AccountService(s, ctx.state.bus).verify_credentials(username, secret))
-    ctx.principal = await ctx.run(ctx.accounts().record_login, username, found, actor=ctx.actor)
+async def authenticate(ctx: RequestContext, scope: Scope | None = Scope.API) -> None:
+    """The caller, who must hold ``scope`` (account management needs the ``api`` scope)."""
+    await api_principal(ctx, scope)
 
 
 async def json_body(request: Request) -> dict[str, Any]:
     try:
         data = json.loads(await request.body() or b"{}")
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:  # RecursionError: thousands of nested brackets
         raise Invalid("request body is not JSON") from exc
     if not isinstance(data, dict):
         raise Invalid("request body must be a JSON object")
@@ -51,16 +38,29 @@ def field(data: dict[str, Any], key: str, kind: type = str, default: Any = ...) 
     value = data.get(key, default)
     if value is ...:
         raise Invalid(f"{key!r} is required")
-    if value is not None and not isinstance(value, kind):
-        raise Invalid(f"{key!r} must be a {kind.__name__}")
+    # bool is an int to Python, never to a client: `true` is no number of days.
+    if value is not None and (not isinstance(value, kind) or (kind is not bool and isinstance(value, bool))):
+        raise Invalid(f"{key!r} must be a {kind.__name__}", detail={"field": key})
     return value
 
 
 @api
 async def me(request: Request, ctx: RequestContext) -> Response:
-    await authenticate(ctx)
+    await authenticate(ctx, None)
     p = ctx.principal
-    return JSONResponse({"name": p.name, "kind": p.kind, "admin": p.is_admin})
+    return JSONResponse(
+        {"name": p.name, "kind": p.kind, "admin": p.is_admin, "via": p.via, "scopes": sorted(p.scopes)}
+    )
+
+
+@api
+async def sign_out_everywhere(request: Request, ctx: RequestContext) -> Response:
+    await authenticate(ctx)
+    if ctx.principal.kind != "user":
+        raise Invalid("only users sign in")
+    await ctx.run(ctx.accounts().sign_out_everywhere, ctx.principal.name, actor=ctx.actor)
+    request.session.clear()
+    return Response(status_code=204)
 
 
 @api
@@ -159,9 +159,13 @@ async def tokens(request: Request, ctx: RequestContext) -> Response:
             ctx.principal.name,
             field(data, "name"),
             expires_in_days=field(data, "expires_in_days", int, None),
+            scopes=parse_scopes(field(data, "scopes", list, None)),
             actor=ctx.actor,
         )
-        return JSONResponse({"id": token.id, "name": token.name, "token": secret}, status_code=201)
+        return JSONResponse(
+            {"id": token.id, "name": token.name, "scopes": token.scopes.split(","), "token": secret},
+            status_code=201,
+        )
     items = await ctx.run(accounts.list_tokens, ctx.principal.name)
     return JSONResponse(
         {
@@ -170,6 +174,8 @@ async def tokens(request: Request, ctx: RequestContext) -> Response:
                     "id": t.id,
                     "name": t.name,
                     "revoked": t.revoked,
+                    "scopes": t.scopes.split(","),
+                    "expires_at": t.expires_at.isoformat() if t.expires_at else None,
                     "last_used_at": t.last_used_at.isoformat() if t.last_used_at else None,
                 }
                 for t in items
@@ -199,6 +205,7 @@ async def visibility(request: Request, ctx: RequestContext) -> Response:
 
 routes = [
     Route("/me", me),
+    Route("/me/sign-out-everywhere", sign_out_everywhere, methods=["POST"]),
     Route("/users", create_user, methods=["POST"]),
     Route("/orgs", create_org, methods=["POST"]),
     Route("/orgs/{org}/members", members),

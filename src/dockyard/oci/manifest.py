@@ -74,9 +74,22 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # With a key twice, parsers disagree on which value counts (Python and Go keep the last): a registry
+    # that checked one "layers" list while a client pulls the other would have checked nothing.
+    doc = dict(pairs)
+    if len(doc) != len(pairs):
+        seen: set[str] = set()
+        duplicate = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ValueError(f"duplicate key {duplicate!r}")
+    return doc
+
+
 def _load(payload: bytes) -> dict[str, Any]:
     try:
-        doc = json.loads(bytes(payload).decode("utf-8"), parse_constant=_reject_constant)
+        doc = json.loads(
+            bytes(payload).decode("utf-8"), parse_constant=_reject_constant, object_pairs_hook=_unique_keys
+        )
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise _fail("manifest is not valid UTF-8 JSON", reason=str(exc)) from exc
     if not isinstance(doc, dict):

@@ -129,6 +129,8 @@ class TokenSigner:
                 audience=self.service,
                 issuer=self.issuer,
                 leeway=5,
+                # A token without an expiry would be good forever; without iat, aud or iss, for anything.
+                options={"require": ["exp", "iat", "aud", "iss"]},
             )
         except jwt.PyJWTError as exc:
             raise Unauthenticated(f"invalid token: {exc}") from exc

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 from typing import Any
+from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -12,24 +12,18 @@ from starlette.routing import Route
 
 from dockyard.accounts.services import AccountService
 from dockyard.authz import ANONYMOUS, Principal
-from dockyard.errors import Invalid, Unauthenticated
+from dockyard.errors import Invalid, TooLarge
 from dockyard.registry.auth import parse_scopes
 from dockyard.registry.services import grant
 from dockyard.web.context import RequestContext, endpoint
 from dockyard.web.errors import token_error_response
+from dockyard.web.identity import basic_credentials, login
 
 REFRESH_TTL = 30 * 24 * 3600
-
-
-def basic_credentials(request: Request) -> tuple[str, str] | None:
-    header = request.headers.get("authorization", "")
-    if header[:6].lower() != "basic ":
-        return None
-    try:
-        username, _, password = base64.b64decode(header[6:].strip()).decode().partition(":")
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Unauthenticated("malformed Basic credentials") from exc
-    return username, password
+# Clients ask for a handful of scopes (a push with mounts: a few repositories); every granted scope is
+# signed into the JWT, so an unbounded list makes tokens of any size.
+MAX_SCOPES = 32
+MAX_QUERY_BYTES = 8192
 
 
 def principal_claims(principal: Principal) -> dict[str, Any]:
@@ -43,13 +37,28 @@ def principal_claims(principal: Principal) -> dict[str, Any]:
     }
 
 
+async def _params(request: Request) -> dict[str, list[str]]:
+    if request.method == "POST":
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_QUERY_BYTES):
+            raise TooLarge("token request too large")
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_QUERY_BYTES:
+                raise TooLarge("token request too large")
+        try:
+            return parse_qs(body.decode(), keep_blank_values=True)
+        except UnicodeDecodeError as exc:
+            raise Invalid("the token request form is not UTF-8") from exc
+    if len(request.scope.get("query_string", b"")) > MAX_QUERY_BYTES:
+        raise TooLarge("token request too large")
+    return {k: request.query_params.getlist(k) for k in request.query_params}
+
+
 @endpoint(token_error_response, write_methods=frozenset({"GET", "POST"}))
 async def token(request: Request, ctx: RequestContext) -> Response:
-    if request.method == "POST":
-        form = await request.form()
-        params: dict[str, Any] = {k: form.getlist(k) for k in form}
-    else:
-        params = {k: request.query_params.getlist(k) for k in request.query_params}
+    params = await _params(request)
 
     def first(key: str) -> str | None:
         values = params.get(key) or []
@@ -59,21 +68,21 @@ async def token(request: Request, ctx: RequestContext) -> Response:
     if service and service != ctx.state.settings.service_name:
         raise Invalid(f"unknown service {service!r}")
     scopes = parse_scopes([str(v) for v in params.get("scope", [])])
+    if len(scopes) > MAX_SCOPES:
+        raise Invalid(f"at most {MAX_SCOPES} scopes per token", code="invalid_scope")
     signer = ctx.state.signer
-    accounts = ctx.accounts()
     offline = first("offline_token") == "true"
     principal = ANONYMOUS
+    credentials: tuple[str, str] | None
     if request.method == "POST":
         grant_type = first("grant_type")
         if grant_type == "password":
             credentials = (first("username") or "", first("password") or "")
         elif grant_type == "refresh_token":
             claims = signer.verify(first("refresh_token") or "", typ="refresh")
-            if claims.get("typ") != "refresh":
-                raise Unauthenticated("not a refresh token")
             credentials = None
             principal = await ctx.run(
-                accounts.principal_for_refresh, claims["sub"], claims.get("dockyard") or {}
+                ctx.accounts().principal_for_refresh, claims["sub"], claims.get("dockyard") or {}
             )
         else:
             raise Invalid("grant_type must be password or refresh_token")
@@ -81,11 +90,7 @@ async def token(request: Request, ctx: RequestContext) -> Response:
     else:
         credentials = basic_credentials(request)
     if credentials is not None:
-        username, secret = credentials
-        found = await ctx.read(
-            lambda s: AccountService(s, ctx.state.bus).verify_credentials(username, secret)
-        )
-        principal = await ctx.run(accounts.record_login, username, found, actor=ctx.actor)
+        principal = await login(ctx, *credentials)
     access = await ctx.run(grant, ctx.registry(), principal, scopes)
     issued = dt.datetime.now(dt.UTC)
     jwt_token = signer.issue(principal.name, access, claims=principal_claims(principal))
@@ -96,8 +101,10 @@ async def token(request: Request, ctx: RequestContext) -> Response:
         "issued_at": issued.isoformat().replace("+00:00", "Z"),
     }
     if offline and not principal.is_anonymous:
+        claims = principal_claims(principal)
+        claims["dockyard"].update(AccountService.refresh_claims(principal))
         body["refresh_token"] = signer.issue(
-            principal.name, [], claims={"typ": "refresh", **principal_claims(principal)}, ttl=REFRESH_TTL
+            principal.name, [], claims={"typ": "refresh", **claims}, ttl=REFRESH_TTL
         )
     return JSONResponse(body)
 

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from dockyard.accounts.views import authenticate, field, json_body
-from dockyard.authz import Principal
+from dockyard.authz import Principal, Scope
 from dockyard.errors import Forbidden, Invalid, NotFound
 from dockyard.registry.services import RegistryService
 from dockyard.scanning import sbom
@@ -196,7 +196,7 @@ def _names(request: Request) -> tuple[str, str]:
 
 @api
 async def scan_report(request: Request, ctx: RequestContext) -> Response:
-    await authenticate(ctx)
+    await authenticate(ctx, Scope.PULL)
     name, reference = _names(request)
     scans = scan_service(ctx.state, ctx.session)
     if request.method == "POST":
@@ -219,7 +219,7 @@ async def _rescan(ctx: RequestContext, scans: ScanService, name: str, reference:
 
 @api
 async def scan_findings(request: Request, ctx: RequestContext) -> Response:
-    await authenticate(ctx)
+    await authenticate(ctx, Scope.PULL)
     name, reference = _names(request)
     q = request.query_params
     state = q.get("state", "open")
@@ -244,7 +244,7 @@ async def scan_findings(request: Request, ctx: RequestContext) -> Response:
 
 @api
 async def scan_sbom(request: Request, ctx: RequestContext) -> Response:
-    await authenticate(ctx)
+    await authenticate(ctx, Scope.PULL)
     name, reference = _names(request)
     fmt = request.query_params.get("format", "cyclonedx")
     if fmt not in SBOM_FORMATS:
@@ -269,10 +269,10 @@ async def reclassify(request: Request, ctx: RequestContext) -> Response:
         raise Invalid("'severity' is required (a class name, or null to clear the override)")
     severity = field(data, "severity", default=None)
     reason = field(data, "reason", default="")
-    try:
-        finding_id = int(request.path_params["id"])
-    except ValueError as exc:
-        raise NotFound("finding not found") from exc
+    raw_id = request.path_params["id"]
+    if not raw_id.isdigit() or len(raw_id) > 18:  # beyond a 64-bit id: no such finding, not a 500
+        raise NotFound("finding not found")
+    finding_id = int(raw_id)
     scans = scan_service(ctx.state, ctx.session)
     finding = await ctx.run(scans.reclassify, finding_id, severity, reason, ctx.principal, ctx.actor)
     return JSONResponse(

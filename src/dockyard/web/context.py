@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from dockyard.accounts.services import AccountService
@@ -189,6 +189,7 @@ View = Callable[[Request, RequestContext], Awaitable[Response]]
 
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+CLIENT_CLOSED_REQUEST = 499
 
 
 def endpoint(
@@ -209,6 +210,12 @@ def endpoint(
                 # keep_writes: e.g. the audit row of a failed login is committed all the same
                 events = await ctx.finish(commit=getattr(exc, "keep_writes", False))
                 response = render_error(request, exc)
+            except ClientDisconnect:
+                # The client left mid-body (a cancelled push): its abort, not a server error. Nothing it
+                # sent is kept; 499 (nginx's "client closed request") is what the access log and metrics see.
+                await ctx.finish(commit=False)
+                log.info("client disconnected: %s %s", request.method, request.url.path)
+                return Response(status_code=CLIENT_CLOSED_REQUEST)
             except BaseException:
                 await ctx.finish(commit=False)
                 raise

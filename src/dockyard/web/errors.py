@@ -7,7 +7,16 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from dockyard.errors import DockyardError, Forbidden, Invalid, NotFound, TooLarge, Unauthenticated
+from dockyard.errors import (
+    Conflict,
+    DockyardError,
+    Forbidden,
+    Invalid,
+    NotFound,
+    TooLarge,
+    TooManyRequests,
+    Unauthenticated,
+)
 from dockyard.registry.auth import bearer_challenge
 from dockyard.registry.errors import oci_error
 
@@ -28,6 +37,8 @@ def oci_error_response(request: Request, exc: DockyardError) -> Response:
 
 
 _API_STATUS: list[tuple[type[DockyardError], int]] = [
+    (TooManyRequests, 429),
+    (Conflict, 409),
     (Unauthenticated, 401),
     (Forbidden, 403),
     (NotFound, 404),
@@ -38,16 +49,19 @@ _API_STATUS: list[tuple[type[DockyardError], int]] = [
 
 def api_error_response(request: Request, exc: DockyardError) -> Response:
     """JSON API errors: ``{"error": {"code", "message", "detail"}}``."""
-    from dockyard.errors import Conflict
-
-    status = (
-        409 if isinstance(exc, Conflict) else next((s for cls, s in _API_STATUS if isinstance(exc, cls)), 400)
-    )
+    status = api_status(exc)
     body: dict[str, Any] = {"code": exc.code, "message": exc.message}
     if exc.detail is not None:
         body["detail"] = exc.detail
-    headers = {"WWW-Authenticate": 'Basic realm="dockyard"'} if status == 401 else None
+    headers = dict(getattr(exc, "headers", None) or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="dockyard"'
     return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+def api_status(exc: DockyardError) -> int:
+    """The HTTP status of a domain error outside the registry protocol (the API, the pages)."""
+    return next((s for cls, s in _API_STATUS if isinstance(exc, cls)), 400)
 
 
 def http_exception_response(request: Request, exc: Exception) -> Response:
@@ -69,5 +83,7 @@ def token_error_response(request: Request, exc: DockyardError) -> Response:
     status, code, message = oci_error(exc)
     if isinstance(exc, Invalid):
         status, code = 400, "UNSUPPORTED" if exc.code not in ("invalid_scope",) else "DENIED"
-    headers = {"WWW-Authenticate": 'Basic realm="dockyard"'} if status == 401 else None
+    headers = dict(getattr(exc, "headers", None) or {})
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="dockyard"'
     return JSONResponse({"errors": [{"code": code, "message": message}]}, status_code=status, headers=headers)

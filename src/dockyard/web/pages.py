@@ -1,18 +1,18 @@
 """Server-rendered pages (Jinja2, autoescaped): login/logout with a signed session cookie, and the scan page.
 
 The session cookie (Starlette's SessionMiddleware, signed with a key kept in DATA_DIR/keys/session-secret)
-holds only the user name; the principal is re-derived from the database on every request, so a deactivated
-account loses its session at once. CSRF: the cookie is SameSite=Lax and every POST must carry an Origin (or
-Referer) of this site when it carries one at all.
+holds only the secret of a server-side session row (``BrowserSession``): logout, a password change and "sign
+out everywhere" end it at once, and the principal is re-derived from the database on every request, so a
+deactivated account loses its session at once too. CSRF: the cookie is SameSite=Lax and every POST must
+carry an Origin (or Referer) of this site when it carries one at all.
 """
 
 from __future__ import annotations
 
-import contextlib
 import secrets
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import jinja2
 from starlette.middleware import Middleware
@@ -22,14 +22,15 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 from starlette.templating import Jinja2Templates
 
-from dockyard.accounts.services import AccountService
-from dockyard.authz import Principal
 from dockyard.config import Settings
-from dockyard.errors import DockyardError, Forbidden, Invalid, NotFound, Unauthenticated
+from dockyard.errors import DockyardError, Invalid, TooManyRequests, Unauthenticated
 from dockyard.scanning.models import SEVERITY_CLASSES
 from dockyard.scanning.report import short_digest
 from dockyard.scanning.views import scan_service, visible_report
 from dockyard.web.context import RequestContext, endpoint
+from dockyard.web.errors import api_status
+from dockyard.web.identity import check_origin, end_session, session_principal, start_session
+from dockyard.web.identity import login as login_with
 
 SESSION_COOKIE = "dockyard_session"
 SESSION_MAX_AGE = 12 * 3600
@@ -70,7 +71,8 @@ def session_middleware(settings: Settings) -> Middleware:
 
 
 def render(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> Response:
-    context = {"user": request.session.get("user"), **context}
+    principal = getattr(request.state, "principal", None)
+    context = {"user": principal.name if principal is not None else None, **context}
     return TEMPLATES.TemplateResponse(request, name, context, status_code=status_code)
 
 
@@ -78,60 +80,23 @@ def html_error_response(request: Request, exc: DockyardError) -> Response:
     """Errors on pages: an HTML page; a page that needs a login sends the browser to the login form."""
     if isinstance(exc, Unauthenticated) and request.method == "GET":
         return RedirectResponse(f"/ui/login?next={quote(request.url.path)}", status_code=303)
-    status = 404
-    for cls, code in ((Unauthenticated, 401), (Forbidden, 403), (NotFound, 404), (Invalid, 400)):
-        if isinstance(exc, cls):
-            status = code
-            break
-    else:
-        status = 400
-    title = {401: "Login required", 403: "Forbidden", 404: "Not found", 400: "Bad request"}[status]
+    status = api_status(exc)
+    title = {
+        401: "Login required",
+        403: "Forbidden",
+        404: "Not found",
+        409: "Conflict",
+        413: "Too large",
+        429: "Too many attempts",
+    }.get(status, "Bad request")
     # A 404 says nothing about why: a hidden repository looks exactly like a missing one.
     message = "The page you asked for does not exist." if status == 404 else exc.message
-    return render(request, "error.html", {"title": title, "message": message, "status": status}, status)
+    response = render(request, "error.html", {"title": title, "message": message, "status": status}, status)
+    response.headers.update(getattr(exc, "headers", None) or {})
+    return response
 
 
 page = endpoint(html_error_response)
-
-
-def check_origin(request: Request) -> None:
-    """Refuse cross-site POSTs: the Origin (or Referer) must be this site when the browser sends one."""
-    sent = request.headers.get("origin") or request.headers.get("referer")
-    if not sent:
-        return
-    parts = urlsplit(sent)
-    origin = f"{parts.scheme}://{parts.netloc}"
-    own = {f"{request.url.scheme}://{request.url.netloc}"}
-    public = request.app.state.dockyard.settings.public_url
-    if public:
-        p = urlsplit(public)
-        own.add(f"{p.scheme}://{p.netloc}")
-    if origin not in own:
-        raise Forbidden("cross-site request refused")
-
-
-async def session_principal(ctx: RequestContext) -> Principal:
-    """The logged-in user of this browser session (Unauthenticated without one)."""
-    username = ctx.request.session.get("user")
-    if not username:
-        raise Unauthenticated("login required")
-
-    def load(session: Any) -> Principal:
-        return AccountService(session, ctx.state.bus).principal_for_refresh(username, {"kind": "user"})
-
-    try:
-        principal = await ctx.read(load)
-    except Unauthenticated:
-        ctx.request.session.clear()
-        raise
-    ctx.principal = Principal(
-        kind=principal.kind,
-        name=principal.name,
-        user_id=principal.user_id,
-        is_admin=principal.is_admin,
-        via="session",
-    )
-    return ctx.principal
 
 
 def _safe_next(value: str | None) -> str:
@@ -149,29 +114,40 @@ async def login(request: Request, ctx: RequestContext) -> Response:
         )
     check_origin(request)
     form = await request.form()
-    username = str(form.get("username") or "").strip()
+    username = str(form.get("username") or "").strip()[:64]
     password = str(form.get("password") or "")
     target = _safe_next(str(form.get("next") or ""))
-    found = None
-    if username and password and "+" not in username:  # robots use the API, not the pages
-        found = await ctx.read(
-            lambda s: AccountService(s, ctx.state.bus).verify_credentials(username, password)
-        )
-    if found is None or found.kind != "user":
-        # Recorded (the edge commits the audit row); answered with the form again.
-        with contextlib.suppress(Unauthenticated):
-            await ctx.run(ctx.accounts().record_login, username[:64] or "-", None, actor=ctx.actor)
+    try:
+        # Robots use the API, not the pages: their names never sign in here.
+        principal = await login_with(ctx, username if "+" not in username else "-", password)
+    except TooManyRequests as exc:
+        context = {"next": target, "error": f"Too many failed attempts. Try again in {exc.retry_after} s."}
+        response = render(request, "login.html", context, status_code=429)
+        response.headers.update(exc.headers)
+        return response
+    except Unauthenticated:
+        # The view answers normally, so the edge commits the failure's audit row and throttle count.
         context = {"next": target, "error": "Invalid username or password."}
         return render(request, "login.html", context, status_code=401)
-    await ctx.run(ctx.accounts().record_login, username, found, actor=ctx.actor)
-    request.session.clear()
-    request.session["user"] = found.name
+    if principal.kind != "user" or principal.via != "password":
+        context = {"next": target, "error": "Sign in with your password; tokens are for the API."}
+        return render(request, "login.html", context, status_code=401)
+    await start_session(ctx, principal)
     return RedirectResponse(target, status_code=303)
 
 
 @page
 async def logout(request: Request, ctx: RequestContext) -> Response:
     check_origin(request)
+    await end_session(ctx)
+    return RedirectResponse("/ui/login", status_code=303)
+
+
+@page
+async def sign_out_everywhere(request: Request, ctx: RequestContext) -> Response:
+    check_origin(request)
+    principal = await session_principal(ctx)
+    await ctx.run(ctx.accounts().sign_out_everywhere, principal.name, actor=ctx.actor)
     request.session.clear()
     return RedirectResponse("/ui/login", status_code=303)
 
@@ -205,6 +181,7 @@ async def scan_page(request: Request, ctx: RequestContext) -> Response:
 routes = [
     Route("/ui/login", login, methods=["GET", "POST"]),
     Route("/ui/logout", logout, methods=["POST"]),
+    Route("/ui/sign-out-everywhere", sign_out_everywhere, methods=["POST"]),
     Route("/ui/", home, methods=["GET"]),
     Route("/ui/repositories/{name:path}/scans/{reference}", scan_page, methods=["GET"]),
 ]

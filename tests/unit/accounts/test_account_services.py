@@ -12,7 +12,7 @@ from tests.support.factories import PASSWORD, make_org, make_robot, make_user, u
 from dockyard.accounts.models import AccessToken, Membership, Namespace, Robot, User
 from dockyard.accounts.services import AccountService
 from dockyard.audit.models import AuditEvent
-from dockyard.authz import Principal
+from dockyard.authz import Principal, Scope
 from dockyard.db import utcnow
 from dockyard.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
 from dockyard.events import Actor, EventBus
@@ -235,7 +235,7 @@ def test_create_and_use_a_token(accounts, db_session) -> None:
     assert token.last_used_at is not None
     assert [t.name for t in accounts.list_tokens(user.username)] == ["ci"]
     assert [e.data for e in events(db_session, "user:token_create") if e.namespace == user.username] == [
-        {"name": "ci"}
+        {"name": "ci", "scopes": ["pull", "push"]}
     ]
 
 
@@ -395,22 +395,78 @@ def test_inactive_user_cannot_log_in(accounts, db_session) -> None:
 
 def test_principal_for_refresh(accounts, db_session) -> None:
     user = make_user(db_session, admin=True)
-    p = accounts.principal_for_refresh(user.username, {"kind": "user"})
+    by_password = {"kind": "user", "cred": "password", "gen": 0}
+    p = accounts.principal_for_refresh(user.username, by_password)
     assert (p.user_id, p.is_admin, p.via) == (user.id, True, "refresh")
+    # A refresh token that does not say which credential minted it is refused (made before they said).
+    with pytest.raises(Unauthenticated):
+        accounts.principal_for_refresh(user.username, {"kind": "user"})
     org = make_org(db_session)
     login, _ = make_robot(db_session, org, "r1")
     robot = db_session.scalar(select(Robot).where(Robot.name == "r1"))
-    assert accounts.principal_for_refresh(login, {"kind": "robot", "rid": robot.id}).robot_id == robot.id
+    robot_claims = {"kind": "robot", "rid": robot.id, "cred": f"robot:{robot.id}"}
+    assert accounts.principal_for_refresh(login, robot_claims).robot_id == robot.id
     accounts.delete_robot(org, "r1")
     db_session.flush()
     with pytest.raises(Unauthenticated):
-        accounts.principal_for_refresh(login, {"kind": "robot", "rid": robot.id})
+        accounts.principal_for_refresh(login, robot_claims)
     user.is_active = False
     db_session.flush()
     with pytest.raises(Unauthenticated):
-        accounts.principal_for_refresh(user.username, {"kind": "user"})
+        accounts.principal_for_refresh(user.username, by_password)
     with pytest.raises(Unauthenticated):
-        accounts.principal_for_refresh("nobody-at-all", {"kind": "user"})
+        accounts.principal_for_refresh("nobody-at-all", by_password)
+
+
+def test_refresh_is_bound_to_the_credential_and_its_generation(accounts, db_session) -> None:
+    user = make_user(db_session)
+    token, secret = accounts.create_token(user.username, "ci", scopes=frozenset({Scope.PULL}))
+    principal = accounts.authenticate(user.username, secret)
+    claims = {"kind": "user", **accounts.refresh_claims(principal)}
+    assert claims["cred"] == f"token:{token.id}"
+    again = accounts.principal_for_refresh(user.username, claims)
+    assert (again.token_id, again.scopes) == (token.id, frozenset({Scope.PULL}))  # the token's scopes, still
+    accounts.revoke_token(user.username, token.id)
+    db_session.flush()
+    with pytest.raises(Unauthenticated, match="revoked"):
+        accounts.principal_for_refresh(user.username, claims)
+    # A password change and "sign out everywhere" each end every refresh token minted before them.
+    password_claims = {
+        "kind": "user",
+        **accounts.refresh_claims(accounts.authenticate(user.username, PASSWORD)),
+    }
+    accounts.principal_for_refresh(user.username, password_claims)
+    accounts.set_password(user.username, "another-password-1")
+    with pytest.raises(Unauthenticated):
+        accounts.principal_for_refresh(user.username, password_claims)
+    fresh = {
+        "kind": "user",
+        **accounts.refresh_claims(accounts.authenticate(user.username, "another-password-1")),
+    }
+    accounts.principal_for_refresh(user.username, fresh)
+    accounts.sign_out_everywhere(user.username)
+    with pytest.raises(Unauthenticated):
+        accounts.principal_for_refresh(user.username, fresh)
+
+
+def test_browser_sessions_end_on_logout_password_change_and_sign_out_everywhere(accounts, db_session) -> None:
+    user = make_user(db_session)
+    principal = accounts.authenticate(user.username, PASSWORD)
+    first, second = accounts.start_session(principal), accounts.start_session(principal)
+    assert accounts.session_principal(first).user_id == user.id
+    accounts.end_session(first)
+    with pytest.raises(Unauthenticated):
+        accounts.session_principal(first)
+    assert accounts.session_principal(second).via == "session"
+    accounts.set_password(user.username, "another-password-1")
+    with pytest.raises(Unauthenticated):
+        accounts.session_principal(second)
+    third = accounts.start_session(accounts.authenticate(user.username, "another-password-1"))
+    accounts.sign_out_everywhere(user.username)
+    with pytest.raises(Unauthenticated):
+        accounts.session_principal(third)
+    with pytest.raises(Unauthenticated):
+        accounts.session_principal("")
 
 
 def test_token_rows_survive_only_as_hashes(db_session) -> None:
