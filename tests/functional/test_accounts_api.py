@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import pytest
 import base64
 
+import jwt
+import pytest
 from sqlalchemy import func, select
 from tests.support.factories import PASSWORD, make_org, make_robot, make_user
 from tests.support.registry_client import (
@@ -15,16 +16,13 @@ from tests.support.registry_client import (
     request_token,
 )
 
-
-def decode_access(token: str) -> list[dict]:
-    import jwt
-
-    return jwt.decode(token, options={"verify_signature": False})["access"]
-
-
 from dockyard.accounts.models import AccessToken, Membership, Robot, User
 
 BASIC = 'Basic realm="dockyard"'
+
+
+def decode_access(token: str) -> list[dict]:
+    return jwt.decode(token, options={"verify_signature": False})["access"]
 
 
 def basic_header(username: str, secret: str) -> dict[str, str]:
