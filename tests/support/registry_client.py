@@ -242,6 +242,10 @@ def _check_response_shape(response: httpx.Response, problems: list[str]) -> None
         return
     response.read()
     path = request.url.path
+    if path.startswith("/ui/"):
+        if "text/html" not in response.headers.get("content-type", ""):
+            problems.append(f"{where}: a page error that is not an HTML page")
+        return
     if response.status_code == 416 and "/blobs/" in path and "/uploads/" not in path and not response.content:
         return  # an unsatisfiable Range on a blob GET is plain HTTP (as in Distribution), not an OCI error
     try:
