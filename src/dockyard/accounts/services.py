@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import re
 import secrets
-from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from dockyard.accounts.authentication import TOKEN_PREFIX, Authentication
 from dockyard.accounts.models import (
     AccessToken,
     BrowserSession,
@@ -27,31 +26,16 @@ from dockyard.accounts.passwords import (
     hash_password,
     hash_secret,
     new_secret,
-    verify_password,
-    verify_secret,
 )
-from dockyard.accounts.throttle import LoginThrottle
-from dockyard.authz import ALL_SCOPES, REGISTRY_SCOPES, Principal, Scope, parse_scopes
+from dockyard.authz import ALL_SCOPES, REGISTRY_SCOPES, Principal, Scope
 from dockyard.db import utcnow
-from dockyard.errors import Conflict, Forbidden, Invalid, LoginFailed, NotFound, Unauthenticated
+from dockyard.errors import Conflict, Forbidden, Invalid, NotFound
 from dockyard.events import Actor, Event, EventBus, EventTag
 
 # A namespace is the first component of repository names, so it follows that component's grammar.
 NAME_RE = re.compile(r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
-ROBOT_SEPARATOR = "+"
-TOKEN_PREFIX = "dyt_"
 MIN_PASSWORD_LENGTH = 8
 MAX_TOKEN_DAYS = 3650
-SESSION_TTL = dt.timedelta(hours=12)
-
-
-@functools.cache
-def _timing_dummy_hash() -> str:
-    return hash_password("no user has this password")
-
-
-def _int(value: str) -> int | None:
-    return int(value) if value.isdigit() and len(value) < 19 else None
 
 
 def validate_password(password: str) -> str:
@@ -69,7 +53,7 @@ def validate_account_name(name: str) -> str:
     return name
 
 
-class AccountService:
+class AccountService(Authentication):
     def __init__(self, session: Session, bus: EventBus) -> None:
         self.session = session
         self.bus = bus
@@ -375,216 +359,6 @@ class AccountService:
             self.session,
             Event(EventTag.ROBOT_DELETE, actor or Actor.system(), namespace=org, data={"robot": name}),
         )
-
-    # -- authentication ------------------------------------------------------------------------
-    # A login is three steps, so that the slow one holds no write lock: check_throttle (reads),
-    # verify_credentials (reads; argon2), record_login (writes the audit row and the throttle's count).
-    def authenticate(self, username: str, secret: str, *, actor: Actor | None = None) -> Principal:
-        """Check a password, a personal access token or a robot secret; records the login either way."""
-        ip = actor.ip if actor else None
-        self.check_throttle(username, ip)
-        return self.record_login(username, self.verify_credentials(username, secret), actor=actor)
-
-    def check_throttle(self, username: str, ip: str | None) -> None:
-        """TooManyRequests while this account or address has failed too often (see throttle.py)."""
-        LoginThrottle(self.session).check(username, ip)
-
-    def verify_credentials(self, username: str, secret: str) -> Principal | None:
-        """The principal these credentials prove, or None. Reads only: the slow argon2 check can run
-        outside the request's write transaction."""
-        return self._check_credentials(username, secret)
-
-    def record_login(
-        self, username: str, principal: Principal | None, *, actor: Actor | None = None
-    ) -> Principal:
-        """Record a login (or a failed one, then raise LoginFailed)."""
-        base = actor or Actor()
-        throttle = LoginThrottle(self.session)
-        if principal is None:
-            throttle.failed(username, base.ip)
-            self.bus.publish(
-                self.session,
-                Event(
-                    EventTag.USER_LOGIN_FAILED,
-                    Actor(None, username[:64], base.ip, base.user_agent, "anonymous"),
-                ),
-            )
-            raise LoginFailed("invalid username or password")
-        throttle.succeeded(username, base.ip)
-        if principal.token_id is not None:
-            self.session.execute(
-                update(AccessToken).where(AccessToken.id == principal.token_id).values(last_used_at=utcnow())
-            )
-        self.bus.publish(
-            self.session,
-            Event(
-                EventTag.USER_LOGIN,
-                Actor(principal.user_id, principal.name, base.ip, base.user_agent, principal.kind),
-                data={"via": principal.via},
-            ),
-        )
-        return principal
-
-    def _check_credentials(self, username: str, secret: str) -> Principal | None:
-        if ROBOT_SEPARATOR in username:
-            org, _, name = username.partition(ROBOT_SEPARATOR)
-            robot = self.session.scalar(
-                select(Robot)
-                .join(Namespace, Namespace.id == Robot.namespace_id)
-                .where(Namespace.name == org, Robot.name == name)
-            )
-            if robot is None or not verify_secret(robot.secret_hash, secret):
-                return None
-            return self._robot_principal(robot, username, via="robot")
-        user = self.session.scalar(select(User).where(User.username == username))
-        if user is None or not user.is_active:
-            # Spend the same argon2 time as a real check, so response times do not tell which names exist.
-            verify_password(_timing_dummy_hash(), secret)
-            return None
-        if secret.startswith(TOKEN_PREFIX):
-            token = self._live_token(secret)
-            if token is not None and token.user_id == user.id:
-                return self._token_principal(user, token)
-        if verify_password(user.password_hash, secret):
-            return self._user_principal(user, via="password")
-        return None
-
-    def token_principal(self, secret: str) -> Principal | None:
-        """The principal of a personal access token given on its own (``Authorization: Bearer dyt_...``)."""
-        token = self._live_token(secret) if secret.startswith(TOKEN_PREFIX) else None
-        if token is None:
-            return None
-        user = self.session.get(User, token.user_id)
-        if user is None or not user.is_active:
-            return None
-        return self._token_principal(user, token)
-
-    def _live_token(self, secret: str) -> AccessToken | None:
-        lookup, _, raw = secret[len(TOKEN_PREFIX) :].partition("_")
-        token = self.session.scalar(select(AccessToken).where(AccessToken.lookup == lookup[:32]))
-        if (
-            token is not None
-            and not token.revoked
-            and (token.expires_at is None or token.expires_at > utcnow())
-            and verify_secret(token.secret_hash, raw)
-        ):
-            return token
-        return None
-
-    @staticmethod
-    def _user_principal(user: User, *, via: str) -> Principal:
-        return Principal(
-            kind="user",
-            name=user.username,
-            user_id=user.id,
-            is_admin=user.is_admin,
-            via=via,
-            generation=user.credential_generation or 0,
-        )
-
-    @staticmethod
-    def _token_principal(user: User, token: AccessToken) -> Principal:
-        return Principal(
-            kind="user",
-            name=user.username,
-            user_id=user.id,
-            is_admin=user.is_admin,
-            via="token",
-            token_id=token.id,
-            scopes=parse_scopes(token.scopes),
-            generation=user.credential_generation or 0,
-        )
-
-    @staticmethod
-    def _robot_principal(robot: Robot, name: str, *, via: str) -> Principal:
-        # A robot pulls (and pushes, as a maintainer); it never manages the account.
-        return Principal(kind="robot", name=name, robot_id=robot.id, via=via, scopes=REGISTRY_SCOPES)
-
-    # -- refresh tokens --------------------------------------------------------------------------
-    @staticmethod
-    def refresh_claims(principal: Principal) -> dict[str, Any]:
-        """What a refresh token must carry to be checked again later: the credential that minted it and,
-        for users, the credential generation it was minted in."""
-        if principal.kind == "robot":
-            credential = f"robot:{principal.robot_id}"
-        elif principal.token_id is not None:
-            credential = f"token:{principal.token_id}"
-        else:
-            credential = "password"
-        return {"cred": credential, "gen": principal.generation}
-
-    def principal_for_refresh(self, subject: str, claims: dict[str, Any]) -> Principal:
-        """Re-derive a principal from a refresh token: refused once the credential that minted it is gone
-        (token revoked or expired, robot deleted) or the user's credential generation has moved on
-        (password changed, signed out everywhere)."""
-        credential = str(claims.get("cred") or "")
-        kind, _, ident = credential.partition(":")
-        if claims.get("kind") == "robot":
-            robot = self.session.get(Robot, _int(ident)) if kind == "robot" else None
-            if robot is None or robot.id != claims.get("rid"):
-                raise Unauthenticated("robot account no longer exists")
-            ns = self.session.get(Namespace, robot.namespace_id)
-            if ns is None or f"{ns.name}{ROBOT_SEPARATOR}{robot.name}" != subject:
-                raise Unauthenticated("robot account no longer exists")
-            return self._robot_principal(robot, subject, via="refresh")
-        user = self.session.scalar(select(User).where(User.username == subject))
-        if user is None or not user.is_active:
-            raise Unauthenticated("account no longer active")
-        if claims.get("gen") != (user.credential_generation or 0):
-            raise Unauthenticated("this refresh token was revoked: log in again")
-        if kind == "token":
-            token = self.session.get(AccessToken, _int(ident))
-            if (
-                token is None
-                or token.user_id != user.id
-                or token.revoked
-                or (token.expires_at is not None and token.expires_at <= utcnow())
-            ):
-                raise Unauthenticated("the access token this refresh token came from is revoked")
-            principal = self._token_principal(user, token)
-        elif kind == "password":
-            principal = self._user_principal(user, via="password")
-        else:
-            raise Unauthenticated("this refresh token was revoked: log in again")
-        return Principal(**{**principal.__dict__, "via": "refresh"})
-
-    # -- browser sessions ------------------------------------------------------------------------
-    def start_session(self, principal: Principal, *, actor: Actor | None = None) -> str:
-        """A new browser session for a user who has just logged in; returns the cookie's secret."""
-        user = self.session.get(User, principal.user_id)
-        if user is None or principal.kind != "user":
-            raise Unauthenticated("only users sign in to the pages")
-        secret = new_secret(32)
-        now = utcnow()
-        self.session.execute(delete(BrowserSession).where(BrowserSession.expires_at <= now))
-        self.session.add(
-            BrowserSession(
-                id=hash_secret(secret),
-                user_id=user.id,
-                generation=user.credential_generation or 0,
-                created_at=now,
-                expires_at=now + SESSION_TTL,
-                ip=(actor.ip if actor else None),
-                user_agent=((actor.user_agent or "")[:512] or None) if actor else None,
-            )
-        )
-        self.session.flush()
-        return secret
-
-    def session_principal(self, secret: str) -> Principal:
-        """The user of a live browser session (Unauthenticated once it has ended)."""
-        row = self.session.get(BrowserSession, hash_secret(secret)) if secret else None
-        if row is None or row.expires_at <= utcnow():
-            raise Unauthenticated("login required")
-        user = self.session.get(User, row.user_id)
-        if user is None or not user.is_active or row.generation != (user.credential_generation or 0):
-            raise Unauthenticated("login required")
-        return self._user_principal(user, via="session")
-
-    def end_session(self, secret: str) -> None:
-        """Log a browser out: its cookie stops working everywhere at once."""
-        if secret:
-            self.session.execute(delete(BrowserSession).where(BrowserSession.id == hash_secret(secret)))
 
     def ensure_admin(self, password: str | None) -> str | None:
         """Create the ``admin`` user on first start; returns a generated password when none was given."""
