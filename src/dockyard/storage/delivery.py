@@ -5,23 +5,33 @@ pass through the application. This does the same for the local-disk store: the r
 and answers 307 to ``<blob public url>/blobs/<digest>?expires=...&signature=...``; this server checks the
 HMAC and the expiry (the signature is the credential: no token, no database) and hands the open file to the
 kernel with sendfile(2). Each server worker process runs one, bound with SO_REUSEPORT to the same port.
+
+It runs a thread per connection, so it bounds what a client can hold: at most ``max_connections`` open
+connections (more get a 503 from the accepting thread, no thread of their own), ``header_timeout`` seconds
+to send a request header once it started (slowloris), ``idle_timeout`` for a kept-alive connection to start
+its next request and for a transfer to stall.
 """
 
 from __future__ import annotations
 
 import contextlib
+import email.utils
 import http.server
+import io
 import json
 import logging
 import os
 import re
+import selectors
 import socket
 import socketserver
 import stat
+import sys
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import BinaryIO
 from urllib.parse import parse_qs, unquote, urlsplit
 
@@ -34,6 +44,13 @@ from dockyard.storage.blobstore import BlobStore
 log = logging.getLogger("dockyard.delivery")
 
 IDLE_TIMEOUT = 30.0  # seconds a keep-alive connection may idle (or a transfer stall) before it is closed
+# Seconds from the first byte of a request to the end of its header (a new connection's from its accept):
+# the per-read timeout alone lets a client trickling a header line by line hold its thread forever.
+HEADER_TIMEOUT = 10.0
+MAX_CONNECTIONS = 512  # open connections per process, each a thread; more are answered 503 at once
+RETRY_AFTER = 1  # seconds, in the 503 of a refused connection: slots free as transfers end
+CLIENT_CLOSED = 499  # status reported for a request whose client left before its response went out (nginx's)
+LINGER = 2.0  # seconds a refused connection is drained after its 503, so closing it sends no reset
 _PATH = re.compile(r"/blobs/([^/]+)")
 # One range of bytes; bounded digit runs, so int() never sees a huge number.
 _RANGE = re.compile(r"bytes=([0-9]{0,19})-([0-9]{0,19})")
@@ -96,10 +113,15 @@ class DeliveryServer:
         address: str,
         on_request: Callable[[Delivered], None] | None = None,
         idle_timeout: float = IDLE_TIMEOUT,
+        header_timeout: float = HEADER_TIMEOUT,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
+        if max_connections < 1:
+            raise ValueError(f"max_connections must be at least 1, not {max_connections}")
         self.blobs, self.signer, self.address = blobs, signer, address
         self.on_request = on_request
-        self.idle_timeout = idle_timeout
+        self.idle_timeout, self.header_timeout = idle_timeout, header_timeout
+        self.max_connections = max_connections
         self._httpd: _HTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -156,6 +178,8 @@ class _HTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
         self.delivery = delivery
         self._connections: set[socket.socket] = set()
         self._lock = threading.Lock()
+        self._lingerer = _Lingerer(delivery.max_connections)
+        self._warned_full = -60.0  # monotonic time of the last "connections full" warning
         super().__init__(address, _Handler)
 
     def server_bind(self) -> None:
@@ -165,8 +189,41 @@ class _HTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
     def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
         with self._lock:
-            self._connections.add(request)
-        super().process_request(request, client_address)  # type: ignore[arg-type]
+            admitted = len(self._connections) < self.delivery.max_connections
+            if admitted:
+                self._connections.add(request)
+        if admitted:
+            super().process_request(request, client_address)  # type: ignore[arg-type]
+        else:
+            self._refuse(request, client_address)
+
+    def _refuse(self, request: socket.socket, client_address: object) -> None:
+        """Over the cap: a 503 in one non-blocking write from the accepting thread; no thread of its own.
+
+        A fresh socket's send buffer takes the few hundred bytes whole; a client that already left is closed
+        at once. The rest is the lingerer's: closing now, with the client's request unread, would reset the
+        connection, and the client could lose the 503 or fail to send its request.
+        """
+        response = _busy_response()
+        try:
+            request.setblocking(False)
+            written = request.send(response)
+            request.shutdown(socket.SHUT_WR)
+        except OSError:
+            written = 0
+        if written == len(response):
+            self._lingerer.add(request)
+        else:
+            request.close()
+        now = time.monotonic()
+        if now - self._warned_full >= 60:  # once a minute: a flood must not flood the log too
+            self._warned_full = now
+            log.warning(
+                "blob delivery: %d connections open, the most allowed; refusing more with 503",
+                self.delivery.max_connections,
+            )
+        ip = client_address[0] if isinstance(client_address, tuple) and client_address else None
+        self.delivery.report(Delivered("", "", 503, 0, 0.0, str(ip) if ip else None, ""))
 
     def shutdown_request(self, request: socket.socket) -> None:  # type: ignore[override]
         with self._lock:
@@ -179,9 +236,183 @@ class _HTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
         for conn in connections:
             with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)  # wakes the handler thread, which then closes it
+        self._lingerer.close()
 
     def handle_error(self, request: object, client_address: object) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, OSError):
+            # The client reset or left (between requests, mid-header, mid-response): nothing failed here.
+            log.debug("blob delivery: %s left: %s", client_address, exc)
+            return
         log.exception("blob delivery: unexpected error serving %s", client_address)
+
+
+def _busy_response() -> bytes:
+    """The 503 of a refused connection: an OCI error envelope, Retry-After, and the connection closes."""
+    _, code, message = oci_error(
+        DockyardError("too many connections to the blob delivery server", code="TOOMANYREQUESTS")
+    )
+    body = json.dumps({"errors": [{"code": code, "message": message}]}).encode()
+    head = (
+        "HTTP/1.1 503 Service Unavailable\r\n"
+        "Server: dockyard\r\n"
+        f"Date: {email.utils.formatdate(usegmt=True)}\r\n"
+        "Content-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n"
+        f"Retry-After: {RETRY_AFTER}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+class _Lingerer:
+    """Refused connections, 503 sent and write side shut, are read and dropped until the client closes.
+
+    Closing a socket with unread bytes (the request the client sent before it saw the 503) makes the kernel
+    answer with a reset, which may reach the client before it reads the 503, or fail its write of the request.
+    One thread for all of them, started while there are some; each for at most ``linger`` seconds, and at
+    most ``limit`` at a time (beyond that a flood gets plain closes: bounded file descriptors come first).
+    """
+
+    def __init__(self, limit: int, linger: float = LINGER) -> None:
+        self._limit, self._linger = limit, linger
+        self._lock = threading.Lock()
+        self._incoming: list[tuple[float, socket.socket]] = []  # handed over, not yet watched by the thread
+        self._count = 0  # incoming and watched
+        self._running = self._closed = False
+
+    def add(self, sock: socket.socket) -> None:
+        with self._lock:
+            if self._closed or self._count >= self._limit:
+                sock.close()
+                return
+            self._incoming.append((time.monotonic() + self._linger, sock))
+            self._count += 1
+            if self._running:
+                return
+            try:
+                threading.Thread(target=self._run, name="blob-delivery-linger", daemon=True).start()
+            except RuntimeError:  # no thread to be had: plain closes, then
+                for _, waiting in self._incoming:
+                    waiting.close()
+                self._incoming, self._count = [], 0
+                return
+            self._running = True
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            for _, sock in self._incoming:
+                sock.close()
+            self._count -= len(self._incoming)
+            self._incoming = []
+
+    def _run(self) -> None:
+        watched: dict[socket.socket, float] = {}  # socket -> when to close it, whatever the client does
+        selector = selectors.DefaultSelector()  # epoll: no FD_SETSIZE limit, unlike select()
+        try:
+            while True:
+                with self._lock:
+                    incoming, self._incoming = self._incoming, []
+                    if self._closed or not (incoming or watched):
+                        self._running = False  # said under the lock: an add() from now on starts a thread
+                        return
+                for deadline, sock in incoming:
+                    watched[sock] = deadline
+                    selector.register(sock, selectors.EVENT_READ)
+                # A short wait: sockets handed over meanwhile join at the next turn (their 503 is out).
+                for key, _ in selector.select(0.1):
+                    sock = key.fileobj
+                    assert isinstance(sock, socket.socket)
+                    if self._drained(sock):
+                        self._drop(sock, selector, watched)
+                now = time.monotonic()
+                for sock in [sock for sock, deadline in watched.items() if deadline <= now]:
+                    self._drop(sock, selector, watched)
+        except Exception:  # not expected; what it watched is closed below, the next refusal starts afresh
+            log.exception("blob delivery: lingering close of refused connections failed")
+            with self._lock:
+                self._running = False
+        finally:
+            for sock in watched:
+                sock.close()
+            selector.close()
+            with self._lock:
+                self._count -= len(watched)
+
+    @staticmethod
+    def _drained(sock: socket.socket) -> bool:
+        """Read what arrived; True once the client closed (now a close sends no reset) or reset."""
+        try:
+            for _ in range(16):  # bounded: a client streaming bytes cannot keep the thread here
+                if not sock.recv(65536):
+                    return True
+        except BlockingIOError:
+            return False
+        except OSError:
+            return True
+        return False
+
+    def _drop(
+        self, sock: socket.socket, selector: selectors.BaseSelector, watched: dict[socket.socket, float]
+    ) -> None:
+        selector.unregister(sock)
+        del watched[sock]
+        sock.close()
+        with self._lock:
+            self._count -= 1
+
+
+class _HeaderClock(io.RawIOBase):
+    """The connection's reads, under a deadline for the whole request header rather than each read.
+
+    The socket timeout alone bounds every read, so a client sending a header line every few seconds holds its
+    connection (and thread) indefinitely. While a header is awaited, each read gets only what is left of the
+    deadline: ``idle_timeout`` for a kept-alive connection's first byte, then ``header_timeout`` from that
+    byte (from the accept, for a new connection). Between header and response the socket is back to
+    ``idle_timeout`` per write, which only bounds a stalled transfer.
+    """
+
+    def __init__(
+        self, raw: io.RawIOBase, sock: socket.socket, header_timeout: float, idle_timeout: float
+    ) -> None:
+        super().__init__()
+        self._raw, self._sock = raw, sock
+        self.header_timeout, self.idle_timeout = header_timeout, idle_timeout
+        self.deadline: float | None = None  # None: not reading a header
+        self._started = False  # the header deadline runs
+        self.received = 0  # bytes of the awaited request read so far (0: it never started)
+
+    def readable(self) -> bool:
+        return True
+
+    def await_request(self, new_connection: bool) -> None:
+        self.received, self._started = 0, new_connection
+        self.deadline = time.monotonic() + (self.header_timeout if new_connection else self.idle_timeout)
+
+    def header_read(self) -> None:
+        """The header is in (or answered): back to the per-read idle timeout for the response."""
+        if self.deadline is not None:
+            self.deadline = None
+            self._sock.settimeout(self.idle_timeout)
+
+    def readinto(self, buffer: bytearray | memoryview) -> int | None:  # type: ignore[override]
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("request header deadline passed")
+            self._sock.settimeout(left)
+        count = self._raw.readinto(buffer)
+        if count and self.deadline is not None:
+            self.received += count
+            if not self._started:
+                self._started = True
+                self.deadline = time.monotonic() + self.header_timeout
+        return count
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
@@ -190,10 +421,53 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     disable_nagle_algorithm = True  # headers and body are separate writes; Nagle would delay the body
     server: _HTTPServer
     digest: str = ""  # of the request being answered, once validated (for the access log)
+    clock: _HeaderClock
+    fresh: bool  # no request read on this connection yet
 
     def setup(self) -> None:
-        self.timeout = self.server.delivery.idle_timeout
+        delivery = self.server.delivery
+        self.timeout = delivery.idle_timeout
         super().setup()
+        # The same socket reader under the header clock; detach() leaves the socket's reference count as is.
+        raw = self.rfile.detach()  # type: ignore[attr-defined]
+        self.clock = _HeaderClock(raw, self.connection, delivery.header_timeout, delivery.idle_timeout)
+        self.rfile = io.BufferedReader(self.clock)
+        self.fresh = True
+
+    def handle_one_request(self) -> None:
+        """The stdlib's, with the header deadline, and a 408 for a request that started but did not finish."""
+        # What send_error needs, should the request line never arrive whole (408).
+        self.command = None  # type: ignore[assignment]
+        self.request_version, self.requestline = self.default_request_version, ""
+        self.clock.await_request(new_connection=self.fresh)
+        self.fresh = False
+        try:
+            self.raw_requestline = self.rfile.readline(65537)
+            if not self.raw_requestline:
+                self.close_connection = True
+                return
+            if len(self.raw_requestline) > 65536:
+                self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
+                return
+            parsed = self.parse_request()  # answers a malformed request itself (send_error)
+        except TimeoutError:
+            self.close_connection = True
+            # Only a request that started is told why; a client that sent nothing, or idled after its last
+            # request, is just closed.
+            if self.clock.received:
+                self.clock.header_read()
+                with contextlib.suppress(OSError):
+                    self.send_error(HTTPStatus.REQUEST_TIMEOUT, "request header not received in time")
+            return
+        self.clock.header_read()
+        if not parsed:
+            return
+        method = getattr(self, f"do_{self.command}", None)
+        if method is None:
+            self.send_error(HTTPStatus.NOT_IMPLEMENTED, f"unsupported method ({self.command!r})")
+            return
+        method()
+        self.wfile.flush()
 
     def version_string(self) -> str:
         return "dockyard"
@@ -216,12 +490,14 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         """Protocol errors the stdlib detects (bad request line, long headers): our envelope, then close."""
         self.close_connection = True
+        self.clock.header_read()  # a write of its own must not run on what was left of the header deadline
         error = DockyardError(message or "bad request", code="UNSUPPORTED")
         self._send_envelope(error, {"Connection": "close"}, status=code)
 
     # -- one request
     def _serve(self, head: bool) -> None:
-        started, status, sent = time.perf_counter(), 500, 0
+        # status: of a response that went out (a whole envelope, or a blob's header); None until then.
+        started, status, sent = time.perf_counter(), None, 0
         self.digest = ""
         if self._has_body():
             self.close_connection = True  # we never read a body: what follows it is not a request
@@ -232,21 +508,23 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 status = self._send_envelope(exc)
                 return
             with plan.file:
-                status = plan.status
                 self._send_headers(plan.status, plan.headers)
+                status = plan.status  # a transfer cut short keeps its status; sent says how far it got
                 if not head and plan.length:
                     sent = self.connection.sendfile(plan.file, plan.start, plan.length)
                     if sent != plan.length:  # the file shrank: the client must not reuse this connection
                         self.close_connection = True
-        except OSError:  # the client went away or stalled past the timeout mid-transfer
+        except OSError:  # the client went away, or stalled past the idle timeout mid-transfer
             self.close_connection = True
+            if status is None:  # it left before its response went out: its abort, not the server's 500
+                status = CLIENT_CLOSED
         finally:
             client = self.client_address[0] if self.client_address else None
             self.server.delivery.report(
                 Delivered(
                     self.command or "",
                     self.digest,
-                    status,
+                    500 if status is None else status,  # an unexpected error, logged by handle_error
                     sent,
                     time.perf_counter() - started,
                     str(client) if client else None,

@@ -5,19 +5,21 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import logging
 import os
 import socket
 import stat
+import struct
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from dockyard.storage.blob_urls import SECRET_FILE, BlobUrlSigner
 from dockyard.storage.blobstore import BlobStore, blob_key
-from dockyard.storage.delivery import Delivered, DeliveryServer, parse_range
+from dockyard.storage.delivery import CLIENT_CLOSED, Delivered, DeliveryServer, parse_range
 from dockyard.storage.local import LocalDriver
 
 DATA = bytes(range(256)) * 40  # 10240 bytes
@@ -448,3 +450,173 @@ def test_a_port_in_use_says_what_to_do(store: BlobStore, signer: BlobUrlSigner) 
         server = DeliveryServer(store, signer, f"127.0.0.1:{taken.getsockname()[1]}")
         with pytest.raises(OSError, match="DOCKYARD_BLOB_LISTEN"):
             server.start()
+
+
+# -- limits: connections, header time, clients that leave ----------------------------------------------
+@pytest.fixture
+def start(
+    store: BlobStore, signer: BlobUrlSigner, records: list[Delivered]
+) -> Iterator[Callable[..., DeliveryServer]]:
+    """Start a server with limits of the test's choosing; stopped after the test."""
+    started: list[DeliveryServer] = []
+
+    def start(**limits: float) -> DeliveryServer:
+        server = DeliveryServer(store, signer, "127.0.0.1:0", records.append, **limits)  # type: ignore[arg-type]
+        server.start()
+        started.append(server)
+        signer.base_url = f"http://127.0.0.1:{server.port}"
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+def open_connections(server: DeliveryServer) -> int:
+    assert server._httpd is not None
+    return len(server._httpd._connections)
+
+
+def settle(server: DeliveryServer) -> None:
+    """Wait until the server has closed every connection: by then its handlers logged and reported all."""
+    deadline = time.monotonic() + 5
+    while open_connections(server) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert open_connections(server) == 0
+
+
+def reset(sock: socket.socket) -> None:
+    """Close with SO_LINGER 0: the kernel sends a RST rather than a FIN."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+def wait_for_close(sock: socket.socket, seconds: float, trickle: bytes = b"") -> tuple[float, bytes]:
+    """Read until the server closes (sending ``trickle`` each half second meanwhile): (seconds, reply)."""
+    started, reply = time.monotonic(), b""
+    sock.settimeout(0.5)
+    while time.monotonic() - started < seconds:
+        try:
+            chunk = sock.recv(4096)
+        except TimeoutError:
+            if trickle:
+                try:
+                    sock.sendall(trickle)
+                except OSError:  # the server closed (and reset the trickle it did not read)
+                    break
+            continue
+        except ConnectionResetError:
+            break
+        if not chunk:
+            break
+        reply += chunk
+    return time.monotonic() - started, reply
+
+
+def test_over_the_connection_cap_a_client_gets_a_quick_503_and_no_thread(
+    start: Callable[..., DeliveryServer], signer: BlobUrlSigner, records: list[Delivered]
+) -> None:
+    server = start(max_connections=3)
+    held = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(3)]
+    try:
+        began = time.monotonic()
+        response, body = get(server, signed(signer))  # the fourth: over the cap
+        assert time.monotonic() - began < 1
+        assert_envelope(response, body, 503, "TOOMANYREQUESTS")
+        assert response.getheader("retry-after") == "1"
+        assert 503 in [r.status for r in reported(records, 1)]
+
+        # A burst over the cap: every one is answered, none gets a thread (the lingerer is one for all).
+        threads = threading.active_count()
+        burst = [socket.create_connection(("127.0.0.1", server.port), timeout=5) for _ in range(20)]
+        for sock in burst:
+            sock.sendall(f"GET {signed(signer)} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        for sock in burst:
+            _, reply = wait_for_close(sock, 5)
+            assert reply.startswith(b"HTTP/1.1 503 "), reply
+            sock.close()
+        assert threading.active_count() <= threads + 1
+        assert open_connections(server) == 3
+
+        held.pop().close()  # a slot frees when a connection closes
+        deadline = time.monotonic() + 5
+        while (status := get(server, signed(signer))[0].status) == 503 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert status == 200
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_a_header_trickled_line_by_line_is_cut_off_at_the_header_deadline(
+    start: Callable[..., DeliveryServer], signer: BlobUrlSigner
+) -> None:
+    # A line every half second never trips the 5 s per-read timeout: only the whole-header deadline does.
+    server = start(header_timeout=1.5, idle_timeout=5)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(f"GET {signed(signer)} HTTP/1.1\r\n".encode())
+        seconds, reply = wait_for_close(sock, 10, trickle=b"X-Trickle: 1\r\n")
+    assert 1.2 < seconds < 3.5, seconds
+    assert reply == b"" or reply.startswith(b"HTTP/1.1 408 "), reply
+    response, body = get(server, signed(signer))
+    assert (response.status, body) == (200, DATA)
+
+
+def test_a_connection_that_sends_nothing_is_closed_at_the_header_deadline(
+    start: Callable[..., DeliveryServer],
+) -> None:
+    server = start(header_timeout=1, idle_timeout=30)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        seconds, reply = wait_for_close(sock, 10)
+    assert 0.8 < seconds < 2.5, seconds
+    assert reply == b""  # nothing was asked: nothing to answer, not even a 408
+    settle(server)
+
+
+def test_the_header_deadline_runs_from_a_requests_first_byte_not_the_last_response(
+    start: Callable[..., DeliveryServer], signer: BlobUrlSigner
+) -> None:
+    server = start(header_timeout=0.5, idle_timeout=5)
+    conn = connect(server)
+    try:
+        conn.request("GET", signed(signer))
+        assert conn.getresponse().read() == DATA
+        sock = conn.sock
+        time.sleep(1)  # idle past the header deadline, within the keep-alive idle time
+        conn.request("GET", signed(signer))
+        response = conn.getresponse()
+        assert (response.status, response.read()) == (200, DATA)
+        assert conn.sock is sock
+    finally:
+        conn.close()
+
+
+def test_a_client_that_leaves_before_its_response_is_no_server_error(
+    server: DeliveryServer,
+    signer: BlobUrlSigner,
+    records: list[Delivered],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="dockyard.delivery")
+    missing = f"GET {signed(signer, OTHER)} HTTP/1.1\r\nHost: x\r\n\r\n".encode()  # signed, not stored
+    invalid = b"GET /blobs/nope HTTP/1.1\r\nHost: x\r\n\r\n"
+    for request, close in [
+        *[(missing, socket.socket.close)] * 5,  # a FIN right after the request
+        *[(missing, reset)] * 5,  # a RST right after the request
+        (invalid, socket.socket.close),
+        (invalid, reset),
+        (missing[:40], reset),  # mid-header
+        (b"", reset),  # before a byte
+    ]:
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+        if request:
+            sock.sendall(request)
+        close(sock)
+    response, body = get(server, signed(signer))  # still serving (and accepted after every one of them)
+    assert (response.status, body) == (200, DATA)
+    settle(server)
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+    statuses = [r.status for r in records]
+    assert 500 not in statuses
+    assert set(statuses) <= {200, 404, CLIENT_CLOSED}, statuses  # 404: answered before the client left
+    assert CLIENT_CLOSED in statuses
