@@ -51,6 +51,15 @@ NONDISTRIBUTABLE_LAYER_TYPES = frozenset(
 )
 
 
+def is_nondistributable(media_type: str | None) -> bool:
+    """Whether a layer is non-distributable: one of the four exact types, which registries need not hold.
+
+    The one definition the registry (which lets such layers be absent at manifest push) and the scanner
+    (which skips them) share: any other type must name a blob the repository holds.
+    """
+    return media_type in NONDISTRIBUTABLE_LAYER_TYPES
+
+
 def base_type(content_type: str | None) -> str | None:
     """Return a Content-Type header without parameters, lowercased; None when empty."""
     if not content_type:

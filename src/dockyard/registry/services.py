@@ -18,6 +18,7 @@ from dockyard.config import Settings
 from dockyard.db import upsert, utcnow
 from dockyard.errors import Invalid, NotFound, TooLarge
 from dockyard.events import Actor, Event, EventBus, EventTag
+from dockyard.oci import mediatypes as mt
 from dockyard.oci.digest import compute, parse_digest
 from dockyard.oci.manifest import Descriptor, ParsedManifest, parse_manifest
 from dockyard.oci.reference import namespace_of, split_reference, validate_name
@@ -300,10 +301,10 @@ class RegistryService:
 
     def _check_references(self, repository_id: int, parsed: ParsedManifest) -> None:
         connection = self.session.connection()
-        wanted = [
-            d.digest
-            for d in ([parsed.config] if parsed.config else []) + parsed.layers
-            if "nondistributable" not in d.media_type and "foreign" not in d.media_type
+        # Only the exact non-distributable layer types may name a blob the repository lacks (the scanner
+        # skips exactly those): a look-alike such as "...tar+gzip+foreign" must be linked like any layer.
+        wanted = ([parsed.config.digest] if parsed.config else []) + [
+            d.digest for d in parsed.layers if not mt.is_nondistributable(d.media_type)
         ]
         if wanted:
             # Held until commit: gc, which takes the same locks before unlinking unreferenced blobs, either

@@ -58,15 +58,18 @@ def register(registry: JobRegistry, blobs: BlobStore, bus: EventBus, settings: S
     @registry.job(SCAN_JOB)
     def scan_manifest(ctx: JobContext, payload: dict[str, Any]) -> None:
         digest, force = str(payload["digest"]), bool(payload.get("force"))
+        repository = payload.get("repository")
         try:
-            wanted = ctx.read(lambda s: service(s).layers_to_index(digest, force=force))
+            # Only layers linked to a repository storing the image (the job's, when it names one): a layer
+            # named by digest alone is never opened, and scan_manifest records it as the scan's error.
+            wanted = ctx.read(
+                lambda s: service(s).layers_to_index(digest, force=force, repository=repository)
+            )
             if wanted:
                 ctx.write(lambda s: service(s).mark_indexing(digest))
             # Outside any transaction: decompressing and walking layers takes seconds for large images.
             prepared = {d: index_blob(blobs, d, media_type) for d, media_type in wanted}
-            service(ctx.session).scan_manifest(
-                digest, repository=payload.get("repository"), prepared=prepared, force=force
-            )
+            service(ctx.session).scan_manifest(digest, repository=repository, prepared=prepared, force=force)
         except Exception as exc:
             # No retry will come (the last attempt, or a domain error): say so on the scan, then fail the job.
             if ctx.final_attempt or isinstance(exc, DockyardError):

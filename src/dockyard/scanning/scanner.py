@@ -2,6 +2,11 @@
 
 ``ImageScanner`` does the work inside the caller's transaction; ``index_blob`` is the part that reads a layer
 and needs no database, so a job can run it before its write transaction begins.
+
+The blob store is shared by every repository, so a scan never reads a blob because it knows its digest: a
+config or layer of image manifest M is read (or its cached facts used) only when the registry says it is
+linked to a repository storing M (the job's repository when it names one). Any other makes the scan an error
+whose message is the same whether the digest exists elsewhere or nowhere.
 """
 
 from __future__ import annotations
@@ -18,11 +23,11 @@ from dockyard.db import upsert, utcnow
 from dockyard.jobs import enqueue
 from dockyard.oci import mediatypes as mt
 from dockyard.oci.manifest import Descriptor, ParsedManifest, parse_manifest
-from dockyard.registry.models import Manifest
+from dockyard.registry.reads import RegistryReads
 from dockyard.scanning import counts, results
 from dockyard.scanning.indexer import FORMAT, LayerFacts, index_layer, merge
 from dockyard.scanning.matcher import Matcher, lookup_key
-from dockyard.scanning.models import ImageChild, ImageComponent, ImageScan, LayerIndex
+from dockyard.scanning.models import ImageChild, ImageComponent, ImageScan, LayerIndex, ScanFinding
 from dockyard.scanning.sources.model import format_platform
 from dockyard.scanning.types import UnsafeInput
 from dockyard.storage.blobstore import BlobStore
@@ -33,6 +38,7 @@ FINAL = frozenset({DONE, ERROR, SKIPPED})
 MAX_CONFIG = 1 << 20
 MAX_DEPTH = 2  # an index of indexes; deeper nesting is not something tools write
 MAX_WARNINGS = 100
+NOT_LINKED = "not among the blobs of this image's repository"
 
 
 @dataclass(frozen=True)
@@ -114,16 +120,22 @@ class ImageScanner:
     def __init__(self, session: Session, blobs: BlobStore) -> None:
         self.session = session
         self.blobs = blobs
+        self.registry = RegistryReads(session)
         self._matcher: Matcher | None = None
 
-    def layers_to_index(self, digest: str, *, force: bool = False) -> list[tuple[str, str]]:
-        """(digest, media type) of the layers a scan of ``digest`` will read: those without fresh facts."""
+    def layers_to_index(
+        self, digest: str, *, force: bool = False, repository: str | None = None
+    ) -> list[tuple[str, str]]:
+        """(digest, media type) of the layers a scan of ``digest`` will read: linked, without fresh facts."""
         wanted: dict[str, str] = {}
         for image_digest, parsed in self.images(digest):
             if not force and fresh(self.find(image_digest)):
                 continue
-            for layer in parsed.layers:
-                if layer.media_type in mt.NONDISTRIBUTABLE_LAYER_TYPES or layer.digest in wanted:
+            layers = [d for d in parsed.layers if not mt.is_nondistributable(d.media_type)]
+            linked = self.registry.linked_blobs(image_digest, [d.digest for d in layers], repository)
+            for layer in layers:
+                # An unlinked layer is not read: scan_image turns it into the scan's error.
+                if layer.digest not in linked or layer.digest in wanted:
                     continue
                 cached = self.session.get(LayerIndex, layer.digest)
                 if force or cached is None or cached.format != FORMAT:
@@ -132,12 +144,10 @@ class ImageScanner:
 
     def load(self, digest: str) -> ParsedManifest | None:
         """The stored manifest ``digest`` (from any repository), parsed; None when none holds it."""
-        row = self.session.execute(
-            select(Manifest.media_type, Manifest.payload).where(Manifest.digest == digest).limit(1)
-        ).first()
-        if row is None:
+        stored = self.registry.manifest(digest)
+        if stored is None:
             return None
-        return parse_manifest(row.payload, row.media_type)
+        return parse_manifest(stored.payload, stored.media_type)
 
     def images(self, digest: str, depth: int = 0) -> list[tuple[str, ParsedManifest]]:
         """The image manifests ``digest`` stands for: itself, or an index's platforms."""
@@ -185,6 +195,7 @@ class ImageScanner:
         prepared: Mapping[str, IndexedLayer],
         force: bool,
         depth: int,
+        repository: str | None = None,
     ) -> ImageScan:
         """Scan every platform of an index not scanned yet, link them, and count the index."""
         scan = self.scan_row(digest)
@@ -202,9 +213,9 @@ class ImageScanner:
                 if loaded.is_index:
                     if depth + 1 >= MAX_DEPTH:
                         continue
-                    child_scan = self.scan_index(child.digest, loaded, prepared, force, depth + 1)
+                    child_scan = self.scan_index(child.digest, loaded, prepared, force, depth + 1, repository)
                 else:
-                    child_scan = self.scan_image(child.digest, loaded, platform, prepared, force)
+                    child_scan = self.scan_image(child.digest, loaded, platform, prepared, force, repository)
             assert child_scan is not None
             self.session.add(
                 ImageChild(index_id=scan.id, child_id=child_scan.id, position=position, platform=platform)
@@ -230,8 +241,9 @@ class ImageScanner:
         platform: str | None,
         prepared: Mapping[str, IndexedLayer],
         force: bool,
+        repository: str | None = None,
     ) -> ImageScan:
-        """Index one image's layers (from the cache where it can), store its components, match them."""
+        """Index one image's linked layers (from the cache where it can), store its components, match them."""
         scan = self.scan_row(digest)
         if fresh(scan) and not force:
             return scan
@@ -241,11 +253,19 @@ class ImageScanner:
         if parsed.config.media_type not in mt.CONFIG_TYPES:
             scan.status, scan.warnings = SKIPPED, [f"not a container image ({parsed.artifact_type})"]
             return scan
+        unlinked = self.unlinked_blob(digest, parsed, repository)
+        if unlinked is not None:
+            # Neither the store nor the facts cache is consulted: the outcome (and its message) cannot
+            # depend on whether the digest exists in another repository.
+            self.forget(scan)
+            scan.status, scan.platform = ERROR, results.clip(platform, 64)
+            scan.error = f"{unlinked}: {NOT_LINKED}"[:2000]
+            return scan
         scan.platform = results.clip(platform or self.config_platform(parsed.config.digest), 64)
         warnings: list[str] = []
         facts: list[LayerFacts] = []
         for layer in parsed.layers:
-            if layer.media_type in mt.NONDISTRIBUTABLE_LAYER_TYPES:
+            if mt.is_nondistributable(layer.media_type):
                 warnings.append(f"layer {layer.digest}: non-distributable, not scanned")
                 continue
             outcome = self.layer(layer, prepared, force)
@@ -270,8 +290,25 @@ class ImageScanner:
         counts.refresh_counts(self.session, [scan.id])
         return scan
 
+    def unlinked_blob(self, digest: str, parsed: ParsedManifest, repository: str | None) -> str | None:
+        """ "config <digest>" or "layer <digest>" for the first blob of image ``digest`` the scan may not
+        read (not linked to a repository storing the image; with ``repository``, to that one), else None."""
+        blobs = [("config", parsed.config.digest)] if parsed.config is not None else []
+        blobs += [("layer", d.digest) for d in parsed.layers if not mt.is_nondistributable(d.media_type)]
+        linked = self.registry.linked_blobs(digest, [d for _, d in blobs], repository)
+        return next((f"{kind} {d}" for kind, d in blobs if d not in linked), None)
+
+    def forget(self, scan: ImageScan) -> None:
+        """Drop what an earlier scan of this image stored (it may have read blobs it must not have)."""
+        self.session.execute(delete(ScanFinding).where(ScanFinding.image_id == scan.id))
+        self.session.execute(delete(ImageComponent).where(ImageComponent.image_id == scan.id))
+        scan.os_id = scan.os_version = scan.os_pretty_name = scan.os_ecosystem = None
+        scan.layers, scan.warnings = [], []
+        self.session.flush()
+        counts.refresh_counts(self.session, [scan.id])
+
     def config_platform(self, config_digest: str) -> str | None:
-        """os/architecture[/variant] from an image config blob, None when it does not say."""
+        """os/architecture[/variant] from an image config blob (one ``unlinked_blob`` allowed), or None."""
         try:
             with self.blobs.open(config_digest) as stream:
                 config = json.loads(stream.read(MAX_CONFIG + 1)[:MAX_CONFIG])

@@ -112,9 +112,14 @@ class ScanService(ScanReads):
         return bool(changed)
 
     # -- scanning --------------------------------------------------------------------------------------------
-    def layers_to_index(self, digest: str, *, force: bool = False) -> list[tuple[str, str]]:
-        """(digest, media type) of the layers a scan of ``digest`` will read: those without fresh facts."""
-        return self.scanner.layers_to_index(digest, force=force)
+    def layers_to_index(
+        self, digest: str, *, force: bool = False, repository: str | None = None
+    ) -> list[tuple[str, str]]:
+        """(digest, media type) of the layers a scan of ``digest`` will read: linked, without fresh facts.
+
+        Linked means to a repository storing the image (``repository`` when given); see ``scan_manifest``.
+        """
+        return self.scanner.layers_to_index(digest, force=force, repository=repository)
 
     def mark_indexing(self, digest: str) -> None:
         """Show that a scan of ``digest`` has started reading layers."""
@@ -130,7 +135,11 @@ class ScanService(ScanReads):
         prepared: Mapping[str, IndexedLayer] | None = None,
         force: bool = False,
     ) -> ImageScan:
-        """Index (reusing cached layers) and match manifest ``digest``; an index scans every platform."""
+        """Index (reusing cached layers) and match manifest ``digest``; an index scans every platform.
+
+        Only blobs linked to a repository storing the image are read (to ``repository`` when given); any
+        other blob the image names makes its scan an error.
+        """
         results.match_lock(self.session, exclusive=False)
         prepared = prepared or {}
         loaded = self.scanner.load(digest)
@@ -139,9 +148,9 @@ class ScanService(ScanReads):
             scan.status, scan.error, scan.format = ERROR, "the manifest is no longer stored", None
             return scan
         if loaded.is_index:
-            scan = self.scanner.scan_index(digest, loaded, prepared, force, 0)
+            scan = self.scanner.scan_index(digest, loaded, prepared, force, 0, repository)
         else:
-            scan = self.scanner.scan_image(digest, loaded, None, prepared, force)
+            scan = self.scanner.scan_image(digest, loaded, None, prepared, force, repository)
         self.session.flush()
         self.bus.publish(
             self.session,
