@@ -106,3 +106,30 @@ def test_the_schema_works_after_the_round_trip(engine: Engine) -> None:
         conn.execute(
             text("INSERT INTO namespace (name, kind, created_at) VALUES ('ns', 'org', CURRENT_TIMESTAMP)")
         )
+
+
+def test_0006_marks_every_finished_scan_for_a_rescan(engine: Engine) -> None:
+    """Scans made before the scanner checked blob links are rescanned once (the start hook picks them up)."""
+    from sqlalchemy.orm import Session
+
+    from dockyard.events import EventBus
+    from dockyard.scanning.services import ScanService
+
+    migrate(engine, "0005")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO scan_image (digest, kind, status, format, layers, warnings, created_at, "
+                "critical, major, minor, unscored) VALUES "
+                "('sha256:' || :a, 'image', 'done', 1, '[]', '[]', CURRENT_TIMESTAMP, 0, 0, 0, 0), "
+                "('sha256:' || :b, 'image', 'queued', NULL, '[]', '[]', CURRENT_TIMESTAMP, 0, 0, 0, 0)"
+            ),
+            {"a": "a" * 64, "b": "b" * 64},
+        )
+    migrate(engine)
+    with engine.connect() as conn:
+        formats = dict(conn.execute(text("SELECT status, format FROM scan_image")).all())
+    assert formats == {"done": 0, "queued": None}
+    with Session(engine) as session:
+        assert ScanService(session, None, EventBus(), None).enqueue_stale() == 1  # type: ignore[arg-type]
+        session.rollback()
