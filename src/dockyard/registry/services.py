@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from dockyard.accounts.models import Namespace
 from dockyard.accounts.services import AccountService
-from dockyard.authz import ROLE_ACTIONS, Action, Principal
+from dockyard.authz import ROLE_ACTIONS, Action, Principal, Scope
 from dockyard.config import Settings
 from dockyard.db import upsert, utcnow
 from dockyard.errors import Invalid, NotFound, TooLarge
@@ -27,6 +27,12 @@ from dockyard.registry.models import Blob, Manifest, Repository, RepositoryBlob,
 from dockyard.storage.blobstore import BlobStore
 
 ALL_ACTIONS = {a.value for a in Action}
+# The credential scope each repository action needs.
+SCOPE_OF_ACTION = {
+    Action.PULL.value: Scope.PULL,
+    Action.PUSH.value: Scope.PUSH,
+    Action.DELETE.value: Scope.PUSH,
+}
 
 
 @dataclass(frozen=True)
@@ -69,20 +75,24 @@ class RegistryService:
 
     # -- access --------------------------------------------------------------------------------
     def allowed_actions(self, principal: Principal, name: str) -> set[str]:
-        """What ``principal`` may do to repository ``name``, whether or not it exists yet."""
+        """What ``principal`` may do to repository ``name``, whether or not it exists yet: what its role
+        allows, narrowed to what the credential in use may do (a pull-only token never pushes)."""
         try:
             validate_name(name)
         except Invalid:
             return set()
         if principal.is_admin:
-            return set(ALL_ACTIONS)
-        role = AccountService(self.session, self.bus).role_in(principal, namespace_of(name))
-        actions = {a.value for a in ROLE_ACTIONS.get(role or "", frozenset())}
-        if Action.PULL not in actions and self.session.scalar(
-            select(Repository.is_public).where(Repository.name == name)
-        ):
-            actions.add(Action.PULL.value)
-        return actions
+            actions = set(ALL_ACTIONS)
+        else:
+            role = AccountService(self.session, self.bus).role_in(principal, namespace_of(name))
+            actions = {a.value for a in ROLE_ACTIONS.get(role or "", frozenset())}
+            if Action.PULL not in actions and self.session.scalar(
+                select(Repository.is_public).where(Repository.name == name)
+            ):
+                actions.add(Action.PULL.value)
+        if principal.is_anonymous:
+            return actions
+        return {a for a in actions if SCOPE_OF_ACTION[a] in principal.scopes}
 
     # -- repositories --------------------------------------------------------------------------
     def find_repository(self, name: str) -> Repository | None:
@@ -439,7 +449,8 @@ def grant(registry: RegistryService, principal: Principal, scopes: list) -> list
             wanted = set(ALL_ACTIONS) if "*" in scope.actions else set(scope.actions)
             access.append(scope.to_claim(wanted & allowed))
         elif scope.type == "registry" and scope.name == "catalog":
-            access.append(scope.to_claim({"*"} if principal.is_admin and "*" in scope.actions else set()))
+            catalog = principal.is_admin and Scope.PULL in principal.scopes and "*" in scope.actions
+            access.append(scope.to_claim({"*"} if catalog else set()))
         else:
             access.append(scope.to_claim(set()))
     return access
