@@ -121,7 +121,9 @@ async def login(request: Request, ctx: RequestContext) -> Response:
         # Robots use the API, not the pages: their names never sign in here.
         principal = await login_with(ctx, username if "+" not in username else "-", password)
     except TooManyRequests as exc:
-        context = {"next": target, "error": f"Too many failed attempts. Try again in {exc.retry_after} s."}
+        wait = exc.retry_after
+        later = f"{-(-wait // 60)} minutes" if wait > 90 else f"{wait} seconds"
+        context = {"next": target, "error": f"Too many failed attempts. Try again in {later}."}
         response = render(request, "login.html", context, status_code=429)
         response.headers.update(exc.headers)
         return response
