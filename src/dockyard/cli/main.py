@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from dockyard.config import Settings
 from dockyard.db import make_engine, make_session_factory, migrate
 from dockyard.errors import DockyardError
 from dockyard.events import EventBus
+from dockyard.storage.permissions import prepare_data_dir, restrict_umask
 
 app = typer.Typer(help="dockyard: a self-hosted container content store.", no_args_is_help=True)
 users = typer.Typer(help="Manage users.", no_args_is_help=True)
@@ -38,9 +40,20 @@ console = Console()
 err = Console(stderr=True)
 
 
+@app.callback()
+def _private_files(ctx: typer.Context) -> None:
+    # No docstring: it would replace the app's help. Every command may create files in the data dir
+    # (the database, blobs, keys, SQLite's -wal/-shm) and granian's worker processes inherit the umask:
+    # 0077 makes all of them private. Restored when the command ends, for in-process callers (tests).
+    previous = restrict_umask()
+    ctx.call_on_close(lambda: os.umask(previous))
+
+
 @contextmanager
 def transaction(settings: Settings | None = None) -> Iterator[Session]:
     settings = settings or Settings.from_env()
+    # Tighten what an older version left open; a missing data dir is made by SQLite under our umask.
+    prepare_data_dir(settings.data_dir, settings.database_url, create=False)
     engine = make_engine(settings.database_url)
     migrate(engine)
     session = make_session_factory(engine)()
@@ -73,6 +86,8 @@ def serve() -> None:
     settings = Settings.from_env()
     logging.basicConfig(level=settings.log_level.upper(), format="%(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # transaction() prepares the data dir here, once, before the worker processes start (they find
+    # nothing left to tighten, so the log line is not repeated per worker).
     with transaction(settings) as session:
         generated = AccountService(session, EventBus()).ensure_admin(settings.admin_password)
     if generated:
@@ -100,6 +115,7 @@ def serve() -> None:
 def migrate_command() -> None:
     """Bring the database schema up to date."""
     settings = Settings.from_env()
+    prepare_data_dir(settings.data_dir, settings.database_url, create=False)
     migrate(make_engine(settings.database_url))
     console.print("database is up to date")
 
@@ -205,6 +221,7 @@ def gc(
     from dockyard.storage.local import LocalDriver
 
     settings = Settings.from_env()
+    prepare_data_dir(settings.data_dir, settings.database_url)
     engine = make_engine(settings.database_url)
     migrate(engine)
     blobs = BlobStore(LocalDriver(settings.data_dir / "storage"), settings.data_dir / "uploads")

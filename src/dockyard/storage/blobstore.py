@@ -22,6 +22,7 @@ from typing import Any, BinaryIO
 from dockyard.errors import Invalid, RangeInvalid, TooLarge
 from dockyard.oci.digest import parse_digest
 from dockyard.storage.interfaces import BlobDriver
+from dockyard.storage.permissions import FILE_MODE, create_private_file, private_mkdir
 
 BLOCK = 4 * 1024 * 1024  # hashlib and write(2) are fastest with MiB-sized blocks
 
@@ -41,7 +42,9 @@ class BlobStore:
     def __init__(self, driver: BlobDriver, upload_dir: Path) -> None:
         self.driver = driver
         self.upload_dir = Path(upload_dir)
-        self.upload_dir.mkdir(parents=True, exist_ok=True)
+        # Staged uploads become blobs by rename, mode and all: private from the start, whatever the umask.
+        self.upload_dir.parent.mkdir(parents=True, exist_ok=True)
+        private_mkdir(self.upload_dir)
         self._hash_states: dict[str, _HashState] = {}
         self._lock = threading.Lock()
 
@@ -96,9 +99,11 @@ class BlobStore:
     def start_upload(self, upload_id: str, owner: str) -> None:
         """Create the staging file of a new upload session belonging to repository ``owner``."""
         path = self._upload_file(upload_id)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        (path.parent / "owner").write_text(owner)
-        path.touch()
+        private_mkdir(path.parent)
+        owner_fd = os.open(path.parent / "owner", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        with os.fdopen(owner_fd, "w") as fh:
+            fh.write(owner)
+        create_private_file(path)
         with self._lock:
             self._hash_states[upload_id] = _HashState(0, hashlib.sha256())
 

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from dockyard.storage.permissions import FILE_MODE, private_mkdir
+
 
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
@@ -19,7 +21,10 @@ def fsync_dir(path: Path) -> None:
 class LocalDriver:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
+        # Blobs of private repositories live here: 0700 directories and 0600 files whatever the umask
+        # (the root's parents are not ours to restrict).
+        self.root.parent.mkdir(parents=True, exist_ok=True)
+        private_mkdir(self.root)
 
     def _path(self, key: str) -> Path:
         if key.startswith("/") or ".." in key.split("/"):
@@ -28,7 +33,9 @@ class LocalDriver:
 
     def put_file(self, key: str, source: Path) -> None:
         target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        private_mkdir(target.parent)
+        # The staged file keeps its mode through the rename: make it private before it is visible.
+        os.chmod(source, FILE_MODE)
         # rename(2) is atomic: a concurrent reader sees the old file, the new one, or nothing.
         os.replace(source, target)
         fsync_dir(target.parent)

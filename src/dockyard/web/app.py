@@ -36,12 +36,17 @@ from dockyard.web.observability import Metrics, ObservabilityMiddleware
 
 def build_state(settings: Settings, *, run_migrations: bool = True) -> AppState:
     """Engine, blob store, event bus and token signer for one process."""
+    from dockyard.storage.permissions import prepare_data_dir, private_mkdir
+
     data = Path(settings.data_dir)
-    data.mkdir(parents=True, exist_ok=True)
+    # Password hashes, private layers and keys: the data dir is 0700 and the SQLite files under it 0600
+    # however this process was started; what an older version left open is tightened (and logged).
+    prepare_data_dir(data, settings.database_url)
     engine = make_engine(settings.database_url)
     if run_migrations:
         migrate(engine)
     blobs = BlobStore(LocalDriver(data / "storage"), data / "uploads")
+    private_mkdir(data / "keys")  # TokenSigner would create it with the umask's mode
     signer = TokenSigner.from_dir(
         data / "keys", issuer=settings.public_url, service=settings.service_name, ttl=settings.token_ttl
     )
