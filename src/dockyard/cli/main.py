@@ -15,6 +15,7 @@ from rich.console import Console
 from sqlalchemy.orm import Session
 
 from dockyard.accounts.services import AccountService
+from dockyard.authz import parse_scopes
 from dockyard.cli.scan import scan
 from dockyard.cli.vulndb import vulndb_app
 from dockyard.cli.worker import worker
@@ -142,7 +143,14 @@ def user_passwd(
 ) -> None:
     """Set a user's password."""
     run(lambda s: AccountService(s, EventBus()).set_password(username, password))
-    console.print("password changed")
+    console.print("password changed; the user's browser sessions and refresh tokens have ended")
+
+
+@users.command("sign-out-everywhere")
+def user_sign_out_everywhere(username: str) -> None:
+    """End every browser session and refresh token of a user (access tokens stay: revoke them one by one)."""
+    run(lambda s: AccountService(s, EventBus()).sign_out_everywhere(username))
+    console.print(f"signed {username} out everywhere")
 
 
 @users.command("list")
@@ -153,10 +161,18 @@ def user_list() -> None:
 
 
 @users.command("token")
-def user_token(username: str, name: str = "cli", days: int = 0) -> None:
+def user_token(
+    username: str,
+    name: str = "cli",
+    days: int = 0,
+    scope: list[str] = typer.Option(["pull", "push"], help="pull, push and/or api (account management)"),
+) -> None:
     """Create a personal access token (printed once)."""
+    scopes = parse_scopes(scope)
     _token, secret = run(
-        lambda s: AccountService(s, EventBus()).create_token(username, name, expires_in_days=days or None)
+        lambda s: AccountService(s, EventBus()).create_token(
+            username, name, expires_in_days=days or None, scopes=scopes
+        )
     )
     console.print(secret)
 

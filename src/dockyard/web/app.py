@@ -11,12 +11,15 @@ from pathlib import Path
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from dockyard import jobs as job_queue
+from dockyard.accounts import jobs as accounts_jobs
 from dockyard.config import Settings
 from dockyard.db import make_engine, make_session_factory, migrate
 from dockyard.events import EventBus
@@ -31,6 +34,7 @@ from dockyard.storage.blobstore import BlobStore
 from dockyard.storage.delivery import DeliveryServer
 from dockyard.storage.local import LocalDriver
 from dockyard.web.context import AppState
+from dockyard.web.headers import SecurityHeadersMiddleware
 from dockyard.web.observability import Metrics, ObservabilityMiddleware
 
 
@@ -58,9 +62,19 @@ def build_jobs(state: AppState) -> JobRegistry:
     """Every job kind and handler, and the subscribers that enqueue jobs in their events' transactions."""
     registry = JobRegistry()
     job_queue.register(registry)
+    accounts_jobs.register(registry)
     scanning_jobs.register(registry, state.blobs, state.bus, state.settings)
     scanning_jobs.subscribe(state.bus)
     return registry
+
+
+class CachedStaticFiles(StaticFiles):
+    """Static files browsers may keep for a day (revalidated by ETag after that)."""
+
+    def file_response(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        response = super().file_response(*args, **kwargs)
+        response.headers.setdefault("cache-control", "public, max-age=86400")
+        return response
 
 
 class DockyardApp(Starlette):
@@ -147,6 +161,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         Route("/metrics", metrics_view),
         *auth_views.routes,
         Mount("/api/v1", routes=[*account_views.routes, *scan_views.routes]),
+        Mount("/static", app=CachedStaticFiles(directory=Path(__file__).parent / "static"), name="static"),
         *pages.routes,
     ]
     from starlette.exceptions import HTTPException
@@ -157,7 +172,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         routes=routes,
         exception_handlers={HTTPException: http_exception_response},
         lifespan=lifespan,
-        middleware=[pages.session_middleware(settings)],
+        middleware=[Middleware(SecurityHeadersMiddleware), pages.session_middleware(settings)],
     )
     app.state.dockyard = state
     app.state.jobs, app.state.workers, app.state.metrics = jobs, workers, metrics
