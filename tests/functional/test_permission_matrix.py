@@ -1,0 +1,688 @@
+"""Who may call what: a role-by-endpoint permission matrix generated from the route table.
+
+Every route of the application is a key, ``"<METHOD> <path template>"``: the Starlette routes of
+``create_app`` (mounts descended into, the static files as one entry) and the registry's ``/v2`` routes of
+``registry.views.VIEWS`` (with the base ``/v2/`` and ``/v2/_catalog``, which the registry routes itself).
+HEAD is folded into GET: where a route answers HEAD as well, the GET cell sends both and expects the same.
+EXPECTED says, for each key, what each of six callers gets; a route without a row, or a row without a route,
+fails ``test_every_route_has_an_expectation`` / ``test_every_expectation_is_a_route``, so a new endpoint
+cannot be added without deciding who may call it.
+
+Every cell is a real request against a fresh application holding an organisation with a private repository
+(a pushed, tagged, and for the scan endpoints scanned, image), made the way that caller would make it:
+
+- anonymous: no credentials (on /v2: the anonymous token /token hands out, as registry clients do);
+- outsider: a user who belongs to no organisation;
+- robot: ``<org>+<name>``, a reader robot of the organisation, with its secret (pages: it cannot sign in,
+  so it is anonymous there; /ui/login POST checks that it cannot);
+- member: a maintainer of the organisation; owner: its owner; admin: the ``is_admin`` user.
+
+/v2 uses Bearer JWTs from /token; /api/v1 Basic credentials (password or robot secret); /ui a session
+cookie from POST /ui/login. Destructive cells act on resources made for them (a fresh image to delete, a
+fresh member to remove...), so no cell depends on another.
+
+Outcomes:
+- OK: 2xx or 3xx (but not a page's redirect to the login form);
+- UNAUTH: 401, or on a page a 303 to ``/ui/login?next=...``;
+- DENIED: the caller is known and may not: 403 on /api and /ui; on /v2 a 401 whose challenge says
+  ``error="insufficient_scope"`` (Docker token auth has no 403: the token simply grants nothing);
+- HIDDEN: answered as if the resource did not exist: 404 on /api and /ui, the insufficient_scope 401 on /v2;
+- T_*: /token answers 200 and the token grants exactly these actions on the private repository.
+
+And for the anonymous caller and the outsider, every refused cell is also sent against a resource that does
+not exist (a missing repository in the same organisation, a missing organisation, a missing finding): the
+answers must be the same (status, error code, message and challenge, names aside), so neither can learn
+that a private repository exists.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+from starlette.routing import Mount, Route
+from starlette.testclient import TestClient
+from tests.support.factories import PASSWORD, make_org, make_robot, make_user, unique
+from tests.support.registry_client import OCI_INDEX, OCI_MANIFEST, access_of, protocol_guard
+from tests.support.scanimages import ACTOR, Images, debian_layer, osv_record, write_feed
+
+from dockyard.accounts.services import AccountService
+from dockyard.events import EventBus
+from dockyard.jobs import Worker
+from dockyard.registry.views import PATTERNS, VIEWS
+from dockyard.scanning.models import ScanFinding
+from dockyard.scanning.services import ScanService
+from dockyard.web.context import AppState
+
+ROLES = ("anonymous", "outsider", "robot", "member", "owner", "admin")
+
+OK = "ok"
+UNAUTH = "unauth"
+DENIED = "denied"
+HIDDEN = "hidden"
+# What /token grants on the private repository.
+T_NONE = "grant:"
+T_PULL = "grant:pull"
+T_ALL = "grant:delete,pull,push"
+
+# Route keys the registry answers outside VIEWS (registry.views.app and dispatch route them by hand).
+V2_BASE = "GET /v2/"
+V2_CATALOG = "GET /v2/_catalog"
+SCANS = "/api/v1/repositories/{name:path}/scans/{reference}"
+
+# One row per route key, one column per role (in ROLES order).
+# fmt: off
+EXPECTED: dict[str, tuple[str, str, str, str, str, str]] = {
+    #                                                     anon    outsdr  robot   member  owner   admin
+    "GET /healthz":                                       (OK,     OK,     OK,     OK,     OK,     OK),
+    "GET /metrics":                                       (OK,     OK,     OK,     OK,     OK,     OK),
+    "GET /static/{path:path}":                            (OK,     OK,     OK,     OK,     OK,     OK),
+    "GET /token":                                         (T_NONE, T_NONE, T_PULL, T_ALL,  T_ALL,  T_ALL),
+    "POST /token":                                        (UNAUTH, T_NONE, T_PULL, T_ALL,  T_ALL,  T_ALL),
+    # accounts API: robots never manage accounts; owners manage their organisation; admins everything
+    "GET /api/v1/me":                                     (UNAUTH, OK,     OK,     OK,     OK,     OK),
+    "POST /api/v1/me/sign-out-everywhere":                (UNAUTH, OK,     DENIED, OK,     OK,     OK),
+    "POST /api/v1/users":                                 (UNAUTH, DENIED, DENIED, DENIED, DENIED, OK),
+    "POST /api/v1/orgs":                                  (UNAUTH, OK,     DENIED, OK,     OK,     OK),
+    "GET /api/v1/orgs/{org}/members":                     (UNAUTH, DENIED, DENIED, DENIED, OK,     OK),
+    "PUT /api/v1/orgs/{org}/members/{username}":          (UNAUTH, DENIED, DENIED, DENIED, OK,     OK),
+    "DELETE /api/v1/orgs/{org}/members/{username}":       (UNAUTH, DENIED, DENIED, DENIED, OK,     OK),
+    "GET /api/v1/orgs/{org}/robots":                      (UNAUTH, DENIED, DENIED, DENIED, OK,     OK),
+    "POST /api/v1/orgs/{org}/robots":                     (UNAUTH, DENIED, DENIED, DENIED, OK,     OK),
+    "DELETE /api/v1/orgs/{org}/robots/{name}":            (UNAUTH, DENIED, DENIED, DENIED, OK,     OK),
+    "GET /api/v1/tokens":                                 (UNAUTH, OK,     DENIED, OK,     OK,     OK),
+    "POST /api/v1/tokens":                                (UNAUTH, OK,     DENIED, OK,     OK,     OK),
+    "DELETE /api/v1/tokens/{id:int}":                     (UNAUTH, OK,     DENIED, OK,     OK,     OK),
+    "PUT /api/v1/repositories/{name:path}/visibility":    (UNAUTH, DENIED, DENIED, DENIED, OK,     OK),
+    # scan results: the namespace's members (robots too) and admins; rescans need push; reclassify is staff's
+    "GET " + SCANS:                                       (UNAUTH, HIDDEN, OK,     OK,     OK,     OK),
+    "POST " + SCANS:                                      (UNAUTH, HIDDEN, DENIED, OK,     OK,     OK),
+    "GET " + SCANS + "/findings":                         (UNAUTH, HIDDEN, OK,     OK,     OK,     OK),
+    "GET " + SCANS + "/sbom":                             (UNAUTH, HIDDEN, OK,     OK,     OK,     OK),
+    "POST /api/v1/findings/{id}/reclassify":              (UNAUTH, DENIED, DENIED, DENIED, DENIED, OK),
+    # pages: users only (robots cannot sign in); HEAD /ui/login must show the form as GET does, not be a login
+    "GET /ui/login":                                      (OK,     OK,     OK,     OK,     OK,     OK),
+    "POST /ui/login":                                     (UNAUTH, OK,     UNAUTH, OK,     OK,     OK),
+    "POST /ui/logout":                                    (OK,     OK,     OK,     OK,     OK,     OK),
+    "POST /ui/sign-out-everywhere":                       (UNAUTH, OK,     UNAUTH, OK,     OK,     OK),
+    "GET /ui/":                                           (UNAUTH, OK,     UNAUTH, OK,     OK,     OK),
+    "GET /ui/repositories/{name:path}/scans/{reference}": (UNAUTH, HIDDEN, UNAUTH, OK,     OK,     OK),
+    # registry: readers pull, maintainers push and delete; the catalog is the admin's
+    V2_BASE:                                              (OK,     OK,     OK,     OK,     OK,     OK),
+    V2_CATALOG:                                           (DENIED, DENIED, DENIED, DENIED, DENIED, OK),
+    "GET /v2/{name}/manifests/{reference}":               (HIDDEN, HIDDEN, OK,     OK,     OK,     OK),
+    "PUT /v2/{name}/manifests/{reference}":               (HIDDEN, HIDDEN, DENIED, OK,     OK,     OK),
+    "DELETE /v2/{name}/manifests/{reference}":            (HIDDEN, HIDDEN, DENIED, OK,     OK,     OK),
+    "GET /v2/{name}/blobs/{digest}":                      (HIDDEN, HIDDEN, OK,     OK,     OK,     OK),
+    "DELETE /v2/{name}/blobs/{digest}":                   (HIDDEN, HIDDEN, DENIED, OK,     OK,     OK),
+    "POST /v2/{name}/blobs/uploads/":                     (HIDDEN, HIDDEN, DENIED, OK,     OK,     OK),
+    "PATCH /v2/{name}/blobs/uploads/{upload}":            (HIDDEN, HIDDEN, DENIED, OK,     OK,     OK),
+    "PUT /v2/{name}/blobs/uploads/{upload}":              (HIDDEN, HIDDEN, DENIED, OK,     OK,     OK),
+    "GET /v2/{name}/blobs/uploads/{upload}":              (HIDDEN, HIDDEN, DENIED, OK,     OK,     OK),
+    "DELETE /v2/{name}/blobs/uploads/{upload}":           (HIDDEN, HIDDEN, DENIED, OK,     OK,     OK),
+    "GET /v2/{name}/tags/list":                           (HIDDEN, HIDDEN, OK,     OK,     OK,     OK),
+    "GET /v2/{name}/referrers/{digest}":                  (HIDDEN, HIDDEN, OK,     OK,     OK,     OK),
+}
+# fmt: on
+
+
+# -- the route table ---------------------------------------------------------------------------------------
+def _v2_template(pattern: re.Pattern[str]) -> str:
+    """``^(?P<name>.+)/tags/list$`` -> ``/v2/{name}/tags/list``."""
+    tail = re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", pattern.pattern)
+    return "/v2/" + tail.removeprefix("^").removesuffix("$").replace("/?", "/")
+
+
+def route_table(app: Any) -> dict[str, set[str]]:
+    """Every route key of the application, with the methods its path answers (to know where HEAD goes)."""
+    table: dict[str, set[str]] = {}
+
+    def add(methods: set[str], path: str) -> None:
+        for method in methods - ({"HEAD"} if "GET" in methods else set()):
+            table[f"{method} {path}"] = methods
+
+    def walk(routes: list[Any], prefix: str) -> None:
+        for route in routes:
+            if isinstance(route, Mount) and route.routes:
+                walk(route.routes, prefix + route.path)
+            elif isinstance(route, Mount):  # an app of its own (the static files): one entry
+                add({"GET", "HEAD"}, f"{prefix}{route.path}/{{path:path}}")
+            elif isinstance(route, Route):
+                add(set(route.methods or {"GET", "HEAD"}), prefix + route.path)
+            else:
+                raise AssertionError(f"a route of a kind this matrix does not know: {route!r}")
+
+    walk(app.routes, "")
+    templates = {kind: _v2_template(pattern) for pattern, kind in PATTERNS}
+    v2: dict[str, set[str]] = {}
+    for kind, method in VIEWS:
+        assert kind in templates, f"/v2 view kind {kind!r} has no path pattern"
+        v2.setdefault(templates[kind], set()).add(method)
+    for path, methods in v2.items():
+        add(methods, path)
+    add({"GET", "HEAD"}, V2_BASE.split()[1])  # registry.views.app answers GET and HEAD on /v2/
+    add({"GET"}, V2_CATALOG.split()[1])  # dispatch hands /v2/_catalog to catalog()
+    return table
+
+
+# -- the world every cell runs in --------------------------------------------------------------------------
+@dataclass
+class World:
+    org: str
+    repo: str
+    tag: str
+    digest: str
+    layer: str
+    payload: bytes
+    users: dict[str, str]  # role -> username
+    robot: tuple[str, str]
+    finding: int | None
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a request names: the real private resources, or ones that do not exist (the twin)."""
+
+    repo: str
+    org: str
+    finding: int
+
+
+CRITICAL = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"
+
+
+def build_world(app: Any, state: AppState, feed_dir: Path, *, scan: bool) -> World:
+    with state.sessions.begin() as s:
+        users = {
+            "outsider": make_user(s).username,
+            "member": make_user(s).username,
+            "owner": make_user(s).username,
+            "admin": make_user(s, admin=True).username,
+        }
+        org = make_org(s, owner=users["owner"], members={users["member"]: "maintainer"})
+        robot = make_robot(s, org, role="reader")
+        if scan:
+            feed = write_feed(feed_dir, osv_record("CVE-2031-0001", "zlib", vector=CRITICAL))
+            ScanService(s, state.blobs, state.bus, state.settings).update_vulndb([feed], ACTOR)
+    repo = f"{org}/app"
+    with state.sessions.begin() as s:
+        layer = debian_layer([("zlib1g", "1:1.2.13.dfsg-1", "zlib")])
+        stored = Images(s, state.blobs, state.bus).image(repo, "v1", [layer])
+    finding = None
+    if scan:
+        Worker(state.sessions, app.state.jobs, bus=state.bus).run_until_idle()
+        with state.sessions() as s:
+            finding = s.scalar(select(ScanFinding.id).limit(1))
+        assert finding is not None, "the scan found nothing: the scan cells would test nothing"
+    return World(
+        org=org,
+        repo=repo,
+        tag="v1",
+        digest=stored.digest,
+        layer="sha256:" + hashlib.sha256(layer).hexdigest(),
+        payload=stored.payload,
+        users=users,
+        robot=robot,
+        finding=finding,
+    )
+
+
+@dataclass
+class Cell:
+    """One caller against one application: its credentials per protocol, and fresh resources to act on."""
+
+    client: TestClient
+    state: AppState
+    world: World
+    role: str
+    _signed_in: bool = field(default=False)
+
+    @property
+    def credentials(self) -> tuple[str, str] | None:
+        if self.role == "anonymous":
+            return None
+        if self.role == "robot":
+            return self.world.robot
+        return self.world.users[self.role], PASSWORD
+
+    def send(
+        self, method: str, url: str, *, headers: dict[str, str] | None = None, **kw: Any
+    ) -> httpx.Response:
+        return self.client.request(method, url, headers=headers or {}, follow_redirects=False, **kw)
+
+    # per protocol
+    def api(self, method: str, url: str, **kw: Any) -> httpx.Response:
+        """/api/v1 (and the open endpoints) with Basic credentials: a password or a robot secret."""
+        self.client.cookies.clear()
+        headers = {}
+        if self.credentials is not None:
+            raw = ":".join(self.credentials).encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
+        return self.send(method, url, headers=headers, **kw)
+
+    def token_response(self, scopes: list[str], method: str = "GET") -> httpx.Response:
+        self.client.cookies.clear()
+        params = [("service", "dockyard")] + [("scope", s) for s in scopes]
+        if method == "GET":
+            return self.client.get("/token", params=params, auth=self.credentials)
+        username, password = self.credentials or ("", "")
+        form = {"grant_type": "password", "username": username, "password": password, "service": "dockyard"}
+        return self.client.post("/token", data={**form, "scope": scopes})
+
+    def v2(self, method: str, url: str, scopes: list[str], **kw: Any) -> httpx.Response:
+        """/v2 with the Bearer token this caller gets from /token for ``scopes`` (anonymous: none given)."""
+        r = self.token_response(scopes)
+        assert r.status_code == 200, r.text
+        headers = {"Authorization": f"Bearer {r.json()['token']}", **kw.pop("headers", {})}
+        return self.send(method, url, headers=headers, **kw)
+
+    def page(self, method: str, url: str, **kw: Any) -> httpx.Response:
+        """/ui with this caller's session cookie; robots and the anonymous caller have none."""
+        if self.role not in ("anonymous", "robot") and not self._signed_in:
+            r = self.sign_in(*self.credentials)  # type: ignore[misc]
+            assert r.status_code == 303 and r.headers["location"] == "/ui/", (r.status_code, r.text)
+            self._signed_in = True
+        headers = {"Origin": "http://127.0.0.1:5999"} if method == "POST" else {}
+        return self.send(method, url, headers=headers, **kw)
+
+    def sign_in(self, username: str, password: str) -> httpx.Response:
+        form = {"username": username, "password": password, "next": "/ui/"}
+        return self.send("POST", "/ui/login", data=form, headers={"Origin": "http://127.0.0.1:5999"})
+
+    # fresh resources, made with the services (every rule applies) in the real organisation
+    def fresh_user(self, member_of: str | None = None) -> str:
+        with self.state.sessions.begin() as s:
+            username = make_user(s).username
+            if member_of:
+                AccountService(s, EventBus()).set_member(member_of, username, "reader")
+        return username
+
+    def fresh_robot(self) -> str:
+        with self.state.sessions.begin() as s:
+            return make_robot(s, self.world.org)[0].split("+", 1)[1]
+
+    def fresh_token_id(self) -> int:
+        """A token of this caller's own (robots and the anonymous caller have none: the owner's)."""
+        user = self.world.users.get(self.role, self.world.users["owner"])
+        with self.state.sessions.begin() as s:
+            token, _ = AccountService(s, EventBus()).create_token(user, unique("tok"))
+            return token.id
+
+    def fresh_image(self) -> str:
+        with self.state.sessions.begin() as s:
+            images = Images(s, self.state.blobs, self.state.bus)
+            return images.image(self.world.repo, unique("t"), [unique("layer").encode()]).digest
+
+    def fresh_blob(self) -> str:
+        with self.state.sessions.begin() as s:
+            return Images(s, self.state.blobs, self.state.bus).blob(self.world.repo, unique("b").encode())[0]
+
+    def fresh_upload(self) -> str:
+        upload = str(uuid.uuid4())
+        self.state.blobs.start_upload(upload, self.world.repo)
+        return upload
+
+
+# -- one request per key -----------------------------------------------------------------------------------
+Builder = Callable[[Cell, str, Target], httpx.Response]
+BUILDERS: dict[str, Builder] = {}
+
+
+def builds(key: str) -> Callable[[Builder], Builder]:
+    def register(fn: Builder) -> Builder:
+        BUILDERS[key] = fn
+        return fn
+
+    return register
+
+
+def repo_scope(t: Target) -> list[str]:
+    return [f"repository:{t.repo}:pull,push,delete"]
+
+
+@builds("GET /healthz")
+def healthz(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, "/healthz")
+
+
+@builds("GET /metrics")
+def metrics(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, "/metrics")
+
+
+@builds("GET /static/{path:path}")
+def static(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, "/static/dockyard.css")
+
+
+@builds("GET /token")
+def token_get(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.token_response(repo_scope(t))
+
+
+@builds("POST /token")
+def token_post(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.token_response(repo_scope(t), "POST")
+
+
+@builds("GET /api/v1/me")
+def me(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, "/api/v1/me")
+
+
+@builds("POST /api/v1/me/sign-out-everywhere")
+def api_sign_out_everywhere(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, "/api/v1/me/sign-out-everywhere")
+
+
+@builds("POST /api/v1/users")
+def create_user(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, "/api/v1/users", json={"username": unique("newuser"), "password": PASSWORD})
+
+
+@builds("POST /api/v1/orgs")
+def create_org(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, "/api/v1/orgs", json={"name": unique("neworg")})
+
+
+@builds("GET /api/v1/orgs/{org}/members")
+def members(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, f"/api/v1/orgs/{t.org}/members")
+
+
+@builds("PUT /api/v1/orgs/{org}/members/{username}")
+def set_member(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, f"/api/v1/orgs/{t.org}/members/{c.fresh_user()}", json={"role": "reader"})
+
+
+@builds("DELETE /api/v1/orgs/{org}/members/{username}")
+def remove_member(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, f"/api/v1/orgs/{t.org}/members/{c.fresh_user(member_of=c.world.org)}")
+
+
+@builds("GET /api/v1/orgs/{org}/robots")
+def robots(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, f"/api/v1/orgs/{t.org}/robots")
+
+
+@builds("POST /api/v1/orgs/{org}/robots")
+def create_robot(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, f"/api/v1/orgs/{t.org}/robots", json={"name": unique("bot"), "role": "reader"})
+
+
+@builds("DELETE /api/v1/orgs/{org}/robots/{name}")
+def delete_robot(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, f"/api/v1/orgs/{t.org}/robots/{c.fresh_robot()}")
+
+
+@builds("GET /api/v1/tokens")
+def tokens(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, "/api/v1/tokens")
+
+
+@builds("POST /api/v1/tokens")
+def create_token(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, "/api/v1/tokens", json={"name": unique("tok")})
+
+
+@builds("DELETE /api/v1/tokens/{id:int}")
+def revoke_token(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, f"/api/v1/tokens/{c.fresh_token_id()}")
+
+
+@builds("PUT /api/v1/repositories/{name:path}/visibility")
+def visibility(c: Cell, m: str, t: Target) -> httpx.Response:
+    # Private again: the repository stays private whoever succeeds.
+    return c.api(m, f"/api/v1/repositories/{t.repo}/visibility", json={"public": False})
+
+
+@builds("GET /api/v1/repositories/{name:path}/scans/{reference}")
+def scan_report(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, f"/api/v1/repositories/{t.repo}/scans/{c.world.tag}")
+
+
+@builds("POST /api/v1/repositories/{name:path}/scans/{reference}")
+def rescan(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, f"/api/v1/repositories/{t.repo}/scans/{c.world.tag}")
+
+
+@builds("GET /api/v1/repositories/{name:path}/scans/{reference}/findings")
+def scan_findings(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, f"/api/v1/repositories/{t.repo}/scans/{c.world.tag}/findings")
+
+
+@builds("GET /api/v1/repositories/{name:path}/scans/{reference}/sbom")
+def scan_sbom(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, f"/api/v1/repositories/{t.repo}/scans/{c.world.tag}/sbom")
+
+
+@builds("POST /api/v1/findings/{id}/reclassify")
+def reclassify(c: Cell, m: str, t: Target) -> httpx.Response:
+    body = {"severity": "Minor", "reason": "accepted risk (permission matrix)"}
+    return c.api(m, f"/api/v1/findings/{t.finding}/reclassify", json=body)
+
+
+@builds("GET /ui/login")
+def login_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, "/ui/login")
+
+
+@builds("POST /ui/login")
+def login(c: Cell, m: str, t: Target) -> httpx.Response:
+    # Everyone with their own credentials (the anonymous caller has none): robots must not get in.
+    return c.sign_in(*(c.credentials or ("", "")))
+
+
+@builds("POST /ui/logout")
+def logout(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, "/ui/logout")
+
+
+@builds("POST /ui/sign-out-everywhere")
+def page_sign_out_everywhere(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, "/ui/sign-out-everywhere")
+
+
+@builds("GET /ui/")
+def home(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, "/ui/")
+
+
+@builds("GET /ui/repositories/{name:path}/scans/{reference}")
+def scan_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, f"/ui/repositories/{t.repo}/scans/{c.world.tag}")
+
+
+@builds(V2_BASE)
+def v2_base(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.v2(m, "/v2/", [])
+
+
+@builds(V2_CATALOG)
+def v2_catalog(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.v2(m, "/v2/_catalog", ["registry:catalog:*"])
+
+
+@builds("GET /v2/{name}/manifests/{reference}")
+def get_manifest(c: Cell, m: str, t: Target) -> httpx.Response:
+    accept = {"Accept": f"{OCI_MANIFEST}, {OCI_INDEX}"}
+    return c.v2(m, f"/v2/{t.repo}/manifests/{c.world.tag}", repo_scope(t), headers=accept)
+
+
+@builds("PUT /v2/{name}/manifests/{reference}")
+def put_manifest(c: Cell, m: str, t: Target) -> httpx.Response:
+    # The pushed image's manifest under a new tag: every blob it names is in the repository.
+    url = f"/v2/{t.repo}/manifests/{unique('put')}"
+    headers = {"Content-Type": OCI_MANIFEST}
+    return c.v2(m, url, repo_scope(t), content=c.world.payload, headers=headers)
+
+
+@builds("DELETE /v2/{name}/manifests/{reference}")
+def delete_manifest(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.v2(m, f"/v2/{t.repo}/manifests/{c.fresh_image()}", repo_scope(t))
+
+
+@builds("GET /v2/{name}/blobs/{digest}")
+def get_blob(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.v2(m, f"/v2/{t.repo}/blobs/{c.world.layer}", repo_scope(t))
+
+
+@builds("DELETE /v2/{name}/blobs/{digest}")
+def delete_blob(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.v2(m, f"/v2/{t.repo}/blobs/{c.fresh_blob()}", repo_scope(t))
+
+
+@builds("POST /v2/{name}/blobs/uploads/")
+def start_upload(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.v2(m, f"/v2/{t.repo}/blobs/uploads/", repo_scope(t))
+
+
+CHUNK = b"a chunk of a layer"
+OCTETS = {"Content-Type": "application/octet-stream"}
+
+
+@builds("PATCH /v2/{name}/blobs/uploads/{upload}")
+def patch_upload(c: Cell, m: str, t: Target) -> httpx.Response:
+    url = f"/v2/{t.repo}/blobs/uploads/{c.fresh_upload()}"
+    return c.v2(m, url, repo_scope(t), content=CHUNK, headers=OCTETS)
+
+
+@builds("PUT /v2/{name}/blobs/uploads/{upload}")
+def put_upload(c: Cell, m: str, t: Target) -> httpx.Response:
+    digest = "sha256:" + hashlib.sha256(CHUNK).hexdigest()
+    url = f"/v2/{t.repo}/blobs/uploads/{c.fresh_upload()}?digest={digest}"
+    return c.v2(m, url, repo_scope(t), content=CHUNK, headers=OCTETS)
+
+
+@builds("GET /v2/{name}/blobs/uploads/{upload}")
+def get_upload(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.v2(m, f"/v2/{t.repo}/blobs/uploads/{c.fresh_upload()}", repo_scope(t))
+
+
+@builds("DELETE /v2/{name}/blobs/uploads/{upload}")
+def delete_upload(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.v2(m, f"/v2/{t.repo}/blobs/uploads/{c.fresh_upload()}", repo_scope(t))
+
+
+@builds("GET /v2/{name}/tags/list")
+def list_tags(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.v2(m, f"/v2/{t.repo}/tags/list", repo_scope(t))
+
+
+@builds("GET /v2/{name}/referrers/{digest}")
+def referrers(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.v2(m, f"/v2/{t.repo}/referrers/{c.world.digest}", repo_scope(t))
+
+
+# -- outcomes ----------------------------------------------------------------------------------------------
+def protocol(key: str) -> str:
+    path = key.split(" ", 1)[1]
+    if path.startswith("/v2"):
+        return "registry"
+    if path.startswith("/ui"):
+        return "page"
+    return "api"
+
+
+def expected_outcome(expected: str, proto: str) -> str:
+    """What the cell's expectation looks like on the wire, in outcome()'s terms."""
+    if expected in (DENIED, HIDDEN) and proto == "registry":
+        return "insufficient_scope"
+    return {DENIED: "403", HIDDEN: "404"}.get(expected, expected)
+
+
+def outcome(response: httpx.Response, proto: str, granted: str | None = None) -> str:
+    status = response.status_code
+    if proto == "page" and status == 303 and response.headers["location"].startswith("/ui/login?next="):
+        return UNAUTH
+    if status < 400:
+        if granted is not None:
+            actions = access_of(response.json()["token"]).get(("repository", granted), [])
+            return "grant:" + ",".join(sorted(actions))
+        return OK
+    if status == 401:
+        challenge = response.headers.get("www-authenticate", "")
+        if proto == "registry" and 'error="insufficient_scope"' in challenge:
+            return "insufficient_scope"
+        return UNAUTH
+    return str(status)
+
+
+def describe(response: httpx.Response) -> str:
+    r, location = response, response.headers.get("location", "")
+    return f"{r.request.method} {r.request.url.path} -> {r.status_code} {location} {r.text[:300]}"
+
+
+def fingerprint(response: httpx.Response, world: World, twin: Target) -> tuple[Any, ...]:
+    """What a caller sees of a refusal, with the twin's names put back to the real ones."""
+
+    def norm(text: str) -> str:
+        return text.replace(twin.repo, world.repo).replace(twin.org, world.org)
+
+    headers = {k: norm(response.headers.get(k, "")) for k in ("www-authenticate", "content-type", "location")}
+    return response.status_code, headers, norm(response.text)
+
+
+# -- the tests ---------------------------------------------------------------------------------------------
+@pytest.fixture(autouse=True)
+def _guard(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    yield from protocol_guard(client, monkeypatch)
+
+
+def test_every_route_has_an_expectation(app: Any) -> None:
+    missing = sorted(set(route_table(app)) - set(EXPECTED))
+    assert not missing, f"routes nobody decided the permissions of (add them to EXPECTED): {missing}"
+
+
+def test_every_expectation_is_a_route(app: Any) -> None:
+    stale = sorted(set(EXPECTED) - set(route_table(app)))
+    assert not stale, f"EXPECTED rows for routes that no longer exist: {stale}"
+
+
+def test_every_expectation_has_a_request() -> None:
+    assert set(BUILDERS) == set(EXPECTED)
+
+
+def needs_scan(key: str) -> bool:
+    return "/scans/" in key or "/findings/" in key
+
+
+@pytest.mark.parametrize(
+    "key,role",
+    [pytest.param(key, role, id=f"{key} as {role}") for key in EXPECTED for role in ROLES],
+)
+def test_permission(key: str, role: str, app: Any, app_state: AppState, client: TestClient, tmp_path: Path):
+    world = build_world(app, app_state, tmp_path / "feed", scan=needs_scan(key))
+    real = Target(world.repo, world.org, world.finding or 1)
+    twin = Target(f"{world.org}/missing", "nosuchorg", 10**12)
+    expected = EXPECTED[key][ROLES.index(role)]
+    proto = protocol(key)
+    grants = expected.startswith("grant:")
+    want = expected_outcome(expected, proto)
+    build = BUILDERS[key]
+    cell = Cell(client, app_state, world, role)
+    method = key.split()[0]
+    heads = method == "GET" and "HEAD" in route_table(app)[key] and not grants
+    methods = [method, "HEAD"] if heads else [method]
+    for method in methods:
+        response = build(cell, method, real)
+        got = outcome(response, proto, world.repo if grants else None)
+        assert got == want, f"{role}: expected {want}, got {got}: {describe(response)}"
+        if role in ("anonymous", "outsider") and expected not in (OK, T_PULL, T_ALL):
+            # Refused: exactly as for something that does not exist.
+            other = build(cell, method, twin)
+            if grants:
+                assert outcome(other, proto, twin.repo) == got, describe(other)
+            else:
+                assert fingerprint(other, world, twin) == fingerprint(response, world, twin), (
+                    f"{role} can tell the private resource exists:\n{describe(response)}\n{describe(other)}"
+                )
