@@ -147,6 +147,19 @@ def test_route_labels_stay_bounded_whatever_the_paths(client) -> None:
     assert len(routes) <= 5, routes
 
 
+def test_method_labels_stay_bounded_whatever_the_methods(client) -> None:
+    """A client-chosen method (FOOBAR1, FOOBAR2, ...) must not add a time series per request."""
+    for i in range(10):
+        client.request(f"FOOBAR{i}", "/healthz")
+    methods = {
+        dict(labels)["method"]
+        for (metric, labels) in scrape(client)
+        if metric == "dockyard_http_requests_total"
+    }
+    assert not [m for m in methods if m.startswith("FOOBAR")], methods
+    assert "other" in methods
+
+
 @pytest.mark.parametrize("delivery", ["off", "on"])
 def test_metrics_through_a_real_server(tmp_path, fresh_database_url, delivery: str) -> None:
     """granian streams blob files with http.response.pathsend: those bytes are counted too; with blob

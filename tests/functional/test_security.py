@@ -280,3 +280,14 @@ def test_a_jwt_without_expiry_is_refused(client, alice, app_state):
         incomplete.pop(missing)
         token = jwt.encode(incomplete, signer.private_key, algorithm="ES256", headers={"kid": signer.kid})
         assert_oci_error(client.get("/v2/", headers=bearer(token)), 401, "UNAUTHORIZED")
+
+
+def test_the_catalog_answers_only_get(client, app_state):
+    for method in ("POST", "PUT", "DELETE"):
+        assert_oci_error(client.request(method, "/v2/_catalog"), 405, "UNSUPPORTED")
+
+
+def test_head_on_the_login_page_is_no_login_attempt(client, alice):
+    for _ in range(DEFAULT_LIMITS.per_address + 1):
+        assert client.head("/ui/login").status_code == 200
+    assert request_token(client, [], *alice).status_code == 200

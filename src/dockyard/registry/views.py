@@ -157,6 +157,8 @@ async def dispatch(request: Request) -> Response:
     rest = request.path_params["rest"]
     if rest in ("_catalog", "_catalog/"):
         request.scope["dockyard.route"] = "catalog"
+        if request.method not in ("GET", "HEAD"):
+            return oci_error_response(request, Invalid("method not allowed", code="UNSUPPORTED"))
         return await catalog(request)
     for pattern, kind in PATTERNS:
         match = pattern.match(rest)

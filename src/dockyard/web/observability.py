@@ -86,6 +86,9 @@ class Metrics:
             )
 
 
+KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class ObservabilityMiddleware:
     def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
@@ -129,7 +132,9 @@ class ObservabilityMiddleware:
             route = scope.get("dockyard.route") or (_route_of(scope) if "route" in scope else "unmatched")
             status = str(info["status"])
             m = self.metrics
-            m.requests.labels(route, scope["method"], status).inc()
+            # The method is the client's to choose: an unknown one must not become a new time series.
+            method = scope["method"] if scope["method"] in KNOWN_METHODS else "other"
+            m.requests.labels(route, method, status).inc()
             m.bytes_in.labels(route).inc(info["in"])
             m.bytes_out.labels(route).inc(info["out"])
             m.latency.labels(route).observe(elapsed)

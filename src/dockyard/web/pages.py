@@ -108,7 +108,7 @@ def _safe_next(value: str | None) -> str:
 
 @page
 async def login(request: Request, ctx: RequestContext) -> Response:
-    if request.method == "GET":
+    if request.method in ("GET", "HEAD"):
         return render(
             request, "login.html", {"next": _safe_next(request.query_params.get("next")), "error": None}
         )
