@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, select
 from tests.support.cli import PYPA, Cli, need_vulndata
 
+from dockyard.accounts.jobs import PURGE_JOB as ACCOUNTS_PURGE_JOB
 from dockyard.db import make_engine, make_session_factory, migrate
 from dockyard.jobs import DONE, PURGE_JOB, Job, enqueue
 from dockyard.scanning.jobs import VULNDB_JOB
@@ -35,7 +36,7 @@ def jobs(database_url: str) -> dict[str, list[str]]:
 
 
 def test_worker_once_runs_a_queued_job(cli: Cli) -> None:
-    cli.extra_env["DOCKYARD_VULNDB_INTERVAL"] = "0"  # nothing scheduled but the daily purge
+    cli.extra_env["DOCKYARD_VULNDB_INTERVAL"] = "0"  # nothing scheduled but the purges
     engine = make_engine(cli.database_url)
     migrate(engine)
     with make_session_factory(engine).begin() as s:
@@ -43,8 +44,8 @@ def test_worker_once_runs_a_queued_job(cli: Cli) -> None:
     engine.dispose()
     result = cli("worker", "--once")
     assert result.exit_code == 0, result.stderr
-    assert "ran 2 jobs" in result.stderr
-    assert jobs(cli.database_url) == {REMATCH_JOB: [DONE], PURGE_JOB: [DONE]}
+    assert "ran 3 jobs" in result.stderr
+    assert jobs(cli.database_url) == {REMATCH_JOB: [DONE], PURGE_JOB: [DONE], ACCOUNTS_PURGE_JOB: [DONE]}
 
 
 def test_worker_once_on_a_new_database_fills_the_vulnerability_database(cli: Cli) -> None:
