@@ -20,8 +20,8 @@ from tests.support.live import LiveServer
 from tests.support.registry_client import RegistryClient
 
 from dockyard.db import make_engine, migrate
+from dockyard.delivery.urls import BlobUrlSigner
 from dockyard.registry.auth import TokenSigner
-from dockyard.storage.blob_urls import BlobUrlSigner
 
 pytestmark = pytest.mark.slow
 

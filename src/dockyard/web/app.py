@@ -22,6 +22,8 @@ from dockyard import jobs as job_queue
 from dockyard.accounts import jobs as accounts_jobs
 from dockyard.config import Settings
 from dockyard.db import make_engine, make_session_factory, migrate
+from dockyard.delivery.server import DeliveryServer
+from dockyard.delivery.urls import BlobUrlSigner
 from dockyard.events import EventBus
 from dockyard.jobs import JobRegistry, Worker
 from dockyard.registry import auth_views
@@ -29,9 +31,7 @@ from dockyard.registry import views as registry_views
 from dockyard.registry.auth import TokenSigner
 from dockyard.registry.pulls import PullRecorder
 from dockyard.scanning import jobs as scanning_jobs
-from dockyard.storage.blob_urls import BlobUrlSigner
 from dockyard.storage.blobstore import BlobStore
-from dockyard.storage.delivery import DeliveryServer
 from dockyard.storage.local import LocalDriver
 from dockyard.web.context import AppState
 from dockyard.web.headers import SecurityHeadersMiddleware

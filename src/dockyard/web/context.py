@@ -22,12 +22,12 @@ from starlette.responses import Response
 from dockyard.accounts.services import AccountService
 from dockyard.authz import ANONYMOUS, Principal
 from dockyard.config import Settings
+from dockyard.delivery.urls import BlobUrlSigner
 from dockyard.errors import DockyardError
 from dockyard.events import Actor, EventBus
 from dockyard.registry.auth import TokenSigner
 from dockyard.registry.pulls import PullRecorder
 from dockyard.registry.services import RegistryService
-from dockyard.storage.blob_urls import BlobUrlSigner
 from dockyard.storage.blobstore import BlobStore
 
 log = logging.getLogger("dockyard.web")

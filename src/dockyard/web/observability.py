@@ -14,7 +14,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from dockyard.storage.delivery import Delivered
+from dockyard.delivery.server import Delivered
 
 log = logging.getLogger("dockyard.access")
 

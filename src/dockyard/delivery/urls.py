@@ -1,7 +1,9 @@
 """Signed, expiring blob URLs: what the registry hands out instead of a blob, and what delivery checks.
 
 HMAC-SHA256 over (digest, expiry) with a secret kept in DATA_DIR/keys/blob-url-secret, the same in every
-worker process; the URL is the credential, like an object store's presigned URL.
+worker process; the URL is the credential, like an object store's presigned URL. It lives beside the server
+(``server.py``) because the two halves of one contract do: the path and query written here are the ones the
+server routes and verifies.
 """
 
 from __future__ import annotations

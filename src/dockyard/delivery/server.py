@@ -1,4 +1,4 @@
-"""Blob delivery: signed blob URLs (``blob_urls.py``) served zero-copy by a small threaded HTTP/1.1 server.
+"""Blob delivery: signed blob URLs (``urls.py``) served zero-copy by a small threaded HTTP/1.1 server.
 
 Registries at scale answer a blob GET with a redirect to a presigned object-store URL, so the bytes never
 pass through the application. This does the same for the local-disk store: the registry view checks access
@@ -35,10 +35,10 @@ from http import HTTPStatus
 from typing import BinaryIO
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from dockyard.delivery.urls import BlobUrlSigner
 from dockyard.errors import DockyardError, Forbidden, Invalid, NotFound, RangeInvalid
 from dockyard.oci.digest import parse_digest
-from dockyard.registry.errors import oci_error
-from dockyard.storage.blob_urls import BlobUrlSigner
+from dockyard.oci.errors import OCI_ERRORS
 from dockyard.storage.blobstore import BlobStore
 
 log = logging.getLogger("dockyard.delivery")
@@ -249,10 +249,9 @@ class _HTTPServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
 def _busy_response() -> bytes:
     """The 503 of a refused connection: an OCI error envelope, Retry-After, and the connection closes."""
-    _, code, message = oci_error(
+    _, body = _envelope(
         DockyardError("too many connections to the blob delivery server", code="TOOMANYREQUESTS")
     )
-    body = json.dumps({"errors": [{"code": code, "message": message}]}).encode()
     head = (
         "HTTP/1.1 503 Service Unavailable\r\n"
         "Server: dockyard\r\n"
@@ -263,6 +262,17 @@ def _busy_response() -> bytes:
         "Connection: close\r\n\r\n"
     )
     return head.encode() + body
+
+
+def _envelope(exc: DockyardError) -> tuple[int, bytes]:
+    """(status, body) of the OCI error envelope for one of the few codes this server emits.
+
+    Every error here is raised with an OCI code and a message of its own, so the table in ``oci/errors.py``
+    gives the status; the registry's mapping of generic domain errors (``registry/errors.py``) is not needed.
+    """
+    status, default_message = OCI_ERRORS[exc.code]
+    body = {"errors": [{"code": exc.code, "message": exc.message or default_message}]}
+    return status, json.dumps(body).encode()
 
 
 class _Lingerer:
@@ -613,10 +623,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _send_envelope(
         self, exc: DockyardError, extra: dict[str, str] | None = None, status: int | None = None
     ) -> int:
-        """``{"errors":[{code,message}]}`` with the status of the registry's OCI error table."""
-        table_status, code, message = oci_error(exc)
+        """``{"errors":[{code,message}]}`` with the status of the OCI error table."""
+        table_status, body = _envelope(exc)
         status = status or table_status
-        body = json.dumps({"errors": [{"code": code, "message": message}]}).encode()
         headers = {"Content-Type": "application/json", "Content-Length": str(len(body))}
         headers |= getattr(exc, "headers", None) or {}
         headers |= extra or {}
