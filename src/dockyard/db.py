@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import MetaData, create_engine, event
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 NAMING_CONVENTION = {
@@ -62,7 +64,40 @@ def make_engine(url: str) -> Engine:
             conn.connection.driver_connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
 
         return engine
-    return create_engine(url, pool_size=20, max_overflow=20, pool_pre_ping=True)
+    # psycopg prepares a statement once a connection has run it prepare_threshold (5) times: the hot
+    # paths' statements are prepared on every pooled connection after a few requests.
+    engine = create_engine(url, pool_size=20, max_overflow=20)
+    _ping_when_idle(engine)
+    return engine
+
+
+PING_AFTER_IDLE = 5.0  # seconds a pooled connection may rest before it is checked at checkout
+
+
+def _ping_when_idle(engine: Engine) -> None:
+    """Check a connection at checkout only when it has rested in the pool for PING_AFTER_IDLE seconds.
+
+    ``pool_pre_ping`` pings at every checkout: a round trip per request, as many as a manifest GET needs in
+    all. A connection that answered a moment ago is alive unless the server restarted in that moment, and
+    then the first statement fails as a disconnect, which invalidates the whole pool (one failed request,
+    the same as a restart in the middle of a request). Connections that rested longer (a quiet server,
+    connections cut by an idle timeout) are pinged as before, and replaced when the ping fails.
+    """
+
+    @event.listens_for(engine, "checkin")
+    def _rested_from(_dbapi_conn: Any, record: Any) -> None:
+        record.info["checked_in"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _ping(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop("checked_in", None)
+        if since is None or time.monotonic() - since < PING_AFTER_IDLE:
+            return  # a new connection, or one used a moment ago
+        try:
+            engine.dialect.do_ping(dbapi_conn)
+        except engine.dialect.loaded_dbapi.Error as exc:
+            # The pool replaces this connection and checks out a new one.
+            raise DisconnectionError(f"pooled connection failed its ping: {exc}") from exc
 
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:

@@ -199,17 +199,31 @@ def enqueue(
     queued = check_queued and dedupe_key is not None
     if queued and connection.execute(_QUEUED_WITH_KEY, {"key": dedupe_key}).first():
         return None
-    row = {
+    row = job_row(kind, payload, dedupe_key=dedupe_key, delay=delay, max_attempts=max_attempts)
+    return int(connection.execute(_INSERT_JOB, row).inserted_primary_key[0])
+
+
+def job_row(
+    kind: str,
+    payload: dict[str, Any] | None = None,
+    *,
+    dedupe_key: str | None = None,
+    delay: float = 0,
+    max_attempts: int = 5,
+) -> dict[str, Any]:
+    """The column values of a new queued job (``enqueue`` inserts them; a caller may insert them in a
+    statement of its own, as scan queueing does on PostgreSQL, in the same transaction)."""
+    now = utcnow()
+    return {
         "kind": kind,
         "payload": payload or {},
         "dedupe_key": dedupe_key,
         "max_attempts": max_attempts,
         "status": QUEUED,
         "attempts": 0,
-        "run_after": utcnow() + dt.timedelta(seconds=delay),
-        "created_at": utcnow(),
+        "run_after": now + dt.timedelta(seconds=delay),
+        "created_at": now,
     }
-    return int(connection.execute(_INSERT_JOB, row).inserted_primary_key[0])
 
 
 _QUEUED_WITH_KEY = (

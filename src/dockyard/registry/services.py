@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, func, select, text
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -61,6 +62,33 @@ def blob_locks(session: Session, digests: Iterable[str]) -> None:
             ),
             {"ds": wanted},
         )
+
+
+def _checked_blobs(parsed: ParsedManifest) -> list[str]:
+    """The blobs a manifest names that must be linked to its repository, in manifest order.
+
+    Only the exact non-distributable layer types may name a blob the repository lacks (the scanner skips
+    exactly those): a look-alike such as "...tar+gzip+foreign" must be linked like any layer.
+    """
+    return ([parsed.config.digest] if parsed.config else []) + [
+        d.digest for d in parsed.layers if not mt.is_nondistributable(d.media_type)
+    ]
+
+
+def _raise_missing(blobs: list[str], linked: set[str], children: list[str], present: set[str]) -> None:
+    """MANIFEST_BLOB_UNKNOWN naming the first blob, then the first child manifest, that is missing."""
+    for digest in blobs:
+        if digest not in linked:
+            raise Invalid(
+                "manifest references an unknown blob", code="MANIFEST_BLOB_UNKNOWN", detail={"digest": digest}
+            )
+    for child in children:
+        if child not in present:
+            raise Invalid(
+                "index references an unknown manifest",
+                code="MANIFEST_BLOB_UNKNOWN",
+                detail={"digest": child},
+            )
 
 
 class RegistryService:
@@ -153,6 +181,20 @@ class RegistryService:
         names = list(self.session.scalars(query))
         more = n is not None and len(names) > n
         return names[:n] if n is not None else names, more
+
+    # -- units of work -------------------------------------------------------------------------
+    def autocommit_read(self) -> None:
+        """Make this unit of work a read in autocommit on PostgreSQL: one statement, one round trip.
+
+        For requests whose database work is a single SELECT (manifest and blob GET/HEAD): a statement is
+        its own transaction, so BEGIN and COMMIT (two more round trips) buy nothing. Only at the start of
+        a unit of work on an engine-bound session (so never inside a test's savepoint); a no-op on SQLite,
+        whose BEGIN and COMMIT are not round trips.
+        """
+        session = self.session
+        bind = session.get_bind()
+        if bind.dialect.name == "postgresql" and isinstance(bind, Engine) and not session.in_transaction():
+            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
 
     # -- blobs ---------------------------------------------------------------------------------
     def blob_size(self, name: str, digest: str) -> int:
@@ -247,25 +289,16 @@ class RegistryService:
                 code="DIGEST_INVALID",
                 detail={"expected": ref, "actual": digest},
             )
-        repository_id = self.session.connection().scalar(sql.REPOSITORY_ID, {"name": name})
-        if repository_id is None:
-            repository_id = self.ensure_repository(name, actor).id
-        self._check_references(repository_id, parsed)
         subject = parsed.subject.digest if parsed.subject else None
-        manifest_id = self._store_manifest(repository_id, digest, parsed, payload, subject)
-        if kind == "tag":
-            upsert(
-                self.session,
-                sql.tag,
-                {
-                    "repository_id": repository_id,
-                    "name": ref,
-                    "manifest_id": manifest_id,
-                    "updated_at": utcnow(),
-                },
-                ["repository_id", "name"],
-                update=("manifest_id", "updated_at"),
-            )
+        tag = ref if kind == "tag" else None
+        if not self._push_in_one_statement(name, digest, parsed, payload, subject, tag):
+            repository_id = self.session.connection().scalar(sql.REPOSITORY_ID, {"name": name})
+            if repository_id is None:
+                repository_id = self.ensure_repository(name, actor).id
+            self._check_references(repository_id, parsed)
+            manifest_id = self._store_manifest(repository_id, digest, parsed, payload, subject)
+            if tag is not None:
+                self._set_tag(repository_id, tag, manifest_id)
         self.bus.publish(
             self.session,
             Event(
@@ -279,6 +312,68 @@ class RegistryService:
             ),
         )
         return StoredManifest(digest, parsed.media_type, payload, subject)
+
+    def _push_in_one_statement(
+        self,
+        name: str,
+        digest: str,
+        parsed: ParsedManifest,
+        payload: bytes,
+        subject: str | None,
+        tag: str | None,
+    ) -> bool:
+        """PostgreSQL: lock, check, store and tag in one statement (``statements.PUSH_MANIFEST``).
+
+        True when done; False when the steps must run one by one: on SQLite, and when the repository
+        does not exist yet (the first push creates it). Raises the reference check's error.
+        """
+        connection = self.session.connection()
+        if connection.dialect.name != "postgresql":
+            return False
+        blobs = _checked_blobs(parsed)
+        children = sorted(set(parsed.manifest_references))
+        edges = [(d, "blob") for d in parsed.blob_references]
+        edges += [(d, "manifest") for d in parsed.manifest_references]
+        row = connection.execute(
+            sql.PUSH_MANIFEST,
+            {
+                "name": name,
+                "blobs": sorted(set(blobs)),
+                "children": children,
+                "digest": digest,
+                "media_type": parsed.media_type,
+                "artifact_type": parsed.artifact_type,
+                "subject_digest": subject,
+                "size": len(payload),
+                "payload": payload,
+                "now": utcnow(),
+                "edge_digests": [d for d, _ in edges],
+                "edge_kinds": [k for _, k in edges],
+                "tag": tag,
+            },
+        ).one()
+        if row.repository_id is None:
+            return False
+        if not row.ok:
+            _raise_missing(blobs, set(row.linked), parsed.manifest_references, set(row.children))
+            raise AssertionError(f"reference check of {digest} failed, yet nothing is missing")
+        if row.manifest_id is None:
+            # A concurrent push of the same manifest committed after this statement's snapshot was taken
+            # (its insert waited for that push): the manifest is stored; look it up and tag it.
+            params = {"repository_id": row.repository_id, "digest": digest}
+            manifest_id = int(connection.scalar(sql.MANIFEST_ID, params))
+            if tag is not None:
+                self._set_tag(row.repository_id, tag, manifest_id)
+        return True
+
+    def _set_tag(self, repository_id: int, tag: str, manifest_id: int) -> None:
+        upsert(
+            self.session,
+            sql.tag,
+            {"repository_id": repository_id, "name": tag, "manifest_id": manifest_id, "updated_at": utcnow()},
+            ["repository_id", "name"],
+            update=("manifest_id", "updated_at"),
+        )
 
     def _store_manifest(
         self, repository_id: int, digest: str, parsed: ParsedManifest, payload: bytes, subject: str | None
@@ -311,11 +406,8 @@ class RegistryService:
 
     def _check_references(self, repository_id: int, parsed: ParsedManifest) -> None:
         connection = self.session.connection()
-        # Only the exact non-distributable layer types may name a blob the repository lacks (the scanner
-        # skips exactly those): a look-alike such as "...tar+gzip+foreign" must be linked like any layer.
-        wanted = ([parsed.config.digest] if parsed.config else []) + [
-            d.digest for d in parsed.layers if not mt.is_nondistributable(d.media_type)
-        ]
+        wanted = _checked_blobs(parsed)
+        present: set[str] = set()
         if wanted:
             # Held until commit: gc, which takes the same locks before unlinking unreferenced blobs, either
             # sees this manifest's references or unlinks first, and then this check fails cleanly.
@@ -325,27 +417,15 @@ class RegistryService:
                     sql.LINKED_BLOBS, {"repository_id": repository_id, "digests": sorted(set(wanted))}
                 )
             )
-            for digest in wanted:
-                if digest not in present:
-                    raise Invalid(
-                        "manifest references an unknown blob",
-                        code="MANIFEST_BLOB_UNKNOWN",
-                        detail={"digest": digest},
-                    )
         children = parsed.manifest_references
+        present_manifests: set[str] = set()
         if children:
             present_manifests = set(
                 connection.scalars(
                     sql.PRESENT_MANIFESTS, {"repository_id": repository_id, "digests": sorted(set(children))}
                 )
             )
-            for child in children:
-                if child not in present_manifests:
-                    raise Invalid(
-                        "index references an unknown manifest",
-                        code="MANIFEST_BLOB_UNKNOWN",
-                        detail={"digest": child},
-                    )
+        _raise_missing(wanted, present, children, present_manifests)
 
     def get_manifest(self, name: str, reference: str) -> StoredManifest:
         """The manifest a tag or digest names in a repository."""

@@ -7,7 +7,7 @@ past the ORM layer. Columns come from the tables, not the mapped classes, for th
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, select, text
 
 from dockyard.registry.models import Blob, Manifest, ManifestReference, Repository, RepositoryBlob, Tag
 
@@ -67,4 +67,69 @@ LINKED_BLOB_SIZE = (
     .join(repository_blob, repository_blob.c.digest == blob.c.digest)
     .join(repository, repository.c.id == repository_blob.c.repository_id)
     .where(repository.c.name == bindparam("name"), blob.c.digest == bindparam("digest"))
+)
+
+# PostgreSQL: a manifest push in one statement (SQLite runs the steps one by one: in-process, each costs
+# little). It takes the blob locks, checks that every blob (:blobs, distinct) is linked to the repository and
+# every child manifest (:children, distinct) is in it, and only then inserts the manifest with its reference
+# edges (when new) and points :tag at it. It returns the repository's id (NULL: no such repository), the
+# manifest's id (NULL when the check failed, or when a concurrent push inserted the same manifest after this
+# statement's snapshot was taken), and what the check found, so the caller can name a missing reference.
+#
+# Order inside the statement: the advisory locks are an InitPlan of `linked`'s one-time filter, so they are
+# held before any row is read and locked; the insert waits for the check the same way. All sub-statements
+# share the statement's snapshot, taken before the locks: a link that gc deleted while this statement
+# waited for its lock is still visible to that snapshot, but FOR SHARE skips a row whose deletion has
+# committed, so the check fails cleanly, as it does when run as a separate statement after the locks.
+PUSH_MANIFEST = text(
+    """
+WITH repo AS (
+    SELECT id FROM repository WHERE name = CAST(:name AS varchar)
+), locks AS (
+    SELECT pg_advisory_xact_lock(h)
+    FROM (SELECT DISTINCT hashtext(d) AS h FROM unnest(CAST(:blobs AS text[])) AS d) AS wanted
+    ORDER BY h
+), linked AS (
+    SELECT rb.digest FROM repository_blob AS rb
+    WHERE rb.repository_id = (SELECT id FROM repo)
+      AND rb.digest = ANY(CAST(:blobs AS text[]))
+      AND (SELECT count(*) FROM locks) >= 0
+    FOR SHARE OF rb
+), children AS (
+    SELECT m.digest FROM manifest AS m
+    WHERE m.repository_id = (SELECT id FROM repo) AND m.digest = ANY(CAST(:children AS text[]))
+), checked AS (
+    SELECT (SELECT count(*) FROM linked) = cardinality(CAST(:blobs AS text[]))
+       AND (SELECT count(*) FROM children) = cardinality(CAST(:children AS text[])) AS ok
+), inserted AS (
+    INSERT INTO manifest
+        (repository_id, digest, media_type, artifact_type, subject_digest, size, payload, created_at)
+    SELECT repo.id, CAST(:digest AS varchar), CAST(:media_type AS varchar), CAST(:artifact_type AS varchar),
+           CAST(:subject_digest AS varchar), CAST(:size AS integer), CAST(:payload AS bytea),
+           CAST(:now AS timestamp)
+    FROM repo WHERE (SELECT ok FROM checked)
+    ON CONFLICT (repository_id, digest) DO NOTHING
+    RETURNING id
+), edges AS (
+    INSERT INTO manifest_reference (manifest_id, digest, kind)
+    SELECT inserted.id, edge.digest, edge.kind
+    FROM inserted, unnest(CAST(:edge_digests AS text[]), CAST(:edge_kinds AS text[])) AS edge(digest, kind)
+), stored AS (
+    SELECT id FROM inserted
+    UNION ALL
+    SELECT m.id FROM manifest AS m, repo
+    WHERE m.repository_id = repo.id AND m.digest = CAST(:digest AS varchar) AND (SELECT ok FROM checked)
+), tagged AS (
+    INSERT INTO tag (repository_id, name, manifest_id, updated_at)
+    SELECT repo.id, CAST(:tag AS varchar), stored.id, CAST(:now AS timestamp)
+    FROM repo, stored WHERE CAST(:tag AS varchar) IS NOT NULL
+    ON CONFLICT (repository_id, name)
+    DO UPDATE SET manifest_id = excluded.manifest_id, updated_at = excluded.updated_at
+)
+SELECT (SELECT id FROM repo) AS repository_id,
+       (SELECT id FROM stored LIMIT 1) AS manifest_id,
+       (SELECT ok FROM checked) AS ok,
+       ARRAY(SELECT digest FROM linked) AS linked,
+       ARRAY(SELECT digest FROM children) AS children
+"""
 )

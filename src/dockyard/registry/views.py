@@ -208,6 +208,8 @@ async def get_manifest(request: Request, ctx: RequestContext) -> Response:
     registry = ctx.registry()
 
     def load() -> Any:
+        if not ctx.write:
+            registry.autocommit_read()
         stored = registry.get_manifest(name, reference)
         if request.method == "GET":
             registry.record_pull(name, reference, stored.digest, ctx.actor)
@@ -277,7 +279,13 @@ async def get_blob(request: Request, ctx: RequestContext) -> Response:
     parse_digest(digest)
     authenticate(ctx)
     require(ctx, name, "pull")
-    size = await ctx.transact(ctx.registry().blob_size, name, digest)
+    registry = ctx.registry()
+
+    def linked_size() -> int:
+        registry.autocommit_read()
+        return registry.blob_size(name, digest)
+
+    size = await ctx.transact(linked_size)
     path = ctx.state.blobs.local_path(digest)
     urls = ctx.state.blob_urls
     if request.method == "GET" and path is not None and urls is not None:

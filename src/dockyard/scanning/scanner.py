@@ -11,6 +11,7 @@ whose message is the same whether the digest exists elsewhere or nowhere.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.orm import Session
 
 from dockyard.db import upsert, utcnow
-from dockyard.jobs import enqueue
+from dockyard.jobs import Job, enqueue, job_row
 from dockyard.oci import mediatypes as mt
 from dockyard.oci.manifest import Descriptor, ParsedManifest, parse_manifest
 from dockyard.registry.reads import RegistryReads
@@ -84,10 +85,22 @@ def add_scan_row(session: Session, digest: str) -> bool:
 def queue_scan(session: Session, repository: str | None, digest: str, *, force: bool = False) -> bool:
     """Mark ``digest`` queued and enqueue its scan job in this transaction; False when scanned already.
 
-    Core statements: this runs in every manifest push's transaction.
+    Core statements: this runs in every manifest push's transaction. On PostgreSQL one statement inserts
+    the queued scan row of a digest never seen and its job, or reads the state of the known one.
     """
     connection = session.connection()
-    scan = connection.execute(_SCAN_STATE, {"digest": digest}).first()
+    payload = {"repository": repository, "digest": digest, "force": force}
+    dedupe_key = f"{SCAN_JOB}:{digest}{':force' if force else ''}"
+    if not force and connection.dialect.name == "postgresql":
+        job = job_row(SCAN_JOB, payload, dedupe_key=dedupe_key)
+        params = {f"job_{key}": value for key, value in job.items()}
+        row = connection.execute(_queue_new_scan(), {"digest": digest, **params}).one()
+        if row.job_id is not None or (row.status not in FINAL and row.queued_job is not None):
+            return True  # queued now, or queued already and not yet running
+        # Known (or inserted by a concurrent push since this statement's snapshot: read it again).
+        scan = row if row.status is not None else connection.execute(_SCAN_STATE, {"digest": digest}).first()
+    else:
+        scan = connection.execute(_SCAN_STATE, {"digest": digest}).first()
     if scan is not None and scan.status in FINAL and scan.format == FORMAT and not force:
         return False
     created = False
@@ -98,13 +111,61 @@ def queue_scan(session: Session, repository: str | None, digest: str, *, force: 
     enqueue(
         session,
         SCAN_JOB,
-        {"repository": repository, "digest": digest, "force": force},
-        dedupe_key=f"{SCAN_JOB}:{digest}{':force' if force else ''}",
+        payload,
+        dedupe_key=dedupe_key,
         # No job can be queued for a scan row this transaction has just created: one statement less
         # on every push of a new manifest.
         check_queued=not created,
     )
     return True
+
+
+@functools.cache
+def _queue_new_scan() -> Any:
+    """PostgreSQL: insert the queued scan row of ``digest`` unless it exists, and its job when it was
+    inserted; return the job's id (None when the row existed), the existing row's status and format, and
+    the id of a queued job with the same dedupe key (as ``enqueue`` checks for one).
+
+    The sub-statements share one snapshot, so the state read is the row as it was before this statement.
+    """
+    from sqlalchemy.dialects.postgresql import insert
+
+    jobs = Job.__table__
+    scan_row = insert(_scans).values(
+        digest=bindparam("digest"),
+        status=QUEUED,
+        layers=[],
+        warnings=[],
+        created_at=bindparam("job_created_at"),
+    )
+    inserted = (
+        scan_row.on_conflict_do_nothing(index_elements=["digest"]).returning(_scans.c.id).cte("new_scan")
+    )
+    columns = [
+        "kind",
+        "payload",
+        "dedupe_key",
+        "max_attempts",
+        "status",
+        "attempts",
+        "run_after",
+        "created_at",
+    ]
+    values = select(*(bindparam(f"job_{name}", type_=jobs.c[name].type) for name in columns)).select_from(
+        inserted
+    )
+    job = jobs.insert().from_select(columns, values).returning(jobs.c.id).cte("new_job")
+    known = _scans.c.digest == bindparam("digest")
+    return select(
+        select(job.c.id).scalar_subquery().label("job_id"),
+        select(_scans.c.status).where(known).scalar_subquery().label("status"),
+        select(_scans.c.format).where(known).scalar_subquery().label("format"),
+        select(jobs.c.id)
+        .where(jobs.c.dedupe_key == bindparam("job_dedupe_key"), jobs.c.status == QUEUED)
+        .limit(1)
+        .scalar_subquery()
+        .label("queued_job"),
+    )
 
 
 def is_attestation(d: Descriptor) -> bool:
