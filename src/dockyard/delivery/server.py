@@ -37,8 +37,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from dockyard.delivery.urls import BlobUrlSigner
 from dockyard.errors import DockyardError, Forbidden, Invalid, NotFound, RangeInvalid
-from dockyard.oci.digest import parse_digest
 from dockyard.oci.errors import OCI_ERRORS
+from dockyard.spec import parse_digest
 from dockyard.storage.blobstore import BlobStore
 
 log = logging.getLogger("dockyard.delivery")

@@ -6,7 +6,7 @@ import hashlib
 import re
 from typing import Any
 
-from dockyard.errors import Invalid
+from dockyard.oci.errors import OciSpecError
 
 # Registered algorithms and the exact length of their lowercase hex encoding.
 ALGORITHMS: dict[str, int] = {"sha256": 64, "sha512": 128}
@@ -15,12 +15,12 @@ _GRAMMAR = re.compile(r"[a-z0-9]+(?:[+._-][a-z0-9]+)*:[a-zA-Z0-9=_-]+")
 _HEX = re.compile(r"[a-f0-9]+")
 
 
-def _invalid(message: str, value: object) -> Invalid:
-    return Invalid(message, code="DIGEST_INVALID", detail={"digest": value})
+def _invalid(message: str, value: object) -> OciSpecError:
+    return OciSpecError(message, code="DIGEST_INVALID", detail={"digest": value})
 
 
 def parse_digest(value: str) -> tuple[str, str]:
-    """Validate ``value`` and return its ``(algorithm, hex)`` parts; raise Invalid(DIGEST_INVALID)."""
+    """Validate ``value`` and return its ``(algorithm, hex)`` parts; raise OciSpecError(DIGEST_INVALID)."""
     if not isinstance(value, str) or not _GRAMMAR.fullmatch(value):
         raise _invalid("invalid digest", value)
     algorithm, encoded = value.split(":", 1)
@@ -36,7 +36,7 @@ def is_digest(value: str) -> bool:
     """Return True when ``value`` is a valid digest of a supported algorithm."""
     try:
         parse_digest(value)
-    except Invalid:
+    except OciSpecError:
         return False
     return True
 

@@ -1,10 +1,28 @@
-"""The error codes of the OCI distribution protocol: code -> (HTTP status, message).
+"""The spec's own error, and the error codes of the OCI distribution protocol: code -> (HTTP status, message).
 
 Spec data, like the media types: the registry (``registry/errors.py``, which maps domain errors onto these
 codes) and the blob delivery server (which speaks the same envelope) both read this one table.
 """
 
 from __future__ import annotations
+
+from typing import Any
+
+
+class OciSpecError(ValueError):
+    """A value the OCI specs do not allow (a digest, a name, a tag, a manifest), raised by ``dockyard.oci``.
+
+    ``code`` is the distribution error code it stands for (``DIGEST_INVALID``, ``MANIFEST_INVALID``,
+    ``NAME_INVALID``, ``TAG_INVALID``), ``detail`` the offending parts (JSON-able). Domain code gets it as
+    ``dockyard.errors.Invalid`` through ``dockyard.spec``, which calls these checks and translates.
+    """
+
+    def __init__(self, message: str, *, code: str, detail: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code
+        self.detail = detail
+
 
 OCI_ERRORS: dict[str, tuple[int, str]] = {
     "BLOB_UNKNOWN": (404, "blob unknown to registry"),

@@ -6,9 +6,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from dockyard.errors import Invalid
 from dockyard.oci import mediatypes as mt
 from dockyard.oci.digest import parse_digest
+from dockyard.oci.errors import OciSpecError
 
 # Content-Type headers that say nothing about the manifest type; treated like a missing header.
 _GENERIC_TYPES = frozenset({"application/json", "application/octet-stream"})
@@ -66,8 +66,8 @@ class ParsedManifest:
         return list(dict.fromkeys(d.digest for d in self.manifests))
 
 
-def _fail(message: str, **detail: Any) -> Invalid:
-    return Invalid(message, code="MANIFEST_INVALID", detail=detail or None)
+def _fail(message: str, **detail: Any) -> OciSpecError:
+    return OciSpecError(message, code="MANIFEST_INVALID", detail=detail or None)
 
 
 def _reject_constant(name: str) -> Any:
@@ -149,7 +149,7 @@ def _descriptor(value: Any, where: str) -> Descriptor:
     digest = value.get("digest")
     try:
         parse_digest(digest)
-    except Invalid as exc:
+    except OciSpecError as exc:
         raise _fail(
             f"{where}.digest is invalid", field=f"{where}.digest", digest=digest, reason=exc.message
         ) from exc
@@ -176,7 +176,7 @@ def _descriptors(value: Any, where: str) -> list[Descriptor]:
 
 
 def parse_manifest(payload: bytes, content_type: str | None) -> ParsedManifest:
-    """Parse and validate a manifest or index; raise Invalid(MANIFEST_INVALID) when it is unacceptable."""
+    """Parse and validate a manifest or index; raise OciSpecError(MANIFEST_INVALID) when unacceptable."""
     doc = _load(payload)
     media_type = _media_type(doc, content_type)
     version = doc.get("schemaVersion")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from dockyard.errors import Invalid
 from dockyard.oci.digest import parse_digest
+from dockyard.oci.errors import OciSpecError
 
 _COMPONENT = r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*"
 NAME_PATTERN = rf"{_COMPONENT}(?:/{_COMPONENT})*"
@@ -16,9 +16,9 @@ NAME_MAX_LENGTH = 255
 
 
 def validate_name(name: str) -> str:
-    """Return ``name`` if it is a valid repository name; raise Invalid(NAME_INVALID) otherwise."""
+    """Return ``name`` if it is a valid repository name; raise OciSpecError(NAME_INVALID) otherwise."""
     if not isinstance(name, str) or len(name) > NAME_MAX_LENGTH or not NAME_RE.fullmatch(name):
-        raise Invalid("invalid repository name", code="NAME_INVALID", detail={"name": name})
+        raise OciSpecError("invalid repository name", code="NAME_INVALID", detail={"name": name})
     return name
 
 
@@ -28,9 +28,9 @@ def is_tag(s: object) -> bool:
 
 
 def validate_tag(tag: str) -> str:
-    """Return ``tag`` if it is a valid tag; raise Invalid(TAG_INVALID) otherwise."""
+    """Return ``tag`` if it is a valid tag; raise OciSpecError(TAG_INVALID) otherwise."""
     if not is_tag(tag):
-        raise Invalid("invalid tag", code="TAG_INVALID", detail={"tag": tag})
+        raise OciSpecError("invalid tag", code="TAG_INVALID", detail={"tag": tag})
     return tag
 
 

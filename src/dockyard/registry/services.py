@@ -20,11 +20,11 @@ from dockyard.db import upsert, utcnow
 from dockyard.errors import Invalid, NotFound, TooLarge
 from dockyard.events import Actor, Event, EventBus, EventTag
 from dockyard.oci import mediatypes as mt
-from dockyard.oci.digest import compute, parse_digest
-from dockyard.oci.manifest import Descriptor, ParsedManifest, parse_manifest
-from dockyard.oci.reference import namespace_of, split_reference, validate_name
+from dockyard.oci.manifest import Descriptor, ParsedManifest
+from dockyard.oci.reference import namespace_of
 from dockyard.registry import statements as sql
 from dockyard.registry.models import Blob, Manifest, Repository, RepositoryBlob, Tag
+from dockyard.spec import compute, parse_digest, parse_manifest, split_reference, validate_name
 from dockyard.storage.blobstore import BlobStore
 
 ALL_ACTIONS = {a.value for a in Action}

@@ -17,10 +17,9 @@ from starlette.types import Receive, Scope, Send
 
 from dockyard.errors import Invalid, NotFound, RangeInvalid, TooLarge, Unauthenticated
 from dockyard.oci import mediatypes
-from dockyard.oci.digest import parse_digest
 from dockyard.oci.manifest import build_index
-from dockyard.oci.reference import validate_name
 from dockyard.registry.auth import bearer_challenge, granted_actions
+from dockyard.spec import parse_digest, validate_name
 from dockyard.web.context import RequestContext, endpoint
 from dockyard.web.errors import oci_error_response
 

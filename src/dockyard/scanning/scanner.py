@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from dockyard.db import upsert, utcnow
 from dockyard.jobs import Job, enqueue, job_row
 from dockyard.oci import mediatypes as mt
-from dockyard.oci.manifest import Descriptor, ParsedManifest, parse_manifest
+from dockyard.oci.manifest import Descriptor, ParsedManifest
 from dockyard.registry.reads import RegistryReads
 from dockyard.scanning import counts, results
 from dockyard.scanning.indexer import FORMAT, LayerFacts, index_layer, merge
@@ -31,6 +31,7 @@ from dockyard.scanning.matcher import Matcher, lookup_key
 from dockyard.scanning.models import ImageChild, ImageComponent, ImageScan, LayerIndex, ScanFinding
 from dockyard.scanning.sources.model import format_platform
 from dockyard.scanning.types import UnsafeInput
+from dockyard.spec import parse_manifest
 from dockyard.storage.blobstore import BlobStore
 
 SCAN_JOB = "scan.manifest"

@@ -24,7 +24,7 @@ from dockyard.db import utcnow
 from dockyard.errors import Forbidden, Invalid, NotFound
 from dockyard.events import Actor, Event, EventBus, EventTag
 from dockyard.jobs import enqueue
-from dockyard.oci.reference import namespace_of, split_reference, validate_name
+from dockyard.oci.reference import namespace_of
 from dockyard.registry.models import Blob, Manifest, Repository, Tag
 from dockyard.scanning import counts, results
 from dockyard.scanning.indexer import FORMAT
@@ -43,6 +43,7 @@ from dockyard.scanning.scanner import (
     queue_scan,
 )
 from dockyard.scanning.severity import Severity
+from dockyard.spec import split_reference, validate_name
 from dockyard.storage.blobstore import BlobStore
 
 __all__ = [

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from dockyard.errors import Invalid, RangeInvalid, TooLarge
-from dockyard.oci.digest import parse_digest
+from dockyard.spec import parse_digest
 from dockyard.storage.interfaces import BlobDriver
 from dockyard.storage.permissions import FILE_MODE, create_private_file, private_mkdir
 

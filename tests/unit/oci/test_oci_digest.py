@@ -6,8 +6,8 @@ import hashlib
 
 import pytest
 
-from dockyard.errors import Invalid
 from dockyard.oci.digest import ALGORITHMS, compute, is_digest, new_hasher, parse_digest
+from dockyard.oci.errors import OciSpecError
 
 SHA256 = "sha256:" + "a" * 64
 SHA512 = "sha512:" + "0123456789abcdef" * 8
@@ -44,7 +44,7 @@ def test_parse_valid(value: str, expected: tuple[str, str]) -> None:
     ],
 )
 def test_parse_invalid(value: str) -> None:
-    with pytest.raises(Invalid) as exc:
+    with pytest.raises(OciSpecError) as exc:
         parse_digest(value)
     assert exc.value.code == "DIGEST_INVALID"
     assert not is_digest(value)
@@ -59,14 +59,14 @@ def test_parse_invalid(value: str) -> None:
     ],
 )
 def test_unknown_algorithm(value: str) -> None:
-    with pytest.raises(Invalid, match="unsupported digest algorithm") as exc:
+    with pytest.raises(OciSpecError, match="unsupported digest algorithm") as exc:
         parse_digest(value)
     assert exc.value.code == "DIGEST_INVALID"
 
 
 @pytest.mark.parametrize("value", [None, 42, b"sha256:" + b"a" * 64])
 def test_parse_non_string(value: object) -> None:
-    with pytest.raises(Invalid):
+    with pytest.raises(OciSpecError):
         parse_digest(value)  # type: ignore[arg-type]
     assert not is_digest(value)  # type: ignore[arg-type]
 
@@ -87,7 +87,7 @@ def test_compute_sha512() -> None:
 
 
 def test_compute_unknown_algorithm() -> None:
-    with pytest.raises(Invalid) as exc:
+    with pytest.raises(OciSpecError) as exc:
         compute(b"x", "md5")
     assert exc.value.code == "DIGEST_INVALID"
 
@@ -109,6 +109,6 @@ def test_new_hasher_matches_compute() -> None:
 
 @pytest.mark.parametrize("digest", ["md5:" + "a" * 32, "nope", "sha256:short"])
 def test_new_hasher_invalid(digest: str) -> None:
-    with pytest.raises(Invalid) as exc:
+    with pytest.raises(OciSpecError) as exc:
         new_hasher(digest)
     assert exc.value.code == "DIGEST_INVALID"

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from dockyard.errors import Invalid
 from dockyard.oci import mediatypes as mt
 from dockyard.oci.digest import compute
+from dockyard.oci.errors import OciSpecError
 from dockyard.oci.manifest import Descriptor, ParsedManifest, build_index, parse_manifest
 
 CONFIG = compute(b"config")
@@ -52,8 +52,8 @@ def raw(doc: Any) -> bytes:
     return json.dumps(doc).encode()
 
 
-def invalid(payload: bytes, content_type: str | None = None) -> Invalid:
-    with pytest.raises(Invalid) as exc:
+def invalid(payload: bytes, content_type: str | None = None) -> OciSpecError:
+    with pytest.raises(OciSpecError) as exc:
         parse_manifest(payload, content_type)
     assert exc.value.code == "MANIFEST_INVALID"
     return exc.value

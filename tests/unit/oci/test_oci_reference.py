@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dockyard.errors import Invalid
+from dockyard.oci.errors import OciSpecError
 from dockyard.oci.reference import (
     NAME_RE,
     TAG_RE,
@@ -67,7 +67,7 @@ def test_valid_names(name: str) -> None:
     ],
 )
 def test_invalid_names(name: str) -> None:
-    with pytest.raises(Invalid) as exc:
+    with pytest.raises(OciSpecError) as exc:
         validate_name(name)
     assert exc.value.code == "NAME_INVALID"
 
@@ -76,12 +76,12 @@ def test_name_length_limit_counts_whole_name() -> None:
     name = "a" * 100 + "/" + "b" * 154
     assert len(name) == 255
     assert validate_name(name) == name
-    with pytest.raises(Invalid):
+    with pytest.raises(OciSpecError):
         validate_name(name + "c")
 
 
 def test_name_non_string() -> None:
-    with pytest.raises(Invalid) as exc:
+    with pytest.raises(OciSpecError) as exc:
         validate_name(None)  # type: ignore[arg-type]
     assert exc.value.code == "NAME_INVALID"
 
@@ -96,7 +96,7 @@ def test_valid_tags(tag: str) -> None:
 @pytest.mark.parametrize("tag", ["", "a" * 129, ".hidden", "-dash", "a:b", "a/b", "a b", "tag\n", "é", "a@b"])
 def test_invalid_tags(tag: str) -> None:
     assert not is_tag(tag)
-    with pytest.raises(Invalid) as exc:
+    with pytest.raises(OciSpecError) as exc:
         validate_tag(tag)
     assert exc.value.code == "TAG_INVALID"
 
@@ -116,14 +116,14 @@ def test_split_reference_digest() -> None:
 
 @pytest.mark.parametrize("ref", ["sha256:abc", "md5:" + "a" * 32, "a:b", ":", "sha256:" + "B" * 64])
 def test_split_reference_bad_digest(ref: str) -> None:
-    with pytest.raises(Invalid) as exc:
+    with pytest.raises(OciSpecError) as exc:
         split_reference(ref)
     assert exc.value.code == "DIGEST_INVALID"
 
 
 @pytest.mark.parametrize("ref", ["", "a" * 129, "-x", "a/b"])
 def test_split_reference_bad_tag(ref: str) -> None:
-    with pytest.raises(Invalid) as exc:
+    with pytest.raises(OciSpecError) as exc:
         split_reference(ref)
     assert exc.value.code == "TAG_INVALID"
 

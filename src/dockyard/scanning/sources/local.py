@@ -21,7 +21,7 @@ from typing import IO, Any, BinaryIO
 import zstandard
 
 from dockyard.oci import mediatypes as mt
-from dockyard.oci.digest import is_digest, parse_digest
+from dockyard.oci.digest import is_digest
 from dockyard.scanning.sources.model import (
     MAX_CONFIG,
     MAX_MANIFEST,
@@ -35,6 +35,7 @@ from dockyard.scanning.sources.model import (
     sha256_digest,
     verify_bytes,
 )
+from dockyard.spec import parse_digest
 
 MAX_INFLATED_ARCHIVE = 64 << 30
 MAX_LINK_HOPS = 8

@@ -15,8 +15,9 @@ from typing import Any, BinaryIO, Protocol
 
 from dockyard.errors import DockyardError, Invalid
 from dockyard.oci import mediatypes as mt
-from dockyard.oci.digest import is_digest, new_hasher
-from dockyard.oci.manifest import Descriptor, parse_manifest
+from dockyard.oci.digest import is_digest
+from dockyard.oci.manifest import Descriptor
+from dockyard.spec import new_hasher, parse_manifest
 
 MAX_MANIFEST = 4 << 20  # the registry's own limit for a pushed manifest
 MAX_CONFIG = 16 << 20

@@ -23,7 +23,7 @@ from typing import Any, BinaryIO
 import httpx
 
 from dockyard.oci import mediatypes as mt
-from dockyard.oci.digest import is_digest, new_hasher
+from dockyard.oci.digest import is_digest
 from dockyard.oci.reference import NAME_RE, is_tag
 from dockyard.scanning.sources.model import (
     MAX_MANIFEST,
@@ -33,6 +33,7 @@ from dockyard.scanning.sources.model import (
     sha256_digest,
     verify_bytes,
 )
+from dockyard.spec import new_hasher
 
 DOCKER_HUB = "docker.io"
 DOCKER_HUB_API = "registry-1.docker.io"
