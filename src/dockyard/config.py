@@ -19,6 +19,8 @@ DEFAULT_VULNDB_SOURCES: tuple[str, ...] = tuple(
 # keep registry credentials, for `dockyard scan docker://...`.
 REGISTRY_AUTH_VARIABLES = ("REGISTRY_AUTH_FILE", "DOCKER_CONFIG", "HOME", "XDG_RUNTIME_DIR")
 
+DEFAULT_MAIL_FROM = "dockyard <dockyard@localhost>"
+
 # name -> (default, description); the README's configuration table is generated from this.
 DOCUMENTED: dict[str, tuple[str, str]] = {
     "DOCKYARD_LISTEN": ("127.0.0.1:5000", "host:port the HTTP server binds to"),
@@ -69,6 +71,13 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
         "http://<DOCKYARD_BLOB_LISTEN>",
         "external base URL of the blob delivery server (the Location of blob redirects)",
     ),
+    "DOCKYARD_SMTP_URL": (
+        "(none: mail is written to <DATA_DIR>/mail)",
+        "SMTP server for outgoing mail: `smtp://host:25` (STARTTLS when offered), `smtp+starttls://host:587` "
+        "(STARTTLS required), `smtps://host:465`; `user:password@` (URL-encoded) to log in, "
+        "`?timeout=30`, `?cafile=PATH`",
+    ),
+    "DOCKYARD_MAIL_FROM": (DEFAULT_MAIL_FROM, "the From of outgoing mail (its domain names the Message-IDs)"),
 }
 # DOCKYARD_BLOB_LISTEN's value that turns blob delivery off.
 OFF = "off"
@@ -98,6 +107,8 @@ class Settings:
     # tests bind no second port.
     blob_listen: str = OFF
     blob_public_url: str = ""  # derived from blob_listen, as public_url is from listen
+    smtp_url: str = ""  # empty: no mail server, mail is written to DATA_DIR/mail (email.senders)
+    mail_from: str = DEFAULT_MAIL_FROM
     # REGISTRY_AUTH_VARIABLES that are set, as the registry image source wants them (its ``environ``).
     registry_auth_env: Mapping[str, str] = field(default_factory=dict)
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -178,6 +189,8 @@ class Settings:
             vulndb_interval=int(get("VULNDB_INTERVAL", "86400")),
             blob_listen=blob_listen,
             blob_public_url=blob_public_url,
+            smtp_url=get("SMTP_URL", "").strip(),
+            mail_from=get("MAIL_FROM", "").strip() or DEFAULT_MAIL_FROM,
             registry_auth_env={k: env[k] for k in REGISTRY_AUTH_VARIABLES if env.get(k)},
             extra={k: v for k, v in env.items() if k.startswith("DOCKYARD_")},
         )

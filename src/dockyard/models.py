@@ -4,9 +4,18 @@ from dockyard import jobs as job_models
 from dockyard.accounts import models as accounts_models
 from dockyard.audit import models as audit_models
 from dockyard.db import Base
+from dockyard.email import models as email_models
 from dockyard.registry import models as registry_models
 from dockyard.scanning import models as scanning_models
 
 metadata = Base.metadata
 
-__all__ = ["accounts_models", "audit_models", "job_models", "metadata", "registry_models", "scanning_models"]
+__all__ = [
+    "accounts_models",
+    "audit_models",
+    "email_models",
+    "job_models",
+    "metadata",
+    "registry_models",
+    "scanning_models",
+]

@@ -141,6 +141,8 @@ def test_every_documented_variable_is_read_and_its_default_is_true(tmp_path: Pat
         "DOCKYARD_PULL_EVENT_INTERVAL": "pull_event_interval",
         "DOCKYARD_BLOB_LISTEN": "blob_listen",
         "DOCKYARD_BLOB_PUBLIC_URL": "blob_public_url",
+        "DOCKYARD_SMTP_URL": "smtp_url",
+        "DOCKYARD_MAIL_FROM": "mail_from",
     }
     assert set(DOCUMENTED) == set(field_of)
     samples = {
@@ -162,6 +164,8 @@ def test_every_documented_variable_is_read_and_its_default_is_true(tmp_path: Pat
         "DOCKYARD_PULL_EVENT_INTERVAL": "0",
         "DOCKYARD_BLOB_LISTEN": "127.0.0.2:7001",
         "DOCKYARD_BLOB_PUBLIC_URL": "https://blobs.example",
+        "DOCKYARD_SMTP_URL": "smtps://mail.example",
+        "DOCKYARD_MAIL_FROM": "store <store@example.org>",
     }
     for var, field in field_of.items():
         changed = Settings.from_env({var: samples[var]})

@@ -24,6 +24,7 @@ from dockyard.config import Settings
 from dockyard.db import make_engine, make_session_factory, migrate
 from dockyard.delivery.server import DeliveryServer
 from dockyard.delivery.urls import BlobUrlSigner
+from dockyard.email import jobs as email_jobs
 from dockyard.events import EventBus
 from dockyard.jobs import JobRegistry, Worker
 from dockyard.registry import auth_views
@@ -65,6 +66,7 @@ def build_jobs(state: AppState) -> JobRegistry:
     accounts_jobs.register(registry)
     scanning_jobs.register(registry, state.blobs, state.bus, state.settings)
     scanning_jobs.subscribe(state.bus)
+    email_jobs.register(registry, state.settings)
     return registry
 
 
