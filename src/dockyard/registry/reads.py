@@ -1,19 +1,31 @@
-"""What other domains may read of the registry: stored manifests and the blobs linked next to them.
+"""What other domains may read of the registry: repositories, what their tags and digests name, stored
+manifests and the blobs linked next to them.
 
 The blob store is shared by every repository and keyed by digest alone, so knowing a digest must never be
 enough to read a blob: a reader (the scanner) asks which blobs of a manifest a repository holding that
 manifest was given (pushed or mounted), and opens only those.
+
+Other domains never query the registry's models themselves. Where they filter their own tables by what the
+registry holds, in bulk (every scan of a manifest no repository stores), the facade hands them a SQL
+expression to put in their own statement: one statement, not a digest list carried through Python.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import Exists, bindparam, exists, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.expression import ColumnElement, Select
 
 from dockyard.registry import statements as sql
+
+# The registry's own resolution of a reference (what a pull runs), digest only. No row: no such repository;
+# a row with a NULL digest: the repository exists, the reference names nothing in it.
+_RESOLVE_TAG = sql.MANIFEST_BY_TAG.with_only_columns(sql.manifest.c.digest)
+_RESOLVE_DIGEST = sql.MANIFEST_BY_DIGEST.with_only_columns(sql.manifest.c.digest)
 
 _MANIFEST_PAYLOAD = (
     select(sql.manifest.c.media_type, sql.manifest.c.payload)
@@ -48,6 +60,28 @@ class RegistryReads:
     def __init__(self, session: Session) -> None:
         self.session = session
 
+    def has_repository(self, name: str) -> bool:
+        """Whether a repository called ``name`` exists."""
+        return self.session.connection().execute(sql.REPOSITORY_ID, {"name": name}).first() is not None
+
+    def resolve(self, repository: str, reference: str) -> str | None:
+        """The digest of the manifest a tag or digest names in ``repository``, as a pull resolves it.
+
+        None when the repository holds no such manifest or tag, or does not exist (``has_repository``
+        tells the two apart). A reference with a ``:`` is a digest, anything else a tag; neither is
+        validated here: a malformed one names nothing.
+        """
+        statement = _RESOLVE_DIGEST if ":" in reference else _RESOLVE_TAG
+        params = {"name": repository, "reference": reference}
+        row = self.session.connection().execute(statement, params).first()
+        return None if row is None else row.digest
+
+    def holds_manifest(self, repository: str, digest: str) -> bool:
+        """Whether ``repository`` stores manifest ``digest``."""
+        params = {"name": repository, "reference": digest}
+        row = self.session.connection().execute(_RESOLVE_DIGEST, params).first()
+        return row is not None and row.digest is not None
+
     def manifest(self, digest: str) -> ManifestPayload | None:
         """Media type and bytes of manifest ``digest`` as any repository stores it; None when none does.
 
@@ -72,3 +106,23 @@ class RegistryReads:
         if repository is not None:
             statement, params["repository"] = _LINKED_WITH_MANIFEST_IN, repository
         return set(self.session.connection().scalars(statement, params))
+
+    # -- SQL for other domains' own statements -------------------------------------------------------
+    @staticmethod
+    def manifest_stored(digest: ColumnElement[str]) -> Exists:
+        """SQL condition: some repository stores manifest ``digest`` (a column of the caller's statement)."""
+        return exists().where(sql.manifest.c.digest == digest)
+
+    @staticmethod
+    def blob_stored(digest: ColumnElement[str]) -> Exists:
+        """SQL condition: a blob with digest ``digest`` (a column of the caller's statement) is stored."""
+        return exists().where(sql.blob.c.digest == digest)
+
+    @staticmethod
+    def manifest_digests_in(repository: str) -> Select[Any]:
+        """SQL subquery: the digests of the manifests ``repository`` stores (for the caller's ``IN``)."""
+        return (
+            select(sql.manifest.c.digest)
+            .join(sql.repository, sql.repository.c.id == sql.manifest.c.repository_id)
+            .where(sql.repository.c.name == repository)
+        )

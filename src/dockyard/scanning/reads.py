@@ -13,7 +13,7 @@ from sqlalchemy import and_, func, select, true
 from sqlalchemy.orm import Session
 
 from dockyard.errors import Invalid
-from dockyard.registry.models import Manifest, Repository
+from dockyard.registry.reads import RegistryReads
 from dockyard.scanning.models import (
     SEVERITY_CLASSES,
     ImageChild,
@@ -127,6 +127,7 @@ def sort_key(f: FindingView) -> tuple[Any, ...]:
 class ScanReads:
     def __init__(self, session: Session) -> None:
         self.session = session
+        self.registry = RegistryReads(session)  # what repositories hold and what their tags name
 
     def get_scan(self, digest: str) -> ImageScan | None:
         """The scan row of manifest ``digest``, or None when it was never queued."""
@@ -240,11 +241,7 @@ class ScanReads:
             raise Invalid("limit must be between 1 and 1000")
         conditions: list[Any] = []
         if repository is not None:
-            held = (
-                select(Manifest.digest)
-                .join(Repository, Repository.id == Manifest.repository_id)
-                .where(Repository.name == repository)
-            )
+            held = self.registry.manifest_digests_in(repository)
             conditions.append(
                 ScanFinding.image_id.in_(select(ImageScan.id).where(ImageScan.digest.in_(held)))
             )

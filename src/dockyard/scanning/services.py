@@ -25,7 +25,6 @@ from dockyard.errors import Forbidden, Invalid, NotFound
 from dockyard.events import Actor, Event, EventBus, EventTag
 from dockyard.jobs import enqueue
 from dockyard.oci.reference import namespace_of
-from dockyard.registry.models import Blob, Manifest, Repository, Tag
 from dockyard.scanning import counts, results
 from dockyard.scanning.indexer import FORMAT
 from dockyard.scanning.matcher import Matcher
@@ -193,7 +192,7 @@ class ScanService(ScanReads):
     def prune(self) -> None:
         """Forget scans of manifests no repository holds, and packages and layer facts nothing uses."""
         self.session.execute(
-            delete(ImageScan).where(~exists().where(Manifest.digest == ImageScan.digest)),
+            delete(ImageScan).where(~self.registry.manifest_stored(ImageScan.digest)),
             execution_options={"synchronize_session": False},
         )
         self.session.execute(
@@ -201,7 +200,7 @@ class ScanService(ScanReads):
             execution_options={"synchronize_session": False},
         )
         self.session.execute(
-            delete(LayerIndex).where(~exists().where(Blob.digest == LayerIndex.digest)),
+            delete(LayerIndex).where(~self.registry.blob_stored(LayerIndex.digest)),
             execution_options={"synchronize_session": False},
         )
 
@@ -270,31 +269,20 @@ class ScanService(ScanReads):
     def image_report(self, repository: str, reference: str, *, include_resolved: bool = False) -> ImageReport:
         """Counts per class and findings of the manifest a tag or digest names in ``repository``."""
         kind, ref = split_reference(reference)
-        repo = self.session.scalar(select(Repository).where(Repository.name == validate_name(repository)))
-        if repo is None:
-            raise NotFound(f"repository {repository!r} not known")
-        if kind == "digest":
-            digest = self._manifest_in(repository, ref)
-        else:
-            digest = self.session.scalar(
-                select(Manifest.digest)
-                .join(Tag, Tag.manifest_id == Manifest.id)
-                .where(Tag.repository_id == repo.id, Tag.name == ref)
-            )
-            if digest is None:
-                raise NotFound(f"tag {ref!r} not known in {repository}")
+        digest = self.registry.resolve(validate_name(repository), ref)  # one query when it names something
+        if digest is None:
+            if not self.registry.has_repository(repository):
+                raise NotFound(f"repository {repository!r} not known")
+            if kind == "digest":
+                raise NotFound(f"manifest {ref} not known in {repository}")
+            raise NotFound(f"tag {ref!r} not known in {repository}")
         return self.report(repository, digest, include_resolved=include_resolved)
 
     # -- internals -------------------------------------------------------------------------------------------
     def _manifest_in(self, repository: str, digest: str) -> str:
-        found = self.session.scalar(
-            select(Manifest.digest)
-            .join(Repository, Repository.id == Manifest.repository_id)
-            .where(Repository.name == repository, Manifest.digest == digest)
-        )
-        if found is None:
+        if not self.registry.holds_manifest(repository, digest):
             raise NotFound(f"manifest {digest} not known in {repository}")
-        return found
+        return digest
 
 
 def _severity(value: Severity | str | None) -> str | None:
