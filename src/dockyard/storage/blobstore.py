@@ -1,15 +1,24 @@
 """Content-addressed blob storage over a BlobDriver, with resumable uploads staged on local disk.
 
-A blob becomes visible only after its bytes were hashed, matched to the digest, fsynced and renamed into
-place. Hash state of an upload in progress is kept in memory by the process that received it; when it is
-missing (a restart, another worker) the final PUT re-hashes the staged file from disk instead.
+A blob becomes visible only after its bytes were hashed, matched to the digest, fsynced and moved into
+place, and a stored blob is never replaced by a later upload of the same digest (content-addressed: it was
+verified when it was written). Hash state of an upload in progress is kept in memory by the process that
+received it; when it is missing or no longer describes the staged file exactly (a restart, another worker
+wrote to it) the final PUT re-hashes the staged file from disk instead.
+
+One request at a time writes to an upload session: an append or a commit holds an exclusive ``flock`` on
+the staged file for its whole duration (which also holds off the server's other worker processes) and a
+claim in this process. A second request meanwhile is refused with RANGE_INVALID (416), the answer the OCI
+distribution spec gives a chunk that does not continue the upload where it stands.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
+import itertools
 import os
 import shutil
 import threading
@@ -36,6 +45,15 @@ def blob_key(digest: str) -> str:
 class _HashState:
     offset: int
     sha256: Any
+    # The staged file as it was when the state was stored (see _stamp), and the generation this process
+    # wrote before changing it: the state is used only while both are still the same, so bytes another
+    # request or worker process wrote since are never trusted.
+    stamp: tuple[int, ...]
+    generation: str
+
+
+def _stamp(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 class BlobStore:
@@ -46,6 +64,9 @@ class BlobStore:
         self.upload_dir.parent.mkdir(parents=True, exist_ok=True)
         private_mkdir(self.upload_dir)
         self._hash_states: dict[str, _HashState] = {}
+        # Uploads a request of this process is appending to or committing, with that request's token.
+        self._busy: dict[str, int] = {}
+        self._tokens = itertools.count(1)
         self._lock = threading.Lock()
 
     # -- reading -------------------------------------------------------------------------------
@@ -104,15 +125,32 @@ class BlobStore:
         with os.fdopen(owner_fd, "w") as fh:
             fh.write(owner)
         create_private_file(path)
-        with self._lock:
-            self._hash_states[upload_id] = _HashState(0, hashlib.sha256())
+        # No hash state yet: an append at offset 0 hashes from the start whichever process receives it.
 
     def discard_upload(self, upload_id: str) -> None:
         """Forget an upload session and its staged bytes."""
         session_dir = self._session_dir(upload_id)
         with self._lock:
             self._hash_states.pop(upload_id, None)
+            self._busy.pop(upload_id, None)  # a request still writing stores no hash state afterwards
         shutil.rmtree(session_dir, ignore_errors=True)
+
+    def _claim(self, upload_id: str) -> int:
+        """Mark an upload as written by one request of this process; a second one meanwhile is refused."""
+        with self._lock:
+            if upload_id in self._busy:
+                raise RangeInvalid("another request is writing to this upload")
+            token = next(self._tokens)
+            self._busy[upload_id] = token
+            return token
+
+    def _holds(self, upload_id: str, token: int) -> bool:
+        return self._busy.get(upload_id) == token  # callers hold self._lock
+
+    def _release(self, upload_id: str, token: int) -> None:
+        with self._lock:
+            if self._holds(upload_id, token):
+                del self._busy[upload_id]
 
     def list_uploads(self) -> Iterator[tuple[str, float]]:
         """Yield (upload id, time of its last activity) of every staged upload directory."""
@@ -143,24 +181,55 @@ class BlobStore:
 
         Bytes past ``offset`` left by a request that died mid-way are cut off first, so the session's
         recorded size is always the truth. Writing and hashing run in a worker thread, one block behind
-        the network reads.
+        the network reads. While another request appends to or commits the upload (in this process or
+        another), this one is refused with RangeInvalid.
         """
         path = self._upload_file(upload_id)
         if not path.exists():
             raise Invalid("upload unknown", code="BLOB_UPLOAD_UNKNOWN")
+        token = self._claim(upload_id)
+        try:
+            # A few metadata syscalls, in the event loop: no await between taking the descriptor and the try
+            # that closes it, so a cancelled request cannot leave the upload locked.
+            lock_fd, before = _lock_upload(path)
+            try:
+                return await self._append_locked(
+                    upload_id, token, path, before, offset, body, limit=limit, expected_length=expected_length
+                )
+            finally:
+                os.close(lock_fd)  # releases the flock: only now may another request write
+        finally:
+            self._release(upload_id, token)
+
+    async def _append_locked(
+        self,
+        upload_id: str,
+        token: int,
+        path: Path,
+        before: os.stat_result,
+        offset: int,
+        body: AsyncIterator[bytes],
+        *,
+        limit: int | None,
+        expected_length: int | None,
+    ) -> int:
+        # The hash state is taken, not shared: it comes back only from the request that extended it. It
+        # is used only when it covers exactly the bytes on disk up to ``offset``, nothing more or less.
         with self._lock:
-            state = self._hash_states.get(upload_id)
-            if state is not None and state.offset != offset:
-                state = None
-                self._hash_states.pop(upload_id, None)
-        fh = await asyncio.to_thread(_open_at, path, offset)
+            state = self._hash_states.pop(upload_id, None)
+        fh, previous, generation = await asyncio.to_thread(_open_at, path, offset, before)
+        if offset == 0:
+            hasher = hashlib.sha256()
+        elif state is not None and state.offset == offset and _describes(state, before, previous):
+            hasher = state.sha256
+        else:
+            hasher = None
         written = 0
         pending: asyncio.Future[Any] | None = None
         # Chunks are handed to the worker thread as they came (no copying into one buffer): hashlib and
         # write(2) take them directly, a block's worth at a time.
         buf: list[bytes] = []
         buffered = 0
-        hasher = state.sha256 if state else None
         try:
             async for chunk in body:
                 if not chunk:
@@ -182,37 +251,69 @@ class BlobStore:
                 raise Invalid(
                     f"body ended after {written} of {expected_length} bytes", code="BLOB_UPLOAD_INVALID"
                 )
-            await asyncio.to_thread(_finish, fh, buf, hasher)
+            after = await asyncio.to_thread(_finish, fh, buf, hasher)
         except BaseException:
             if pending is not None:
                 await asyncio.gather(pending, return_exceptions=True)
             fh.close()
-            with self._lock:
-                self._hash_states.pop(upload_id, None)
-            # Drop whatever part of this request reached the disk: the session keeps its old size.
+            # Drop whatever part of this request reached the disk (still under the lock): the session keeps
+            # its old size.
             await asyncio.to_thread(os.truncate, path, offset)
             raise
         fh.close()
         new_size = offset + written
-        if hasher is not None:
+        if hasher is not None and after.st_size == new_size:
             with self._lock:
-                self._hash_states[upload_id] = _HashState(new_size, hasher)
+                if self._holds(upload_id, token):  # not discarded meanwhile
+                    self._hash_states[upload_id] = _HashState(new_size, hasher, _stamp(after), generation)
         return new_size
 
     def commit(self, upload_id: str, digest: str, size: int) -> None:
-        """Verify the staged upload against ``digest`` and move it into the store (blocking)."""
+        """Verify the staged upload against ``digest`` and move it into the store (blocking).
+
+        When the store holds that digest already, the stored blob is kept and the upload dropped.
+        """
         algorithm, expected_hex = parse_digest(digest)
         path = self._upload_file(upload_id)
         if not path.exists():
             raise Invalid("upload unknown", code="BLOB_UPLOAD_UNKNOWN")
-        on_disk = path.stat().st_size
+        token = self._claim(upload_id)
+        try:
+            lock_fd, st = _lock_upload(path)
+            try:
+                self._commit_locked(upload_id, path, lock_fd, st, algorithm, expected_hex, digest, size)
+            finally:
+                os.close(lock_fd)
+        finally:
+            self._release(upload_id, token)
+
+    def _commit_locked(
+        self,
+        upload_id: str,
+        path: Path,
+        fd: int,
+        st: os.stat_result,
+        algorithm: str,
+        expected_hex: str,
+        digest: str,
+        size: int,
+    ) -> None:
+        on_disk = st.st_size
         if on_disk < size:
             raise Invalid("upload is missing bytes", code="BLOB_UPLOAD_INVALID")
-        if on_disk > size:
-            os.truncate(path, size)
         with self._lock:
             state = self._hash_states.pop(upload_id, None)
-        if algorithm == "sha256" and state is not None and state.offset == size:
+        if on_disk > size:
+            _new_generation(path)
+            os.truncate(path, size)
+            state = None
+        # The streamed hash is trusted only for exactly the file on disk, as this process last wrote it.
+        if (
+            algorithm == "sha256"
+            and state is not None
+            and state.offset == size
+            and _describes(state, st, _read_generation(path))
+        ):
             actual = state.sha256.hexdigest()
         else:
             actual = _hash_file(path, algorithm)
@@ -222,10 +323,35 @@ class BlobStore:
                 code="DIGEST_INVALID",
                 detail={"expected": digest, "actual": f"{algorithm}:{actual}"},
             )
-        with path.open("rb+") as fh:
-            os.fsync(fh.fileno())
-        self.driver.put_file(blob_key(digest), path)
+        key = blob_key(digest)
+        if not self._keep_stored(key, size):
+            os.fsync(fd)
+            self._put_new(key, path, size)
         shutil.rmtree(path.parent, ignore_errors=True)
+
+    def _keep_stored(self, key: str, size: int) -> bool:
+        """True when the store holds ``key`` already (with the verified size): that copy stays."""
+        if self.driver.size(key) != size:
+            return False  # absent, or not this digest's bytes (a verified upload has them): store ours
+        local = self.driver.local_path(key)
+        if local is not None:
+            try:
+                os.utime(local)  # a fresh push: gc's grace period for unreferenced blobs starts again
+            except FileNotFoundError:
+                return False  # removed meanwhile (gc)
+        return True
+
+    def _put_new(self, key: str, path: Path, size: int) -> None:
+        """Move a verified upload into the store without replacing a blob another upload stored meanwhile."""
+        put_new_file = getattr(self.driver, "put_new_file", None)
+        if put_new_file is not None and self.driver.size(key) is None:
+            if put_new_file(key, path):  # create-if-absent, atomically (LocalDriver: link(2))
+                return
+            if self._keep_stored(key, size):  # another upload of this digest was faster
+                return
+        # A driver without an atomic create-if-absent (the check before is the best it gets), or a stored
+        # file of another size, damaged (it cannot hold this digest's bytes): the verified upload replaces it.
+        self.driver.put_file(key, path)
 
     def upload_owner(self, upload_id: str) -> str | None:
         """The repository an upload session was opened for."""
@@ -247,15 +373,82 @@ class BlobStore:
             os.utime(self._session_dir(upload_id), (time.time(), time.time()))
 
 
-def _open_at(path: Path, offset: int) -> BinaryIO:
+def _lock_upload(path: Path) -> tuple[int, os.stat_result]:
+    """Open the staged file of an upload and take its exclusive lock without waiting: a descriptor of its
+    own, so the lock lasts past closing the file written through (and the truncation of a failed append).
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise Invalid("upload unknown", code="BLOB_UPLOAD_UNKNOWN") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RangeInvalid("another request is writing to this upload") from None
+        st = os.fstat(fd)
+        try:
+            current = os.stat(path)
+        except FileNotFoundError:
+            current = None
+        # Committed (the file may be a stored blob now) or discarded between the open and the lock.
+        if st.st_nlink != 1 or current is None or (current.st_dev, current.st_ino) != (st.st_dev, st.st_ino):
+            raise Invalid("upload unknown", code="BLOB_UPLOAD_UNKNOWN")
+        return fd, st
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _open_at(path: Path, offset: int, locked: os.stat_result) -> tuple[BinaryIO, str | None, str]:
+    """Open the (locked) staged file for writing at ``offset``; also returns the upload's generation before
+    and the new one, written before the file changes."""
     fh = path.open("r+b")
-    size = os.fstat(fh.fileno()).st_size
-    if size < offset:
+    try:
+        st = os.fstat(fh.fileno())
+        if (st.st_dev, st.st_ino) != (locked.st_dev, locked.st_ino):
+            raise Invalid("upload unknown", code="BLOB_UPLOAD_UNKNOWN")
+        if st.st_size < offset:
+            raise RangeInvalid(f"upload has {st.st_size} bytes, not {offset}")
+        previous = _read_generation(path)
+        generation = _new_generation(path)
+        fh.truncate(offset)
+        fh.seek(offset)
+    except BaseException:
         fh.close()
-        raise RangeInvalid(f"upload has {size} bytes, not {offset}")
-    fh.truncate(offset)
-    fh.seek(offset)
-    return fh
+        raise
+    return fh, previous, generation
+
+
+def _generation_file(path: Path) -> Path:
+    return path.parent / "generation"
+
+
+def _read_generation(path: Path) -> str | None:
+    try:
+        return _generation_file(path).read_text()
+    except FileNotFoundError:
+        return None
+
+
+def _new_generation(path: Path) -> str:
+    """Record, before the staged file changes, that it does: a fresh random generation any process reads.
+
+    Times and sizes alone cannot tell: a rewrite of the tail by another worker within one clock tick of
+    the last write leaves the size, mtime and ctime as they were.
+    """
+    generation = os.urandom(16).hex()
+    fd = os.open(_generation_file(path), os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, FILE_MODE)
+    try:
+        os.write(fd, generation.encode())
+    finally:
+        os.close(fd)
+    return generation
+
+
+def _describes(state: _HashState, st: os.stat_result, generation: str | None) -> bool:
+    """Whether a hash state covers exactly the staged file ``st`` (of that ``generation``)."""
+    return state.stamp == _stamp(st) and state.generation == generation
 
 
 def _hash_and_write(fh: BinaryIO, chunks: list[bytes], hasher: Any) -> asyncio.Future[Any]:
@@ -279,11 +472,12 @@ def _write_block(fh: BinaryIO, chunks: list[bytes], hasher: Any) -> None:
     fh.writelines(chunks)
 
 
-def _finish(fh: BinaryIO, tail: list[bytes], hasher: Any) -> None:
+def _finish(fh: BinaryIO, tail: list[bytes], hasher: Any) -> os.stat_result:
     if tail:
         _write_block(fh, tail, hasher)
     fh.flush()
     os.fsync(fh.fileno())
+    return os.fstat(fh.fileno())
 
 
 def _hash_file(path: Path, algorithm: str) -> str:

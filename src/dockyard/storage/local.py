@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +40,32 @@ class LocalDriver:
         # rename(2) is atomic: a concurrent reader sees the old file, the new one, or nothing.
         os.replace(source, target)
         fsync_dir(target.parent)
+
+    def put_new_file(self, key: str, source: Path) -> bool:
+        """``put_file`` that never replaces: when ``key`` exists it stays as it is, ``source`` is left where
+        it was and the answer is False. A content-addressed blob, once stored, is the one that stays.
+
+        Not part of the BlobDriver interface: the BlobStore uses it when a driver has it.
+        """
+        target = self._path(key)
+        private_mkdir(target.parent)
+        os.chmod(source, FILE_MODE)
+        try:
+            # link(2) fails when the target exists, atomically: no window between a check and a rename.
+            os.link(source, target)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP):
+                raise
+            # A filesystem without hard links: check, then rename (atomic for readers, as put_file).
+            if target.exists():
+                return False
+            os.replace(source, target)
+        else:
+            os.unlink(source)
+        fsync_dir(target.parent)
+        return True
 
     def size(self, key: str) -> int | None:
         try:
