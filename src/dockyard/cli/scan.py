@@ -30,14 +30,14 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 from rich.text import Text
-from sqlalchemy import func, select
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, sessionmaker
 
 from dockyard.config import Settings
-from dockyard.db import make_engine, make_session_factory, migrate
 
+# SQLAlchemy and the scanner are imported where they are used: `dockyard --help` imports this module.
 if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.orm import Session, sessionmaker
+
     from dockyard.scanning.detectors.base import Detector
     from dockyard.scanning.indexer import LayerFacts
     from dockyard.scanning.matcher import Finding
@@ -77,6 +77,8 @@ def fail(message: str) -> NoReturn:
 
 @contextmanager
 def database(settings: Settings) -> Iterator[sessionmaker[Session]]:
+    from dockyard.db import make_engine, make_session_factory, migrate
+
     engine: Engine = make_engine(settings.database_url)
     try:
         migrate(engine)
@@ -246,6 +248,8 @@ def _where(settings: Settings) -> str:
 
 
 def live_advisories(session: Session) -> int:
+    from sqlalchemy import func, select
+
     from dockyard.scanning.models import Advisory
 
     return int(session.scalar(select(func.count()).select_from(Advisory).where(Advisory.withdrawn.is_(None))))

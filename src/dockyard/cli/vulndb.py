@@ -18,8 +18,6 @@ from urllib.parse import urlsplit
 import typer
 from rich.table import Table
 from rich.text import Text
-from sqlalchemy import inspect, select
-from sqlalchemy.orm import Session, sessionmaker
 
 from dockyard.cli.scan import (
     EXIT_ERROR,
@@ -34,6 +32,8 @@ from dockyard.cli.scan import (
 from dockyard.config import Settings
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session, sessionmaker
+
     from dockyard.scanning.vulndb import IngestReport
 
 vulndb_app = typer.Typer(help="Keep the local vulnerability database up to date.", no_args_is_help=True)
@@ -130,6 +130,8 @@ def _enqueue_rematch(session: Session) -> bool:
 
     The table is checked before ``dockyard.jobs`` is imported: importing it adds its model to the metadata,
     which must not happen before a migration creates the table."""
+    from sqlalchemy import inspect
+
     if not inspect(session.connection()).has_table("job"):
         return False
     try:
@@ -155,6 +157,8 @@ def _print_report(r: IngestReport) -> None:
 @vulndb_app.command("status")
 def vulndb_status(as_json: bool = typer.Option(False, "--json", help="print JSON")) -> None:
     """List the feeds in the database: live advisories, newest record, last update."""
+    from sqlalchemy import select
+
     from dockyard.scanning.models import FeedState
 
     settings = Settings.from_env()
