@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-LAZY_MODULES = ["dockyard.cli.scan", "dockyard.cli.vulndb"]
+LAZY_MODULES = ["dockyard.cli.main", "dockyard.cli.scan", "dockyard.cli.vulndb"]
 
 
 def test_cli_modules_import_no_sqlalchemy() -> None:

@@ -8,22 +8,22 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
-from sqlalchemy.orm import Session
 
-from dockyard.accounts.services import AccountService
 from dockyard.authz import parse_scopes
 from dockyard.cli.scan import scan
 from dockyard.cli.vulndb import vulndb_app
 from dockyard.cli.worker import worker
 from dockyard.config import Settings
-from dockyard.db import make_engine, make_session_factory, migrate
 from dockyard.errors import DockyardError
-from dockyard.events import EventBus
-from dockyard.storage.permissions import prepare_data_dir, restrict_umask
+
+# SQLAlchemy, the models and the services are imported by the commands that use them: `dockyard --help`
+# and `dockyard scan` start without them.
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 app = typer.Typer(help="dockyard: a self-hosted container content store.", no_args_is_help=True)
 users = typer.Typer(help="Manage users.", no_args_is_help=True)
@@ -46,12 +46,17 @@ def _private_files(ctx: typer.Context) -> None:
     # No docstring: it would replace the app's help. Every command may create files in the data dir
     # (the database, blobs, keys, SQLite's -wal/-shm) and granian's worker processes inherit the umask:
     # 0077 makes all of them private. Restored when the command ends, for in-process callers (tests).
+    from dockyard.storage.permissions import restrict_umask
+
     previous = restrict_umask()
     ctx.call_on_close(lambda: os.umask(previous))
 
 
 @contextmanager
 def transaction(settings: Settings | None = None) -> Iterator[Session]:
+    from dockyard.db import make_engine, make_session_factory, migrate
+    from dockyard.storage.permissions import prepare_data_dir
+
     settings = settings or Settings.from_env()
     # Tighten what an older version left open; a missing data dir is made by SQLite under our umask.
     prepare_data_dir(settings.data_dir, settings.database_url, create=False)
@@ -84,6 +89,9 @@ def serve() -> None:
     from granian.constants import Interfaces, Loops
     from granian.server import Server
 
+    from dockyard.accounts.services import AccountService
+    from dockyard.events import EventBus
+
     settings = Settings.from_env()
     logging.basicConfig(level=settings.log_level.upper(), format="%(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -115,6 +123,9 @@ def serve() -> None:
 @app.command("migrate")
 def migrate_command() -> None:
     """Bring the database schema up to date."""
+    from dockyard.db import make_engine, migrate
+    from dockyard.storage.permissions import prepare_data_dir
+
     settings = Settings.from_env()
     prepare_data_dir(settings.data_dir, settings.database_url, create=False)
     migrate(make_engine(settings.database_url))
@@ -129,6 +140,9 @@ def user_create(
     admin: bool = False,
 ) -> None:
     """Create a user (and the personal namespace named after it)."""
+    from dockyard.accounts.services import AccountService
+    from dockyard.events import EventBus
+
     run(
         lambda s: AccountService(s, EventBus()).create_user(
             username, password, email=email or None, is_admin=admin
@@ -142,6 +156,9 @@ def user_passwd(
     username: str, password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True)
 ) -> None:
     """Set a user's password."""
+    from dockyard.accounts.services import AccountService
+    from dockyard.events import EventBus
+
     run(lambda s: AccountService(s, EventBus()).set_password(username, password))
     console.print("password changed; the user's browser sessions and refresh tokens have ended")
 
@@ -149,6 +166,9 @@ def user_passwd(
 @users.command("sign-out-everywhere")
 def user_sign_out_everywhere(username: str) -> None:
     """End every browser session and refresh token of a user (access tokens stay: revoke them one by one)."""
+    from dockyard.accounts.services import AccountService
+    from dockyard.events import EventBus
+
     run(lambda s: AccountService(s, EventBus()).sign_out_everywhere(username))
     console.print(f"signed {username} out everywhere")
 
@@ -156,6 +176,9 @@ def user_sign_out_everywhere(username: str) -> None:
 @users.command("list")
 def user_list() -> None:
     """List users."""
+    from dockyard.accounts.services import AccountService
+    from dockyard.events import EventBus
+
     for u in run(lambda s: AccountService(s, EventBus()).list_users()):
         console.print(f"{u.username}\t{'admin' if u.is_admin else ''}")
 
@@ -168,6 +191,9 @@ def user_token(
     scope: list[str] = typer.Option(["pull", "push"], help="pull, push and/or api (account management)"),
 ) -> None:
     """Create a personal access token (printed once)."""
+    from dockyard.accounts.services import AccountService
+    from dockyard.events import EventBus
+
     scopes = parse_scopes(scope)
     _token, secret = run(
         lambda s: AccountService(s, EventBus()).create_token(
@@ -180,6 +206,9 @@ def user_token(
 @orgs.command("create")
 def org_create(name: str, owner: str) -> None:
     """Create an organisation owned by ``owner``."""
+    from dockyard.accounts.services import AccountService
+    from dockyard.events import EventBus
+
     run(lambda s: AccountService(s, EventBus()).create_org(name, owner))
     console.print(f"created organisation {name}")
 
@@ -192,6 +221,9 @@ def org_member(
     remove: bool = False,
 ) -> None:
     """Add a member, change their role, or remove them."""
+    from dockyard.accounts.services import AccountService
+    from dockyard.events import EventBus
+
     if remove:
         run(lambda s: AccountService(s, EventBus()).remove_member(org, username))
     else:
@@ -202,6 +234,9 @@ def org_member(
 @robots.command("create")
 def robot_create(org: str, name: str, role: str = typer.Option("reader", help="maintainer|reader")) -> None:
     """Create a robot account; prints its login and secret once."""
+    from dockyard.accounts.services import AccountService
+    from dockyard.events import EventBus
+
     _robot, secret = run(lambda s: AccountService(s, EventBus()).create_robot(org, name, role))
     console.print(json.dumps({"username": f"{org}+{name}", "secret": secret}))
 
@@ -209,13 +244,16 @@ def robot_create(org: str, name: str, role: str = typer.Option("reader", help="m
 @robots.command("delete")
 def robot_delete(org: str, name: str) -> None:
     """Delete a robot account."""
+    from dockyard.accounts.services import AccountService
+    from dockyard.events import EventBus
+
     run(lambda s: AccountService(s, EventBus()).delete_robot(org, name))
 
 
 @repos.command("visibility")
 def repo_visibility(name: str, public: bool = typer.Option(..., "--public/--private")) -> None:
     """Make a repository public or private."""
-    from dockyard.events import Actor
+    from dockyard.events import Actor, EventBus
     from dockyard.registry.services import RegistryService
     from dockyard.storage.blobstore import BlobStore
     from dockyard.storage.local import LocalDriver
@@ -232,9 +270,12 @@ def gc(
     dry_run: bool = False, grace: int = typer.Option(-1, help="seconds; default DOCKYARD_GC_GRACE")
 ) -> None:
     """Remove unreferenced blobs and expired upload sessions (safe while the server runs)."""
+    from dockyard.db import make_engine, make_session_factory, migrate
+    from dockyard.events import EventBus
     from dockyard.registry.gc import collect
     from dockyard.storage.blobstore import BlobStore
     from dockyard.storage.local import LocalDriver
+    from dockyard.storage.permissions import prepare_data_dir
 
     settings = Settings.from_env()
     prepare_data_dir(settings.data_dir, settings.database_url)
