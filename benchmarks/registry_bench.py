@@ -376,6 +376,7 @@ class Server:
     proc: subprocess.Popen[bytes]
     base_url: str
     log_path: Path
+    database: str | None = None  # the PostgreSQL database it uses (--postgres)
 
     def cpu_seconds(self) -> float:
         """CPU time of every live process in the server's session (it leads its own session)."""
@@ -390,6 +391,29 @@ class Server:
             fields = stat[stat.rfind(")") + 2 :].split()
             if int(fields[3]) == self.proc.pid:  # session id
                 ticks += sum(int(x) for x in fields[11:15])  # utime stime cutime cstime
+        return ticks / CLK_TCK
+
+    def database_cpu_seconds(self) -> float:
+        """CPU time of the live PostgreSQL backends connected to this server's database (a local cluster).
+
+        Backends are owned by the cluster's user and named "postgres: <user> <database> <client> ..."; the
+        connection pool keeps them for the whole run, so their CPU time covers every request.
+        """
+        if self.database is None:
+            return 0.0
+        ticks = 0
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+                if not cmdline.startswith(b"postgres: ") or self.database.encode() not in cmdline.split()[:3]:
+                    continue
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            fields = stat[stat.rfind(")") + 2 :].split()
+            ticks += sum(int(x) for x in fields[11:13])  # utime stime
         return ticks / CLK_TCK
 
     def stop(self) -> None:
@@ -458,6 +482,7 @@ class Sample:
     wall_s: float
     server_cpu_s: float
     client_cpu_s: float
+    database_cpu_s: float = 0.0  # PostgreSQL backends serving dockyard (--postgres); not in server_cpu_s
 
 
 def client_cpu() -> float:
@@ -470,9 +495,15 @@ Bench = Callable[["RegistryClient"], tuple[float, float]]
 
 def measure(server: Server, client: RegistryClient, bench: Bench) -> Sample:
     """Run one timed section; `bench` returns (value, wall seconds)."""
-    s0, c0 = server.cpu_seconds(), client_cpu()
+    s0, c0, d0 = server.cpu_seconds(), client_cpu(), server.database_cpu_seconds()
     value, wall = bench(client)
-    return Sample(value, wall, server.cpu_seconds() - s0, client_cpu() - c0)
+    return Sample(
+        value,
+        wall,
+        server.cpu_seconds() - s0,
+        client_cpu() - c0,
+        server.database_cpu_seconds() - d0,
+    )
 
 
 def run_threads(count: int, target: Callable[[int], None]) -> None:
@@ -677,6 +708,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--dockyard-bin", type=Path, default=REPO_ROOT / ".venv" / "bin" / "dockyard")
     p.add_argument("--dockyard-user", default="admin")
     p.add_argument(
+        "--postgres",
+        metavar="URL",
+        help="run dockyard on PostgreSQL: a server URL (postgresql+psycopg://user@host:port/postgres) on "
+        "which a fresh database is created for the run and dropped after it (default: SQLite)",
+    )
+    p.add_argument("--workers", type=int, help="dockyard server worker processes (DOCKYARD_WORKERS)")
+    p.add_argument(
         "--dockyard-env", action="append", default=[], metavar="KEY=VALUE", help="extra env for dockyard"
     )
     p.add_argument("--distribution-bin", default="/usr/bin/docker-registry")
@@ -685,10 +723,44 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--keep", action="store_true", help="keep the temporary directory (data and logs)")
     p.add_argument("--fail-on-target", action="store_true", help="exit 1 when a ratio misses its target")
     args = p.parse_args(argv)
-    for name in ("blob_mib", "manifests", "threads", "concurrency", "image_mib", "image_layers", "repeat"):
-        if getattr(args, name) < 1:
+    counts = ("blob_mib", "manifests", "threads", "concurrency", "image_mib", "image_layers", "repeat")
+    for name in (*counts, "workers"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     return args
+
+
+def fresh_database(server_url: str, stack: contextlib.ExitStack) -> tuple[str, str]:
+    """Create an empty database on the PostgreSQL server at ``server_url`` (dropped when ``stack`` closes).
+
+    Every run pushes the same manifests, so a database kept from an earlier run would turn the pushes of
+    new manifests into pushes of known ones.
+    """
+    import psycopg  # only for --postgres
+
+    scheme, sep, rest = server_url.partition("://")
+    if not sep or not scheme.startswith("postgresql"):
+        raise BenchError(f"--postgres wants postgresql+psycopg://user@host:port/dbname, got {server_url!r}")
+    base, _, query = rest.partition("?")
+    authority = base.split("/", 1)[0]
+    libpq_url = f"postgresql://{base}" + (f"?{query}" if query else "")
+    name = f"dockyard_bench_{os.getpid()}_{int(time.time())}"
+    try:
+        with psycopg.connect(libpq_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+    except psycopg.Error as exc:
+        raise BenchError(f"cannot create a database on {server_url}: {exc}") from exc
+
+    def drop() -> None:
+        try:
+            with psycopg.connect(libpq_url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        except psycopg.Error as exc:
+            log(f"could not drop database {name}: {exc}")
+
+    stack.callback(drop)  # registered before the server's stop, so it runs after it
+    log(f"created PostgreSQL database {name}")
+    return name, f"{scheme}://{authority}/{name}" + (f"?{query}" if query else "")
 
 
 def start_servers(
@@ -713,13 +785,27 @@ def start_servers(
             DOCKYARD_DATA_DIR=str(data),
             DOCKYARD_ADMIN_PASSWORD=password,
         )
+        database = None
+        if args.postgres:
+            database, url = fresh_database(args.postgres, stack)
+            env["DOCKYARD_DATABASE_URL"] = url
+        if args.workers:
+            env["DOCKYARD_WORKERS"] = str(args.workers)
         for item in args.dockyard_env:
             key, sep, value = item.partition("=")
             if not sep:
                 raise BenchError(f"--dockyard-env wants KEY=VALUE, got {item!r}")
             env[key] = value
         cmd = [str(args.dockyard_bin), "serve"]
+        if int(env.get("DOCKYARD_WORKERS", "1")) > 1:
+            # Worker processes starting together on an empty data dir may each create a token signing key
+            # (then a token from one fails at the other): one start with a single worker creates the keys.
+            first = start_server(
+                DOCKYARD, cmd, {**env, "DOCKYARD_WORKERS": "1"}, port, tmp, args.startup_timeout
+            )
+            first.stop()
         server = start_server(DOCKYARD, cmd, env, port, tmp, args.startup_timeout)
+        server.database = database
         stack.callback(server.stop)
         servers[DOCKYARD] = server
     if args.only != DOCKYARD:
@@ -816,9 +902,10 @@ def run(args: argparse.Namespace, tmp: Path, stack: contextlib.ExitStack) -> int
         for label in labels if r % 2 == 0 else labels[::-1]:
             s = measure(servers[label], clients[label], bench)
             result.samples.setdefault(label, []).append(s)
+            database = f", database cpu {s.database_cpu_s:.2f} s" if servers[label].database else ""
             log(
                 f"  {result.key} #{r + 1} {label}: {s.value:,.1f} {result.unit} in {s.wall_s:.2f} s "
-                f"(server cpu {s.server_cpu_s:.2f} s, client cpu {s.client_cpu_s:.2f} s)"
+                f"(server cpu {s.server_cpu_s:.2f} s, client cpu {s.client_cpu_s:.2f} s{database})"
             )
 
     log("1/5 blob push")
