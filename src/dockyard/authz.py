@@ -1,17 +1,11 @@
-"""Who may do what: principals, repository actions and the check services call."""
+"""Who may do what: principals, credential scopes, store-team roles, permissions and the one check."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from dockyard.errors import Forbidden, Unauthenticated
-
-
-class Action(StrEnum):
-    PULL = "pull"
-    PUSH = "push"
-    DELETE = "delete"
 
 
 class Scope(StrEnum):
@@ -43,11 +37,90 @@ def parse_scopes(
         raise Invalid(f"scopes must be among {', '.join(s.value for s in Scope)}") from exc
 
 
-# What each namespace role may do to the namespace's repositories.
-ROLE_ACTIONS: dict[str, frozenset[Action]] = {
-    "reader": frozenset({Action.PULL}),
-    "maintainer": frozenset({Action.PULL, Action.PUSH, Action.DELETE}),
-    "owner": frozenset({Action.PULL, Action.PUSH, Action.DELETE}),
+class StaffRole(StrEnum):
+    """Global roles of the store team, granted with `dockyard staff grant` or the API."""
+
+    STORE_ADMIN = "store-admin"  # everything, including who is staff
+    STORE_REVIEWER = "store-reviewer"  # reviews images and metadata: pulls and reads scans of any repository
+    STORE_SUPPORT = "store-support"  # helps customers and publishers: reads the catalogue and the audit log
+    FINANCE = "finance"  # reports and payouts
+
+
+class Permission(StrEnum):
+    """Everything that is checked, named ``subject:action``. Grants are the tables below; ``allowed`` is the
+    one function that reads them."""
+
+    # a repository (resource: its namespace role, and whether it is public)
+    REPOSITORY_PULL = "repository:pull"
+    REPOSITORY_PUSH = "repository:push"
+    REPOSITORY_DELETE = "repository:delete"
+    SCAN_READ = "scan:read"
+    SCAN_RESCAN = "scan:rescan"
+    # a namespace: members, robots, repository visibility
+    NAMESPACE_MANAGE = "namespace:manage"
+    # one's own account
+    ACCOUNT_MANAGE = "account:manage"  # password, access tokens, sign out everywhere
+    ORG_CREATE = "org:create"
+    # store-wide
+    CATALOG_READ = "catalog:read"
+    FINDING_RECLASSIFY = "finding:reclassify"
+    AUDIT_READ = "audit:read"
+    REPORTS_READ = "reports:read"
+    USER_MANAGE = "user:manage"
+    STAFF_MANAGE = "staff:manage"
+
+
+P = Permission
+
+# What each namespace role may do within its namespace (each includes the one below it).
+NAMESPACE_GRANTS: dict[str, frozenset[Permission]] = {
+    "reader": frozenset({P.REPOSITORY_PULL, P.SCAN_READ}),
+    "maintainer": frozenset(
+        {P.REPOSITORY_PULL, P.SCAN_READ, P.REPOSITORY_PUSH, P.REPOSITORY_DELETE, P.SCAN_RESCAN}
+    ),
+    "owner": frozenset(
+        {
+            P.REPOSITORY_PULL,
+            P.SCAN_READ,
+            P.REPOSITORY_PUSH,
+            P.REPOSITORY_DELETE,
+            P.SCAN_RESCAN,
+            P.NAMESPACE_MANAGE,
+        }
+    ),
+}
+
+# What each store-team role may do everywhere.
+STAFF_GRANTS: dict[StaffRole, frozenset[Permission]] = {
+    StaffRole.STORE_ADMIN: frozenset(Permission),
+    StaffRole.STORE_REVIEWER: frozenset(
+        {P.REPOSITORY_PULL, P.SCAN_READ, P.SCAN_RESCAN, P.FINDING_RECLASSIFY, P.CATALOG_READ}
+    ),
+    StaffRole.STORE_SUPPORT: frozenset({P.CATALOG_READ, P.AUDIT_READ}),
+    StaffRole.FINANCE: frozenset({P.REPORTS_READ}),
+}
+
+# What any signed-in user may do for themself (robots manage no account).
+USER_GRANTS = frozenset({P.ACCOUNT_MANAGE, P.ORG_CREATE})
+
+# What anyone may do to a public repository.
+PUBLIC_GRANTS = frozenset({P.REPOSITORY_PULL})
+
+# The credential scope each permission needs: a pull-only token never pushes, whatever its owner may do.
+REQUIRED_SCOPE: dict[Permission, Scope] = {
+    P.REPOSITORY_PULL: Scope.PULL,
+    P.SCAN_READ: Scope.PULL,
+    P.CATALOG_READ: Scope.PULL,
+    P.REPOSITORY_PUSH: Scope.PUSH,
+    P.REPOSITORY_DELETE: Scope.PUSH,
+    P.SCAN_RESCAN: Scope.PUSH,
+}
+
+# The registry's token actions and the permissions they stand for.
+ACTION_PERMISSIONS: dict[str, Permission] = {
+    "pull": P.REPOSITORY_PULL,
+    "push": P.REPOSITORY_PUSH,
+    "delete": P.REPOSITORY_DELETE,
 }
 
 
@@ -59,7 +132,7 @@ class Principal:
     name: str = "anonymous"
     user_id: int | None = None
     robot_id: int | None = None
-    is_admin: bool = False
+    staff: frozenset[StaffRole] = frozenset()
     via: str = "none"  # password | token | robot | bearer | session | refresh | none
     token_id: int | None = None  # the personal access token used, when one was
     scopes: frozenset[Scope] = ALL_SCOPES  # what the credential used may do (see Scope)
@@ -70,8 +143,59 @@ class Principal:
     def is_anonymous(self) -> bool:
         return self.kind == "anonymous"
 
+    @property
+    def is_staff(self) -> bool:
+        return bool(self.staff)
+
+    @property
+    def is_admin(self) -> bool:
+        return StaffRole.STORE_ADMIN in self.staff
+
 
 ANONYMOUS = Principal()
+
+
+def allowed(
+    principal: Principal,
+    permission: Permission,
+    *,
+    namespace_role: str | None = None,
+    public: bool = False,
+) -> bool:
+    """Whether ``principal`` may do ``permission``: granted by its store-team roles, its role in the
+    resource's namespace (``namespace_role``), being a signed-in user, or the resource being public; and
+    allowed by the scopes of the credential it used. The only function that reads the grant tables."""
+    granted = public and permission in PUBLIC_GRANTS
+    if not principal.is_anonymous:
+        granted = (
+            granted
+            or any(permission in STAFF_GRANTS[role] for role in principal.staff)
+            or permission in NAMESPACE_GRANTS.get(namespace_role or "", frozenset())
+            or (principal.kind == "user" and permission in USER_GRANTS)
+        )
+        if granted and REQUIRED_SCOPE.get(permission, Scope.API) not in principal.scopes:
+            return False
+    return granted
+
+
+def require(
+    principal: Principal,
+    permission: Permission,
+    *,
+    namespace_role: str | None = None,
+    public: bool = False,
+) -> None:
+    """Unauthenticated for anonymous callers, Forbidden for others, unless ``allowed``."""
+    if allowed(principal, permission, namespace_role=namespace_role, public=public):
+        return
+    if principal.is_anonymous:
+        raise Unauthenticated("authentication required")
+    scope = REQUIRED_SCOPE.get(permission, Scope.API)
+    if scope not in principal.scopes and allowed(
+        replace(principal, scopes=ALL_SCOPES), permission, namespace_role=namespace_role, public=public
+    ):
+        raise Forbidden(f"this credential lacks the {scope.value!r} scope")
+    raise Forbidden(f"not allowed: {permission.value}")
 
 
 def require_authenticated(principal: Principal) -> None:
@@ -84,9 +208,3 @@ def require_scope(principal: Principal, scope: Scope) -> None:
     require_authenticated(principal)
     if scope not in principal.scopes:
         raise Forbidden(f"this credential lacks the {scope.value!r} scope")
-
-
-def require_admin(principal: Principal) -> None:
-    require_authenticated(principal)
-    if not principal.is_admin:
-        raise Forbidden("administrator only")

@@ -104,6 +104,22 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(bind=engine, expire_on_commit=False)
 
 
+def finish(session: Session | None, *, commit: bool) -> list[Any]:
+    """End a unit of work: commit (returning the events whose after-commit handlers are due) or roll back,
+    then close. The one way requests, jobs and CLI commands end their transactions."""
+    if session is None:
+        return []
+    try:
+        if not commit:
+            session.rollback()
+            return []
+        events = session.info.pop("after_commit", [])
+        session.commit()
+        return events
+    finally:
+        session.close()  # also rolls back whatever a failed commit left
+
+
 def alembic_config(connection: Any) -> Any:
     from alembic.config import Config
 

@@ -24,6 +24,8 @@ class EventTag(StrEnum):
     USER_PASSWORD_CHANGE = "user:password_change"
     USER_SIGN_OUT_EVERYWHERE = "user:sign_out_everywhere"
     USER_LOGOUT = "user:logout"
+    STAFF_GRANT = "staff:grant"
+    STAFF_REVOKE = "staff:revoke"
     ORG_CREATE = "org:create"
     ORG_MEMBER_SET = "org:member_set"
     ORG_MEMBER_REMOVE = "org:member_remove"

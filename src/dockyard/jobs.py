@@ -43,7 +43,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, mapped_column, sessionmaker
 
-from dockyard.db import Base, utcnow
+from dockyard.db import Base, finish, utcnow
 from dockyard.errors import DockyardError
 from dockyard.events import EventBus
 
@@ -80,8 +80,14 @@ class Job(Base):
 class JobContext:
     """What a handler gets: the job's write transaction (lazy), short side transactions, and its attempt."""
 
-    def __init__(self, sessions: sessionmaker[Session], job: Job) -> None:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        job: Job,
+        services: Callable[[Session], Any] | None = None,
+    ) -> None:
         self.sessions = sessions
+        self._services_factory = services
         self.job_id = job.id
         self.kind = job.kind
         self.attempt = job.attempts
@@ -101,6 +107,13 @@ class JobContext:
             self._session = self.sessions(bind=bind)
         return self._session
 
+    @property
+    def services(self) -> Any:
+        """The domain services on the job's transaction (dockyard.services.Services)."""
+        if self._services_factory is None:
+            raise RuntimeError("this worker was built without a services factory")
+        return self._services_factory(self.session)
+
     def read(self, fn: Callable[[Session], T]) -> T:
         """Run read-only work in a short transaction of its own (outside the job's write transaction)."""
         with self.sessions() as session:
@@ -119,18 +132,8 @@ class JobContext:
         self._finish(commit=False)
 
     def _finish(self, commit: bool) -> list[Any]:
-        if self._session is None:
-            return []
-        try:
-            if not commit:
-                self._session.rollback()
-                return []
-            events = self._session.info.pop("after_commit", [])
-            self._session.commit()
-            return events
-        finally:
-            self._session.close()
-            self._session = None
+        session, self._session = self._session, None
+        return finish(session, commit=commit)
 
 
 JobHandler = Callable[[JobContext, dict[str, Any]], None]
@@ -333,8 +336,10 @@ class Worker:
         scheduler: Scheduler | None = None,
         defer_to: Callable[[], bool] | None = None,
         max_defer: float = 1.0,
+        services: Callable[[Session], Any] | None = None,
     ) -> None:
         self.sessions = sessions
+        self.services = services  # builds a job's services on its session (Runtime.services)
         # In the server: a job waits while the process is serving requests (defer_to() is True), but never
         # longer than max_defer, so a backlog still drains under constant traffic.
         self.defer_to = defer_to
@@ -389,7 +394,7 @@ class Worker:
         if job is None:
             return False
         handler = self.registry.handlers[job.kind]
-        ctx = JobContext(self.sessions, job)
+        ctx = JobContext(self.sessions, job, self.services)
         error: str | None = None
         permanent = False
         events: list[Any] = []

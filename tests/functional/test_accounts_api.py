@@ -60,7 +60,7 @@ def test_me_with_basic_bearer_and_token(client, people):
     assert r.json() == {
         "name": owner[0],
         "kind": "user",
-        "admin": False,
+        "staff": [],
         "via": "password",
         "scopes": everything,
     }
@@ -68,7 +68,7 @@ def test_me_with_basic_bearer_and_token(client, people):
     assert r.json() == {
         "name": people["admin"][0],
         "kind": "user",
-        "admin": True,
+        "staff": ["store-admin"],
         "via": "password",
         "scopes": everything,
     }
@@ -79,7 +79,7 @@ def test_me_with_basic_bearer_and_token(client, people):
         assert r.json() == {
             "name": owner[0],
             "kind": "user",
-            "admin": False,
+            "staff": [],
             "via": "token",
             "scopes": ["pull", "push"],
         }
@@ -121,7 +121,7 @@ def test_me_as_robot(client, people, app_state):
     assert r.json() == {
         "name": robot,
         "kind": "robot",
-        "admin": False,
+        "staff": [],
         "via": "robot",
         "scopes": ["pull", "push"],
     }
@@ -149,14 +149,15 @@ def test_admin_creates_users(client, people, app_state):
         auth=people["admin"],
     )
     assert r.status_code == 201, r.text
-    assert r.json() == {"username": "newbie", "admin": False}
+    assert r.json() == {"username": "newbie", "email": "n@example.com", "active": True, "staff": []}
     assert client.get("/api/v1/me", auth=("newbie", "long-enough-pw")).status_code == 200
     r = client.post(
         "/api/v1/users",
-        json={"username": "boss", "password": "long-enough-pw", "admin": True},
+        json={"username": "boss", "password": "long-enough-pw", "staff": ["store-reviewer"]},
         auth=people["admin"],
     )
-    assert r.json() == {"username": "boss", "admin": True}
+    assert r.json() == {"username": "boss", "email": None, "active": True, "staff": ["store-reviewer"]}
+    assert client.get("/api/v1/me", auth=("boss", "long-enough-pw")).json()["staff"] == ["store-reviewer"]
     # The personal namespace exists: the new user can push there.
     assert RegistryClient(client, "newbie", "long-enough-pw").push_image("newbie/app", "v1")
 
@@ -170,7 +171,9 @@ def test_admin_creates_users(client, people, app_state):
         ({"password": "long-enough-pw"}, 400),
         ({"username": "nopass"}, 400),
         ({"username": 5, "password": "long-enough-pw"}, 400),
-        ({"username": "flag", "password": "long-enough-pw", "admin": "yes"}, 400),
+        ({"username": "flag", "password": "long-enough-pw", "staff": ["overlord"]}, 400),
+        ({"username": "flag", "password": "long-enough-pw", "unknown": 1}, 400),
+        ({"username": "flag", "password": 12345678}, 400),
     ],
 )
 def test_create_user_validation(client, people, app_state, body, status):
@@ -200,7 +203,10 @@ def test_create_org(client, people):
     assert r.status_code == 201
     assert r.json() == {"name": "acme-corp"}
     r = client.get("/api/v1/orgs/acme-corp/members", auth=people["outsider"])
-    assert r.json() == {"members": [{"username": people["outsider"][0], "role": "owner"}]}
+    assert r.json() == {
+        "members": [{"username": people["outsider"][0], "role": "owner"}],
+        "next_offset": None,
+    }
     assert RegistryClient(client, *people["outsider"]).push_image("acme-corp/app", "v1")
 
 
@@ -229,7 +235,8 @@ def test_members(client, people, app_state):
                 {"username": people["member"][0], "role": "maintainer"},
             ],
             key=lambda m: m["username"],
-        )
+        ),
+        "next_offset": None,
     }
     outsider = people["outsider"][0]
     r = client.put(f"/api/v1/orgs/{org}/members/{outsider}", json={"role": "reader"}, auth=owner)
@@ -310,8 +317,15 @@ def test_robots_lifecycle(client, people, app_state):
         "robots": [
             {"username": f"{org}+ci", "role": "maintainer"},
             {"username": f"{org}+puller", "role": "reader"},
-        ]
+        ],
+        "next_offset": None,
     }
+    r = client.get(f"/api/v1/orgs/{org}/robots", params={"limit": 1}, auth=owner)
+    assert (len(r.json()["robots"]), r.json()["next_offset"]) == (1, 1)
+    r = client.get(f"/api/v1/orgs/{org}/robots", params={"limit": 1, "offset": 1}, auth=owner)
+    assert r.json() == {"robots": [{"username": f"{org}+puller", "role": "reader"}], "next_offset": None}
+    assert_api_error(client.get(f"/api/v1/orgs/{org}/robots", params={"limit": 0}, auth=owner), 400)
+    assert_api_error(client.get(f"/api/v1/orgs/{org}/robots", params={"limit": 10**6}, auth=owner), 400)
     assert "secret" not in r.text
     with app_state.sessions() as s:
         assert secret not in s.scalar(select(Robot.secret_hash).where(Robot.name == "ci"))
@@ -426,7 +440,7 @@ def test_token_errors(client, people, app_state):
     token_id = r.json()["id"]
     # Another user's token cannot be revoked, nor listed.
     assert_api_error(client.delete(f"/api/v1/tokens/{token_id}", auth=people["outsider"]), 404)
-    assert client.get("/api/v1/tokens", auth=people["outsider"]).json() == {"tokens": []}
+    assert client.get("/api/v1/tokens", auth=people["outsider"]).json() == {"tokens": [], "next_offset": None}
     assert_api_error(client.delete("/api/v1/tokens/999999", auth=owner), 404)
     assert_api_error(client.post("/api/v1/tokens", json={}, auth=owner), 400)
     assert_api_error(
@@ -439,8 +453,8 @@ def test_token_errors(client, people, app_state):
         assert_api_error(r, 400)
     assert_api_error(client.post("/api/v1/tokens", json={"name": "x", "scopes": ["root"]}, auth=owner), 400)
     assert_api_error(client.post("/api/v1/tokens", json={"name": "x", "scopes": "api"}, auth=owner), 400)
-    # An id beyond 64 bits is just a token that does not exist.
-    assert_api_error(client.delete("/api/v1/tokens/99999999999999999999999", auth=owner), 404)
+    # An id beyond 64 bits is refused as input (400, naming the field), not an overflow.
+    assert_api_error(client.delete("/api/v1/tokens/99999999999999999999999", auth=owner), 400)
     with app_state.sessions.begin() as s:
         robot, secret = make_robot(s, people["org"], "ci")
     assert_api_error(client.post("/api/v1/tokens", json={"name": "x"}, auth=(robot, secret)), 403)
@@ -465,7 +479,7 @@ def test_visibility_by_owner_and_admin(client, people):
 
 def test_unknown_api_paths_and_methods(client, people):
     assert_api_error(client.get("/api/v1/nothing-here", auth=people["owner"]), 404)
-    r = client.get("/api/v1/users", auth=people["admin"])
+    r = client.delete("/api/v1/users", auth=people["admin"])
     assert_api_error(r, 405)
-    assert r.headers["allow"] == "POST"
-    assert_api_error(client.delete("/api/v1/tokens/not-a-number", auth=people["owner"]), 404)
+    assert "GET" in r.headers["allow"]
+    assert_api_error(client.delete("/api/v1/tokens/not-a-number", auth=people["owner"]), 400)

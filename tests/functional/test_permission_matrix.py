@@ -91,7 +91,13 @@ EXPECTED: dict[str, tuple[str, str, str, str, str, str]] = {
     # accounts API: robots never manage accounts; owners manage their organisation; admins everything
     "GET /api/v1/me":                                     (UNAUTH, OK,     OK,     OK,     OK,     OK),
     "POST /api/v1/me/sign-out-everywhere":                (UNAUTH, OK,     DENIED, OK,     OK,     OK),
+    "GET /api/v1/openapi.json":                           (OK,     OK,     OK,     OK,     OK,     OK),
+    "GET /api/docs":                                      (OK,     OK,     OK,     OK,     OK,     OK),
+    "GET /api/v1/users":                                  (UNAUTH, DENIED, DENIED, DENIED, DENIED, OK),
     "POST /api/v1/users":                                 (UNAUTH, DENIED, DENIED, DENIED, DENIED, OK),
+    "GET /api/v1/staff":                                  (UNAUTH, DENIED, DENIED, DENIED, DENIED, OK),
+    "PUT /api/v1/staff/{username}/{role}":                (UNAUTH, DENIED, DENIED, DENIED, DENIED, OK),
+    "DELETE /api/v1/staff/{username}/{role}":             (UNAUTH, DENIED, DENIED, DENIED, DENIED, OK),
     "POST /api/v1/orgs":                                  (UNAUTH, OK,     DENIED, OK,     OK,     OK),
     "GET /api/v1/orgs/{org}/members":                     (UNAUTH, DENIED, DENIED, DENIED, OK,     OK),
     "PUT /api/v1/orgs/{org}/members/{username}":          (UNAUTH, DENIED, DENIED, DENIED, OK,     OK),
@@ -101,14 +107,14 @@ EXPECTED: dict[str, tuple[str, str, str, str, str, str]] = {
     "DELETE /api/v1/orgs/{org}/robots/{name}":            (UNAUTH, DENIED, DENIED, DENIED, OK,     OK),
     "GET /api/v1/tokens":                                 (UNAUTH, OK,     DENIED, OK,     OK,     OK),
     "POST /api/v1/tokens":                                (UNAUTH, OK,     DENIED, OK,     OK,     OK),
-    "DELETE /api/v1/tokens/{id:int}":                     (UNAUTH, OK,     DENIED, OK,     OK,     OK),
+    "DELETE /api/v1/tokens/{token_id}":                   (UNAUTH, OK,     DENIED, OK,     OK,     OK),
     "PUT /api/v1/repositories/{name:path}/visibility":    (UNAUTH, DENIED, DENIED, DENIED, OK,     OK),
     # scan results: the namespace's members (robots too) and admins; rescans need push; reclassify is staff's
     "GET " + SCANS:                                       (UNAUTH, HIDDEN, OK,     OK,     OK,     OK),
     "POST " + SCANS:                                      (UNAUTH, HIDDEN, DENIED, OK,     OK,     OK),
     "GET " + SCANS + "/findings":                         (UNAUTH, HIDDEN, OK,     OK,     OK,     OK),
     "GET " + SCANS + "/sbom":                             (UNAUTH, HIDDEN, OK,     OK,     OK,     OK),
-    "POST /api/v1/findings/{id}/reclassify":              (UNAUTH, DENIED, DENIED, DENIED, DENIED, OK),
+    "POST /api/v1/findings/{finding_id}/reclassify":      (UNAUTH, DENIED, DENIED, DENIED, DENIED, OK),
     # pages: users only (robots cannot sign in); HEAD /ui/login must show the form as GET does, not be a login
     "GET /ui/login":                                      (OK,     OK,     OK,     OK,     OK,     OK),
     "POST /ui/login":                                     (UNAUTH, OK,     UNAUTH, OK,     OK,     OK),
@@ -152,7 +158,9 @@ def route_table(app: Any) -> dict[str, set[str]]:
 
     def walk(routes: list[Any], prefix: str) -> None:
         for route in routes:
-            if isinstance(route, Mount) and route.routes:
+            if hasattr(route, "original_router"):  # a FastAPI router included in the API app
+                walk(route.original_router.routes, prefix + (route.include_context.prefix or ""))
+            elif isinstance(route, Mount) and route.routes:
                 walk(route.routes, prefix + route.path)
             elif isinstance(route, Mount):  # an app of its own (the static files): one entry
                 add({"GET", "HEAD"}, f"{prefix}{route.path}/{{path:path}}")
@@ -310,6 +318,11 @@ class Cell:
         with self.state.sessions.begin() as s:
             return make_robot(s, self.world.org)[0].split("+", 1)[1]
 
+    def fresh_staff_user(self, staff: str | None = None) -> str:
+        """A new user, holding the store-team role ``staff`` when given."""
+        with self.state.sessions.begin() as s:
+            return make_user(s, staff=(staff,) if staff else ()).username
+
     def fresh_token_id(self) -> int:
         """A token of this caller's own (robots and the anonymous caller have none: the owner's)."""
         user = self.world.users.get(self.role, self.world.users["owner"])
@@ -384,6 +397,36 @@ def api_sign_out_everywhere(c: Cell, m: str, t: Target) -> httpx.Response:
     return c.api(m, "/api/v1/me/sign-out-everywhere")
 
 
+@builds("GET /api/v1/openapi.json")
+def openapi(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, "/api/v1/openapi.json")
+
+
+@builds("GET /api/docs")
+def api_docs(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, "/api/docs")
+
+
+@builds("GET /api/v1/users")
+def list_users(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, "/api/v1/users")
+
+
+@builds("GET /api/v1/staff")
+def list_staff(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, "/api/v1/staff")
+
+
+@builds("PUT /api/v1/staff/{username}/{role}")
+def grant_staff(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, f"/api/v1/staff/{c.fresh_staff_user()}/store-support")
+
+
+@builds("DELETE /api/v1/staff/{username}/{role}")
+def revoke_staff(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, f"/api/v1/staff/{c.fresh_staff_user(staff='store-support')}/store-support")
+
+
 @builds("POST /api/v1/users")
 def create_user(c: Cell, m: str, t: Target) -> httpx.Response:
     return c.api(m, "/api/v1/users", json={"username": unique("newuser"), "password": PASSWORD})
@@ -434,7 +477,7 @@ def create_token(c: Cell, m: str, t: Target) -> httpx.Response:
     return c.api(m, "/api/v1/tokens", json={"name": unique("tok")})
 
 
-@builds("DELETE /api/v1/tokens/{id:int}")
+@builds("DELETE /api/v1/tokens/{token_id}")
 def revoke_token(c: Cell, m: str, t: Target) -> httpx.Response:
     return c.api(m, f"/api/v1/tokens/{c.fresh_token_id()}")
 
@@ -465,7 +508,7 @@ def scan_sbom(c: Cell, m: str, t: Target) -> httpx.Response:
     return c.api(m, f"/api/v1/repositories/{t.repo}/scans/{c.world.tag}/sbom")
 
 
-@builds("POST /api/v1/findings/{id}/reclassify")
+@builds("POST /api/v1/findings/{finding_id}/reclassify")
 def reclassify(c: Cell, m: str, t: Target) -> httpx.Response:
     body = {"severity": "Minor", "reason": "accepted risk (permission matrix)"}
     return c.api(m, f"/api/v1/findings/{t.finding}/reclassify", json=body)

@@ -17,8 +17,8 @@ from tests.support.scanimages import ACTOR, Images, debian_layer, osv_record, wr
 
 from dockyard.audit.models import AuditEvent
 from dockyard.jobs import Job, Worker
+from dockyard.scanning.presenters import SbomSource, render_sbom
 from dockyard.scanning.services import ScanService
-from dockyard.scanning.views import SbomSource, render_sbom
 from dockyard.web.context import AppState
 
 CRITICAL = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"  # 9.8
@@ -147,7 +147,7 @@ def test_sbom_in_both_formats_validates(client: TestClient, world: World) -> Non
 
 
 def test_sbom_built_from_the_scan_validates_against_the_schemas(app_state: AppState, world: World) -> None:
-    from dockyard.scanning.views import sbom_source
+    from dockyard.scanning.presenters import sbom_source
 
     with app_state.sessions() as s:
         scans = ScanService(s, app_state.blobs, app_state.bus, app_state.settings)

@@ -10,7 +10,7 @@ import time
 
 import jwt
 import pytest
-from tests.support.factories import PASSWORD, make_org, make_user
+from tests.support.factories import PASSWORD, make_org, make_robot, make_user
 from tests.support.registry_client import (
     OCI_MANIFEST,
     RegistryClient,
@@ -224,11 +224,12 @@ def test_pages_carry_no_inline_script(client):
 
 
 # -- 7. bad input is a 4xx ----------------------------------------------------------------------------
-def test_a_huge_finding_id_is_404(client, alice):
+def test_a_huge_finding_id_is_a_400_naming_the_field(client, alice):
     r = client.post(
         "/api/v1/findings/99999999999999999999999/reclassify", json={"severity": None}, auth=alice
     )
-    assert_api_error(r, 404)
+    error = assert_api_error(r, 400, "INVALID")
+    assert error["detail"][0]["field"] == "path.finding_id"
 
 
 def test_a_manifest_with_a_duplicate_key_is_refused(client, alice):
@@ -291,3 +292,53 @@ def test_head_on_the_login_page_is_no_login_attempt(client, alice):
     for _ in range(DEFAULT_LIMITS.per_address + 1):
         assert client.head("/ui/login").status_code == 200
     assert request_token(client, [], *alice).status_code == 200
+
+
+def test_a_locked_account_keeps_its_access_tokens_and_robots_working(client, alice, app_state):
+    """Guessing a user's password from everywhere must not stop their CI: tokens and robots are not
+    throttled (128+ random bits, nothing to guess), only passwords are."""
+    user, password = alice
+    secret = client.post("/api/v1/tokens", json={"name": "ci"}, auth=alice).json()["token"]
+    with app_state.sessions.begin() as s:
+        robot, robot_secret = make_robot(s, f"{user}-org", "ci", role="maintainer")
+    for i in range(DEFAULT_LIMITS.per_account):
+        request_token(client, [], user, f"guess-{i}")
+    assert request_token(client, [], user, password).status_code == 429
+    repo = f"{user}-org/app"
+    r = request_token(client, [f"repository:{repo}:pull,push"], user, secret)
+    assert r.status_code == 200, r.text
+    assert request_token(client, [f"repository:{repo}:pull"], robot, robot_secret).status_code == 200
+    # A wrong token is a plain 401, and counts towards nothing.
+    for _ in range(DEFAULT_LIMITS.per_address + 1):
+        assert request_token(client, [], user, "dyt_0000_wrong").status_code == 401
+
+
+def test_no_password_may_look_like_an_access_token(client, app_state):
+    with app_state.sessions.begin() as s:
+        admin = make_user(s, admin=True).username
+    body = {"username": "mimic", "password": "dyt_looks_like_a_token"}
+    error = assert_api_error(client.post("/api/v1/users", json=body, auth=(admin, PASSWORD)), 400)
+    assert "dyt_" in error["message"]
+
+
+@pytest.mark.parametrize("field", ["artifactType", "config.mediaType", "layers.0.mediaType"])
+def test_media_types_that_no_database_can_store_are_refused(client, alice, field):
+    """A JSON "\\ud800" decodes to a lone surrogate: it was a 500 when stored; now a 400."""
+    user, password = alice
+    repo = f"{user}-org/app"
+    registry = RegistryClient(client, user, password)
+    manifest = registry.image_manifest(repo, [b"layer"])
+    marker = "application/x-marker"
+    if field == "artifactType":
+        manifest["artifactType"] = marker
+    elif field == "config.mediaType":
+        manifest["config"]["mediaType"] = marker
+    else:
+        manifest["layers"][0]["mediaType"] = marker
+    body = json.dumps(manifest).replace(marker, "\\ud800")
+    r = client.put(
+        f"/v2/{repo}/manifests/bad",
+        content=body,
+        headers=registry.headers(repo, extra={"Content-Type": OCI_MANIFEST}),
+    )
+    assert_oci_error(r, 400, "MANIFEST_INVALID")

@@ -86,3 +86,22 @@ def test_passwd_on_the_command_line_ends_sessions_and_refresh_tokens(live_server
     thief = httpx.Client(base_url=live_server.url, cookies={"dockyard_session": copied})
     r = thief.get("/ui/", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"].startswith("/ui/login")
+
+
+def test_parallel_guesses_cannot_outrun_the_throttle(live_server: LiveServer):
+    """Every attempt is counted before its password is hashed: 40 guesses at once get at most the
+    limit's worth of evaluations (401, or 200 for the right one), the rest 429."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from dockyard.accounts.throttle import DEFAULT_LIMITS
+
+    live_server.dockyard("user", "create", "dave", "--password", "dave-password-1")
+    passwords = [f"wrong-{i}" for i in range(39)] + ["dave-password-1"]
+
+    def attempt(password: str) -> int:
+        return httpx.get(f"{live_server.url}/token", auth=("dave", password), timeout=60).status_code
+
+    with ThreadPoolExecutor(40) as pool:
+        statuses = list(pool.map(attempt, passwords))
+    assert statuses.count(401) + statuses.count(200) <= DEFAULT_LIMITS.per_account_and_address, statuses
+    assert statuses.count(429) >= len(passwords) - DEFAULT_LIMITS.per_account_and_address, statuses

@@ -19,11 +19,16 @@ def unique(prefix: str) -> str:
 
 
 def make_user(
-    session: Session, username: str | None = None, *, admin: bool = False, password: str = PASSWORD
+    session: Session,
+    username: str | None = None,
+    *,
+    admin: bool = False,
+    staff: tuple[str, ...] = (),
+    password: str = PASSWORD,
 ) -> User:
-    return AccountService(session, EventBus()).create_user(
-        username or unique("user"), password, is_admin=admin
-    )
+    """A user; ``admin`` makes them a store-admin, ``staff`` gives other store-team roles."""
+    roles = (*staff, "store-admin") if admin else staff
+    return AccountService(session, EventBus()).create_user(username or unique("user"), password, staff=roles)
 
 
 def make_org(

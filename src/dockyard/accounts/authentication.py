@@ -14,10 +14,10 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from dockyard.accounts.models import AccessToken, BrowserSession, Namespace, Robot, User
+from dockyard.accounts.models import AccessToken, BrowserSession, Namespace, Robot, StaffGrant, User
 from dockyard.accounts.passwords import hash_password, hash_secret, new_secret, verify_password, verify_secret
 from dockyard.accounts.throttle import LoginThrottle
-from dockyard.authz import REGISTRY_SCOPES, Principal, parse_scopes
+from dockyard.authz import REGISTRY_SCOPES, Principal, StaffRole, parse_scopes
 from dockyard.db import utcnow
 from dockyard.errors import LoginFailed, Unauthenticated
 from dockyard.events import Actor, Event, EventBus, EventTag
@@ -27,9 +27,21 @@ TOKEN_PREFIX = "dyt_"
 SESSION_TTL = dt.timedelta(hours=12)
 
 
+def staff_roles_of(session: Session, user_id: int) -> frozenset[StaffRole]:
+    """The store-team roles a user holds (unknown values, from a newer version, are ignored)."""
+    values = session.scalars(select(StaffGrant.role).where(StaffGrant.user_id == user_id))
+    return frozenset(StaffRole(v) for v in values if v in StaffRole.__members__.values())
+
+
 @functools.cache
 def _timing_dummy_hash() -> str:
     return hash_password("no user has this password")
+
+
+def is_throttled_kind(username: str, secret: str) -> bool:
+    """Passwords are throttled; robot secrets and access tokens (128+ random bits, a fast hash) are not,
+    so that guessing a user's password cannot lock out their CI's tokens and robots."""
+    return ROBOT_SEPARATOR not in username and not secret.startswith(TOKEN_PREFIX)
 
 
 def _int(value: str) -> int | None:
@@ -44,12 +56,15 @@ class Authentication:
     def authenticate(self, username: str, secret: str, *, actor: Actor | None = None) -> Principal:
         """Check a password, a personal access token or a robot secret; records the login either way."""
         ip = actor.ip if actor else None
-        self.check_throttle(username, ip)
-        return self.record_login(username, self.verify_credentials(username, secret), actor=actor)
+        reservation = self.reserve_attempt(username, ip) if is_throttled_kind(username, secret) else None
+        found = self.verify_credentials(username, secret)
+        return self.record_login(username, found, actor=actor, reservation=reservation)
 
-    def check_throttle(self, username: str, ip: str | None) -> None:
-        """TooManyRequests while this account or address has failed too often (see throttle.py)."""
-        LoginThrottle(self.session).check(username, ip)
+    def reserve_attempt(self, username: str, ip: str | None) -> int:
+        """Count a password attempt before it is checked (TooManyRequests past a limit; see throttle.py).
+        Run and committed in a short write transaction of its own, so parallel guesses cannot all pass
+        the check before any of them is counted."""
+        return LoginThrottle(self.session).reserve(username, ip)
 
     def verify_credentials(self, username: str, secret: str) -> Principal | None:
         """The principal these credentials prove, or None. Reads only: the slow argon2 check can run
@@ -57,13 +72,20 @@ class Authentication:
         return self._check_credentials(username, secret)
 
     def record_login(
-        self, username: str, principal: Principal | None, *, actor: Actor | None = None
+        self,
+        username: str,
+        principal: Principal | None,
+        *,
+        actor: Actor | None = None,
+        reservation: int | None = None,
     ) -> Principal:
         """Record a login (or a failed one, then raise LoginFailed)."""
         base = actor or Actor()
         throttle = LoginThrottle(self.session)
         if principal is None:
-            throttle.failed(username, base.ip)
+            # The attempt was counted before it was checked (reserve_attempt): now it counts as failed.
+            if reservation is not None:
+                throttle.settle(reservation)
             self.bus.publish(
                 self.session,
                 Event(
@@ -98,15 +120,19 @@ class Authentication:
             if robot is None or not verify_secret(robot.secret_hash, secret):
                 return None
             return self._robot_principal(robot, username, via="robot")
+        if secret.startswith(TOKEN_PREFIX):
+            # An access token is checked as one and only one (no password starts with the prefix): a
+            # fast hash, the same work whether or not the name exists, and no throttle to lock it out.
+            token = self._live_token(secret)
+            user = self.session.get(User, token.user_id) if token is not None else None
+            if user is None or not user.is_active or user.username != username or token is None:
+                return None
+            return self._token_principal(user, token)
         user = self.session.scalar(select(User).where(User.username == username))
         if user is None or not user.is_active:
             # Spend the same argon2 time as a real check, so response times do not tell which names exist.
             verify_password(_timing_dummy_hash(), secret)
             return None
-        if secret.startswith(TOKEN_PREFIX):
-            token = self._live_token(secret)
-            if token is not None and token.user_id == user.id:
-                return self._token_principal(user, token)
         if verify_password(user.password_hash, secret):
             return self._user_principal(user, via="password")
         return None
@@ -133,24 +159,22 @@ class Authentication:
             return token
         return None
 
-    @staticmethod
-    def _user_principal(user: User, *, via: str) -> Principal:
+    def _user_principal(self, user: User, *, via: str) -> Principal:
         return Principal(
             kind="user",
             name=user.username,
             user_id=user.id,
-            is_admin=user.is_admin,
+            staff=staff_roles_of(self.session, user.id),
             via=via,
             generation=user.credential_generation or 0,
         )
 
-    @staticmethod
-    def _token_principal(user: User, token: AccessToken) -> Principal:
+    def _token_principal(self, user: User, token: AccessToken) -> Principal:
         return Principal(
             kind="user",
             name=user.username,
             user_id=user.id,
-            is_admin=user.is_admin,
+            staff=staff_roles_of(self.session, user.id),
             via="token",
             token_id=token.id,
             scopes=parse_scopes(token.scopes),

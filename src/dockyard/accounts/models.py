@@ -6,6 +6,7 @@ import datetime as dt
 from enum import StrEnum
 
 from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from dockyard.db import Base, utcnow
@@ -34,13 +35,26 @@ class User(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(String(64), unique=True)
     email: Mapped[str | None] = mapped_column(String(320), nullable=True)
+    email_verified_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
     password_hash: Mapped[str] = mapped_column(String(255))
-    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     # Bumped by a password change and by "sign out everywhere": browser sessions and refresh tokens carry
     # the generation they were made in and stop working once it moves on.
     credential_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class StaffGrant(Base):
+    """A store-team role held by a user (see authz.StaffRole)."""
+
+    __tablename__ = "staff_grant"
+    __table_args__ = (UniqueConstraint("user_id", "role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(32))
+    granted_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    granted_by: Mapped[str] = mapped_column(String(255))
 
 
 class Namespace(Base):
@@ -132,3 +146,5 @@ class LoginFailure(Base):
     username: Mapped[str] = mapped_column(String(64))
     ip: Mapped[str] = mapped_column(String(64))
     occurred_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # True while the attempt's password is being checked (counted in advance, see throttle.reserve).
+    pending: Mapped[bool] = mapped_column(Boolean, default=False, server_default=sa_false())

@@ -6,11 +6,11 @@ import datetime as dt
 import re
 import secrets
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from dockyard.accounts.authentication import TOKEN_PREFIX, Authentication
+from dockyard.accounts.authentication import TOKEN_PREFIX, Authentication, staff_roles_of
 from dockyard.accounts.models import (
     AccessToken,
     BrowserSession,
@@ -19,6 +19,7 @@ from dockyard.accounts.models import (
     NamespaceKind,
     Robot,
     Role,
+    StaffGrant,
     User,
 )
 from dockyard.accounts.passwords import (
@@ -27,9 +28,18 @@ from dockyard.accounts.passwords import (
     hash_secret,
     new_secret,
 )
-from dockyard.authz import ALL_SCOPES, REGISTRY_SCOPES, Principal, Scope
+from dockyard.authz import (
+    ALL_SCOPES,
+    REGISTRY_SCOPES,
+    Permission,
+    Principal,
+    Scope,
+    StaffRole,
+    allowed,
+    require,
+)
 from dockyard.db import utcnow
-from dockyard.errors import Conflict, Forbidden, Invalid, NotFound
+from dockyard.errors import Conflict, Invalid, NotFound
 from dockyard.events import Actor, Event, EventBus, EventTag
 
 # A namespace is the first component of repository names, so it follows that component's grammar.
@@ -38,12 +48,21 @@ MIN_PASSWORD_LENGTH = 8
 MAX_TOKEN_DAYS = 3650
 
 
+def _staff_role(role: str) -> StaffRole:
+    try:
+        return StaffRole(role)
+    except ValueError as exc:
+        raise Invalid(f"staff role must be one of {', '.join(r.value for r in StaffRole)}") from exc
+
+
 def validate_password(password: str) -> str:
     if not isinstance(password, str) or not (MIN_PASSWORD_LENGTH <= len(password) <= MAX_PASSWORD_LENGTH):
         raise Invalid(
             f"password must have {MIN_PASSWORD_LENGTH} to {MAX_PASSWORD_LENGTH} characters",
             detail={"field": "password"},
         )
+    if password.startswith(TOKEN_PREFIX):  # such a secret is checked as an access token, never a password
+        raise Invalid(f"a password cannot start with {TOKEN_PREFIX!r}", detail={"field": "password"})
     return password
 
 
@@ -65,14 +84,15 @@ class AccountService(Authentication):
         password: str,
         *,
         email: str | None = None,
-        is_admin: bool = False,
+        staff: tuple[str, ...] = (),
         actor: Actor | None = None,
     ) -> User:
         """Create a user and the personal namespace named after it."""
         validate_account_name(username)
         validate_password(password)
         self._ensure_name_free(username)
-        user = User(username=username, email=email, password_hash=hash_password(password), is_admin=is_admin)
+        roles = [_staff_role(r) for r in staff]
+        user = User(username=username, email=email, password_hash=hash_password(password))
         self.session.add(user)
         ns = Namespace(name=username, kind=NamespaceKind.USER.value)
         self.session.add(ns)
@@ -82,9 +102,14 @@ class AccountService(Authentication):
         self.bus.publish(
             self.session,
             Event(
-                EventTag.USER_CREATE, actor or Actor.system(), namespace=username, data={"admin": is_admin}
+                EventTag.USER_CREATE,
+                actor or Actor.system(),
+                namespace=username,
+                data={"staff": [r.value for r in roles]},
             ),
         )
+        for role in roles:
+            self.grant_staff(username, role, actor=actor)
         return user
 
     def set_password(self, username: str, password: str, *, actor: Actor | None = None) -> None:
@@ -239,12 +264,75 @@ class AccountService(Authentication):
             )
         return None
 
-    def require_owner(self, principal: Principal, namespace: str) -> None:
-        """Raise Forbidden unless ``principal`` owns ``namespace`` (or is an administrator)."""
-        if principal.is_admin:
-            return
-        if self.role_in(principal, namespace) != Role.OWNER:
-            raise Forbidden(f"only owners of {namespace!r} may do this")
+    def require(self, principal: Principal, permission: Permission, *, namespace: str | None = None) -> None:
+        """authz.require, with ``principal``'s role in ``namespace`` looked up (when one is named)."""
+        role = self.role_in(principal, namespace) if namespace is not None else None
+        require(principal, permission, namespace_role=role)
+
+    def allowed(self, principal: Principal, permission: Permission, *, namespace: str | None = None) -> bool:
+        role = self.role_in(principal, namespace) if namespace is not None else None
+        return allowed(principal, permission, namespace_role=role)
+
+    # -- the store team ------------------------------------------------------------------------
+    def grant_staff(self, username: str, role: str, *, actor: Actor | None = None) -> None:
+        """Give ``username`` a store-team role (idempotent)."""
+        staff_role = _staff_role(role)
+        user = self.get_user(username)
+        held = self.session.scalar(
+            select(StaffGrant.id).where(StaffGrant.user_id == user.id, StaffGrant.role == staff_role.value)
+        )
+        if held is None:
+            by = (actor or Actor.system()).name
+            self.session.add(StaffGrant(user_id=user.id, role=staff_role.value, granted_by=by[:255]))
+            self.session.flush()
+            self.bus.publish(
+                self.session,
+                Event(
+                    EventTag.STAFF_GRANT,
+                    actor or Actor.system(),
+                    namespace=username,
+                    data={"user": username, "role": staff_role.value},
+                ),
+            )
+
+    def revoke_staff(self, username: str, role: str, *, actor: Actor | None = None) -> None:
+        """Take a store-team role away; the last store-admin cannot be removed."""
+        staff_role = _staff_role(role)
+        user = self.get_user(username)
+        grant = self.session.scalar(
+            select(StaffGrant).where(StaffGrant.user_id == user.id, StaffGrant.role == staff_role.value)
+        )
+        if grant is None:
+            raise NotFound(f"{username!r} is not {staff_role.value}")
+        if staff_role is StaffRole.STORE_ADMIN:
+            admins = self.session.scalar(
+                select(func.count()).where(StaffGrant.role == StaffRole.STORE_ADMIN.value)
+            )
+            if (admins or 0) <= 1:
+                raise Conflict("the store must keep at least one store-admin")
+        self.session.delete(grant)
+        self.session.flush()
+        self.bus.publish(
+            self.session,
+            Event(
+                EventTag.STAFF_REVOKE,
+                actor or Actor.system(),
+                namespace=username,
+                data={"user": username, "role": staff_role.value},
+            ),
+        )
+
+    def staff(self) -> list[tuple[str, str]]:
+        """(username, role) of every store-team grant."""
+        rows = self.session.execute(
+            select(User.username, StaffGrant.role)
+            .join(StaffGrant, StaffGrant.user_id == User.id)
+            .order_by(User.username, StaffGrant.role)
+        )
+        return [(u, r) for u, r in rows]
+
+    def staff_roles(self, user_id: int) -> frozenset[StaffRole]:
+        return staff_roles_of(self.session, user_id)
 
     # -- access tokens -------------------------------------------------------------------------
     def create_token(
@@ -367,5 +455,5 @@ class AccountService(Authentication):
         generated = None
         if not password:
             generated = password = new_secret(18)
-        self.create_user("admin", password, is_admin=True)
+        self.create_user("admin", password, staff=(StaffRole.STORE_ADMIN.value,))
         return generated

@@ -8,9 +8,10 @@ argon2 time, and it is refused the same way for names that exist and names that 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from dockyard.accounts.models import LoginFailure
@@ -34,6 +35,17 @@ class Limits:
 DEFAULT_LIMITS = Limits()
 
 
+# A reservation is "in flight" while its password is hashed; at most this many per account and address.
+# Parallel guesses can thus get at most MAX_IN_FLIGHT evaluations past a limit, not hundreds.
+MAX_IN_FLIGHT = 8
+PENDING_FOR = dt.timedelta(seconds=60)
+
+
+def _lock_key(name: str) -> int:
+    """A signed 64-bit advisory-lock key for ``name``."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
 def _address(ip: str | None) -> str:
     return (ip or "-")[:64]
 
@@ -42,6 +54,48 @@ class LoginThrottle:
     def __init__(self, session: Session, limits: Limits = DEFAULT_LIMITS) -> None:
         self.session = session
         self.limits = limits
+
+    def reserve(self, username: str, ip: str | None) -> int:
+        """Count an attempt before it is checked: TooManyRequests (nothing counted) while a limit is
+        reached, else a failure row that a successful login deletes again. The caller commits it at once,
+        in a transaction of its own, before the password is hashed; the database serialises reservations
+        (SQLite: its one writer; PostgreSQL: transaction-scoped advisory locks on the account and the
+        address), so N parallel guesses cannot all see a count below the limit."""
+        self._serialise(username, ip)
+        self.check(username, ip)
+        in_flight = self.session.scalar(
+            select(func.count()).where(
+                LoginFailure.username == username[:64],
+                LoginFailure.ip == _address(ip),
+                LoginFailure.pending.is_(True),
+                LoginFailure.occurred_at > utcnow() - PENDING_FOR,
+            )
+        )
+        if (in_flight or 0) >= MAX_IN_FLIGHT:
+            raise TooManyRequests("too many logins in progress: try again in a moment", retry_after=1)
+        row = LoginFailure(username=username[:64], ip=_address(ip), occurred_at=utcnow(), pending=True)
+        self.session.add(row)
+        self.session.flush()
+        return row.id
+
+    def finish(self, reservation: int, username: str, ip: str | None, *, ok: bool) -> None:
+        """The reserved attempt was checked: a right one forgets this address's failures for the
+        account, a wrong one counts as a failure."""
+        if ok:
+            self.succeeded(username, ip)
+        else:
+            self.settle(reservation)
+
+    def settle(self, reservation: int) -> None:
+        """The reserved attempt failed: it now counts as a failure."""
+        self.session.execute(update(LoginFailure).where(LoginFailure.id == reservation).values(pending=False))
+
+    def _serialise(self, username: str, ip: str | None) -> None:
+        if self.session.get_bind().dialect.name != "postgresql":
+            return
+        keys = sorted({_lock_key("login:user:" + username[:64]), _lock_key("login:ip:" + _address(ip))})
+        for key in keys:  # always in the same order: two reservations never wait on each other in a cycle
+            self.session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
     def check(self, username: str, ip: str | None) -> None:
         """Raise TooManyRequests while any of the limits is reached."""
@@ -59,9 +113,12 @@ class LoginThrottle:
         wait = 0.0
         for limit, where in conditions:
             # The limit-th most recent failure: once it leaves the window, fewer than `limit` remain.
+            # Attempts still being checked do not count yet (a burst of right logins, e.g. a client's
+            # parallel pushes, must not lock itself out); ones pending for long are crashed checks: they do.
+            counted = or_(LoginFailure.pending.is_(False), LoginFailure.occurred_at <= now - PENDING_FOR)
             pivot = self.session.scalar(
                 select(LoginFailure.occurred_at)
-                .where(*where, LoginFailure.occurred_at > since)
+                .where(*where, counted, LoginFailure.occurred_at > since)
                 .order_by(LoginFailure.occurred_at.desc())
                 .offset(limit - 1)
                 .limit(1)

@@ -1,218 +1,299 @@
-"""JSON API for accounts: users, organisations, members, robots, tokens, repository visibility."""
+"""The accounts API: who am I, users, the store team, organisations, members, robots, access tokens and
+repository visibility. Thin views: parse (the schemas), authorize (``caller`` + ``require``), one service
+call, shape the answer."""
 
 from __future__ import annotations
 
-import json
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from fastapi import APIRouter, Path, Query, Response
 
-from dockyard.authz import Scope, parse_scopes, require_admin, require_authenticated
+from dockyard.accounts import schemas as s
+from dockyard.authz import Permission, Principal, Scope, StaffRole
 from dockyard.errors import Invalid
 from dockyard.oci.reference import namespace_of
-from dockyard.web.context import RequestContext, endpoint
-from dockyard.web.errors import api_error_response
-from dockyard.web.identity import api_principal
+from dockyard.web.api import Ctx, UnitOfWorkRoute, caller
 
-api = endpoint(api_error_response)
+router = APIRouter(route_class=UnitOfWorkRoute)
+T = TypeVar("T")
 
-
-async def authenticate(ctx: RequestContext, scope: Scope | None = Scope.API) -> None:
-    """The caller, who must hold ``scope`` (account management needs the ``api`` scope)."""
-    await api_principal(ctx, scope)
-
-
-async def json_body(request: Request) -> dict[str, Any]:
-    try:
-        data = json.loads(await request.body() or b"{}")
-    except (ValueError, RecursionError) as exc:  # RecursionError: thousands of nested brackets
-        raise Invalid("request body is not JSON") from exc
-    if not isinstance(data, dict):
-        raise Invalid("request body must be a JSON object")
-    return data
+Limit = Annotated[int, Query(ge=1, le=1000, description="at most this many items")]
+Offset = Annotated[int, Query(ge=0, le=1_000_000, description="skip this many items")]
+OrgName = Annotated[str, Path(min_length=1, max_length=64)]
+UserName = Annotated[str, Path(min_length=1, max_length=64)]
+RobotName = Annotated[str, Path(min_length=1, max_length=64)]
+RepoName = Annotated[str, Path(min_length=1, max_length=255)]
+Signed = Annotated[Principal, caller(None)]
+Account = Annotated[Principal, caller(Scope.API)]
 
 
-def field(data: dict[str, Any], key: str, kind: type = str, default: Any = ...) -> Any:
-    value = data.get(key, default)
-    if value is ...:
-        raise Invalid(f"{key!r} is required")
-    # bool is an int to Python, never to a client: `true` is no number of days.
-    if value is not None and (not isinstance(value, kind) or (kind is not bool and isinstance(value, bool))):
-        raise Invalid(f"{key!r} must be a {kind.__name__}", detail={"field": key})
-    return value
+def page(items: list[T], limit: int, offset: int) -> tuple[list[T], int | None]:
+    """One page of ``items`` and the offset of the next (None on the last)."""
+    chunk = items[offset : offset + limit]
+    return chunk, (offset + limit if offset + limit < len(items) else None)
 
 
-@api
-async def me(request: Request, ctx: RequestContext) -> Response:
-    await authenticate(ctx, None)
-    p = ctx.principal
-    return JSONResponse(
-        {"name": p.name, "kind": p.kind, "admin": p.is_admin, "via": p.via, "scopes": sorted(p.scopes)}
-    )
+def only_users(principal: Principal) -> None:
+    if principal.kind != "user":
+        raise Invalid("robots have no account to manage")
 
 
-@api
-async def sign_out_everywhere(request: Request, ctx: RequestContext) -> Response:
-    await authenticate(ctx)
-    if ctx.principal.kind != "user":
-        raise Invalid("only users sign in")
-    await ctx.run(ctx.accounts().sign_out_everywhere, ctx.principal.name, actor=ctx.actor)
-    request.session.clear()
+# -- me --------------------------------------------------------------------------------------------------
+@router.get("/me", response_model=s.Me, tags=["me"])
+async def me(who: Signed) -> dict[str, Any]:
+    """The caller, as the credential it used sees it."""
+    return {
+        "name": who.name,
+        "kind": who.kind,
+        "staff": sorted(who.staff),
+        "via": who.via,
+        "scopes": sorted(who.scopes),
+    }
+
+
+@router.post("/me/sign-out-everywhere", status_code=204, tags=["me"])
+async def sign_out_everywhere(ctx: Ctx, who: Account) -> Response:
+    """End every browser session and refresh token of the caller (access tokens stay)."""
+    only_users(who)
+    await ctx.call(lambda sv: sv.accounts.sign_out_everywhere(who.name, actor=ctx.actor))
+    ctx.request.session.clear()
     return Response(status_code=204)
 
 
-@api
-async def create_user(request: Request, ctx: RequestContext) -> Response:
-    await authenticate(ctx)
-    require_admin(ctx.principal)
-    data = await json_body(request)
-    user = await ctx.run(
-        ctx.accounts().create_user,
-        field(data, "username"),
-        field(data, "password"),
-        email=field(data, "email", default=None),
-        is_admin=bool(field(data, "admin", bool, False)),
-        actor=ctx.actor,
-    )
-    return JSONResponse({"username": user.username, "admin": user.is_admin}, status_code=201)
+# -- users and the store team ----------------------------------------------------------------------------
+@router.get("/users", response_model=s.UserList, tags=["users"])
+async def list_users(ctx: Ctx, who: Account, limit: Limit = 100, offset: Offset = 0) -> dict[str, Any]:
+    """Every user (store-admins only)."""
+
+    def work(sv: Any) -> tuple[list[Any], dict[str, list[str]]]:
+        sv.accounts.require(who, Permission.USER_MANAGE)
+        staff: dict[str, list[str]] = {}
+        for username, role in sv.accounts.staff():
+            staff.setdefault(username, []).append(role)
+        return sv.accounts.list_users(), staff
+
+    users, staff = await ctx.call(work)
+    chunk, next_offset = page(users, limit, offset)
+    return {
+        "users": [
+            {
+                "username": u.username,
+                "email": u.email,
+                "active": u.is_active,
+                "staff": staff.get(u.username, []),
+            }
+            for u in chunk
+        ],
+        "next_offset": next_offset,
+    }
 
 
-@api
-async def create_org(request: Request, ctx: RequestContext) -> Response:
-    await authenticate(ctx)
-    require_authenticated(ctx.principal)
-    if ctx.principal.kind != "user":
-        raise Invalid("robots cannot create organisations")
-    data = await json_body(request)
-    ns = await ctx.run(ctx.accounts().create_org, field(data, "name"), ctx.principal.name, actor=ctx.actor)
-    return JSONResponse({"name": ns.name}, status_code=201)
+@router.post("/users", response_model=s.UserOut, status_code=201, tags=["users"])
+async def create_user(body: s.NewUser, ctx: Ctx, who: Account) -> dict[str, Any]:
+    """Create a user (store-admins only); staff roles may be given at once."""
+
+    def work(sv: Any) -> dict[str, Any]:
+        sv.accounts.require(who, Permission.USER_MANAGE)
+        staff = tuple(r.value for r in body.staff)
+        if staff:
+            sv.accounts.require(who, Permission.STAFF_MANAGE)
+        user = sv.accounts.create_user(
+            body.username, body.password, email=body.email, staff=staff, actor=ctx.actor
+        )
+        roles = sorted(sv.accounts.staff_roles(user.id))
+        return {"username": user.username, "email": user.email, "active": user.is_active, "staff": roles}
+
+    return await ctx.call(work)
 
 
-@api
-async def members(request: Request, ctx: RequestContext) -> Response:
-    await authenticate(ctx)
-    org = request.path_params["org"]
-    accounts = ctx.accounts()
-    await ctx.run(accounts.require_owner, ctx.principal, org)
-    rows = await ctx.run(accounts.members, org)
-    return JSONResponse({"members": [{"username": u, "role": r} for u, r in rows]})
+@router.get("/staff", response_model=s.StaffList, tags=["staff"])
+async def staff(ctx: Ctx, who: Account) -> dict[str, Any]:
+    """The store team: every user and role."""
+
+    def work(sv: Any) -> list[tuple[str, str]]:
+        sv.accounts.require(who, Permission.STAFF_MANAGE)
+        return sv.accounts.staff()
+
+    rows = await ctx.call(work)
+    return {"staff": [{"username": u, "role": r} for u, r in rows]}
 
 
-@api
-async def member(request: Request, ctx: RequestContext) -> Response:
-    await authenticate(ctx)
-    org, username = request.path_params["org"], request.path_params["username"]
-    accounts = ctx.accounts()
-    await ctx.run(accounts.require_owner, ctx.principal, org)
-    if request.method == "DELETE":
-        await ctx.run(accounts.remove_member, org, username, actor=ctx.actor)
-        return Response(status_code=204)
-    data = await json_body(request)
-    m = await ctx.run(accounts.set_member, org, username, field(data, "role"), actor=ctx.actor)
-    return JSONResponse({"username": username, "role": m.role})
+@router.put("/staff/{username}/{role}", response_model=s.StaffGrantOut, tags=["staff"])
+async def grant_staff(username: UserName, role: StaffRole, ctx: Ctx, who: Account) -> dict[str, Any]:
+    """Give a user a store-team role (store-admins only)."""
+
+    def work(sv: Any) -> None:
+        sv.accounts.require(who, Permission.STAFF_MANAGE)
+        sv.accounts.grant_staff(username, role.value, actor=ctx.actor)
+
+    await ctx.call(work)
+    return {"username": username, "role": role}
 
 
-@api
-async def robots(request: Request, ctx: RequestContext) -> Response:
-    await authenticate(ctx)
-    org = request.path_params["org"]
-    accounts = ctx.accounts()
-    await ctx.run(accounts.require_owner, ctx.principal, org)
-    if request.method == "POST":
-        data = await json_body(request)
-        robot, secret = await ctx.run(
-            accounts.create_robot,
-            org,
-            field(data, "name"),
-            field(data, "role", default="reader"),
+@router.delete("/staff/{username}/{role}", status_code=204, tags=["staff"])
+async def revoke_staff(username: UserName, role: StaffRole, ctx: Ctx, who: Account) -> Response:
+    """Take a store-team role away (the last store-admin stays)."""
+
+    def work(sv: Any) -> None:
+        sv.accounts.require(who, Permission.STAFF_MANAGE)
+        sv.accounts.revoke_staff(username, role.value, actor=ctx.actor)
+
+    await ctx.call(work)
+    return Response(status_code=204)
+
+
+# -- organisations ---------------------------------------------------------------------------------------
+@router.post("/orgs", response_model=s.OrgOut, status_code=201, tags=["organisations"])
+async def create_org(body: s.NewOrg, ctx: Ctx, who: Account) -> dict[str, Any]:
+    """Create an organisation owned by the caller."""
+
+    def work(sv: Any) -> str:
+        sv.accounts.require(who, Permission.ORG_CREATE)
+        return sv.accounts.create_org(body.name, who.name, actor=ctx.actor).name
+
+    return {"name": await ctx.call(work)}
+
+
+@router.get("/orgs/{org}/members", response_model=s.MemberList, tags=["organisations"])
+async def members(
+    org: OrgName, ctx: Ctx, who: Account, limit: Limit = 100, offset: Offset = 0
+) -> dict[str, Any]:
+    """An organisation's members and their roles (owners only)."""
+
+    def work(sv: Any) -> list[tuple[str, str]]:
+        sv.accounts.require(who, Permission.NAMESPACE_MANAGE, namespace=org)
+        return sv.accounts.members(org)
+
+    rows, next_offset = page(await ctx.call(work), limit, offset)
+    return {"members": [{"username": u, "role": r} for u, r in rows], "next_offset": next_offset}
+
+
+@router.put("/orgs/{org}/members/{username}", response_model=s.Member, tags=["organisations"])
+async def set_member(
+    org: OrgName, username: UserName, body: s.MemberRoleIn, ctx: Ctx, who: Account
+) -> dict[str, Any]:
+    """Add a member or change their role (owners only)."""
+
+    def work(sv: Any) -> str:
+        sv.accounts.require(who, Permission.NAMESPACE_MANAGE, namespace=org)
+        return sv.accounts.set_member(org, username, body.role, actor=ctx.actor).role
+
+    return {"username": username, "role": await ctx.call(work)}
+
+
+@router.delete("/orgs/{org}/members/{username}", status_code=204, tags=["organisations"])
+async def remove_member(org: OrgName, username: UserName, ctx: Ctx, who: Account) -> Response:
+    """Remove a member (owners only; the last owner stays)."""
+
+    def work(sv: Any) -> None:
+        sv.accounts.require(who, Permission.NAMESPACE_MANAGE, namespace=org)
+        sv.accounts.remove_member(org, username, actor=ctx.actor)
+
+    await ctx.call(work)
+    return Response(status_code=204)
+
+
+@router.get("/orgs/{org}/robots", response_model=s.RobotList, tags=["robots"])
+async def robots(
+    org: OrgName, ctx: Ctx, who: Account, limit: Limit = 100, offset: Offset = 0
+) -> dict[str, Any]:
+    """An organisation's robot accounts (owners only)."""
+
+    def work(sv: Any) -> list[Any]:
+        sv.accounts.require(who, Permission.NAMESPACE_MANAGE, namespace=org)
+        return sv.accounts.list_robots(org)
+
+    items, next_offset = page(await ctx.call(work), limit, offset)
+    return {
+        "robots": [{"username": f"{org}+{r.name}", "role": r.role} for r in items],
+        "next_offset": next_offset,
+    }
+
+
+@router.post("/orgs/{org}/robots", response_model=s.RobotCreated, status_code=201, tags=["robots"])
+async def create_robot(org: OrgName, body: s.NewRobot, ctx: Ctx, who: Account) -> dict[str, Any]:
+    """Create a robot account; its secret is in this answer only."""
+
+    def work(sv: Any) -> tuple[Any, str]:
+        sv.accounts.require(who, Permission.NAMESPACE_MANAGE, namespace=org)
+        return sv.accounts.create_robot(org, body.name, body.role, actor=ctx.actor)
+
+    robot, secret = await ctx.call(work)
+    return {"username": f"{org}+{robot.name}", "role": robot.role, "secret": secret}
+
+
+@router.delete("/orgs/{org}/robots/{name}", status_code=204, tags=["robots"])
+async def delete_robot(org: OrgName, name: RobotName, ctx: Ctx, who: Account) -> Response:
+    """Delete a robot account: its secret stops working at once."""
+
+    def work(sv: Any) -> None:
+        sv.accounts.require(who, Permission.NAMESPACE_MANAGE, namespace=org)
+        sv.accounts.delete_robot(org, name, actor=ctx.actor)
+
+    await ctx.call(work)
+    return Response(status_code=204)
+
+
+# -- access tokens ---------------------------------------------------------------------------------------
+@router.get("/tokens", response_model=s.TokenList, tags=["tokens"])
+async def tokens(ctx: Ctx, who: Account, limit: Limit = 100, offset: Offset = 0) -> dict[str, Any]:
+    """The caller's personal access tokens (never their secrets)."""
+    only_users(who)
+    items, next_offset = page(await ctx.call(lambda sv: sv.accounts.list_tokens(who.name)), limit, offset)
+    return {
+        "tokens": [
+            {
+                "id": t.id,
+                "name": t.name,
+                "scopes": t.scopes.split(","),
+                "revoked": t.revoked,
+                "created_at": t.created_at,
+                "expires_at": t.expires_at,
+                "last_used_at": t.last_used_at,
+            }
+            for t in items
+        ],
+        "next_offset": next_offset,
+    }
+
+
+@router.post("/tokens", response_model=s.TokenCreated, status_code=201, tags=["tokens"])
+async def create_token(body: s.NewToken, ctx: Ctx, who: Account) -> dict[str, Any]:
+    """Create a personal access token with the given scopes; the secret is in this answer only."""
+    only_users(who)
+
+    def work(sv: Any) -> tuple[Any, str]:
+        sv.accounts.require(who, Permission.ACCOUNT_MANAGE)
+        return sv.accounts.create_token(
+            who.name,
+            body.name,
+            expires_in_days=body.expires_in_days,
+            scopes=frozenset(body.scopes),
             actor=ctx.actor,
         )
-        return JSONResponse(
-            {"username": f"{org}+{robot.name}", "role": robot.role, "secret": secret}, status_code=201
-        )
-    items = await ctx.run(accounts.list_robots, org)
-    return JSONResponse({"robots": [{"username": f"{org}+{r.name}", "role": r.role} for r in items]})
+
+    token, secret = await ctx.call(work)
+    return {"id": token.id, "name": token.name, "scopes": token.scopes.split(","), "token": secret}
 
 
-@api
-async def robot(request: Request, ctx: RequestContext) -> Response:
-    await authenticate(ctx)
-    org = request.path_params["org"]
-    accounts = ctx.accounts()
-    await ctx.run(accounts.require_owner, ctx.principal, org)
-    await ctx.run(accounts.delete_robot, org, request.path_params["name"], actor=ctx.actor)
+@router.delete("/tokens/{token_id}", status_code=204, tags=["tokens"])
+async def revoke_token(
+    token_id: Annotated[int, Path(ge=1, le=2**63 - 1)], ctx: Ctx, who: Account
+) -> Response:
+    """Revoke one of the caller's tokens: it, and every refresh token minted with it, stop working."""
+    only_users(who)
+    await ctx.call(lambda sv: sv.accounts.revoke_token(who.name, token_id, actor=ctx.actor))
     return Response(status_code=204)
 
 
-@api
-async def tokens(request: Request, ctx: RequestContext) -> Response:
-    await authenticate(ctx)
-    if ctx.principal.kind != "user":
-        raise Invalid("only users have access tokens")
-    accounts = ctx.accounts()
-    if request.method == "POST":
-        data = await json_body(request)
-        token, secret = await ctx.run(
-            accounts.create_token,
-            ctx.principal.name,
-            field(data, "name"),
-            expires_in_days=field(data, "expires_in_days", int, None),
-            scopes=parse_scopes(field(data, "scopes", list, None)),
-            actor=ctx.actor,
-        )
-        return JSONResponse(
-            {"id": token.id, "name": token.name, "scopes": token.scopes.split(","), "token": secret},
-            status_code=201,
-        )
-    items = await ctx.run(accounts.list_tokens, ctx.principal.name)
-    return JSONResponse(
-        {
-            "tokens": [
-                {
-                    "id": t.id,
-                    "name": t.name,
-                    "revoked": t.revoked,
-                    "scopes": t.scopes.split(","),
-                    "expires_at": t.expires_at.isoformat() if t.expires_at else None,
-                    "last_used_at": t.last_used_at.isoformat() if t.last_used_at else None,
-                }
-                for t in items
-            ]
-        }
-    )
+# -- repositories ----------------------------------------------------------------------------------------
+@router.put("/repositories/{name:path}/visibility", response_model=s.VisibilityOut, tags=["repositories"])
+async def visibility(name: RepoName, body: s.VisibilityIn, ctx: Ctx, who: Account) -> dict[str, Any]:
+    """Make a repository public (anyone may pull) or private (owners of its namespace only)."""
 
+    def work(sv: Any) -> Any:
+        sv.accounts.require(who, Permission.NAMESPACE_MANAGE, namespace=namespace_of(name))
+        return sv.registry.set_visibility(name, body.public, ctx.actor)
 
-@api
-async def revoke_token(request: Request, ctx: RequestContext) -> Response:
-    await authenticate(ctx)
-    await ctx.run(
-        ctx.accounts().revoke_token, ctx.principal.name, int(request.path_params["id"]), actor=ctx.actor
-    )
-    return Response(status_code=204)
-
-
-@api
-async def visibility(request: Request, ctx: RequestContext) -> Response:
-    await authenticate(ctx)
-    name = request.path_params["name"]
-    await ctx.run(ctx.accounts().require_owner, ctx.principal, namespace_of(name))
-    data = await json_body(request)
-    repo = await ctx.run(ctx.registry().set_visibility, name, field(data, "public", bool), ctx.actor)
-    return JSONResponse({"name": repo.name, "public": repo.is_public})
-
-
-routes = [
-    Route("/me", me),
-    Route("/me/sign-out-everywhere", sign_out_everywhere, methods=["POST"]),
-    Route("/users", create_user, methods=["POST"]),
-    Route("/orgs", create_org, methods=["POST"]),
-    Route("/orgs/{org}/members", members),
-    Route("/orgs/{org}/members/{username}", member, methods=["PUT", "DELETE"]),
-    Route("/orgs/{org}/robots", robots, methods=["GET", "POST"]),
-    Route("/orgs/{org}/robots/{name}", robot, methods=["DELETE"]),
-    Route("/tokens", tokens, methods=["GET", "POST"]),
-    Route("/tokens/{id:int}", revoke_token, methods=["DELETE"]),
-    Route("/repositories/{name:path}/visibility", visibility, methods=["PUT"]),
-]
+    repo = await ctx.call(work)
+    return {"name": repo.name, "public": repo.is_public}

@@ -1,19 +1,22 @@
-"""The ``dockyard`` command: serve, migrate, users, organisations, robots, tokens, gc, scan, vulndb."""
+"""The ``dockyard`` command: serve, migrate, users, staff, organisations, robots, tokens, gc, scan, vulndb.
+
+Every command that changes something runs in a unit of work of the composition root (``act``).
+"""
 
 from __future__ import annotations
 
+import getpass
 import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 import typer
 from rich.console import Console
 
-from dockyard.authz import parse_scopes
+from dockyard.authz import StaffRole, parse_scopes
 from dockyard.cli.scan import scan
 from dockyard.cli.vulndb import vulndb_app
 from dockyard.cli.worker import worker
@@ -23,21 +26,26 @@ from dockyard.errors import DockyardError
 # SQLAlchemy, the models and the services are imported by the commands that use them: `dockyard --help`
 # and `dockyard scan` start without them.
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
+    from dockyard.events import Actor
+    from dockyard.services import Services
 
 app = typer.Typer(help="dockyard: a self-hosted container content store.", no_args_is_help=True)
 users = typer.Typer(help="Manage users.", no_args_is_help=True)
 orgs = typer.Typer(help="Manage organisations and their members.", no_args_is_help=True)
 robots = typer.Typer(help="Manage organisations' robot accounts.", no_args_is_help=True)
 repos = typer.Typer(help="Manage repositories.", no_args_is_help=True)
+staff_app = typer.Typer(help="Manage the store team's roles.", no_args_is_help=True)
 app.add_typer(users, name="user")
 app.add_typer(orgs, name="org")
 app.add_typer(robots, name="robot")
 app.add_typer(repos, name="repo")
+app.add_typer(staff_app, name="staff")
 app.add_typer(vulndb_app, name="vulndb")
 app.command("scan")(scan)
 app.command("worker")(worker)
 console = Console()
+T = TypeVar("T")
+STAFF_ROLES = ", ".join(r.value for r in StaffRole)
 err = Console(stderr=True)
 
 
@@ -52,53 +60,46 @@ def _private_files(ctx: typer.Context) -> None:
     ctx.call_on_close(lambda: os.umask(previous))
 
 
-@contextmanager
-def transaction(settings: Settings | None = None) -> Iterator[Session]:
-    from dockyard.db import make_engine, make_session_factory, migrate
-    from dockyard.storage.permissions import prepare_data_dir
+def cli_actor() -> Actor:
+    """Who the audit log says acted: the operating-system user who ran the command."""
+    from dockyard.events import Actor
 
-    settings = settings or Settings.from_env()
-    # Tighten what an older version left open; a missing data dir is made by SQLite under our umask.
-    prepare_data_dir(settings.data_dir, settings.database_url, create=False)
-    engine = make_engine(settings.database_url)
-    migrate(engine)
-    session = make_session_factory(engine)()
     try:
-        yield session
-        session.commit()
-    except BaseException:
-        session.rollback()
-        raise
-    finally:
-        session.close()
-        engine.dispose()
+        who = getpass.getuser()
+    except (KeyError, OSError):
+        who = str(os.getuid())
+    return Actor(name=f"cli:{who}", kind="system")
 
 
-def run(action: Callable[[Session], Any]) -> Any:
+def act(action: Callable[[Services, Actor], T], settings: Settings | None = None) -> T:
+    """Run ``action`` in one unit of work of the composition root (so every event subscriber runs, as it
+    would for the same action taken through the API); a domain error is one red line and exit code 1."""
+    from dockyard.runtime import build_runtime
+
+    runtime = build_runtime(settings or Settings.from_env())
     try:
-        with transaction() as session:
-            return action(session)
+        with runtime.unit_of_work() as services:
+            return action(services, cli_actor())
     except DockyardError as exc:
         err.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(1) from exc
+    finally:
+        runtime.engine.dispose()
 
 
 @app.command()
 def serve() -> None:
     """Apply migrations, create the administrator on first start, and serve HTTP."""
     from granian.constants import Interfaces, Loops
+    from granian.http import HTTP1Settings
     from granian.server import Server
-
-    from dockyard.accounts.services import AccountService
-    from dockyard.events import EventBus
 
     settings = Settings.from_env()
     logging.basicConfig(level=settings.log_level.upper(), format="%(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    # transaction() prepares the data dir here, once, before the worker processes start (they find
-    # nothing left to tighten, so the log line is not repeated per worker).
-    with transaction(settings) as session:
-        generated = AccountService(session, EventBus()).ensure_admin(settings.admin_password)
+    # The data dir is prepared here, once, before the worker processes start (they find nothing left to
+    # tighten, so the log line is not repeated per worker).
+    generated = act(lambda sv, actor: sv.accounts.ensure_admin(settings.admin_password), settings)
     if generated:
         console.print(f"created user [bold]admin[/bold] with password: [bold]{generated}[/bold] (shown once)")
     console.print(f"dockyard listening on {settings.public_url} (data in {settings.data_dir})")
@@ -117,6 +118,9 @@ def serve() -> None:
         log_access=False,
         log_level=settings.log_level.lower(),  # type: ignore[arg-type]
         backpressure=256,
+        # A request's header must arrive within 10 s (granian's default is 30 s): slow-header clients
+        # cannot hold connections for long.
+        http1_settings=HTTP1Settings(header_read_timeout=10_000),
     ).serve()
 
 
@@ -140,12 +144,10 @@ def user_create(
     admin: bool = False,
 ) -> None:
     """Create a user (and the personal namespace named after it)."""
-    from dockyard.accounts.services import AccountService
-    from dockyard.events import EventBus
-
-    run(
-        lambda s: AccountService(s, EventBus()).create_user(
-            username, password, email=email or None, is_admin=admin
+    staff = ("store-admin",) if admin else ()
+    act(
+        lambda sv, actor: sv.accounts.create_user(
+            username, password, email=email or None, staff=staff, actor=actor
         )
     )
     console.print(f"created user {username}")
@@ -156,31 +158,26 @@ def user_passwd(
     username: str, password: str = typer.Option(..., prompt=True, hide_input=True, confirmation_prompt=True)
 ) -> None:
     """Set a user's password."""
-    from dockyard.accounts.services import AccountService
-    from dockyard.events import EventBus
-
-    run(lambda s: AccountService(s, EventBus()).set_password(username, password))
+    act(lambda sv, actor: sv.accounts.set_password(username, password, actor=actor))
     console.print("password changed; the user's browser sessions and refresh tokens have ended")
 
 
 @users.command("sign-out-everywhere")
 def user_sign_out_everywhere(username: str) -> None:
     """End every browser session and refresh token of a user (access tokens stay: revoke them one by one)."""
-    from dockyard.accounts.services import AccountService
-    from dockyard.events import EventBus
-
-    run(lambda s: AccountService(s, EventBus()).sign_out_everywhere(username))
+    act(lambda sv, actor: sv.accounts.sign_out_everywhere(username, actor=actor))
     console.print(f"signed {username} out everywhere")
 
 
 @users.command("list")
 def user_list() -> None:
     """List users."""
-    from dockyard.accounts.services import AccountService
-    from dockyard.events import EventBus
-
-    for u in run(lambda s: AccountService(s, EventBus()).list_users()):
-        console.print(f"{u.username}\t{'admin' if u.is_admin else ''}")
+    staff: dict[str, list[str]] = {}
+    users_found = act(lambda sv, actor: (sv.accounts.list_users(), sv.accounts.staff()))
+    for username, role in users_found[1]:
+        staff.setdefault(username, []).append(role)
+    for u in users_found[0]:
+        console.print(f"{u.username}\t{','.join(staff.get(u.username, []))}")
 
 
 @users.command("token")
@@ -191,13 +188,10 @@ def user_token(
     scope: list[str] = typer.Option(["pull", "push"], help="pull, push and/or api (account management)"),
 ) -> None:
     """Create a personal access token (printed once)."""
-    from dockyard.accounts.services import AccountService
-    from dockyard.events import EventBus
-
     scopes = parse_scopes(scope)
-    _token, secret = run(
-        lambda s: AccountService(s, EventBus()).create_token(
-            username, name, expires_in_days=days or None, scopes=scopes
+    _token, secret = act(
+        lambda sv, actor: sv.accounts.create_token(
+            username, name, expires_in_days=days or None, scopes=scopes, actor=actor
         )
     )
     console.print(secret)
@@ -206,10 +200,7 @@ def user_token(
 @orgs.command("create")
 def org_create(name: str, owner: str) -> None:
     """Create an organisation owned by ``owner``."""
-    from dockyard.accounts.services import AccountService
-    from dockyard.events import EventBus
-
-    run(lambda s: AccountService(s, EventBus()).create_org(name, owner))
+    act(lambda sv, actor: sv.accounts.create_org(name, owner, actor=actor))
     console.print(f"created organisation {name}")
 
 
@@ -221,48 +212,55 @@ def org_member(
     remove: bool = False,
 ) -> None:
     """Add a member, change their role, or remove them."""
-    from dockyard.accounts.services import AccountService
-    from dockyard.events import EventBus
-
     if remove:
-        run(lambda s: AccountService(s, EventBus()).remove_member(org, username))
+        act(lambda sv, actor: sv.accounts.remove_member(org, username, actor=actor))
     else:
-        run(lambda s: AccountService(s, EventBus()).set_member(org, username, role))
+        act(lambda sv, actor: sv.accounts.set_member(org, username, role, actor=actor))
     console.print("done")
 
 
 @robots.command("create")
 def robot_create(org: str, name: str, role: str = typer.Option("reader", help="maintainer|reader")) -> None:
     """Create a robot account; prints its login and secret once."""
-    from dockyard.accounts.services import AccountService
-    from dockyard.events import EventBus
-
-    _robot, secret = run(lambda s: AccountService(s, EventBus()).create_robot(org, name, role))
+    _robot, secret = act(lambda sv, actor: sv.accounts.create_robot(org, name, role, actor=actor))
     console.print(json.dumps({"username": f"{org}+{name}", "secret": secret}))
 
 
 @robots.command("delete")
 def robot_delete(org: str, name: str) -> None:
     """Delete a robot account."""
-    from dockyard.accounts.services import AccountService
-    from dockyard.events import EventBus
-
-    run(lambda s: AccountService(s, EventBus()).delete_robot(org, name))
+    act(lambda sv, actor: sv.accounts.delete_robot(org, name, actor=actor))
 
 
 @repos.command("visibility")
 def repo_visibility(name: str, public: bool = typer.Option(..., "--public/--private")) -> None:
     """Make a repository public or private."""
-    from dockyard.events import Actor, EventBus
-    from dockyard.registry.services import RegistryService
-    from dockyard.storage.blobstore import BlobStore
-    from dockyard.storage.local import LocalDriver
+    act(lambda sv, actor: sv.registry.set_visibility(name, public, actor))
 
-    settings = Settings.from_env()
-    blobs = BlobStore(LocalDriver(settings.data_dir / "storage"), settings.data_dir / "uploads")
-    run(
-        lambda s: RegistryService(s, blobs, EventBus(), settings).set_visibility(name, public, Actor.system())
-    )
+
+@staff_app.command("grant")
+def staff_grant(
+    username: str, role: str = typer.Argument(..., help=", ".join(r.value for r in StaffRole))
+) -> None:
+    """Give a user a store-team role."""
+    act(lambda sv, actor: sv.accounts.grant_staff(username, role, actor=actor))
+    console.print(f"{username} is {role}")
+
+
+@staff_app.command("revoke")
+def staff_revoke(
+    username: str, role: str = typer.Argument(..., help=", ".join(r.value for r in StaffRole))
+) -> None:
+    """Take a store-team role away (the last store-admin stays)."""
+    act(lambda sv, actor: sv.accounts.revoke_staff(username, role, actor=actor))
+    console.print(f"{username} is no longer {role}")
+
+
+@staff_app.command("list")
+def staff_list() -> None:
+    """The store team: each user and role."""
+    for username, role in act(lambda sv, actor: sv.accounts.staff()):
+        console.print(f"{username}\t{role}")
 
 
 @app.command()
@@ -270,26 +268,22 @@ def gc(
     dry_run: bool = False, grace: int = typer.Option(-1, help="seconds; default DOCKYARD_GC_GRACE")
 ) -> None:
     """Remove unreferenced blobs and expired upload sessions (safe while the server runs)."""
-    from dockyard.db import make_engine, make_session_factory, migrate
-    from dockyard.events import EventBus
     from dockyard.registry.gc import collect
-    from dockyard.storage.blobstore import BlobStore
-    from dockyard.storage.local import LocalDriver
-    from dockyard.storage.permissions import prepare_data_dir
+    from dockyard.runtime import build_runtime
 
-    settings = Settings.from_env()
-    prepare_data_dir(settings.data_dir, settings.database_url)
-    engine = make_engine(settings.database_url)
-    migrate(engine)
-    blobs = BlobStore(LocalDriver(settings.data_dir / "storage"), settings.data_dir / "uploads")
-    report = collect(
-        make_session_factory(engine),
-        blobs,
-        EventBus(),
-        grace=settings.gc_grace if grace < 0 else grace,
-        upload_ttl=settings.upload_ttl,
-        dry_run=dry_run,
-    )
+    runtime = build_runtime(Settings.from_env())
+    try:
+        settings = runtime.settings
+        report = collect(
+            runtime.sessions,
+            runtime.blobs,
+            runtime.bus,
+            grace=settings.gc_grace if grace < 0 else grace,
+            upload_ttl=settings.upload_ttl,
+            dry_run=dry_run,
+        )
+    finally:
+        runtime.engine.dispose()
     console.print(json.dumps(report.__dict__))
 
 

@@ -29,16 +29,19 @@ def worker(
 ) -> None:
     """Run background jobs in the foreground until interrupted (or, with --once, until the queue is empty)."""
     from dockyard.jobs import Worker
-    from dockyard.web.app import build_jobs, build_state
+    from dockyard.runtime import build_runtime
 
     settings = Settings.from_env()
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(name)s %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("dockyard").setLevel(settings.log_level.upper())
-    state = build_state(settings)  # applies migrations
-    registry = build_jobs(state)
+    state = build_runtime(settings)  # the composition root: migrations, services, subscribers, job kinds
+    registry = state.jobs
     scheduler = registry.scheduler(state.sessions)
-    workers = [Worker(state.sessions, registry, bus=state.bus, scheduler=scheduler) for _ in range(threads)]
+    workers = [
+        Worker(state.sessions, registry, bus=state.bus, scheduler=scheduler, services=state.services)
+        for _ in range(threads)
+    ]
     try:
         if once:
             scheduler.tick()

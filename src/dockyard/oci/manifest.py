@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -134,18 +135,23 @@ def _annotations(value: Any, where: str) -> dict[str, str] | None:
     return value
 
 
-def _optional_str(value: Any, where: str) -> str | None:
-    if value is not None and (not isinstance(value, str) or not value):
-        raise _fail(f"{where} must be a non-empty string", field=where)
+# RFC 6838 type/subtype (the grammar the OCI spec refers to): ASCII only, so nothing stored from a manifest
+# can hold what a database cannot encode (a JSON "\ud800" decodes to a lone surrogate).
+_MEDIA_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}/[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]{0,126}")
+
+
+def _media_type_value(value: Any, where: str, *, optional: bool = False) -> str | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not _MEDIA_TYPE.fullmatch(value):
+        raise _fail(f"{where} must be a media type (type/subtype, RFC 6838)", field=where)
     return value
 
 
 def _descriptor(value: Any, where: str) -> Descriptor:
     if not isinstance(value, dict):
         raise _fail(f"{where} must be a descriptor object", field=where)
-    media_type = value.get("mediaType")
-    if not isinstance(media_type, str) or not media_type:
-        raise _fail(f"{where}.mediaType must be a non-empty string", field=f"{where}.mediaType")
+    media_type = _media_type_value(value.get("mediaType"), f"{where}.mediaType")
     digest = value.get("digest")
     try:
         parse_digest(digest)
@@ -165,7 +171,7 @@ def _descriptor(value: Any, where: str) -> Descriptor:
         size=size,
         platform=platform,
         annotations=_annotations(value.get("annotations"), f"{where}.annotations"),
-        artifact_type=_optional_str(value.get("artifactType"), f"{where}.artifactType"),
+        artifact_type=_media_type_value(value.get("artifactType"), f"{where}.artifactType", optional=True),
     )
 
 
@@ -182,7 +188,7 @@ def parse_manifest(payload: bytes, content_type: str | None) -> ParsedManifest:
     version = doc.get("schemaVersion")
     if type(version) is not int or version != 2:
         raise _fail("schemaVersion must be 2", field="schemaVersion")
-    artifact_type = _optional_str(doc.get("artifactType"), "artifactType")
+    artifact_type = _media_type_value(doc.get("artifactType"), "artifactType", optional=True)
     subject = _descriptor(doc["subject"], "subject") if doc.get("subject") is not None else None
     annotations = _annotations(doc.get("annotations"), "annotations")
     # Rejecting documents that look like both kinds closes the manifest/index confusion

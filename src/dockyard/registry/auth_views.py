@@ -32,7 +32,6 @@ def principal_claims(principal: Principal) -> dict[str, Any]:
             "kind": principal.kind,
             "uid": principal.user_id,
             "rid": principal.robot_id,
-            "admin": principal.is_admin,
         }
     }
 

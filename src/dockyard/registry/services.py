@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from dockyard.accounts.models import Namespace
 from dockyard.accounts.services import AccountService
-from dockyard.authz import ROLE_ACTIONS, Action, Principal, Scope
+from dockyard.authz import ACTION_PERMISSIONS, Permission, Principal, allowed
 from dockyard.config import Settings
 from dockyard.db import upsert, utcnow
 from dockyard.errors import Invalid, NotFound, TooLarge
@@ -27,13 +27,7 @@ from dockyard.registry.models import Blob, Manifest, Repository, RepositoryBlob,
 from dockyard.spec import compute, parse_digest, parse_manifest, split_reference, validate_name
 from dockyard.storage.blobstore import BlobStore
 
-ALL_ACTIONS = {a.value for a in Action}
-# The credential scope each repository action needs.
-SCOPE_OF_ACTION = {
-    Action.PULL.value: Scope.PULL,
-    Action.PUSH.value: Scope.PUSH,
-    Action.DELETE.value: Scope.PUSH,
-}
+ALL_ACTIONS = set(ACTION_PERMISSIONS)
 
 
 @dataclass(frozen=True)
@@ -103,24 +97,20 @@ class RegistryService:
 
     # -- access --------------------------------------------------------------------------------
     def allowed_actions(self, principal: Principal, name: str) -> set[str]:
-        """What ``principal`` may do to repository ``name``, whether or not it exists yet: what its role
-        allows, narrowed to what the credential in use may do (a pull-only token never pushes)."""
+        """The token actions ``principal`` may take on repository ``name``, whether or not it exists yet:
+        what its store-team roles and namespace role allow (anyone may pull a public repository),
+        narrowed to what the credential in use may do (a pull-only token never pushes)."""
         try:
             validate_name(name)
         except Invalid:
             return set()
-        if principal.is_admin:
-            actions = set(ALL_ACTIONS)
-        else:
-            role = AccountService(self.session, self.bus).role_in(principal, namespace_of(name))
-            actions = {a.value for a in ROLE_ACTIONS.get(role or "", frozenset())}
-            if Action.PULL not in actions and self.session.scalar(
-                select(Repository.is_public).where(Repository.name == name)
-            ):
-                actions.add(Action.PULL.value)
-        if principal.is_anonymous:
-            return actions
-        return {a for a in actions if SCOPE_OF_ACTION[a] in principal.scopes}
+        role = AccountService(self.session, self.bus).role_in(principal, namespace_of(name))
+        public = bool(self.session.scalar(select(Repository.is_public).where(Repository.name == name)))
+        return {
+            action
+            for action, permission in ACTION_PERMISSIONS.items()
+            if allowed(principal, permission, namespace_role=role, public=public)
+        }
 
     # -- repositories --------------------------------------------------------------------------
     def find_repository(self, name: str) -> Repository | None:
@@ -525,11 +515,11 @@ def grant(registry: RegistryService, principal: Principal, scopes: list) -> list
     access = []
     for scope in scopes:
         if scope.type == "repository":
-            allowed = registry.allowed_actions(principal, scope.name)
+            permitted = registry.allowed_actions(principal, scope.name)
             wanted = set(ALL_ACTIONS) if "*" in scope.actions else set(scope.actions)
-            access.append(scope.to_claim(wanted & allowed))
+            access.append(scope.to_claim(wanted & permitted))
         elif scope.type == "registry" and scope.name == "catalog":
-            catalog = principal.is_admin and Scope.PULL in principal.scopes and "*" in scope.actions
+            catalog = "*" in scope.actions and allowed(principal, Permission.CATALOG_READ)
             access.append(scope.to_claim({"*"} if catalog else set()))
         else:
             access.append(scope.to_claim(set()))

@@ -64,7 +64,6 @@ def principal_from_claims(claims: dict[str, Any]) -> Any:
         name=claims.get("sub") or "anonymous",
         user_id=d.get("uid"),
         robot_id=d.get("rid"),
-        is_admin=bool(d.get("admin")),
         via="bearer",
     )
 

@@ -18,10 +18,10 @@ from sqlalchemy import delete, exists, select, update
 from sqlalchemy.orm import Session
 
 from dockyard.accounts.services import AccountService
-from dockyard.authz import Principal, require_authenticated
+from dockyard.authz import Permission, Principal, require
 from dockyard.config import Settings
 from dockyard.db import utcnow
-from dockyard.errors import Forbidden, Invalid, NotFound
+from dockyard.errors import Invalid, NotFound
 from dockyard.events import Actor, Event, EventBus, EventTag
 from dockyard.jobs import enqueue
 from dockyard.oci.reference import namespace_of
@@ -214,9 +214,7 @@ class ScanService(ScanReads):
         actor: Actor | None = None,
     ) -> ScanFinding:
         """Set (or with None clear) a finding's class on store staff's word; recorded as an audit event."""
-        require_authenticated(principal)
-        if not principal.is_admin:
-            raise Forbidden("only store staff may reclassify findings")
+        require(principal, Permission.FINDING_RECLASSIFY)
         reason = (reason or "").strip()
         if not reason:
             raise Invalid("a reason is required to reclassify a finding")
@@ -256,15 +254,12 @@ class ScanService(ScanReads):
     # -- access ----------------------------------------------------------------------------------------------
     def visible_to(self, principal: Principal, repository: str) -> bool:
         """Whether ``principal`` may see scan results of ``repository``: its namespace's members and staff."""
-        if principal.is_anonymous:
-            return False
-        if principal.is_admin:
-            return True
         try:
             validate_name(repository)
         except Invalid:
             return False
-        return AccountService(self.session, self.bus).role_in(principal, namespace_of(repository)) is not None
+        accounts = AccountService(self.session, self.bus)
+        return accounts.allowed(principal, Permission.SCAN_READ, namespace=namespace_of(repository))
 
     def image_report(self, repository: str, reference: str, *, include_resolved: bool = False) -> ImageReport:
         """Counts per class and findings of the manifest a tag or digest names in ``repository``."""

@@ -18,56 +18,27 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from dockyard import jobs as job_queue
-from dockyard.accounts import jobs as accounts_jobs
 from dockyard.config import Settings
-from dockyard.db import make_engine, make_session_factory, migrate
 from dockyard.delivery.server import DeliveryServer
 from dockyard.delivery.urls import BlobUrlSigner
-from dockyard.email import jobs as email_jobs
-from dockyard.events import EventBus
 from dockyard.jobs import JobRegistry, Worker
 from dockyard.registry import auth_views
 from dockyard.registry import views as registry_views
-from dockyard.registry.auth import TokenSigner
 from dockyard.registry.pulls import PullRecorder
-from dockyard.scanning import jobs as scanning_jobs
-from dockyard.storage.blobstore import BlobStore
-from dockyard.storage.local import LocalDriver
+from dockyard.runtime import build_runtime
 from dockyard.web.context import AppState
 from dockyard.web.headers import SecurityHeadersMiddleware
 from dockyard.web.observability import Metrics, ObservabilityMiddleware
 
 
 def build_state(settings: Settings, *, run_migrations: bool = True) -> AppState:
-    """Engine, blob store, event bus and token signer for one process."""
-    from dockyard.storage.permissions import prepare_data_dir, private_mkdir
-
-    data = Path(settings.data_dir)
-    # Password hashes, private layers and keys: the data dir is 0700 and the SQLite files under it 0600
-    # however this process was started; what an older version left open is tightened (and logged).
-    prepare_data_dir(data, settings.database_url)
-    engine = make_engine(settings.database_url)
-    if run_migrations:
-        migrate(engine)
-    blobs = BlobStore(LocalDriver(data / "storage"), data / "uploads")
-    private_mkdir(data / "keys")  # TokenSigner would create it with the umask's mode
-    signer = TokenSigner.from_dir(
-        data / "keys", issuer=settings.public_url, service=settings.service_name, ttl=settings.token_ttl
-    )
-    bus = EventBus()
-    return AppState(settings, engine, make_session_factory(engine), blobs, bus, signer)
+    """The process's runtime (see dockyard.runtime, the composition root)."""
+    return build_runtime(settings, run_migrations=run_migrations)
 
 
 def build_jobs(state: AppState) -> JobRegistry:
-    """Every job kind and handler, and the subscribers that enqueue jobs in their events' transactions."""
-    registry = JobRegistry()
-    job_queue.register(registry)
-    accounts_jobs.register(registry)
-    scanning_jobs.register(registry, state.blobs, state.bus, state.settings)
-    scanning_jobs.subscribe(state.bus)
-    email_jobs.register(registry, state.settings)
-    return registry
+    """Every job kind, with the subscribers wired into the state's bus (once; see Runtime.jobs)."""
+    return state.jobs
 
 
 class CachedStaticFiles(StaticFiles):
@@ -105,7 +76,14 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
     # In-process job workers yield to requests: a scan waits for a quiet moment (at most a second), so
     # pushes and pulls keep the GIL and SQLite's write lock. `dockyard worker` does not wait.
     workers = [
-        Worker(state.sessions, jobs, bus=state.bus, scheduler=scheduler, defer_to=metrics.busy)
+        Worker(
+            state.sessions,
+            jobs,
+            bus=state.bus,
+            scheduler=scheduler,
+            defer_to=metrics.busy,
+            services=state.services,
+        )
         for _ in range(settings.job_workers)
     ]
     # Blob GETs redirect to this process's delivery server (DOCKYARD_BLOB_LISTEN); several worker processes
@@ -157,12 +135,14 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
     from dockyard.accounts import views as account_views
     from dockyard.scanning import views as scan_views
     from dockyard.web import pages
+    from dockyard.web.api import API_PREFIX, DOCS_PATH, create_api, docs
 
     routes = [
         Route("/healthz", healthz),
         Route("/metrics", metrics_view),
         *auth_views.routes,
-        Mount("/api/v1", routes=[*account_views.routes, *scan_views.routes]),
+        Mount(API_PREFIX, app=create_api(state, [account_views.router, scan_views.router])),
+        Route(DOCS_PATH, docs, methods=["GET"]),
         Mount("/static", app=CachedStaticFiles(directory=Path(__file__).parent / "static"), name="static"),
         *pages.routes,
     ]

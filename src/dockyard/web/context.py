@@ -11,52 +11,28 @@ import asyncio
 import functools
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from dockyard.accounts.services import AccountService
 from dockyard.authz import ANONYMOUS, Principal
-from dockyard.config import Settings
-from dockyard.delivery.urls import BlobUrlSigner
+from dockyard.db import finish
 from dockyard.errors import DockyardError
-from dockyard.events import Actor, EventBus
-from dockyard.registry.auth import TokenSigner
-from dockyard.registry.pulls import PullRecorder
-from dockyard.registry.services import RegistryService
-from dockyard.storage.blobstore import BlobStore
+from dockyard.events import Actor
+from dockyard.runtime import Runtime
+
+if TYPE_CHECKING:
+    from dockyard.accounts.services import AccountService
+    from dockyard.registry.services import RegistryService
+    from dockyard.services import Services
 
 log = logging.getLogger("dockyard.web")
 T = TypeVar("T")
 
 
-@dataclass
-class AppState:
-    """Everything create_app builds once and every request shares."""
-
-    settings: Settings
-    engine: Engine
-    sessions: sessionmaker[Session]
-    blobs: BlobStore
-    bus: EventBus
-    signer: TokenSigner
-    pull_recorder: PullRecorder | None = None
-    # Signs blob redirects while this process's blob delivery server runs (None: blobs are sent inline).
-    blob_urls: BlobUrlSigner | None = None
-    # SQLite allows one writer: this process's writing requests queue here, holding no worker thread.
-    write_gate: asyncio.Lock = field(default_factory=asyncio.Lock)
-    _binds: dict[bool, Engine] = field(default_factory=dict, repr=False)
-
-    def bind(self, *, write: bool) -> Engine:
-        """The engine for a reading or a writing request (SQLite: BEGIN or BEGIN IMMEDIATE), made once."""
-        engine = self._binds.get(write)
-        if engine is None:
-            engine = self._binds[write] = self.engine.execution_options(sqlite_write=write)
-        return engine
+AppState = Runtime  # the server's name for the runtime it shares with every request
 
 
 class RequestContext:
@@ -69,6 +45,7 @@ class RequestContext:
         self.claims: dict[str, Any] | None = None
         self._gated = False
         self._committed_events: list[Any] = []
+        self._services: Services | None = None
 
     @property
     def session(self) -> Session:
@@ -91,13 +68,18 @@ class RequestContext:
             kind=p.kind,
         )
 
+    @property
+    def services(self) -> Services:
+        """The domain services on this request's transaction (built on first use)."""
+        if self._services is None or self._services.session is not self.session:
+            self._services = self.state.services(self.session)
+        return self._services
+
     def registry(self) -> RegistryService:
-        return RegistryService(
-            self.session, self.state.blobs, self.state.bus, self.state.settings, self.state.pull_recorder
-        )
+        return self.services.registry
 
     def accounts(self) -> AccountService:
-        return AccountService(self.session, self.state.bus)
+        return self.services.accounts
 
     async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run blocking database work in a worker thread, inside this request's transaction."""
@@ -108,6 +90,10 @@ class RequestContext:
             await self.state.write_gate.acquire()
             self._gated = True
         return await asyncio.to_thread(fn, *args, **kwargs)
+
+    async def call(self, fn: Callable[[Services], T]) -> T:
+        """Run ``fn(services)`` in a worker thread, inside this request's transaction."""
+        return await self.run(lambda: fn(self.services))
 
     async def transact(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn`` in this request's transaction and end it, committing, in one worker-thread call.
@@ -160,6 +146,24 @@ class RequestContext:
 
         return await asyncio.to_thread(work)
 
+    async def write_apart(self, fn: Callable[[Session], T]) -> T:
+        """Run and commit ``fn`` in a short write transaction of its own, before the request's (e.g. the
+        login throttle's reservation, which parallel requests must see at once). Only before this request
+        has written anything: SQLite's write gate is taken for just this transaction."""
+        gate = self._sqlite() and not self._gated
+        if gate:
+            await self.state.write_gate.acquire()
+        try:
+
+            def work() -> T:
+                with self.state.sessions(bind=self.state.bind(write=True)) as session, session.begin():
+                    return fn(session)
+
+            return await asyncio.to_thread(work)
+        finally:
+            if gate:
+                self.state.write_gate.release()
+
     def _sqlite(self) -> bool:
         return self.state.engine.dialect.name == "sqlite"
 
@@ -171,17 +175,7 @@ class RequestContext:
     def _finish(self, *, commit: bool) -> list[Any]:
         """Commit (returning the after-commit events) or roll back, then close; in a worker thread."""
         session, self._session = self._session, None
-        if session is None:
-            return []
-        try:
-            if not commit:
-                session.rollback()
-                return []
-            events = session.info.pop("after_commit", [])
-            session.commit()
-            return events
-        finally:
-            session.close()  # also rolls back whatever a failed commit left
+        return finish(session, commit=commit)
 
 
 ErrorRenderer = Callable[[Request, DockyardError], Response]
@@ -192,6 +186,46 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 CLIENT_CLOSED_REQUEST = 499
 
 
+async def in_unit_of_work(
+    state: AppState,
+    request: Request,
+    view: Callable[[RequestContext], Awaitable[Response]],
+    render_error: ErrorRenderer,
+    *,
+    write: bool,
+) -> Response:
+    """Run a view in the request's unit of work: commit before the response goes out (or roll back), turn
+    domain errors into the protocol's responses, then run after-commit handlers off the event loop. The
+    one edge for Starlette views (``endpoint``) and the FastAPI API (``web.api.UnitOfWorkRoute``)."""
+    ctx = RequestContext(state, request, write=write)
+    request.state.ctx = ctx
+    try:
+        response = await view(ctx)
+        events = await ctx.finish(commit=True)
+    except DockyardError as exc:
+        # keep_writes: e.g. the audit row of a failed login is committed all the same
+        events = await ctx.finish(commit=getattr(exc, "keep_writes", False))
+        response = render_error(request, exc)
+    except ClientDisconnect:
+        # The client left mid-body (a cancelled push): its abort, not a server error. Nothing it sent is
+        # kept; 499 (nginx's "client closed request") is what the access log and metrics see.
+        await ctx.finish(commit=False)
+        log.info("client disconnected: %s %s", request.method, request.url.path)
+        return Response(status_code=CLIENT_CLOSED_REQUEST)
+    except BaseException:
+        await ctx.finish(commit=False)
+        raise
+    finally:
+        ctx._release_gate()  # after the commit or rollback, whatever happened
+    if events:
+        # In a worker thread: after-commit handlers must never block the event loop.
+        try:
+            await asyncio.to_thread(state.bus.run_after_commit, events)
+        except Exception:  # the request succeeded; a failing notifier must not undo that
+            log.exception("after-commit handler failed")
+    return response
+
+
 def endpoint(
     render_error: ErrorRenderer, *, write_methods: frozenset[str] = WRITE_METHODS
 ) -> Callable[[View], Callable]:
@@ -200,33 +234,13 @@ def endpoint(
     def decorate(view: View) -> Callable[[Request], Awaitable[Response]]:
         @functools.wraps(view)
         async def handler(request: Request) -> Response:
-            state: AppState = request.app.state.dockyard
-            is_write = request.method in write_methods
-            ctx = RequestContext(state, request, write=is_write)
-            try:
-                response = await view(request, ctx)
-                events = await ctx.finish(commit=True)
-            except DockyardError as exc:
-                # keep_writes: e.g. the audit row of a failed login is committed all the same
-                events = await ctx.finish(commit=getattr(exc, "keep_writes", False))
-                response = render_error(request, exc)
-            except ClientDisconnect:
-                # The client left mid-body (a cancelled push): its abort, not a server error. Nothing it
-                # sent is kept; 499 (nginx's "client closed request") is what the access log and metrics see.
-                await ctx.finish(commit=False)
-                log.info("client disconnected: %s %s", request.method, request.url.path)
-                return Response(status_code=CLIENT_CLOSED_REQUEST)
-            except BaseException:
-                await ctx.finish(commit=False)
-                raise
-            finally:
-                ctx._release_gate()  # after the commit or rollback, whatever happened
-            if events:
-                try:
-                    state.bus.run_after_commit(events)
-                except Exception:  # the request succeeded; a failing notifier must not undo that
-                    log.exception("after-commit handler failed")
-            return response
+            return await in_unit_of_work(
+                request.app.state.dockyard,
+                request,
+                lambda ctx: view(request, ctx),
+                render_error,
+                write=request.method in write_methods,
+            )
 
         return handler
 

@@ -18,7 +18,9 @@ from urllib.parse import urlsplit
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 
+from dockyard.accounts.authentication import is_throttled_kind
 from dockyard.accounts.services import TOKEN_PREFIX, AccountService
+from dockyard.accounts.throttle import LoginThrottle
 from dockyard.authz import Principal, Scope, require_scope
 from dockyard.errors import Forbidden, Unauthenticated
 from dockyard.web.context import RequestContext
@@ -43,11 +45,18 @@ def _accounts(ctx: RequestContext, session: Session) -> AccountService:
 
 
 async def login(ctx: RequestContext, username: str, secret: str) -> Principal:
-    """Check credentials the one way: refused while throttled (before any hashing), verified in a read
-    transaction of their own (argon2 never holds SQLite's write lock), then recorded either way."""
+    """Check credentials the one way: a password attempt is counted (or refused, when throttled) and
+    committed before any hashing, verified in a read transaction of its own (argon2 never holds SQLite's
+    write lock), then recorded either way (a success forgets the count)."""
     ip = ctx.actor.ip
-    await ctx.read(lambda s: _accounts(ctx, s).check_throttle(username, ip))
+    reservation = None
+    if is_throttled_kind(username, secret):
+        reservation = await ctx.write_apart(lambda s: _accounts(ctx, s).reserve_attempt(username, ip))
     found = await ctx.read(lambda s: _accounts(ctx, s).verify_credentials(username, secret))
+    if reservation is not None:
+        # Settled in a transaction of its own too: the request's may still roll back (a later 4xx).
+        ok = found is not None
+        await ctx.write_apart(lambda s: LoginThrottle(s).finish(reservation, username, ip, ok=ok))
     return await ctx.run(ctx.accounts().record_login, username, found, actor=ctx.actor)
 
 

@@ -25,8 +25,8 @@ from starlette.templating import Jinja2Templates
 from dockyard.config import Settings
 from dockyard.errors import DockyardError, Invalid, TooManyRequests, Unauthenticated
 from dockyard.scanning.models import SEVERITY_CLASSES
+from dockyard.scanning.presenters import visible_report
 from dockyard.scanning.report import short_digest
-from dockyard.scanning.views import scan_service, visible_report
 from dockyard.web.context import RequestContext, endpoint
 from dockyard.web.errors import api_status
 from dockyard.web.identity import check_origin, end_session, session_principal, start_session
@@ -167,8 +167,7 @@ async def scan_page(request: Request, ctx: RequestContext) -> Response:
     severity = request.query_params.get("severity") or None
     if severity is not None and severity not in SEVERITY_CLASSES:
         raise Invalid(f"unknown class {severity!r}")
-    scans = scan_service(ctx.state, ctx.session)
-    report = await ctx.run(visible_report, scans, principal, name, reference)
+    report = await ctx.call(lambda sv: visible_report(sv.scans, principal, name, reference))
     findings = [f for f in report.findings if severity is None or f.severity == severity]
     context = {
         "report": report,

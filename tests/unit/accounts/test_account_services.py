@@ -12,7 +12,7 @@ from tests.support.factories import PASSWORD, make_org, make_robot, make_user, u
 from dockyard.accounts.models import AccessToken, Membership, Namespace, Robot, User
 from dockyard.accounts.services import AccountService
 from dockyard.audit.models import AuditEvent
-from dockyard.authz import Principal, Scope
+from dockyard.authz import Permission, Principal, Scope, StaffRole
 from dockyard.db import utcnow
 from dockyard.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
 from dockyard.events import Actor, EventBus
@@ -28,22 +28,23 @@ def events(session: Session, tag: str) -> list[AuditEvent]:
     return list(session.scalars(select(AuditEvent).where(AuditEvent.tag == tag).order_by(AuditEvent.id)))
 
 
-def principal_of(user: User) -> Principal:
-    return Principal(kind="user", name=user.username, user_id=user.id, is_admin=user.is_admin)
+def principal_of(user: User, session: Session | None = None) -> Principal:
+    staff = AccountService(session, EventBus()).staff_roles(user.id) if session is not None else frozenset()
+    return Principal(kind="user", name=user.username, user_id=user.id, staff=staff)
 
 
 # -- users ----------------------------------------------------------------------------------------
 def test_create_user_makes_a_personal_namespace_it_owns(accounts, db_session) -> None:
     name = unique("alice")
     user = accounts.create_user(name, PASSWORD, email="a@example.com")
-    assert user.id is not None and user.is_active and not user.is_admin
+    assert user.id is not None and user.is_active and not accounts.staff_roles(user.id)
     assert user.email == "a@example.com"
     ns = accounts.get_namespace(name)
     assert ns.kind == "user"
     assert accounts.members(name) == [(name, "owner")]
     assert accounts.role_in(principal_of(user), name) == "owner"
     [event] = [e for e in events(db_session, "user:create") if e.namespace == name]
-    assert event.data == {"admin": False}
+    assert event.data == {"staff": []}
 
 
 def test_passwords_are_stored_as_argon2id(accounts) -> None:
@@ -108,8 +109,8 @@ def test_ensure_admin(accounts, db_session) -> None:
         db_session.flush()
     assert accounts.ensure_admin("chosen-admin-pass") is None
     admin = accounts.get_user("admin")
-    assert admin.is_admin
-    assert accounts.authenticate("admin", "chosen-admin-pass").is_admin
+    assert accounts.staff_roles(admin.id) == {StaffRole.STORE_ADMIN}
+    assert accounts.authenticate("admin", "chosen-admin-pass").staff == {StaffRole.STORE_ADMIN}
     assert accounts.ensure_admin("another-password") is None  # only on first start
     assert accounts.authenticate("admin", "chosen-admin-pass").is_admin
 
@@ -210,17 +211,51 @@ def test_an_owner_may_leave_when_another_owner_remains(accounts, db_session) -> 
     assert accounts.members(org) == [(second.username, "owner")]
 
 
-def test_role_in_and_require_owner(accounts, db_session) -> None:
+def test_role_in_and_namespace_permissions(accounts, db_session) -> None:
     owner, maintainer, stranger = make_user(db_session), make_user(db_session), make_user(db_session)
     admin = make_user(db_session, admin=True)
+    reviewer = make_user(db_session)
+    accounts.grant_staff(reviewer.username, "store-reviewer")
     org = make_org(db_session, owner=owner.username, members={maintainer.username: "maintainer"})
     assert accounts.role_in(principal_of(stranger), org) is None
     assert accounts.role_in(Principal(), org) is None  # anonymous
-    accounts.require_owner(principal_of(owner), org)
-    accounts.require_owner(principal_of(admin), org)
-    for p in (principal_of(maintainer), principal_of(stranger), Principal()):
+    manage = Permission.NAMESPACE_MANAGE
+    accounts.require(principal_of(owner, db_session), manage, namespace=org)
+    accounts.require(principal_of(admin, db_session), manage, namespace=org)
+    for user in (maintainer, stranger, reviewer):
         with pytest.raises(Forbidden):
-            accounts.require_owner(p, org)
+            accounts.require(principal_of(user, db_session), manage, namespace=org)
+    with pytest.raises(Unauthenticated):
+        accounts.require(Principal(), manage, namespace=org)
+    assert accounts.allowed(principal_of(reviewer, db_session), Permission.SCAN_READ, namespace=org)
+    assert not accounts.allowed(principal_of(stranger, db_session), Permission.SCAN_READ, namespace=org)
+
+
+def test_staff_grant_and_revoke(accounts, db_session) -> None:
+    user = make_user(db_session)
+    accounts.grant_staff(user.username, "store-reviewer")
+    accounts.grant_staff(user.username, "store-reviewer")  # idempotent
+    assert (user.username, "store-reviewer") in accounts.staff()
+    assert accounts.authenticate(user.username, PASSWORD).staff == {StaffRole.STORE_REVIEWER}
+    with pytest.raises(Invalid):
+        accounts.grant_staff(user.username, "overlord")
+    accounts.revoke_staff(user.username, "store-reviewer")
+    assert accounts.authenticate(user.username, PASSWORD).staff == frozenset()
+    with pytest.raises(NotFound):
+        accounts.revoke_staff(user.username, "store-reviewer")
+    assert [e.data for e in events(db_session, "staff:grant") if e.namespace == user.username] == [
+        {"user": user.username, "role": "store-reviewer"}
+    ]
+
+
+def test_the_last_store_admin_stays(accounts, db_session) -> None:
+    first, second = make_user(db_session, admin=True), make_user(db_session, admin=True)
+    accounts.revoke_staff(second.username, "store-admin")
+    for username, role in accounts.staff():  # any other store-admin (from a server's first start) goes too
+        if role == "store-admin" and username != first.username:
+            accounts.revoke_staff(username, role)
+    with pytest.raises(Conflict):
+        accounts.revoke_staff(first.username, "store-admin")
 
 
 # -- access tokens --------------------------------------------------------------------------------
@@ -397,7 +432,7 @@ def test_principal_for_refresh(accounts, db_session) -> None:
     user = make_user(db_session, admin=True)
     by_password = {"kind": "user", "cred": "password", "gen": 0}
     p = accounts.principal_for_refresh(user.username, by_password)
-    assert (p.user_id, p.is_admin, p.via) == (user.id, True, "refresh")
+    assert (p.user_id, p.is_admin, p.via) == (user.id, True, "refresh")  # staff roles re-read
     # A refresh token that does not say which credential minted it is refused (made before they said).
     with pytest.raises(Unauthenticated):
         accounts.principal_for_refresh(user.username, {"kind": "user"})

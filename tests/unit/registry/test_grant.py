@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from tests.support.factories import make_org, make_robot, make_user
 
 from dockyard.accounts.models import Robot
-from dockyard.authz import ANONYMOUS, Principal
+from dockyard.authz import ANONYMOUS, Principal, StaffRole
 from dockyard.config import Settings
 from dockyard.events import Actor, EventBus
 from dockyard.registry.auth import parse_scopes
@@ -35,7 +35,12 @@ def org(db_session: Session) -> dict:
         members={users["maintainer"].username: "maintainer", users["reader"].username: "reader"},
     )
     who = {
-        role: Principal(kind="user", name=u.username, user_id=u.id, is_admin=u.is_admin)
+        role: Principal(
+            kind="user",
+            name=u.username,
+            user_id=u.id,
+            staff=frozenset({StaffRole.STORE_ADMIN}) if role == "admin" else frozenset(),
+        )
         for role, u in users.items()
     }
     for role in ("reader", "maintainer"):

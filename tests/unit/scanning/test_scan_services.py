@@ -31,7 +31,7 @@ from tests.support.scanimages import (
 
 from dockyard.accounts.models import Robot
 from dockyard.audit.models import AuditEvent
-from dockyard.authz import ANONYMOUS, Principal
+from dockyard.authz import ANONYMOUS, Principal, StaffRole
 from dockyard.config import Settings
 from dockyard.errors import Forbidden, Invalid, NotFound, Unauthenticated
 from dockyard.events import Actor, EventBus
@@ -119,7 +119,9 @@ def user_repo(db: Session, name: str = "app") -> tuple[str, Principal]:
 
 def admin(db: Session) -> Principal:
     user = make_user(db, admin=True)
-    return Principal(kind="user", name=user.username, user_id=user.id, is_admin=True)
+    return Principal(
+        kind="user", name=user.username, user_id=user.id, staff=frozenset({StaffRole.STORE_ADMIN})
+    )
 
 
 def open_findings(db: Session, digest: str, state: str = "open") -> dict[tuple[str, str], FindingView]:

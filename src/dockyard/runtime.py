@@ -1,0 +1,122 @@
+"""The composition root: settings -> engine -> blob store -> services -> event subscribers -> job registry.
+
+The server (``web.app.create_app``), ``dockyard worker`` and every CLI command build one ``Runtime`` the same
+way, so an event subscriber (the audit row, the scan queued on a push, an email) runs however an action is
+taken. ``Runtime.unit_of_work`` is the one transaction boundary outside requests: open a session, hand out
+``Services`` on it, commit, then run the after-commit handlers. Requests use the same ``finish`` through
+``web.context.RequestContext``, jobs through ``jobs.JobContext``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from dockyard.config import Settings
+from dockyard.db import finish, make_engine, make_session_factory, migrate
+from dockyard.events import EventBus
+from dockyard.registry.auth import TokenSigner
+from dockyard.storage.blobstore import BlobStore
+from dockyard.storage.local import LocalDriver
+
+if TYPE_CHECKING:
+    from dockyard.delivery.urls import BlobUrlSigner
+    from dockyard.jobs import JobRegistry
+    from dockyard.registry.pulls import PullRecorder
+    from dockyard.services import Services
+
+
+@dataclass
+class Runtime:
+    """Everything built once per process and shared by every request, job and command."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    blobs: BlobStore
+    bus: EventBus
+    signer: TokenSigner
+    pull_recorder: PullRecorder | None = None
+    # Signs blob redirects while this process's blob delivery server runs (None: blobs are sent inline).
+    blob_urls: BlobUrlSigner | None = None
+    # SQLite allows one writer: this process's writing requests queue here, holding no worker thread.
+    write_gate: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _binds: dict[bool, Engine] = field(default_factory=dict, repr=False)
+    _jobs: JobRegistry | None = field(default=None, repr=False)
+
+    def bind(self, *, write: bool) -> Engine:
+        """The engine for reading or writing work (SQLite: BEGIN or BEGIN IMMEDIATE), made once."""
+        engine = self._binds.get(write)
+        if engine is None:
+            engine = self._binds[write] = self.engine.execution_options(sqlite_write=write)
+        return engine
+
+    @property
+    def jobs(self) -> JobRegistry:
+        """Every job kind, with the event subscribers that enqueue them wired into the bus (once)."""
+        if self._jobs is None:
+            self._jobs = _wire(self)
+        return self._jobs
+
+    def services(self, session: Session) -> Services:
+        """The domain services, on ``session`` (the caller owns its transaction)."""
+        from dockyard.services import Services
+
+        return Services(session, self)
+
+    @contextmanager
+    def unit_of_work(self, *, write: bool = True) -> Iterator[Services]:
+        """One transaction: the services on it, committed at the end (rolled back on an error), then the
+        after-commit handlers. Subscribers are wired first, so none is missed."""
+        self.jobs  # noqa: B018 - wires the subscribers
+        session = self.sessions(bind=self.bind(write=write))
+        try:
+            services = self.services(session)
+            yield services
+        except BaseException as exc:
+            events = finish(session, commit=getattr(exc, "keep_writes", False))
+            self.bus.run_after_commit(events)
+            raise
+        self.bus.run_after_commit(finish(session, commit=True))
+
+
+def _wire(runtime: Runtime) -> JobRegistry:
+    """Every job kind and handler, and the subscribers that enqueue jobs in their events' transactions."""
+    from dockyard import jobs as job_queue
+    from dockyard.accounts import jobs as accounts_jobs
+    from dockyard.email import jobs as email_jobs
+    from dockyard.scanning import jobs as scanning_jobs
+
+    registry = job_queue.JobRegistry()
+    job_queue.register(registry)
+    accounts_jobs.register(registry)
+    email_jobs.register(registry, runtime.settings)
+    scanning_jobs.register(registry, runtime.blobs, runtime.bus, runtime.settings)
+    scanning_jobs.subscribe(runtime.bus)
+    return registry
+
+
+def build_runtime(settings: Settings, *, run_migrations: bool = True, **extra: Any) -> Runtime:
+    """The runtime of one process: data dir prepared, engine (migrated), blob store, bus, token signer."""
+    from dockyard.storage.permissions import prepare_data_dir, private_mkdir
+
+    data = Path(settings.data_dir)
+    # Password hashes, private layers and keys: the data dir is 0700 and the SQLite files under it 0600
+    # however this process was started; what an older version left open is tightened (and logged).
+    prepare_data_dir(data, settings.database_url)
+    engine = make_engine(settings.database_url)
+    if run_migrations:
+        migrate(engine)
+    blobs = BlobStore(LocalDriver(data / "storage"), data / "uploads")
+    private_mkdir(data / "keys")  # TokenSigner would create it with the umask's mode
+    signer = TokenSigner.from_dir(
+        data / "keys", issuer=settings.public_url, service=settings.service_name, ttl=settings.token_ttl
+    )
+    return Runtime(settings, engine, make_session_factory(engine), blobs, EventBus(), signer, **extra)

@@ -1,0 +1,103 @@
+"""Response and request bodies of the scan API (pydantic v2), matching ``presenters.report_json``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, StringConstraints
+
+from dockyard.scanning.models import SEVERITY_CLASSES
+
+
+class Override(BaseModel):
+    severity: str | None
+    reason: str | None
+    by: str | None
+    at: str | None
+
+
+class FindingComponent(BaseModel):
+    name: str
+    version: str | None
+    ecosystem: str | None
+    purl: str | None
+
+
+class Finding(BaseModel):
+    id: int
+    vulnerability: str = Field(description="the CVE (or advisory) id")
+    aliases: list[str]
+    summary: str | None
+    score: float | None = Field(description="CVSS base score, 0.0-10.0")
+    vector: str | None = Field(description="the CVSS vector the score comes from")
+    severity: str = Field(description="the class in force: " + ", ".join(SEVERITY_CLASSES))
+    computed_severity: str
+    override: Override | None
+    component: FindingComponent
+    installed: str | None
+    fixed_version: str | None
+    layer: str | None
+    path: str | None
+    image: str | None
+    platform: str | None
+    state: str = Field(description="open or resolved")
+    first_seen_at: str | None
+    resolved_at: str | None
+    reopened_at: str | None
+    sla_due_at: str | None = Field(description="Critical: 72 h after first seen; Major: 7 days; else none")
+
+
+class PlatformSummary(BaseModel):
+    digest: str
+    platform: str | None
+    status: str
+    error: str | None
+    counts: dict[str, int]
+
+
+class Report(BaseModel):
+    repository: str
+    digest: str
+    kind: str | None
+    media_type: str | None
+    status: str = Field(description="queued, indexing, done, error or skipped")
+    error: str | None
+    platform: str | None
+    os: dict[str, Any] | None
+    layers: list[str]
+    warnings: list[str]
+    indexed_at: str | None
+    matched_at: str | None
+    counts: dict[str, int]
+    platforms: list[PlatformSummary]
+    findings: list[Finding]
+
+
+class FindingList(BaseModel):
+    repository: str
+    digest: str
+    state: str
+    findings: list[Finding]
+
+
+class Rescan(BaseModel):
+    repository: str
+    digest: str
+    queued: bool
+
+
+class ReclassifyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    severity: Annotated[StrictStr, StringConstraints(max_length=16)] | None = Field(
+        description="a class name, or null to clear the override"
+    )
+    reason: Annotated[StrictStr, StringConstraints(max_length=2000)] = ""
+
+
+class ReclassifyOut(BaseModel):
+    id: int
+    vulnerability: str
+    severity: str
+    computed_severity: str
+    override: dict[str, str | None]

@@ -1,0 +1,44 @@
+"""The services factory: every domain service on one session, built on first use.
+
+Requests (``ctx.services``), jobs (``JobContext.services``) and CLI commands (``runtime.unit_of_work()``)
+get their services here and nowhere else, so each is built with the same bus, blob store and settings.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session
+
+if TYPE_CHECKING:
+    from dockyard.accounts.services import AccountService
+    from dockyard.registry.services import RegistryService
+    from dockyard.runtime import Runtime
+    from dockyard.scanning.services import ScanService
+
+
+class Services:
+    def __init__(self, session: Session, runtime: Runtime) -> None:
+        self.session = session
+        self.runtime = runtime
+
+    @cached_property
+    def accounts(self) -> AccountService:
+        from dockyard.accounts.services import AccountService
+
+        return AccountService(self.session, self.runtime.bus)
+
+    @cached_property
+    def registry(self) -> RegistryService:
+        from dockyard.registry.services import RegistryService
+
+        rt = self.runtime
+        return RegistryService(self.session, rt.blobs, rt.bus, rt.settings, rt.pull_recorder)
+
+    @cached_property
+    def scans(self) -> ScanService:
+        from dockyard.scanning.services import ScanService
+
+        rt = self.runtime
+        return ScanService(self.session, rt.blobs, rt.bus, rt.settings)
