@@ -123,7 +123,7 @@ def test_a_server_started_under_umask_022_keeps_its_data_private(tmp_path: Path)
         assert {k.name for k in keys} >= {"token-signing-key.pem", "blob-url-secret"}
         assert all(mode(k) == 0o600 for k in keys), [(k.name, oct(mode(k))) for k in keys]
         staged = list((data / "uploads").glob("*/*"))
-        assert {p.name for p in staged} == {"data", "owner"}
+        assert {p.name for p in staged} == {"data", "owner", "generation"}
         for path in every_path(data):
             assert mode(path) == (0o700 if path.is_dir() else 0o600), (path, oct(mode(path)))
         assert open_paths(data) == {}

@@ -36,8 +36,9 @@ DEFAULT_LIMITS = Limits()
 
 
 # A reservation is "in flight" while its password is hashed; at most this many per account and address.
-# Parallel guesses can thus get at most MAX_IN_FLIGHT evaluations past a limit, not hundreds.
-MAX_IN_FLIGHT = 8
+# Parallel guesses thus get at most MAX_IN_FLIGHT evaluations past a limit, not hundreds, while a
+# client's burst of right logins (parallel pushes each asking /token) is not refused.
+MAX_IN_FLIGHT = 32
 PENDING_FOR = dt.timedelta(seconds=60)
 
 
