@@ -74,7 +74,7 @@ def test_a_member_logs_in_sees_findings_and_filters_them(live_server, tmp_path: 
             assert "/ui/login" in page.url  # not logged in yet
             page.fill("#username", "pub")
             page.fill("#password", PASSWORD)
-            page.click("button[type=submit]")
+            page.click("form.stack button[type=submit]")
             page.wait_for_selector("#findings")
             assert page.url.endswith("/ui/repositories/acme/web/scans/v1")
             rows = page.locator("#findings tbody tr")
@@ -91,7 +91,7 @@ def test_a_member_logs_in_sees_findings_and_filters_them(live_server, tmp_path: 
             assert page.locator("#findings tbody tr").count() == 1
 
             with page.expect_navigation():
-                page.click("text=Log out")
+                page.click("text=Sign out")
             page.goto(f"{live_server.url}/ui/repositories/acme/web/scans/v1")
             assert "/ui/login" in page.url
         finally:

@@ -121,6 +121,12 @@ EXPECTED: dict[str, tuple[str, str, str, str, str, str]] = {
     "POST /ui/logout":                                    (OK,     OK,     OK,     OK,     OK,     OK),
     "POST /ui/sign-out-everywhere":                       (UNAUTH, OK,     UNAUTH, OK,     OK,     OK),
     "GET /ui/":                                           (UNAUTH, OK,     UNAUTH, OK,     OK,     OK),
+    "GET /":                                              (OK,     OK,     OK,     OK,     OK,     OK),
+    # placeholders until the account pages land (they answer 404 to everyone)
+    "GET /ui/signup":                                     (HIDDEN, HIDDEN, HIDDEN, HIDDEN, HIDDEN, HIDDEN),
+    "GET /ui/password/forgot":                            (HIDDEN, HIDDEN, HIDDEN, HIDDEN, HIDDEN, HIDDEN),
+    "GET /ui/account":                                    (HIDDEN, HIDDEN, HIDDEN, HIDDEN, HIDDEN, HIDDEN),
+    "GET /ui/orgs":                                       (HIDDEN, HIDDEN, HIDDEN, HIDDEN, HIDDEN, HIDDEN),
     "GET /ui/repositories/{name:path}/scans/{reference}": (UNAUTH, HIDDEN, UNAUTH, OK,     OK,     OK),
     # registry: readers pull, maintainers push and delete; the catalog is the admin's
     V2_BASE:                                              (OK,     OK,     OK,     OK,     OK,     OK),
@@ -300,10 +306,17 @@ class Cell:
             assert r.status_code == 303 and r.headers["location"] == "/ui/", (r.status_code, r.text)
             self._signed_in = True
         headers = {"Origin": "http://127.0.0.1:5999"} if method == "POST" else {}
+        if method == "POST":  # a page's form carries the session's CSRF token
+            kw["data"] = {**kw.get("data", {}), "csrf_token": self.csrf()}
         return self.send(method, url, headers=headers, **kw)
 
+    def csrf(self) -> str:
+        found = re.search(r'name="csrf_token" value="([^"]+)"', self.client.get("/ui/login").text)
+        assert found, "the sign-in form carries no CSRF token"
+        return found.group(1)
+
     def sign_in(self, username: str, password: str) -> httpx.Response:
-        form = {"username": username, "password": password, "next": "/ui/"}
+        form = {"username": username, "password": password, "next": "/ui/", "csrf_token": self.csrf()}
         return self.send("POST", "/ui/login", data=form, headers={"Origin": "http://127.0.0.1:5999"})
 
     # fresh resources, made with the services (every rule applies) in the real organisation
@@ -538,6 +551,31 @@ def page_sign_out_everywhere(c: Cell, m: str, t: Target) -> httpx.Response:
 @builds("GET /ui/")
 def home(c: Cell, m: str, t: Target) -> httpx.Response:
     return c.page(m, "/ui/")
+
+
+@builds("GET /")
+def start_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, "/")
+
+
+@builds("GET /ui/signup")
+def signup_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, "/ui/signup")
+
+
+@builds("GET /ui/password/forgot")
+def forgot_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, "/ui/password/forgot")
+
+
+@builds("GET /ui/account")
+def account_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, "/ui/account")
+
+
+@builds("GET /ui/orgs")
+def orgs_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, "/ui/orgs")
 
 
 @builds("GET /ui/repositories/{name:path}/scans/{reference}")

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
 from tests.support.factories import PASSWORD, make_org, make_robot, make_user
+from tests.support.pages import sign_in, with_csrf
 from tests.support.registry_client import assert_api_error
 from tests.support.scanimages import ACTOR, Images, debian_layer, osv_record, write_feed
 
@@ -209,7 +210,7 @@ def test_rescan_needs_push(client: TestClient, world: World, app_state: AppState
 def login(client: TestClient, username: str, password: str = PASSWORD) -> None:
     r = client.post(
         "/ui/login",
-        data={"username": username, "password": password, "next": "/ui/"},
+        data=with_csrf(client, {"username": username, "password": password, "next": "/ui/"}),
         headers={"Origin": "http://127.0.0.1:5999"},
         follow_redirects=False,
     )
@@ -237,9 +238,7 @@ def test_the_scan_page_renders_for_a_member_after_login(client: TestClient, worl
 
 
 def test_the_session_cookie_is_httponly_and_lax(client: TestClient, world: World) -> None:
-    r = client.post(
-        "/ui/login", data={"username": world.member, "password": PASSWORD}, follow_redirects=False
-    )
+    r = sign_in(client, world.member, PASSWORD)
     header = r.headers["set-cookie"].lower()
     assert "httponly" in header and "samesite=lax" in header
 
@@ -254,15 +253,21 @@ def test_the_scan_page_is_a_404_for_those_who_may_not_see_it(client: TestClient,
 
 
 def test_login_failures_logout_and_cross_site_posts(client: TestClient, world: World) -> None:
-    r = client.post("/ui/login", data={"username": world.member, "password": "wrong"})
+    r = sign_in(client, world.member, "wrong")
     assert r.status_code == 401 and "Invalid username or password" in r.text
     evil = {"Origin": "https://evil.example"}
-    r = client.post("/ui/login", data={"username": world.member, "password": PASSWORD}, headers=evil)
+    r = sign_in(client, world.member, PASSWORD, headers=evil)
     assert r.status_code == 403
+    # Without the session's CSRF token (a cross-site form, or a stale page): refused, nothing done.
+    form = {"username": world.member, "password": PASSWORD}
+    r = client.post("/ui/login", data=form, follow_redirects=False)
+    assert r.status_code == 403 and "expired" in r.text
     login(client, world.member)
-    assert client.post("/ui/logout", headers=evil, follow_redirects=False).status_code == 403
+    token = with_csrf(client, path="/ui/")
+    assert client.post("/ui/logout", data=token, headers=evil, follow_redirects=False).status_code == 403
+    assert client.post("/ui/logout", data={"csrf_token": "x" * 43}, follow_redirects=False).status_code == 403
     assert client.get(page(world)).status_code == 200
-    assert client.post("/ui/logout", follow_redirects=False).status_code == 303
+    assert client.post("/ui/logout", data=token, follow_redirects=False).status_code == 303
     assert client.get(page(world), follow_redirects=False).status_code == 303
 
 

@@ -11,6 +11,7 @@ import time
 import jwt
 import pytest
 from tests.support.factories import PASSWORD, make_org, make_robot, make_user
+from tests.support.pages import sign_in, with_csrf
 from tests.support.registry_client import (
     OCI_MANIFEST,
     RegistryClient,
@@ -125,9 +126,9 @@ def test_one_address_guessing_many_accounts_is_throttled(client, alice):
 def test_the_login_page_is_throttled(client, alice):
     user, password = alice
     for _ in range(DEFAULT_LIMITS.per_account_and_address):
-        r = client.post("/ui/login", data={"username": user, "password": "nope", "next": "/ui/"})
+        r = sign_in(client, user, "nope")
         assert r.status_code == 401
-    r = client.post("/ui/login", data={"username": user, "password": password, "next": "/ui/"})
+    r = sign_in(client, user, password)
     assert r.status_code == 429
     assert "Too many failed attempts" in r.text
     assert int(r.headers["retry-after"]) >= 1
@@ -161,9 +162,7 @@ def test_password_hashing_is_bounded_in_concurrency(monkeypatch):
 
 # -- 6. browser sessions end on the server; security headers ------------------------------------------
 def login_cookie(client, username: str, password: str) -> str:
-    r = client.post(
-        "/ui/login", data={"username": username, "password": password, "next": "/ui/"}, follow_redirects=False
-    )
+    r = sign_in(client, username, password)
     assert r.status_code == 303, r.text
     return client.cookies["dockyard_session"]
 
@@ -178,7 +177,7 @@ def test_a_copied_session_cookie_dies_at_logout(client, alice):
     cookie = login_cookie(client, *alice)
     assert page_with(client, cookie).status_code == 200
     client.cookies.set("dockyard_session", cookie)
-    assert client.post("/ui/logout", follow_redirects=False).status_code == 303
+    assert client.post("/ui/logout", data=with_csrf(client), follow_redirects=False).status_code == 303
     r = page_with(client, cookie)
     assert (r.status_code, r.headers["location"]) == (303, "/ui/login?next=/ui/")
 
@@ -195,7 +194,7 @@ def test_sign_out_everywhere_from_the_page(client, alice):
     first = login_cookie(client, *alice)
     client.cookies.clear()
     second = login_cookie(client, *alice)
-    r = client.post("/ui/sign-out-everywhere", follow_redirects=False)
+    r = client.post("/ui/sign-out-everywhere", data=with_csrf(client), follow_redirects=False)
     assert r.status_code == 303
     assert page_with(client, first).status_code == 303
     assert page_with(client, second).status_code == 303
@@ -203,7 +202,7 @@ def test_sign_out_everywhere_from_the_page(client, alice):
 
 def test_a_token_is_no_password_for_the_pages(client, alice):
     secret = client.post("/api/v1/tokens", json={"name": "t"}, auth=alice).json()["token"]
-    r = client.post("/ui/login", data={"username": alice[0], "password": secret, "next": "/ui/"})
+    r = sign_in(client, alice[0], secret)
     assert r.status_code == 401
 
 

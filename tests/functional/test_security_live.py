@@ -9,6 +9,7 @@ import time
 import httpx
 import pytest
 from tests.support.live import LiveServer
+from tests.support.pages import with_csrf
 from tests.support.registry_client import OCI_MANIFEST, get_token
 
 pytestmark = pytest.mark.slow
@@ -73,8 +74,9 @@ def test_passwd_on_the_command_line_ends_sessions_and_refresh_tokens(live_server
     }
     refresh_token = http.post("/token", data=form).json()["refresh_token"]
     browser = httpx.Client(base_url=live_server.url, follow_redirects=True)
-    r = browser.post("/ui/login", data={"username": "carol", "password": "carol-password-1", "next": "/ui/"})
-    assert r.status_code == 200 and "Welcome, carol" in r.text  # followed the redirect home
+    form = with_csrf(browser, {"username": "carol", "password": "carol-password-1", "next": "/ui/"})
+    r = browser.post("/ui/login", data=form)
+    assert r.status_code == 200 and "Sign out" in r.text and "carol" in r.text  # followed the redirect
     copied = browser.cookies["dockyard_session"]
 
     live_server.dockyard("user", "passwd", "carol", "--password", "carol-password-2")

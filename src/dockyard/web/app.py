@@ -41,12 +41,18 @@ def build_jobs(state: AppState) -> JobRegistry:
     return state.jobs
 
 
-class CachedStaticFiles(StaticFiles):
-    """Static files browsers may keep for a day (revalidated by ETag after that)."""
+MACHINE_PATHS = ("/api/", "/static/", "/token", "/metrics", "/healthz")
 
-    def file_response(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        response = super().file_response(*args, **kwargs)
-        response.headers.setdefault("cache-control", "public, max-age=86400")
+
+class CachedStaticFiles(StaticFiles):
+    """Static files: kept a year when asked for by a versioned URL (``static()`` in templates adds a hash of
+    the content, so a changed file gets a new URL), else for an hour and revalidated by ETag."""
+
+    def file_response(self, full_path, stat_result, scope, status_code=200):  # type: ignore[no-untyped-def]
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        versioned = b"v=" in scope.get("query_string", b"")
+        cache = "public, max-age=31536000, immutable" if versioned else "public, max-age=3600"
+        response.headers.setdefault("cache-control", cache)
         return response
 
 
@@ -132,7 +138,10 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
     async def metrics_view(request: Request) -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    from dockyard.accounts import pages as account_pages
     from dockyard.accounts import views as account_views
+    from dockyard.registry import pages as registry_pages
+    from dockyard.scanning import pages as scan_pages
     from dockyard.scanning import views as scan_views
     from dockyard.web import pages
     from dockyard.web.api import API_PREFIX, DOCS_PATH, create_api, docs
@@ -144,15 +153,25 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         Mount(API_PREFIX, app=create_api(state, [account_views.router, scan_views.router])),
         Route(DOCS_PATH, docs, methods=["GET"]),
         Mount("/static", app=CachedStaticFiles(directory=Path(__file__).parent / "static"), name="static"),
-        *pages.routes,
+        *account_pages.routes,
+        *registry_pages.routes,
+        *scan_pages.routes,
     ]
     from starlette.exceptions import HTTPException
 
     from dockyard.web.errors import http_exception_response
 
+    def routing_error(request: Request, exc: Exception) -> Response:
+        # Pages get the HTML error page; the API, /token and the static files their own formats.
+        assert isinstance(exc, HTTPException)
+        if request.url.path.startswith(MACHINE_PATHS):
+            return http_exception_response(request, exc)
+        message = "There is nothing at this address." if exc.status_code == 404 else str(exc.detail)
+        return pages.status_page(request, exc.status_code, message, headers=dict(exc.headers or {}))
+
     app = DockyardApp(
         routes=routes,
-        exception_handlers={HTTPException: http_exception_response},
+        exception_handlers={HTTPException: routing_error},
         lifespan=lifespan,
         middleware=[Middleware(SecurityHeadersMiddleware), pages.session_middleware(settings)],
     )

@@ -101,6 +101,16 @@ async def session_principal(ctx: RequestContext) -> Principal:
     return principal
 
 
+async def optional_session_principal(ctx: RequestContext) -> Principal:
+    """The signed-in user of this browser, or the anonymous principal (pages anyone may see)."""
+    if not ctx.request.session.get(SESSION_KEY):
+        return ctx.principal
+    try:
+        return await session_principal(ctx)
+    except Unauthenticated:
+        return ctx.principal
+
+
 async def start_session(ctx: RequestContext, principal: Principal) -> None:
     secret = await ctx.run(ctx.accounts().start_session, principal, actor=ctx.actor)
     ctx.request.session.clear()

@@ -5,3 +5,20 @@ document.addEventListener("change", (event) => {
     field.form.submit();
   }
 });
+
+// A "Copy" button on command blocks (<pre data-copy>): the text is there to select without JavaScript.
+document.addEventListener("DOMContentLoaded", () => {
+  for (const block of document.querySelectorAll("pre[data-copy]")) {
+    if (!navigator.clipboard) break;
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = "copy";
+    button.textContent = "Copy";
+    button.addEventListener("click", async () => {
+      await navigator.clipboard.writeText(block.innerText.replace(/\nCopy$/, "").trim());
+      button.textContent = "Copied";
+      setTimeout(() => { button.textContent = "Copy"; }, 1500);
+    });
+    block.appendChild(button);
+  }
+});
