@@ -9,11 +9,12 @@ job queue with its backoff; a permanent refusal or the last attempt marks the ro
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from email.message import EmailMessage
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlalchemy.orm import Session
 
 from dockyard.config import Settings
@@ -26,6 +27,13 @@ from dockyard.errors import DockyardError
 from dockyard.jobs import JobContext, JobRegistry
 
 log = logging.getLogger("dockyard.email")
+
+PURGE_JOB = "email.purge"
+# Sent mails carry links with secrets (verification, password reset): short-lived, but there is no reason
+# to keep the bodies beyond what an operator needs to answer "did my mail go out?". Failed ones stay longer,
+# for inspection.
+KEEP_SENT = dt.timedelta(days=14)
+KEEP_FAILED = dt.timedelta(days=60)
 
 
 class Undeliverable(DockyardError):
@@ -44,7 +52,24 @@ def register(registry: JobRegistry, settings: Settings, sender: MailSender | Non
     def send(ctx: JobContext, payload: dict[str, Any]) -> None:
         deliver(ctx, sender, int(payload["id"]))
 
+    @registry.job(PURGE_JOB)
+    def purge(ctx: JobContext, payload: dict[str, Any]) -> None:
+        log.info("purged %s old mails from the outbox", purge_outbox(ctx.session))
+
+    registry.every(PURGE_JOB, 86400)
     return sender
+
+
+def purge_outbox(session: Session, *, now: dt.datetime | None = None) -> int:
+    """Delete sent mails older than KEEP_SENT and failed ones older than KEEP_FAILED; queued mails stay,
+    whatever their age. Returns how many went."""
+    now = now or utcnow()
+    sent = (OutboundEmail.status == MailStatus.SENT.value) & (OutboundEmail.created_at < now - KEEP_SENT)
+    failed = (OutboundEmail.status == MailStatus.FAILED.value) & (
+        OutboundEmail.created_at < now - KEEP_FAILED
+    )
+    result = session.execute(delete(OutboundEmail).where(sent | failed))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def deliver(ctx: JobContext, sender: MailSender, mail_id: int) -> None:

@@ -254,3 +254,36 @@ def test_bad_mail_settings_fail_at_start(app_state: AppState) -> None:
         email_jobs.register(JobRegistry(), dataclasses.replace(app_state.settings, smtp_url="http://mail"))
     with pytest.raises(Invalid, match="not an email address"):
         email_jobs.register(JobRegistry(), dataclasses.replace(app_state.settings, mail_from="dockyard"))
+
+
+def test_the_purge_keeps_queued_mails_and_recent_ones(app_state: AppState) -> None:
+    ids = {
+        name: queue(app_state) for name in ("old_sent", "new_sent", "old_failed", "mid_failed", "old_queued")
+    }
+    now = utcnow()
+    aged = {
+        "old_sent": (MailStatus.SENT, email_jobs.KEEP_SENT + dt.timedelta(hours=1)),
+        "new_sent": (MailStatus.SENT, email_jobs.KEEP_SENT - dt.timedelta(hours=1)),
+        "old_failed": (MailStatus.FAILED, email_jobs.KEEP_FAILED + dt.timedelta(hours=1)),
+        "mid_failed": (MailStatus.FAILED, email_jobs.KEEP_SENT + dt.timedelta(days=1)),
+        "old_queued": (MailStatus.QUEUED, email_jobs.KEEP_FAILED * 2),
+    }
+    ids = {name: queue(app_state) for name in aged}
+    with app_state.sessions.begin() as session:
+        for name, (status, age) in aged.items():
+            session.execute(
+                update(OutboundEmail)
+                .where(OutboundEmail.id == ids[name])
+                .values(status=status.value, created_at=now - age)
+            )
+    with app_state.sessions.begin() as session:
+        assert email_jobs.purge_outbox(session, now=now) == 2
+    with app_state.sessions() as session:
+        left = set(session.scalars(select(OutboundEmail.id).where(OutboundEmail.id.in_(ids.values()))))
+    assert left == {ids["new_sent"], ids["mid_failed"], ids["old_queued"]}
+
+
+def test_the_purge_runs_daily(app_state: AppState) -> None:
+    registry = JobRegistry()
+    email_jobs.register(registry, app_state.settings, FileSender(app_state.settings.data_dir / "mail"))
+    assert [(p.kind, p.interval) for p in registry.periodic] == [(email_jobs.PURGE_JOB, 86400)]
