@@ -18,9 +18,12 @@ from dockyard.scanning.presenters import (
     sbom_source,
     visible_report,
 )
-from dockyard.web.api import Ctx, UnitOfWorkRoute, caller
+from dockyard.web.api import AUTHENTICATED, Ctx, UnitOfWorkRoute, caller, errors
 
-router = APIRouter(route_class=UnitOfWorkRoute, tags=["scans"])
+# Scans of repositories the caller may not see are 404s, as for repositories that do not exist.
+router = APIRouter(
+    route_class=UnitOfWorkRoute, tags=["scans"], responses={**AUTHENTICATED, **errors(403, 404)}
+)
 
 RepoName = Annotated[str, Path(min_length=1, max_length=255)]
 Reference = Annotated[str, Path(min_length=1, max_length=160, description="a tag or a digest")]
@@ -96,7 +99,7 @@ async def scan_sbom(
     return Response(text, media_type=media)
 
 
-@router.post("/findings/{finding_id}/reclassify", response_model=s.ReclassifyOut)
+@router.post("/findings/{finding_id}/reclassify", response_model=s.ReclassifyOut, responses=errors(400))
 async def reclassify(
     finding_id: Annotated[int, Path(ge=1, le=2**63 - 1)], body: s.ReclassifyIn, ctx: Ctx, who: Staff
 ) -> dict[str, Any]:
