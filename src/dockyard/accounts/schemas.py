@@ -5,7 +5,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+)
 
 from dockyard.accounts.passwords import MAX_PASSWORD_LENGTH
 from dockyard.accounts.services import MAX_TOKEN_DAYS, MIN_PASSWORD_LENGTH
@@ -19,6 +28,14 @@ Password = Annotated[
 ]
 MemberRole = Annotated[StrictStr, StringConstraints(pattern=r"^(owner|maintainer|reader)$")]
 RobotRole = Annotated[StrictStr, StringConstraints(pattern=r"^(maintainer|reader)$")]
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+# The database keeps naive UTC (db.utcnow); an RFC 3339 date-time, as documented, carries its offset ("Z").
+UtcDateTime = Annotated[dt.datetime, AfterValidator(_utc)]
 
 
 class Strict(BaseModel):
@@ -110,9 +127,9 @@ class TokenOut(BaseModel):
     name: str
     scopes: list[Scope]
     revoked: bool
-    created_at: dt.datetime | None = None
-    expires_at: dt.datetime | None = None
-    last_used_at: dt.datetime | None = None
+    created_at: UtcDateTime | None = None
+    expires_at: UtcDateTime | None = None
+    last_used_at: UtcDateTime | None = None
 
 
 class TokenCreated(BaseModel):

@@ -18,6 +18,7 @@ from dockyard.scanning.presenters import (
     sbom_source,
     visible_report,
 )
+from dockyard.scanning.reads import MAX_FINDINGS
 from dockyard.web.api import AUTHENTICATED, Ctx, UnitOfWorkRoute, caller, errors
 
 # Scans of repositories the caller may not see are 404s, as for repositories that do not exist.
@@ -59,8 +60,8 @@ async def scan_findings(
     ctx: Ctx,
     who: Reader,
     state: Literal["open", "resolved", "all"] = "open",
-    severity: Annotated[str | None, Query(max_length=16)] = None,
-    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    severity: s.SeverityClass | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_FINDINGS)] = MAX_FINDINGS,
 ) -> dict[str, Any]:
     """The image's findings, filtered by state and class."""
 
