@@ -24,6 +24,7 @@ from tests.support.registry_client import (
 from dockyard.accounts import passwords
 from dockyard.accounts.services import AccountService
 from dockyard.accounts.throttle import DEFAULT_LIMITS
+from dockyard.db import MAX_ID
 from dockyard.errors import TooManyRequests
 
 
@@ -230,6 +231,21 @@ def test_a_huge_finding_id_is_a_400_naming_the_field(client, alice):
     )
     error = assert_api_error(r, 400, "INVALID")
     assert error["detail"][0]["field"] == "path.finding_id"
+
+
+def test_ids_beyond_what_the_database_holds_are_a_400(client, alice, app_state):
+    """Integer ids are 32-bit on PostgreSQL: an id of 2**31 up to 2**63-1 was let through, and was a 500
+    there (found by test_api_schema). The API's bound is now the database's."""
+    with app_state.sessions.begin() as s:
+        admin = (make_user(s, admin=True).username, PASSWORD)
+    error = assert_api_error(client.delete(f"/api/v1/tokens/{MAX_ID + 1}", auth=alice), 400, "INVALID")
+    assert error["detail"][0]["field"] == "path.token_id"
+    assert_api_error(client.delete(f"/api/v1/tokens/{MAX_ID}", auth=alice), 404, "NOT_FOUND")
+    body = {"severity": "Minor", "reason": "accepted risk"}
+    r = client.post(f"/api/v1/findings/{MAX_ID + 1}/reclassify", json=body, auth=admin)
+    assert assert_api_error(r, 400, "INVALID")["detail"][0]["field"] == "path.finding_id"
+    r = client.post(f"/api/v1/findings/{MAX_ID}/reclassify", json=body, auth=admin)
+    assert_api_error(r, 404, "NOT_FOUND")
 
 
 def test_a_manifest_with_a_duplicate_key_is_refused(client, alice):

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Path, Query, Response
 
 from dockyard.accounts import schemas as s
 from dockyard.authz import Permission, Principal, Scope, StaffRole
+from dockyard.db import MAX_ID
 from dockyard.errors import Invalid
 from dockyard.oci.reference import namespace_of
 from dockyard.web.api import AUTHENTICATED, Ctx, UnitOfWorkRoute, caller, errors
@@ -313,9 +314,7 @@ async def create_token(body: s.NewToken, ctx: Ctx, who: Account) -> dict[str, An
 
 
 @router.delete("/tokens/{token_id}", status_code=204, tags=["tokens"], responses=errors(400, 403, 404))
-async def revoke_token(
-    token_id: Annotated[int, Path(ge=1, le=2**63 - 1)], ctx: Ctx, who: Account
-) -> Response:
+async def revoke_token(token_id: Annotated[int, Path(ge=1, le=MAX_ID)], ctx: Ctx, who: Account) -> Response:
     """Revoke one of the caller's tokens: it, and every refresh token minted with it, stop working."""
     only_users(who)
     await ctx.call(lambda sv: sv.accounts.revoke_token(who.name, token_id, actor=ctx.actor))

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Response
 
 from dockyard.authz import Permission, Principal, Scope
+from dockyard.db import MAX_ID
 from dockyard.errors import Forbidden
 from dockyard.scanning import schemas as s
 from dockyard.scanning.presenters import (
@@ -102,7 +103,7 @@ async def scan_sbom(
 
 @router.post("/findings/{finding_id}/reclassify", response_model=s.ReclassifyOut, responses=errors(400))
 async def reclassify(
-    finding_id: Annotated[int, Path(ge=1, le=2**63 - 1)], body: s.ReclassifyIn, ctx: Ctx, who: Staff
+    finding_id: Annotated[int, Path(ge=1, le=MAX_ID)], body: s.ReclassifyIn, ctx: Ctx, who: Staff
 ) -> dict[str, Any]:
     """Set (or with null clear) a finding's class on the store team's word; a reason is required."""
 
