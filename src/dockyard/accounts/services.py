@@ -63,6 +63,8 @@ def validate_password(password: str) -> str:
         )
     if password.startswith(TOKEN_PREFIX):  # such a secret is checked as an access token, never a password
         raise Invalid(f"a password cannot start with {TOKEN_PREFIX!r}", detail={"field": "password"})
+    if "\x00" in password:  # logins refuse NUL characters (web.identity.login): it could never be used
+        raise Invalid("a password cannot contain NUL characters", detail={"field": "password"})
     return password
 
 

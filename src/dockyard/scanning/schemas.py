@@ -102,9 +102,9 @@ class ReclassifyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     severity: SeverityClass | None = Field(description="a class name, or null to clear the override")
-    reason: Annotated[StrictStr, StringConstraints(min_length=1, max_length=2000, pattern=r"\S")] = Field(
-        description="why (required): shown with the finding and kept in the audit log"
-    )
+    reason: Annotated[
+        StrictStr, StringConstraints(min_length=1, max_length=2000, pattern=r"^[^\x00]*\S[^\x00]*$")
+    ] = Field(description="why (required): shown with the finding and kept in the audit log")
 
 
 class ReclassifyOut(BaseModel):

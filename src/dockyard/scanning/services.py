@@ -220,6 +220,8 @@ class ScanService(ScanReads):
             raise Invalid("a reason is required to reclassify a finding")
         if len(reason) > 2000:
             raise Invalid("the reason is longer than 2000 characters")
+        if "\x00" in reason:  # PostgreSQL cannot store it
+            raise Invalid("the reason cannot contain NUL characters")
         new = _severity(severity)
         finding = self.session.get(ScanFinding, finding_id) if 0 < finding_id <= MAX_ID else None
         if finding is None:
