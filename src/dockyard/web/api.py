@@ -148,8 +148,8 @@ def _http_error(request: Request, exc: Exception) -> Response:
     )
 
 
-def create_api(state: AppState, routers: list[Any]) -> FastAPI:
-    """The /api/v1 application (mounted by web.app)."""
+def create_api(state: AppState | None, routers: list[Any]) -> FastAPI:
+    """The /api/v1 application (mounted by web.app; without a state it can only describe itself)."""
     api = FastAPI(
         title="dockyard API",
         version="1",
