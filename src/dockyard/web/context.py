@@ -229,11 +229,8 @@ async def in_unit_of_work(
     finally:
         ctx._release_gate()  # after the commit or rollback, whatever happened
     if events:
-        # In a worker thread: after-commit handlers must never block the event loop.
-        try:
-            await asyncio.to_thread(state.bus.run_after_commit, events)
-        except Exception:  # the request succeeded; a failing notifier must not undo that
-            log.exception("after-commit handler failed")
+        # In a worker thread: after-commit handlers must never block the event loop (and never raise).
+        await asyncio.to_thread(state.bus.run_after_commit, events)
     return response
 
 
