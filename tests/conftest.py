@@ -139,6 +139,19 @@ def live_server(tmp_path: Path, fresh_database_url: str) -> Iterator:
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def module_live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
+    """A live server shared by the tests of one module (for set-ups too slow to repeat per test)."""
+    from tests.support.live import LiveServer
+
+    tmp = tmp_path_factory.mktemp("live")
+    server = LiveServer(tmp / "live-data", _fresh_database_url(tmp, "live")).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 @pytest.fixture(autouse=True)
 def cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
     """argon2id with the cheapest parameters in-process: still argon2id, but logins stop dominating the

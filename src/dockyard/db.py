@@ -23,6 +23,11 @@ NAMING_CONVENTION = {
 }
 
 
+# The largest id an ``Integer`` primary key holds on every backend: 32 bits on PostgreSQL (SQLite's are 64),
+# where a larger value in a query is an error of the database, not "no such row".
+MAX_ID = 2**31 - 1
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 

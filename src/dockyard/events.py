@@ -6,6 +6,7 @@ world (email, jobs) are run only after that transaction commits.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,6 +14,8 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy.orm import Session
+
+log = logging.getLogger("dockyard.events")
 
 
 class EventTag(StrEnum):
@@ -102,6 +105,12 @@ class EventBus:
             session.info.setdefault("after_commit", []).append(event)
 
     def run_after_commit(self, events: list[Event]) -> None:
+        """Run the after-commit handlers of committed events. One that fails is logged, never raised: what
+        it follows has committed and must not be reported as failed (nor undone), and the other handlers
+        still run. The same for requests, jobs and CLI commands, which all end here."""
         for event in events:
             for handler in self._after.get(event.tag, ()):
-                handler(event)
+                try:
+                    handler(event)
+                except Exception:
+                    log.exception("after-commit handler %r failed on %s", handler, event.tag.value)

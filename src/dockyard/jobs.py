@@ -402,7 +402,9 @@ class Worker:
             handler(ctx, dict(job.payload))
             events = ctx._finish(commit=True)
         except Exception as exc:  # a failing job is recorded and retried, never kills the worker
-            ctx._finish(commit=False)
+            # Rolled back, unless the error keeps what was written (as at every edge: a failed login's
+            # audit row); the job has failed all the same.
+            events = ctx._finish(commit=getattr(exc, "keep_writes", False))
             error = traceback.format_exc(limit=20)
             permanent = isinstance(exc, DockyardError)  # a domain refusal will not change on a retry
             log.exception("job %s #%s failed (attempt %s)", job.kind, job.id, job.attempts)
@@ -417,10 +419,7 @@ class Worker:
                 values["run_after"] = utcnow() + dt.timedelta(seconds=min(2**job.attempts, 300))
             session.execute(update(Job).where(Job.id == job.id).values(**values))
         if events and self.bus is not None:
-            try:
-                self.bus.run_after_commit(events)
-            except Exception:  # the job succeeded; a failing notifier must not undo that
-                log.exception("after-commit handler failed")
+            self.bus.run_after_commit(events)  # logs, never raises, a failing handler
         return True
 
     def run_until_idle(self, limit: int = 10_000) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 
 import jwt
 import pytest
@@ -374,6 +375,10 @@ def test_tokens_lifecycle(client, people, app_state):
     assert listed["name"] == "laptop"
     assert listed["revoked"] is False
     assert listed["last_used_at"] is not None
+    # RFC 3339 date-times, as documented: naive UTC from the database went out without an offset.
+    for key in ("created_at", "expires_at", "last_used_at"):
+        assert listed[key].endswith("Z"), listed
+        assert dt.datetime.fromisoformat(listed[key]).utcoffset() == dt.timedelta(0)
     assert secret not in r.text
     with app_state.sessions() as s:
         assert s.scalar(select(AccessToken.expires_at)) is not None

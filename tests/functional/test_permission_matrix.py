@@ -56,6 +56,7 @@ from tests.support.registry_client import OCI_INDEX, OCI_MANIFEST, access_of, pr
 from tests.support.scanimages import ACTOR, Images, debian_layer, osv_record, write_feed
 
 from dockyard.accounts.services import AccountService
+from dockyard.db import MAX_ID
 from dockyard.events import EventBus
 from dockyard.jobs import Worker
 from dockyard.registry.views import PATTERNS, VIEWS
@@ -744,7 +745,7 @@ def needs_scan(key: str) -> bool:
 def test_permission(key: str, role: str, app: Any, app_state: AppState, client: TestClient, tmp_path: Path):
     world = build_world(app, app_state, tmp_path / "feed", scan=needs_scan(key))
     real = Target(world.repo, world.org, world.finding or 1)
-    twin = Target(f"{world.org}/missing", "nosuchorg", 10**12)
+    twin = Target(f"{world.org}/missing", "nosuchorg", MAX_ID)  # the largest id the API accepts
     expected = EXPECTED[key][ROLES.index(role)]
     proto = protocol(key)
     grants = expected.startswith("grant:")

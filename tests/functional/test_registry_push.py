@@ -228,8 +228,11 @@ def test_unknown_upload(reg, name, upload_id):
 def test_upload_ids_cannot_escape_the_staging_directory(reg, name, app_state, upload_id):
     location = start(reg, name)
     r = reg.request("PATCH", f"/v2/{name}/blobs/uploads/{upload_id}", name, content=b"evil")
-    assert r.status_code == 404
-    assert r.json()["errors"][0]["code"] in {"BLOB_UPLOAD_UNKNOWN", "NAME_UNKNOWN"}
+    if "%00" in upload_id:  # a NUL anywhere in a URL is refused at the edge (web.context.refuse_nul)
+        assert_oci_error(r, 400, "NAME_INVALID")
+    else:
+        assert r.status_code == 404
+        assert r.json()["errors"][0]["code"] in {"BLOB_UPLOAD_UNKNOWN", "NAME_UNKNOWN"}
     assert reg.request("GET", location, name).headers["range"] == "0-0"
 
 

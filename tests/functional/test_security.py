@@ -25,6 +25,7 @@ from tests.support.registry_client import (
 from dockyard.accounts import passwords
 from dockyard.accounts.services import AccountService
 from dockyard.accounts.throttle import DEFAULT_LIMITS
+from dockyard.db import MAX_ID
 from dockyard.errors import TooManyRequests
 
 
@@ -229,6 +230,80 @@ def test_a_huge_finding_id_is_a_400_naming_the_field(client, alice):
     )
     error = assert_api_error(r, 400, "INVALID")
     assert error["detail"][0]["field"] == "path.finding_id"
+
+
+def test_ids_beyond_what_the_database_holds_are_a_400(client, alice, app_state):
+    """Integer ids are 32-bit on PostgreSQL: an id of 2**31 up to 2**63-1 was let through, and was a 500
+    there (found by test_api_schema). The API's bound is now the database's."""
+    with app_state.sessions.begin() as s:
+        admin = (make_user(s, admin=True).username, PASSWORD)
+    error = assert_api_error(client.delete(f"/api/v1/tokens/{MAX_ID + 1}", auth=alice), 400, "INVALID")
+    assert error["detail"][0]["field"] == "path.token_id"
+    assert_api_error(client.delete(f"/api/v1/tokens/{MAX_ID}", auth=alice), 404, "NOT_FOUND")
+    body = {"severity": "Minor", "reason": "accepted risk"}
+    r = client.post(f"/api/v1/findings/{MAX_ID + 1}/reclassify", json=body, auth=admin)
+    assert assert_api_error(r, 400, "INVALID")["detail"][0]["field"] == "path.finding_id"
+    r = client.post(f"/api/v1/findings/{MAX_ID}/reclassify", json=body, auth=admin)
+    assert_api_error(r, 404, "NOT_FOUND")
+
+
+def test_nul_characters_in_a_url_are_refused_in_every_protocol(client, alice, app_state):
+    """PostgreSQL cannot compare text holding a NUL: one in a path or query parameter was a 500 there
+    wherever it reached a query (an organisation or user name, a tags or catalog cursor, an artifactType
+    filter). It is invalid input now, refused at the edge in the protocol's own format."""
+    user, password = alice
+    repo = f"{user}-org/app"
+    registry = RegistryClient(client, user, password)
+    digest = registry.push_image(repo, "v1")
+    pulls = registry.headers(repo, "pull")
+    with app_state.sessions.begin() as s:
+        admin = (make_user(s, admin=True).username, PASSWORD)
+    catalog = bearer(request_token(client, ["registry:catalog:*"], *admin).json()["token"])
+    for url in (f"/api/v1/orgs/{user}-org%00/members", "/api/v1/staff/a%00b/finance"):
+        r = client.request("GET" if "orgs" in url else "PUT", url, auth=admin)
+        assert_api_error(r, 400, "NAME_INVALID")
+    assert_api_error(client.get("/api/v1/tokens?limit=1&x=%00", auth=alice), 400, "NAME_INVALID")
+    for url, headers in (
+        (f"/v2/{repo}/tags/list?last=v%00", pulls),
+        (f"/v2/{repo}/referrers/{digest}?artifactType=application/x%00", pulls),
+        ("/v2/_catalog?last=a%00b", catalog),
+    ):
+        assert_oci_error(client.get(url, headers=headers), 400, "NAME_INVALID")
+    r = client.get("/ui/login?next=/ui/%00")
+    assert r.status_code == 400 and "text/html" in r.headers["content-type"]
+
+
+@pytest.mark.parametrize("where", ["basic", "token form", "login page"])
+def test_nul_characters_in_credentials_are_wrong_credentials(client, alice, where):
+    """A NUL in a username or secret reached the login throttle's and audit's rows: a 500 on PostgreSQL."""
+    user, password = alice
+    for username, secret in ((f"{user}\x00", password), (user, password + "\x00"), ("a\x00b", "x")):
+        if where == "basic":
+            r = client.get("/api/v1/me", auth=(username, secret))
+            assert_api_error(r, 401, "UNAUTHORIZED")
+        elif where == "token form":
+            form = {"grant_type": "password", "username": username, "password": secret, "service": "dockyard"}
+            assert_oci_error(client.post("/token", data=form), 401, "UNAUTHORIZED")
+        else:
+            r = client.post("/ui/login", data={"username": username, "password": secret})
+            assert r.status_code == 401 and "text/html" in r.headers["content-type"]
+    assert client.get("/api/v1/me", auth=alice).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "url,body",
+    [
+        ("/api/v1/tokens", {"name": "a\x00b"}),
+        ("/api/v1/users", {"username": "nul-mail", "password": PASSWORD, "email": "a\x00@b"}),
+        ("/api/v1/users", {"username": "nul-pass", "password": PASSWORD + "\x00"}),
+    ],
+)
+def test_nul_characters_in_api_text_are_a_400(client, alice, app_state, url, body):
+    """JSON's "\\u0000" in a free-text field was stored on SQLite and a 500 on PostgreSQL."""
+    with app_state.sessions.begin() as s:
+        admin = (make_user(s, admin=True).username, PASSWORD)
+    error = assert_api_error(client.post(url, json=body, auth=admin), 400, "INVALID")
+    assert error["detail"][0]["field"].startswith("body.")
 
 
 def test_a_manifest_with_a_duplicate_key_is_refused(client, alice):

@@ -5,7 +5,16 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    StringConstraints,
+)
 
 from dockyard.accounts.passwords import MAX_PASSWORD_LENGTH
 from dockyard.accounts.services import MAX_TOKEN_DAYS, MIN_PASSWORD_LENGTH
@@ -14,11 +23,22 @@ from dockyard.authz import Scope, StaffRole
 AccountName = Annotated[
     StrictStr, StringConstraints(min_length=2, max_length=64, pattern=r"^[a-z0-9]+(?:[._-][a-z0-9]+)*$")
 ]
+# Free text may hold anything but NUL, which PostgreSQL cannot store (and logins refuse).
+NO_NUL = r"^[^\x00]*$"
 Password = Annotated[
-    StrictStr, StringConstraints(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH)
+    StrictStr,
+    StringConstraints(min_length=MIN_PASSWORD_LENGTH, max_length=MAX_PASSWORD_LENGTH, pattern=NO_NUL),
 ]
 MemberRole = Annotated[StrictStr, StringConstraints(pattern=r"^(owner|maintainer|reader)$")]
 RobotRole = Annotated[StrictStr, StringConstraints(pattern=r"^(maintainer|reader)$")]
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
+
+
+# The database keeps naive UTC (db.utcnow); an RFC 3339 date-time, as documented, carries its offset ("Z").
+UtcDateTime = Annotated[dt.datetime, AfterValidator(_utc)]
 
 
 class Strict(BaseModel):
@@ -40,7 +60,7 @@ class Me(BaseModel):
 class NewUser(Strict):
     username: AccountName
     password: Password
-    email: Annotated[StrictStr, StringConstraints(max_length=320)] | None = None
+    email: Annotated[StrictStr, StringConstraints(max_length=320, pattern=NO_NUL)] | None = None
     staff: list[StaffRole] = Field(default_factory=list, max_length=len(StaffRole))
 
 
@@ -98,7 +118,7 @@ class RobotList(BaseModel):
 
 
 class NewToken(Strict):
-    name: Annotated[StrictStr, StringConstraints(min_length=1, max_length=100)]
+    name: Annotated[StrictStr, StringConstraints(min_length=1, max_length=100, pattern=NO_NUL)]
     expires_in_days: Annotated[StrictInt, Field(ge=1, le=MAX_TOKEN_DAYS)] | None = None
     scopes: list[Scope] = Field(
         default_factory=lambda: [Scope.PULL, Scope.PUSH], min_length=1, max_length=len(Scope)
@@ -110,9 +130,9 @@ class TokenOut(BaseModel):
     name: str
     scopes: list[Scope]
     revoked: bool
-    created_at: dt.datetime | None = None
-    expires_at: dt.datetime | None = None
-    last_used_at: dt.datetime | None = None
+    created_at: UtcDateTime | None = None
+    expires_at: UtcDateTime | None = None
+    last_used_at: UtcDateTime | None = None
 
 
 class TokenCreated(BaseModel):

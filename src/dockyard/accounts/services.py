@@ -38,7 +38,7 @@ from dockyard.authz import (
     allowed,
     require,
 )
-from dockyard.db import utcnow
+from dockyard.db import MAX_ID, utcnow
 from dockyard.errors import Conflict, Invalid, NotFound
 from dockyard.events import Actor, Event, EventBus, EventTag
 
@@ -63,6 +63,8 @@ def validate_password(password: str) -> str:
         )
     if password.startswith(TOKEN_PREFIX):  # such a secret is checked as an access token, never a password
         raise Invalid(f"a password cannot start with {TOKEN_PREFIX!r}", detail={"field": "password"})
+    if "\x00" in password:  # logins refuse NUL characters (web.identity.login): it could never be used
+        raise Invalid("a password cannot contain NUL characters", detail={"field": "password"})
     return password
 
 
@@ -389,7 +391,7 @@ class AccountService(Authentication):
     def revoke_token(self, username: str, token_id: int, *, actor: Actor | None = None) -> None:
         """Revoke one of a user's access tokens."""
         user = self.get_user(username)
-        token = self.session.get(AccessToken, token_id) if 0 < token_id < 2**63 else None
+        token = self.session.get(AccessToken, token_id) if 0 < token_id <= MAX_ID else None
         if token is None or token.user_id != user.id:
             raise NotFound("token not found")
         token.revoked = True

@@ -10,11 +10,12 @@ from fastapi import APIRouter, Path, Query, Response
 
 from dockyard.accounts import schemas as s
 from dockyard.authz import Permission, Principal, Scope, StaffRole
+from dockyard.db import MAX_ID
 from dockyard.errors import Invalid
 from dockyard.oci.reference import namespace_of
-from dockyard.web.api import Ctx, UnitOfWorkRoute, caller
+from dockyard.web.api import AUTHENTICATED, Ctx, UnitOfWorkRoute, caller, errors
 
-router = APIRouter(route_class=UnitOfWorkRoute)
+router = APIRouter(route_class=UnitOfWorkRoute, responses=AUTHENTICATED)
 T = TypeVar("T")
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="at most this many items")]
@@ -51,7 +52,7 @@ async def me(who: Signed) -> dict[str, Any]:
     }
 
 
-@router.post("/me/sign-out-everywhere", status_code=204, tags=["me"])
+@router.post("/me/sign-out-everywhere", status_code=204, tags=["me"], responses=errors(400, 403))
 async def sign_out_everywhere(ctx: Ctx, who: Account) -> Response:
     """End every browser session and refresh token of the caller (access tokens stay)."""
     only_users(who)
@@ -61,7 +62,7 @@ async def sign_out_everywhere(ctx: Ctx, who: Account) -> Response:
 
 
 # -- users and the store team ----------------------------------------------------------------------------
-@router.get("/users", response_model=s.UserList, tags=["users"])
+@router.get("/users", response_model=s.UserList, tags=["users"], responses=errors(400, 403))
 async def list_users(ctx: Ctx, who: Account, limit: Limit = 100, offset: Offset = 0) -> dict[str, Any]:
     """Every user (store-admins only)."""
 
@@ -88,7 +89,9 @@ async def list_users(ctx: Ctx, who: Account, limit: Limit = 100, offset: Offset 
     }
 
 
-@router.post("/users", response_model=s.UserOut, status_code=201, tags=["users"])
+@router.post(
+    "/users", response_model=s.UserOut, status_code=201, tags=["users"], responses=errors(400, 403, 409)
+)
 async def create_user(body: s.NewUser, ctx: Ctx, who: Account) -> dict[str, Any]:
     """Create a user (store-admins only); staff roles may be given at once."""
 
@@ -106,7 +109,7 @@ async def create_user(body: s.NewUser, ctx: Ctx, who: Account) -> dict[str, Any]
     return await ctx.call(work)
 
 
-@router.get("/staff", response_model=s.StaffList, tags=["staff"])
+@router.get("/staff", response_model=s.StaffList, tags=["staff"], responses=errors(403))
 async def staff(ctx: Ctx, who: Account) -> dict[str, Any]:
     """The store team: every user and role."""
 
@@ -118,7 +121,12 @@ async def staff(ctx: Ctx, who: Account) -> dict[str, Any]:
     return {"staff": [{"username": u, "role": r} for u, r in rows]}
 
 
-@router.put("/staff/{username}/{role}", response_model=s.StaffGrantOut, tags=["staff"])
+@router.put(
+    "/staff/{username}/{role}",
+    response_model=s.StaffGrantOut,
+    tags=["staff"],
+    responses=errors(400, 403, 404),
+)
 async def grant_staff(username: UserName, role: StaffRole, ctx: Ctx, who: Account) -> dict[str, Any]:
     """Give a user a store-team role (store-admins only)."""
 
@@ -130,7 +138,9 @@ async def grant_staff(username: UserName, role: StaffRole, ctx: Ctx, who: Accoun
     return {"username": username, "role": role}
 
 
-@router.delete("/staff/{username}/{role}", status_code=204, tags=["staff"])
+@router.delete(
+    "/staff/{username}/{role}", status_code=204, tags=["staff"], responses=errors(400, 403, 404, 409)
+)
 async def revoke_staff(username: UserName, role: StaffRole, ctx: Ctx, who: Account) -> Response:
     """Take a store-team role away (the last store-admin stays)."""
 
@@ -143,7 +153,9 @@ async def revoke_staff(username: UserName, role: StaffRole, ctx: Ctx, who: Accou
 
 
 # -- organisations ---------------------------------------------------------------------------------------
-@router.post("/orgs", response_model=s.OrgOut, status_code=201, tags=["organisations"])
+@router.post(
+    "/orgs", response_model=s.OrgOut, status_code=201, tags=["organisations"], responses=errors(400, 403, 409)
+)
 async def create_org(body: s.NewOrg, ctx: Ctx, who: Account) -> dict[str, Any]:
     """Create an organisation owned by the caller."""
 
@@ -154,7 +166,12 @@ async def create_org(body: s.NewOrg, ctx: Ctx, who: Account) -> dict[str, Any]:
     return {"name": await ctx.call(work)}
 
 
-@router.get("/orgs/{org}/members", response_model=s.MemberList, tags=["organisations"])
+@router.get(
+    "/orgs/{org}/members",
+    response_model=s.MemberList,
+    tags=["organisations"],
+    responses=errors(400, 403, 404),
+)
 async def members(
     org: OrgName, ctx: Ctx, who: Account, limit: Limit = 100, offset: Offset = 0
 ) -> dict[str, Any]:
@@ -168,7 +185,12 @@ async def members(
     return {"members": [{"username": u, "role": r} for u, r in rows], "next_offset": next_offset}
 
 
-@router.put("/orgs/{org}/members/{username}", response_model=s.Member, tags=["organisations"])
+@router.put(
+    "/orgs/{org}/members/{username}",
+    response_model=s.Member,
+    tags=["organisations"],
+    responses=errors(400, 403, 404, 409),
+)
 async def set_member(
     org: OrgName, username: UserName, body: s.MemberRoleIn, ctx: Ctx, who: Account
 ) -> dict[str, Any]:
@@ -181,7 +203,12 @@ async def set_member(
     return {"username": username, "role": await ctx.call(work)}
 
 
-@router.delete("/orgs/{org}/members/{username}", status_code=204, tags=["organisations"])
+@router.delete(
+    "/orgs/{org}/members/{username}",
+    status_code=204,
+    tags=["organisations"],
+    responses=errors(400, 403, 404, 409),
+)
 async def remove_member(org: OrgName, username: UserName, ctx: Ctx, who: Account) -> Response:
     """Remove a member (owners only; the last owner stays)."""
 
@@ -193,7 +220,9 @@ async def remove_member(org: OrgName, username: UserName, ctx: Ctx, who: Account
     return Response(status_code=204)
 
 
-@router.get("/orgs/{org}/robots", response_model=s.RobotList, tags=["robots"])
+@router.get(
+    "/orgs/{org}/robots", response_model=s.RobotList, tags=["robots"], responses=errors(400, 403, 404)
+)
 async def robots(
     org: OrgName, ctx: Ctx, who: Account, limit: Limit = 100, offset: Offset = 0
 ) -> dict[str, Any]:
@@ -210,7 +239,13 @@ async def robots(
     }
 
 
-@router.post("/orgs/{org}/robots", response_model=s.RobotCreated, status_code=201, tags=["robots"])
+@router.post(
+    "/orgs/{org}/robots",
+    response_model=s.RobotCreated,
+    status_code=201,
+    tags=["robots"],
+    responses=errors(400, 403, 404, 409),
+)
 async def create_robot(org: OrgName, body: s.NewRobot, ctx: Ctx, who: Account) -> dict[str, Any]:
     """Create a robot account; its secret is in this answer only."""
 
@@ -222,7 +257,7 @@ async def create_robot(org: OrgName, body: s.NewRobot, ctx: Ctx, who: Account) -
     return {"username": f"{org}+{robot.name}", "role": robot.role, "secret": secret}
 
 
-@router.delete("/orgs/{org}/robots/{name}", status_code=204, tags=["robots"])
+@router.delete("/orgs/{org}/robots/{name}", status_code=204, tags=["robots"], responses=errors(400, 403, 404))
 async def delete_robot(org: OrgName, name: RobotName, ctx: Ctx, who: Account) -> Response:
     """Delete a robot account: its secret stops working at once."""
 
@@ -235,7 +270,7 @@ async def delete_robot(org: OrgName, name: RobotName, ctx: Ctx, who: Account) ->
 
 
 # -- access tokens ---------------------------------------------------------------------------------------
-@router.get("/tokens", response_model=s.TokenList, tags=["tokens"])
+@router.get("/tokens", response_model=s.TokenList, tags=["tokens"], responses=errors(400, 403))
 async def tokens(ctx: Ctx, who: Account, limit: Limit = 100, offset: Offset = 0) -> dict[str, Any]:
     """The caller's personal access tokens (never their secrets)."""
     only_users(who)
@@ -257,7 +292,9 @@ async def tokens(ctx: Ctx, who: Account, limit: Limit = 100, offset: Offset = 0)
     }
 
 
-@router.post("/tokens", response_model=s.TokenCreated, status_code=201, tags=["tokens"])
+@router.post(
+    "/tokens", response_model=s.TokenCreated, status_code=201, tags=["tokens"], responses=errors(400, 403)
+)
 async def create_token(body: s.NewToken, ctx: Ctx, who: Account) -> dict[str, Any]:
     """Create a personal access token with the given scopes; the secret is in this answer only."""
     only_users(who)
@@ -276,10 +313,8 @@ async def create_token(body: s.NewToken, ctx: Ctx, who: Account) -> dict[str, An
     return {"id": token.id, "name": token.name, "scopes": token.scopes.split(","), "token": secret}
 
 
-@router.delete("/tokens/{token_id}", status_code=204, tags=["tokens"])
-async def revoke_token(
-    token_id: Annotated[int, Path(ge=1, le=2**63 - 1)], ctx: Ctx, who: Account
-) -> Response:
+@router.delete("/tokens/{token_id}", status_code=204, tags=["tokens"], responses=errors(400, 403, 404))
+async def revoke_token(token_id: Annotated[int, Path(ge=1, le=MAX_ID)], ctx: Ctx, who: Account) -> Response:
     """Revoke one of the caller's tokens: it, and every refresh token minted with it, stop working."""
     only_users(who)
     await ctx.call(lambda sv: sv.accounts.revoke_token(who.name, token_id, actor=ctx.actor))
@@ -287,7 +322,12 @@ async def revoke_token(
 
 
 # -- repositories ----------------------------------------------------------------------------------------
-@router.put("/repositories/{name:path}/visibility", response_model=s.VisibilityOut, tags=["repositories"])
+@router.put(
+    "/repositories/{name:path}/visibility",
+    response_model=s.VisibilityOut,
+    tags=["repositories"],
+    responses=errors(400, 403, 404),
+)
 async def visibility(name: RepoName, body: s.VisibilityIn, ctx: Ctx, who: Account) -> dict[str, Any]:
     """Make a repository public (anyone may pull) or private (owners of its namespace only)."""
 

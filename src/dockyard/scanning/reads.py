@@ -27,6 +27,7 @@ from dockyard.scanning.severity import Severity, sla_hours
 
 _RANK = {name: i for i, name in enumerate(SEVERITY_CLASSES)}
 STATES = ("open", "resolved", "all")
+MAX_FINDINGS = 1000  # the most findings one ``list_findings`` call returns
 
 
 @dataclass(frozen=True)
@@ -237,8 +238,8 @@ class ScanReads:
         # digest: an index means its platforms; repository=None spans every image (staff's views).
         if state not in STATES:
             raise Invalid(f"state must be one of {', '.join(STATES)}")
-        if not 1 <= limit <= 1000:
-            raise Invalid("limit must be between 1 and 1000")
+        if not 1 <= limit <= MAX_FINDINGS:
+            raise Invalid(f"limit must be between 1 and {MAX_FINDINGS}")
         conditions: list[Any] = []
         if repository is not None:
             held = self.registry.manifest_digests_in(repository)

@@ -4,9 +4,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr, StringConstraints
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictStr, StringConstraints
 
 from dockyard.scanning.models import SEVERITY_CLASSES
+from dockyard.scanning.severity import Severity
+
+
+def _class_name(value: Any) -> Any:
+    """A class name in any casing ("critical") is that class, as the services read it."""
+    if isinstance(value, str):
+        return next((s for s in Severity if s.value.lower() == value.strip().lower()), value)
+    return value
+
+
+# Documented as the four names; other casings of them are accepted too.
+SeverityClass = Annotated[Severity, BeforeValidator(_class_name)]
 
 
 class Override(BaseModel):
@@ -89,10 +101,10 @@ class Rescan(BaseModel):
 class ReclassifyIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    severity: Annotated[StrictStr, StringConstraints(max_length=16)] | None = Field(
-        description="a class name, or null to clear the override"
-    )
-    reason: Annotated[StrictStr, StringConstraints(max_length=2000)] = ""
+    severity: SeverityClass | None = Field(description="a class name, or null to clear the override")
+    reason: Annotated[
+        StrictStr, StringConstraints(min_length=1, max_length=2000, pattern=r"^[^\x00]*\S[^\x00]*$")
+    ] = Field(description="why (required): shown with the finding and kept in the audit log")
 
 
 class ReclassifyOut(BaseModel):

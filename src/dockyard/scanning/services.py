@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from dockyard.accounts.services import AccountService
 from dockyard.authz import Permission, Principal, require
 from dockyard.config import Settings
-from dockyard.db import utcnow
+from dockyard.db import MAX_ID, utcnow
 from dockyard.errors import Invalid, NotFound
 from dockyard.events import Actor, Event, EventBus, EventTag
 from dockyard.jobs import enqueue
@@ -220,8 +220,10 @@ class ScanService(ScanReads):
             raise Invalid("a reason is required to reclassify a finding")
         if len(reason) > 2000:
             raise Invalid("the reason is longer than 2000 characters")
+        if "\x00" in reason:  # PostgreSQL cannot store it
+            raise Invalid("the reason cannot contain NUL characters")
         new = _severity(severity)
-        finding = self.session.get(ScanFinding, finding_id)
+        finding = self.session.get(ScanFinding, finding_id) if 0 < finding_id <= MAX_ID else None
         if finding is None:
             raise NotFound(f"finding {finding_id} not found")
         before = finding.effective_severity

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Response
 
 from dockyard.authz import Permission, Principal, Scope
+from dockyard.db import MAX_ID
 from dockyard.errors import Forbidden
 from dockyard.scanning import schemas as s
 from dockyard.scanning.presenters import (
@@ -18,9 +19,13 @@ from dockyard.scanning.presenters import (
     sbom_source,
     visible_report,
 )
-from dockyard.web.api import Ctx, UnitOfWorkRoute, caller
+from dockyard.scanning.reads import MAX_FINDINGS
+from dockyard.web.api import AUTHENTICATED, Ctx, UnitOfWorkRoute, caller, errors
 
-router = APIRouter(route_class=UnitOfWorkRoute, tags=["scans"])
+# Scans of repositories the caller may not see are 404s, as for repositories that do not exist.
+router = APIRouter(
+    route_class=UnitOfWorkRoute, tags=["scans"], responses={**AUTHENTICATED, **errors(403, 404)}
+)
 
 RepoName = Annotated[str, Path(min_length=1, max_length=255)]
 Reference = Annotated[str, Path(min_length=1, max_length=160, description="a tag or a digest")]
@@ -56,8 +61,8 @@ async def scan_findings(
     ctx: Ctx,
     who: Reader,
     state: Literal["open", "resolved", "all"] = "open",
-    severity: Annotated[str | None, Query(max_length=16)] = None,
-    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+    severity: s.SeverityClass | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_FINDINGS)] = MAX_FINDINGS,
 ) -> dict[str, Any]:
     """The image's findings, filtered by state and class."""
 
@@ -96,9 +101,9 @@ async def scan_sbom(
     return Response(text, media_type=media)
 
 
-@router.post("/findings/{finding_id}/reclassify", response_model=s.ReclassifyOut)
+@router.post("/findings/{finding_id}/reclassify", response_model=s.ReclassifyOut, responses=errors(400))
 async def reclassify(
-    finding_id: Annotated[int, Path(ge=1, le=2**63 - 1)], body: s.ReclassifyIn, ctx: Ctx, who: Staff
+    finding_id: Annotated[int, Path(ge=1, le=MAX_ID)], body: s.ReclassifyIn, ctx: Ctx, who: Staff
 ) -> dict[str, Any]:
     """Set (or with null clear) a finding's class on the store team's word; a reason is required."""
 

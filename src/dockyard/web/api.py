@@ -17,6 +17,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPBasic, HTTPBearer
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
@@ -28,6 +29,52 @@ from dockyard.web.identity import api_principal
 API_PREFIX = "/api/v1"
 OPENAPI_PATH = "/openapi.json"
 DOCS_PATH = "/api/docs"
+
+
+class ApiError(BaseModel):
+    code: str = Field(
+        description="what went wrong, for programs: INVALID, UNAUTHORIZED, DENIED, NOT_FOUND, ..."
+    )
+    message: str = Field(description="what went wrong, for people")
+    detail: Any = Field(
+        default=None, description="more, when there is more: for INVALID, every offending field and why"
+    )
+
+
+class ErrorEnvelope(BaseModel):
+    """Every error of the API: ``{"error": {"code", "message", "detail"}}``."""
+
+    error: ApiError
+
+
+ERROR_DESCRIPTIONS = {
+    400: "Invalid input (a field out of bounds, malformed JSON, an unknown field) or request",
+    401: "No credentials, or wrong, expired or revoked ones",
+    403: "Not allowed, or the credential lacks the scope the operation needs",
+    404: "No such resource, or one the caller may not see",
+    409: "Conflicts with the current state (a name taken, the last owner or store-admin)",
+    429: "Too many login attempts: retry after the given number of seconds",
+}
+ERROR_HEADERS: dict[int, dict[str, Any]] = {
+    401: {"WWW-Authenticate": {"description": "the Basic challenge", "schema": {"type": "string"}}},
+    429: {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}},
+}
+
+
+def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for the error statuses an operation may answer, each in dockyard's envelope."""
+    return {
+        status: {
+            "model": ErrorEnvelope,
+            "description": ERROR_DESCRIPTIONS[status],
+            **({"headers": ERROR_HEADERS[status]} if status in ERROR_HEADERS else {}),
+        }
+        for status in statuses
+    }
+
+
+# Every operation authenticates its caller (``caller``): a password login may be throttled.
+AUTHENTICATED = errors(401, 429)
 
 
 class UnitOfWorkRoute(APIRoute):
@@ -101,8 +148,8 @@ def _http_error(request: Request, exc: Exception) -> Response:
     )
 
 
-def create_api(state: AppState, routers: list[Any]) -> FastAPI:
-    """The /api/v1 application (mounted by web.app)."""
+def create_api(state: AppState | None, routers: list[Any]) -> FastAPI:
+    """The /api/v1 application (mounted by web.app; without a state it can only describe itself)."""
     api = FastAPI(
         title="dockyard API",
         version="1",
@@ -116,7 +163,33 @@ def create_api(state: AppState, routers: list[Any]) -> FastAPI:
     api.state.dockyard = state
     for router in routers:
         api.include_router(router)
+    api.openapi = _documented_as_served(api)  # type: ignore[method-assign]
     return api
+
+
+def _documented_as_served(api: FastAPI) -> Callable[[], dict[str, Any]]:
+    """FastAPI documents request validation as a 422 with its own body; dockyard answers 400 in its
+    envelope (``_validation_error``): document that instead, on the operations that validate input."""
+    generate = api.openapi
+
+    def openapi() -> dict[str, Any]:
+        if api.openapi_schema is None:
+            document = generate()
+            invalid = {
+                "description": ERROR_DESCRIPTIONS[400],
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}},
+            }
+            for operations in document.get("paths", {}).values():
+                for operation in operations.values():
+                    responses = operation.get("responses", {})
+                    if responses.pop("422", None) is not None:
+                        responses.setdefault("400", invalid)
+            schemas = document.get("components", {}).get("schemas", {})
+            for unused in ("HTTPValidationError", "ValidationError"):
+                schemas.pop(unused, None)
+        return api.openapi_schema  # type: ignore[return-value]
+
+    return openapi
 
 
 DOCS_PAGE = """<!doctype html>

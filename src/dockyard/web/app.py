@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
@@ -139,10 +140,8 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     from dockyard.accounts import pages as account_pages
-    from dockyard.accounts import views as account_views
     from dockyard.registry import pages as registry_pages
     from dockyard.scanning import pages as scan_pages
-    from dockyard.scanning import views as scan_views
     from dockyard.web import pages
     from dockyard.web.api import API_PREFIX, DOCS_PATH, create_api, docs
 
@@ -150,7 +149,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         Route("/healthz", healthz),
         Route("/metrics", metrics_view),
         *auth_views.routes,
-        Mount(API_PREFIX, app=create_api(state, [account_views.router, scan_views.router])),
+        Mount(API_PREFIX, app=create_api(state, api_routers())),
         Route(DOCS_PATH, docs, methods=["GET"]),
         Mount("/static", app=CachedStaticFiles(directory=Path(__file__).parent / "static"), name="static"),
         *account_pages.routes,
@@ -181,6 +180,21 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
     app.registry = ObservabilityMiddleware(registry_views.app, metrics=metrics)
     logging.getLogger("dockyard").setLevel(settings.log_level.upper())
     return app
+
+
+def api_routers() -> list[Any]:
+    """The routers of the JSON API under /api/v1, one per domain."""
+    from dockyard.accounts import views as account_views
+    from dockyard.scanning import views as scan_views
+
+    return [account_views.router, scan_views.router]
+
+
+def api_document() -> dict[str, Any]:
+    """The OpenAPI document /api/v1/openapi.json serves, built without a database or a server."""
+    from dockyard.web.api import create_api
+
+    return create_api(None, api_routers()).openapi()
 
 
 def app_from_env() -> Starlette:

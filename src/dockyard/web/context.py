@@ -19,7 +19,7 @@ from starlette.responses import Response
 
 from dockyard.authz import ANONYMOUS, Principal
 from dockyard.db import finish
-from dockyard.errors import DockyardError
+from dockyard.errors import DockyardError, Invalid
 from dockyard.events import Actor
 from dockyard.runtime import Runtime
 
@@ -186,6 +186,16 @@ WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 CLIENT_CLOSED_REQUEST = 499
 
 
+def refuse_nul(request: Request) -> None:
+    """A NUL character in the path or the query is invalid input, in every protocol: no name, tag, digest,
+    media type or cursor holds one, and PostgreSQL cannot even compare text with one (it was a 500 there,
+    from wherever a path or query parameter reached a query)."""
+    scope = request.scope
+    if "\x00" in scope["path"] or b"%00" in scope.get("query_string", b""):
+        # NAME_INVALID: a code every protocol has (the registry's for a bad name, the API's for one too).
+        raise Invalid("NUL characters are not allowed in a URL", code="NAME_INVALID")
+
+
 async def in_unit_of_work(
     state: AppState,
     request: Request,
@@ -200,6 +210,7 @@ async def in_unit_of_work(
     ctx = RequestContext(state, request, write=write)
     request.state.ctx = ctx
     try:
+        refuse_nul(request)
         response = await view(ctx)
         events = await ctx.finish(commit=True)
     except DockyardError as exc:
@@ -218,11 +229,8 @@ async def in_unit_of_work(
     finally:
         ctx._release_gate()  # after the commit or rollback, whatever happened
     if events:
-        # In a worker thread: after-commit handlers must never block the event loop.
-        try:
-            await asyncio.to_thread(state.bus.run_after_commit, events)
-        except Exception:  # the request succeeded; a failing notifier must not undo that
-            log.exception("after-commit handler failed")
+        # In a worker thread: after-commit handlers must never block the event loop (and never raise).
+        await asyncio.to_thread(state.bus.run_after_commit, events)
     return response
 
 

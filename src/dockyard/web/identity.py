@@ -22,7 +22,7 @@ from dockyard.accounts.authentication import is_throttled_kind
 from dockyard.accounts.services import TOKEN_PREFIX, AccountService
 from dockyard.accounts.throttle import LoginThrottle
 from dockyard.authz import Principal, Scope, require_scope
-from dockyard.errors import Forbidden, Unauthenticated
+from dockyard.errors import Forbidden, LoginFailed, Unauthenticated
 from dockyard.web.context import RequestContext
 
 SESSION_KEY = "sid"
@@ -48,6 +48,10 @@ async def login(ctx: RequestContext, username: str, secret: str) -> Principal:
     """Check credentials the one way: a password attempt is counted (or refused, when throttled) and
     committed before any hashing, verified in a read transaction of its own (argon2 never holds SQLite's
     write lock), then recorded either way (a success forgets the count)."""
+    if "\x00" in username or "\x00" in secret:
+        # No account name or secret holds a NUL, and PostgreSQL cannot store or compare text holding one:
+        # refused as wrong credentials are, before any database work (it was a 500 there).
+        raise LoginFailed("invalid username or password")
     ip = ctx.actor.ip
     reservation = None
     if is_throttled_kind(username, secret):
