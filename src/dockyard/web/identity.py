@@ -22,7 +22,7 @@ from dockyard.accounts.authentication import is_throttled_kind
 from dockyard.accounts.services import TOKEN_PREFIX, AccountService
 from dockyard.accounts.throttle import LoginThrottle
 from dockyard.authz import Principal, Scope, require_scope
-from dockyard.errors import Forbidden, Unauthenticated
+from dockyard.errors import Forbidden, LoginFailed, Unauthenticated
 from dockyard.web.context import RequestContext
 
 SESSION_KEY = "sid"
@@ -44,10 +44,13 @@ def _accounts(ctx: RequestContext, session: Session) -> AccountService:
     return AccountService(session, ctx.state.bus)
 
 
-async def login(ctx: RequestContext, username: str, secret: str) -> Principal:
+async def login(ctx: RequestContext, username: str, secret: str, *, record_apart: bool = False) -> Principal:
     """Check credentials the one way: a password attempt is counted (or refused, when throttled) and
     committed before any hashing, verified in a read transaction of its own (argon2 never holds SQLite's
-    write lock), then recorded either way (a success forgets the count)."""
+    write lock), then recorded either way (a success forgets the count).
+
+    ``record_apart``: record the login in a write transaction of its own rather than the request's (/v2,
+    whose reads run in read transactions that must not turn into writes)."""
     ip = ctx.actor.ip
     reservation = None
     if is_throttled_kind(username, secret):
@@ -57,7 +60,22 @@ async def login(ctx: RequestContext, username: str, secret: str) -> Principal:
         # Settled in a transaction of its own too: the request's may still roll back (a later 4xx).
         ok = found is not None
         await ctx.write_apart(lambda s: LoginThrottle(s).finish(reservation, username, ip, ok=ok))
-    return await ctx.run(ctx.accounts().record_login, username, found, actor=ctx.actor)
+    if not record_apart:
+        return await ctx.run(ctx.accounts().record_login, username, found, actor=ctx.actor)
+    actor = ctx.actor
+    refused: list[LoginFailed] = []
+
+    def record(session: Session) -> Principal | None:
+        try:
+            return _accounts(ctx, session).record_login(username, found, actor=actor)
+        except LoginFailed as exc:  # returned, not raised: the failed login's audit row is committed
+            refused.append(exc)
+            return None
+
+    principal = await ctx.write_apart(record)
+    if principal is None:
+        raise refused[0]
+    return principal
 
 
 async def api_principal(ctx: RequestContext, scope: Scope | None = None) -> Principal:
