@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from dockyard.accounts.credential_cache import VerifiedPasswords
 from dockyard.config import Settings
 from dockyard.db import finish, make_engine, make_session_factory, migrate
 from dockyard.events import EventBus
@@ -48,6 +49,8 @@ class Runtime:
     blob_urls: BlobUrlSigner | None = None
     # SQLite allows one writer: this process's writing requests queue here, holding no worker thread.
     write_gate: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # Passwords this process verified moments ago (repeated logins skip argon2; accounts/credential_cache.py).
+    verified_passwords: VerifiedPasswords = field(default_factory=VerifiedPasswords)
     _binds: dict[bool, Engine] = field(default_factory=dict, repr=False)
     _jobs: JobRegistry | None = field(default=None, repr=False)
 

@@ -27,7 +27,7 @@ class Services:
     def accounts(self) -> AccountService:
         from dockyard.accounts.services import AccountService
 
-        return AccountService(self.session, self.runtime.bus)
+        return AccountService(self.session, self.runtime.bus, self.runtime.verified_passwords)
 
     @cached_property
     def registry(self) -> RegistryService:

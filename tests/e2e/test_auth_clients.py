@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from types import SimpleNamespace
 
 import pytest
@@ -159,3 +161,36 @@ def test_public_repository_pulls_anonymously(server, acme, clients, images, oci_
 
     server.set_public("acme/opensource", False)
     refused(clients.inspect(ref, None, check=False))
+
+
+def curl_v2(server, path: str, creds: str | None, method: str = "GET") -> tuple[int, dict, dict[str, str]]:
+    """``curl -u USER:SECRET`` on a /v2 path: (status, JSON body, lower-cased headers)."""
+    cmd = ["curl", "-sS", "--noproxy", "*", "-X", method, "-D", "-", f"{server.url}{path}"]
+    out = subprocess.run(
+        [*cmd, *(["-u", creds] if creds else [])], capture_output=True, text=True, check=True
+    )
+    head, _, body = out.stdout.replace("\r\n", "\n").partition("\n\n")
+    lines = head.splitlines()
+    headers = dict((k.lower(), v.strip()) for k, _, v in (line.partition(":") for line in lines[1:]))
+    return int(lines[0].split()[1]), json.loads(body or "{}"), headers
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="needs curl")
+def test_curl_with_basic_credentials_on_v2(server, acme):
+    """What Distribution with htpasswd and Harbor allow: credentials on the /v2 request itself."""
+    path = "/v2/acme/private/tags/list"
+    robot = server.robot("acme", "curl", "reader")
+    for creds in (acme.alice.password_creds, acme.alice.creds, acme.carol.password_creds, robot.creds):
+        status, body, _ = curl_v2(server, path, creds)
+        assert (status, body) == (200, {"name": "acme/private", "tags": ["v1"]}), creds.split(":")[0]
+    # A second login with the same password is the cached one: the same answer.
+    assert curl_v2(server, path, acme.alice.password_creds)[0] == 200
+    for creds in (acme.bob.password_creds, "alice:not-her-password", None):
+        status, body, headers = curl_v2(server, path, creds)
+        assert status == 401 and body["errors"][0]["code"] == "UNAUTHORIZED"
+        assert headers["www-authenticate"].startswith(f'Bearer realm="{server.url}/token"')
+    # Pushing takes push rights: a reader's Basic credentials are refused as its token would be.
+    status, _, headers = curl_v2(server, "/v2/acme/private/blobs/uploads/", acme.carol.password_creds, "POST")
+    assert status == 401 and 'error="insufficient_scope"' in headers["www-authenticate"]
+    status, _, headers = curl_v2(server, "/v2/acme/private/blobs/uploads/", acme.alice.creds, "POST")
+    assert status == 202 and headers["location"].startswith("/v2/acme/private/blobs/uploads/")

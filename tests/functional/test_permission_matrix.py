@@ -17,9 +17,10 @@ Every cell is a real request against a fresh application holding an organisation
   so it is anonymous there; /ui/login POST checks that it cannot);
 - member: a maintainer of the organisation; owner: its owner; admin: the ``is_admin`` user.
 
-/v2 uses Bearer JWTs from /token; /api/v1 Basic credentials (password or robot secret); /ui a session
-cookie from POST /ui/login. Destructive cells act on resources made for them (a fresh image to delete, a
-fresh member to remove...), so no cell depends on another.
+/v2 uses Bearer JWTs from /token (and again, in ``test_permission_with_basic_credentials_on_v2``, the
+caller's Basic credentials on each request, which must get the same answers); /api/v1 Basic credentials
+(password or robot secret); /ui a session cookie from POST /ui/login. Destructive cells act on resources
+made for them (a fresh image to delete, a fresh member to remove...), so no cell depends on another.
 
 Outcomes:
 - OK: 2xx or 3xx (but not a page's redirect to the login form);
@@ -259,6 +260,7 @@ class Cell:
     state: AppState
     world: World
     role: str
+    basic: bool = False  # /v2 with the caller's credentials on each request instead of a token
     _signed_in: bool = field(default=False)
 
     @property
@@ -294,7 +296,12 @@ class Cell:
         return self.client.post("/token", data={**form, "scope": scopes})
 
     def v2(self, method: str, url: str, scopes: list[str], **kw: Any) -> httpx.Response:
-        """/v2 with the Bearer token this caller gets from /token for ``scopes`` (anonymous: none given)."""
+        """/v2 with the Bearer token this caller gets from /token for ``scopes`` (anonymous: none given);
+        or, in a ``basic`` cell, with the caller's Basic credentials on the request itself."""
+        if self.basic and self.credentials is not None:
+            raw = ":".join(self.credentials).encode()
+            headers = {"Authorization": "Basic " + base64.b64encode(raw).decode(), **kw.pop("headers", {})}
+            return self.send(method, url, headers=headers, **kw)
         r = self.token_response(scopes)
         assert r.status_code == 200, r.text
         headers = {"Authorization": f"Bearer {r.json()['token']}", **kw.pop("headers", {})}
@@ -743,6 +750,37 @@ def needs_scan(key: str) -> bool:
     [pytest.param(key, role, id=f"{key} as {role}") for key in EXPECTED for role in ROLES],
 )
 def test_permission(key: str, role: str, app: Any, app_state: AppState, client: TestClient, tmp_path: Path):
+    check_cell(key, role, app, app_state, client, tmp_path)
+
+
+@pytest.mark.parametrize(
+    "key,role",
+    [
+        pytest.param(key, role, id=f"{key} as {role}")
+        for key in EXPECTED
+        if protocol(key) == "registry"
+        for role in ROLES
+        if role != "anonymous"
+    ],
+)
+def test_permission_with_basic_credentials_on_v2(
+    key: str, role: str, app: Any, app_state: AppState, client: TestClient, tmp_path: Path
+):
+    """The /v2 cells again, with the caller's password (a robot: its secret) as Basic credentials on each
+    request instead of a token from /token: the same answers, refusals included."""
+    check_cell(key, role, app, app_state, client, tmp_path, basic=True)
+
+
+def check_cell(
+    key: str,
+    role: str,
+    app: Any,
+    app_state: AppState,
+    client: TestClient,
+    tmp_path: Path,
+    *,
+    basic: bool = False,
+) -> None:
     world = build_world(app, app_state, tmp_path / "feed", scan=needs_scan(key))
     real = Target(world.repo, world.org, world.finding or 1)
     twin = Target(f"{world.org}/missing", "nosuchorg", MAX_ID)  # the largest id the API accepts
@@ -751,7 +789,7 @@ def test_permission(key: str, role: str, app: Any, app_state: AppState, client: 
     grants = expected.startswith("grant:")
     want = expected_outcome(expected, proto)
     build = BUILDERS[key]
-    cell = Cell(client, app_state, world, role)
+    cell = Cell(client, app_state, world, role, basic=basic)
     method = key.split()[0]
     heads = method == "GET" and "HEAD" in route_table(app)[key] and not grants
     methods = [method, "HEAD"] if heads else [method]

@@ -3,6 +3,7 @@ manifests, over any httpx-compatible client (Starlette's TestClient or a real ht
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import re
@@ -26,10 +27,15 @@ def parse_challenge(header: str) -> dict[str, str]:
 
 
 class RegistryClient:
-    def __init__(self, http: Any, username: str | None = None, password: str | None = None) -> None:
+    """``basic``: send the credentials with every /v2 request (Basic) instead of fetching tokens."""
+
+    def __init__(
+        self, http: Any, username: str | None = None, password: str | None = None, *, basic: bool = False
+    ) -> None:
         self.http = http
         self.username = username
         self.password = password
+        self.basic = basic
         self._tokens: dict[str, str] = {}
 
     # -- auth ----------------------------------------------------------------------------------
@@ -45,7 +51,10 @@ class RegistryClient:
         return self._tokens[key]
 
     def headers(self, name: str, actions: str = "pull,push,delete", extra: dict | None = None) -> dict:
-        h = {"Authorization": f"Bearer {self.token(f'repository:{name}:{actions}')}"}
+        if self.basic:
+            h = basic_auth(self.username or "", self.password or "")
+        else:
+            h = {"Authorization": f"Bearer {self.token(f'repository:{name}:{actions}')}"}
         h.update(extra or {})
         return h
 
@@ -190,6 +199,12 @@ def get_token(
 
 def bearer(token: str, extra: dict[str, str] | None = None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}", **(extra or {})}
+
+
+def basic_auth(username: str, secret: str) -> dict[str, str]:
+    """``Authorization: Basic`` for ``username:secret``."""
+    raw = f"{username}:{secret}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
 
 
 def decode_token(token: str) -> dict[str, Any]:

@@ -1,8 +1,10 @@
 """Authentication, part of AccountService: logins (throttled), personal access tokens and robot secrets as
 credentials, refresh tokens bound to the credential that minted them, and server-side browser sessions.
 
-A login is three steps, so the slow one holds no write lock: ``check_throttle`` (reads),
+A login is three steps, so the slow one holds no write lock: ``reserve_attempt`` (counts the attempt),
 ``verify_credentials`` (reads; argon2), ``record_login`` (writes the audit row and the throttle's count).
+A password this process verified moments ago skips the first two (``recall_password``: the throttle is
+checked, the user row re-read, no argon2; see credential_cache.py).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from dockyard.accounts.credential_cache import VerifiedPasswords
 from dockyard.accounts.models import AccessToken, BrowserSession, Namespace, Robot, StaffGrant, User
 from dockyard.accounts.passwords import hash_password, hash_secret, new_secret, verify_password, verify_secret
 from dockyard.accounts.throttle import LoginThrottle
@@ -51,14 +54,38 @@ def _int(value: str) -> int | None:
 class Authentication:
     session: Session
     bus: EventBus
+    # This process's passwords verified moments ago (None: every password is checked with argon2).
+    verified: VerifiedPasswords | None = None
 
     # -- logins ----------------------------------------------------------------------------------
     def authenticate(self, username: str, secret: str, *, actor: Actor | None = None) -> Principal:
         """Check a password, a personal access token or a robot secret; records the login either way."""
         ip = actor.ip if actor else None
-        reservation = self.reserve_attempt(username, ip) if is_throttled_kind(username, secret) else None
-        found = self.verify_credentials(username, secret)
+        reservation = None
+        found = self.recall_password(username, secret, ip)
+        if found is None:
+            reservation = self.reserve_attempt(username, ip) if is_throttled_kind(username, secret) else None
+            found = self.verify_credentials(username, secret)
         return self.record_login(username, found, actor=actor, reservation=reservation)
+
+    def recall_password(self, username: str, secret: str, ip: str | None) -> Principal | None:
+        """The user, when this process verified exactly this password for them moments ago and their row
+        read now is still the one checked then (same id, credential generation and password hash; active):
+        no argon2. None when the password must be checked in full. Raises TooManyRequests while the
+        throttle refuses the account or the address: a remembered password waits like any other."""
+        if self.verified is None or not is_throttled_kind(username, secret):
+            return None
+        remembered = self.verified.recall(username, secret)
+        if remembered is None:
+            return None
+        LoginThrottle(self.session).check(username, ip)
+        user = self.session.scalar(select(User).where(User.username == username))
+        if user is None or not remembered.still_holds(
+            user.id, user.credential_generation or 0, user.password_hash, user.is_active
+        ):
+            self.verified.forget(username, secret)
+            return None
+        return self._user_principal(user, via="password")
 
     def reserve_attempt(self, username: str, ip: str | None) -> int:
         """Count a password attempt before it is checked (TooManyRequests past a limit; see throttle.py).
@@ -134,6 +161,14 @@ class Authentication:
             verify_password(_timing_dummy_hash(), secret)
             return None
         if verify_password(user.password_hash, secret):
+            if self.verified is not None:
+                self.verified.remember(
+                    username,
+                    secret,
+                    user_id=user.id,
+                    generation=user.credential_generation or 0,
+                    password_hash=user.password_hash,
+                )
             return self._user_principal(user, via="password")
         return None
 

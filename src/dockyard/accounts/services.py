@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from dockyard.accounts.authentication import TOKEN_PREFIX, Authentication, staff_roles_of
+from dockyard.accounts.credential_cache import VerifiedPasswords
 from dockyard.accounts.models import (
     AccessToken,
     BrowserSession,
@@ -75,9 +76,10 @@ def validate_account_name(name: str) -> str:
 
 
 class AccountService(Authentication):
-    def __init__(self, session: Session, bus: EventBus) -> None:
+    def __init__(self, session: Session, bus: EventBus, verified: VerifiedPasswords | None = None) -> None:
         self.session = session
         self.bus = bus
+        self.verified = verified
 
     # -- users ---------------------------------------------------------------------------------
     def create_user(

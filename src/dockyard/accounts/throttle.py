@@ -111,12 +111,26 @@ class LoginThrottle:
             (self.limits.per_account, (LoginFailure.username == username,)),
             (self.limits.per_address, (LoginFailure.ip == address,)),
         )
+        # Attempts still being checked do not count yet (a burst of right logins, e.g. a client's parallel
+        # pushes, must not lock itself out); ones pending for long are crashed checks: they do.
+        counted = or_(LoginFailure.pending.is_(False), LoginFailure.occurred_at <= now - PENDING_FOR)
+        # Nearly every login is of an account with no recent failure from an address with none: one query
+        # says so (every login pays for this check, a remembered password too); the limits are looked at
+        # one by one only when there is something to count.
+        recent = self.session.scalar(
+            select(LoginFailure.id)
+            .where(
+                or_(LoginFailure.username == username, LoginFailure.ip == address),
+                counted,
+                LoginFailure.occurred_at > since,
+            )
+            .limit(1)
+        )
+        if recent is None:
+            return
         wait = 0.0
         for limit, where in conditions:
             # The limit-th most recent failure: once it leaves the window, fewer than `limit` remain.
-            # Attempts still being checked do not count yet (a burst of right logins, e.g. a client's
-            # parallel pushes, must not lock itself out); ones pending for long are crashed checks: they do.
-            counted = or_(LoginFailure.pending.is_(False), LoginFailure.occurred_at <= now - PENDING_FOR)
             pivot = self.session.scalar(
                 select(LoginFailure.occurred_at)
                 .where(*where, counted, LoginFailure.occurred_at > since)

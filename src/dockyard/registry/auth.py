@@ -14,6 +14,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from dockyard.authz import Principal
 from dockyard.config import Settings
 from dockyard.errors import Invalid, Unauthenticated
 
@@ -157,3 +158,26 @@ def granted_actions(claims: dict[str, Any], type_: str, name: str) -> set[str]:
         if entry.get("type") == type_ and entry.get("name") == name:
             actions.update(entry.get("actions") or ())
     return actions
+
+
+def principal_claims(principal: Principal) -> dict[str, Any]:
+    """The claims that name a token's principal (``principal_from_claims`` reads them back)."""
+    return {
+        "dockyard": {
+            "kind": principal.kind,
+            "uid": principal.user_id,
+            "rid": principal.robot_id,
+        }
+    }
+
+
+def principal_from_claims(claims: dict[str, Any]) -> Principal:
+    """Who a verified registry token was issued to."""
+    d = claims.get("dockyard") or {}
+    return Principal(
+        kind=d.get("kind", "anonymous"),
+        name=claims.get("sub") or "anonymous",
+        user_id=d.get("uid"),
+        robot_id=d.get("rid"),
+        via="bearer",
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 from urllib.parse import parse_qs
 
 from starlette.requests import Request
@@ -11,9 +10,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from dockyard.accounts.services import AccountService
-from dockyard.authz import ANONYMOUS, Principal
+from dockyard.authz import ANONYMOUS
 from dockyard.errors import Invalid, TooLarge
-from dockyard.registry.auth import parse_scopes
+from dockyard.registry.auth import parse_scopes, principal_claims
 from dockyard.registry.services import grant
 from dockyard.web.context import RequestContext, endpoint
 from dockyard.web.errors import token_error_response
@@ -24,16 +23,6 @@ REFRESH_TTL = 30 * 24 * 3600
 # signed into the JWT, so an unbounded list makes tokens of any size.
 MAX_SCOPES = 32
 MAX_QUERY_BYTES = 8192
-
-
-def principal_claims(principal: Principal) -> dict[str, Any]:
-    return {
-        "dockyard": {
-            "kind": principal.kind,
-            "uid": principal.user_id,
-            "rid": principal.robot_id,
-        }
-    }
 
 
 async def _params(request: Request) -> dict[str, list[str]]:

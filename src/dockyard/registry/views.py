@@ -15,9 +15,10 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
-from dockyard.errors import Invalid, NotFound, RangeInvalid, TooLarge, Unauthenticated
+from dockyard.errors import Invalid, NotFound, RangeInvalid, TooLarge
 from dockyard.oci import mediatypes
 from dockyard.oci.manifest import build_index
+from dockyard.registry.access import CATALOG, AuthChallenge, authenticate, authorize, can
 from dockyard.registry.auth import bearer_challenge, granted_actions
 from dockyard.spec import parse_digest, validate_name
 from dockyard.web.context import RequestContext, endpoint
@@ -37,51 +38,6 @@ PATTERNS: list[tuple[re.Pattern[str], str]] = [
 
 class BlobFileResponse(FileResponse):
     chunk_size = 4 * 1024 * 1024  # 64 KiB chunks cap pulls at a fraction of the disk's speed
-
-
-class AuthChallenge(Unauthenticated):
-    def __init__(self, message: str, headers: dict[str, str]) -> None:
-        super().__init__(message, code="UNAUTHORIZED")
-        self.headers = headers
-
-
-# -- authentication --------------------------------------------------------------------------------
-def authenticate(ctx: RequestContext) -> None:
-    """Read and verify the bearer token, if any; anonymous otherwise."""
-    header = ctx.request.headers.get("authorization", "")
-    if header[:7].lower() == "bearer ":
-        claims = ctx.state.signer.verify(header[7:].strip())
-        ctx.claims = claims
-        ctx.principal = principal_from_claims(claims)
-
-
-def principal_from_claims(claims: dict[str, Any]) -> Any:
-    from dockyard.authz import Principal
-
-    d = claims.get("dockyard") or {}
-    return Principal(
-        kind=d.get("kind", "anonymous"),
-        name=claims.get("sub") or "anonymous",
-        user_id=d.get("uid"),
-        robot_id=d.get("rid"),
-        via="bearer",
-    )
-
-
-def require(ctx: RequestContext, name: str, action: str) -> None:
-    """401 with a challenge naming the scope unless the token grants ``action`` on ``name``."""
-    if ctx.claims is not None and action in granted_actions(ctx.claims, "repository", name):
-        return
-    scope = f"repository:{name}:{'pull,push' if action == 'push' else action}"
-    error = "insufficient_scope" if ctx.claims is not None else None
-    raise AuthChallenge(
-        "authentication required",
-        {"WWW-Authenticate": bearer_challenge(ctx.state.settings, scope, error)},
-    )
-
-
-def can(ctx: RequestContext, name: str, action: str) -> bool:
-    return ctx.claims is not None and action in granted_actions(ctx.claims, "repository", name)
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -142,7 +98,7 @@ def parse_n(request: Request) -> int | None:
 # -- views -----------------------------------------------------------------------------------------
 @endpoint(oci_error_response)
 async def base(request: Request, ctx: RequestContext) -> Response:
-    authenticate(ctx)
+    await authenticate(ctx)
     if ctx.claims is None:
         raise AuthChallenge(
             "authentication required", {"WWW-Authenticate": bearer_challenge(ctx.state.settings)}
@@ -176,7 +132,7 @@ def _name(request: Request) -> str:
 
 @endpoint(oci_error_response)
 async def catalog(request: Request, ctx: RequestContext) -> Response:
-    authenticate(ctx)
+    await authenticate(ctx, CATALOG)
     if ctx.claims is None or "*" not in granted_actions(ctx.claims, "registry", "catalog"):
         raise AuthChallenge(
             "authentication required",
@@ -199,8 +155,7 @@ async def catalog(request: Request, ctx: RequestContext) -> Response:
 async def get_manifest(request: Request, ctx: RequestContext) -> Response:
     name = _name(request)
     reference = request.path_params["reference"]
-    authenticate(ctx)
-    require(ctx, name, "pull")
+    await authorize(ctx, name, "pull")
     # With batched pull events the request only reads: no write transaction, no SQLite write gate.
     ctx.write = request.method == "GET" and ctx.state.pull_recorder is None
     registry = ctx.registry()
@@ -229,8 +184,7 @@ async def get_manifest(request: Request, ctx: RequestContext) -> Response:
 async def put_manifest(request: Request, ctx: RequestContext) -> Response:
     name = _name(request)
     reference = request.path_params["reference"]
-    authenticate(ctx)
-    require(ctx, name, "push")
+    await authorize(ctx, name, "push")
     limit = ctx.state.settings.max_manifest_bytes
     length = content_length(request)
     if length is not None and length > limit:
@@ -263,8 +217,7 @@ async def put_manifest(request: Request, ctx: RequestContext) -> Response:
 @endpoint(oci_error_response)
 async def delete_manifest(request: Request, ctx: RequestContext) -> Response:
     name = _name(request)
-    authenticate(ctx)
-    require(ctx, name, "delete")
+    await authorize(ctx, name, "delete")
     await ctx.run(ctx.registry().delete_manifest, name, request.path_params["reference"], ctx.actor)
     return Response(status_code=202, headers={"Content-Length": "0"})
 
@@ -275,8 +228,7 @@ async def get_blob(request: Request, ctx: RequestContext) -> Response:
     name = _name(request)
     digest = request.path_params["digest"]
     parse_digest(digest)
-    authenticate(ctx)
-    require(ctx, name, "pull")
+    await authorize(ctx, name, "pull")
     registry = ctx.registry()
 
     def linked_size() -> int:
@@ -317,8 +269,7 @@ async def delete_blob(request: Request, ctx: RequestContext) -> Response:
     name = _name(request)
     digest = request.path_params["digest"]
     parse_digest(digest)
-    authenticate(ctx)
-    require(ctx, name, "delete")
+    await authorize(ctx, name, "delete")
     await ctx.run(ctx.registry().delete_blob, name, digest, ctx.actor)
     return Response(status_code=202, headers={"Content-Length": "0"})
 
@@ -327,10 +278,9 @@ async def delete_blob(request: Request, ctx: RequestContext) -> Response:
 @endpoint(oci_error_response)
 async def start_upload(request: Request, ctx: RequestContext) -> Response:
     name = _name(request)
-    authenticate(ctx)
-    require(ctx, name, "push")
     params = request.query_params
     mount, source = params.get("mount"), params.get("from")
+    await authorize(ctx, name, "push", pull_from=source if mount else None)
     blobs = ctx.state.blobs
     if mount:
         parse_digest(mount)
@@ -369,10 +319,9 @@ async def finish_upload(ctx: RequestContext, name: str, upload_id: str, digest: 
     await ctx.run(ctx.registry().record_blob, name, digest, size, ctx.actor)
 
 
-def _upload(ctx: RequestContext, request: Request) -> tuple[str, str, int]:
+async def _upload(ctx: RequestContext, request: Request) -> tuple[str, str, int]:
     name = _name(request)
-    authenticate(ctx)
-    require(ctx, name, "push")
+    await authorize(ctx, name, "push")
     upload_id = request.path_params["upload"]
     size = ctx.state.blobs.upload_size(upload_id) if _valid_upload_id(upload_id) else None
     if size is None or ctx.state.blobs.upload_owner(upload_id) != name:
@@ -400,7 +349,7 @@ def _parse_content_range(value: str) -> tuple[int, int]:
 
 @endpoint(oci_error_response)
 async def patch_upload(request: Request, ctx: RequestContext) -> Response:
-    name, upload_id, size = _upload(ctx, request)
+    name, upload_id, size = await _upload(ctx, request)
     length = content_length(request)
     content_range = request.headers.get("content-range")
     if content_range:
@@ -419,7 +368,7 @@ async def patch_upload(request: Request, ctx: RequestContext) -> Response:
 
 @endpoint(oci_error_response)
 async def put_upload(request: Request, ctx: RequestContext) -> Response:
-    name, upload_id, size = _upload(ctx, request)
+    name, upload_id, size = await _upload(ctx, request)
     digest = query_digest(request)
     length = content_length(request)
     content_range = request.headers.get("content-range")
@@ -433,14 +382,14 @@ async def put_upload(request: Request, ctx: RequestContext) -> Response:
 
 @endpoint(oci_error_response)
 async def get_upload(request: Request, ctx: RequestContext) -> Response:
-    name, upload_id, size = _upload(ctx, request)
+    name, upload_id, size = await _upload(ctx, request)
     ctx.state.blobs.touch_upload(upload_id)
     return Response(status_code=204, headers=upload_headers(name, upload_id, size))
 
 
 @endpoint(oci_error_response)
 async def delete_upload(request: Request, ctx: RequestContext) -> Response:
-    _, upload_id, _ = _upload(ctx, request)
+    _, upload_id, _ = await _upload(ctx, request)
     await ctx.io(ctx.state.blobs.discard_upload, upload_id)
     return Response(status_code=204, headers={"Content-Length": "0"})
 
@@ -449,8 +398,7 @@ async def delete_upload(request: Request, ctx: RequestContext) -> Response:
 @endpoint(oci_error_response)
 async def list_tags(request: Request, ctx: RequestContext) -> Response:
     name = _name(request)
-    authenticate(ctx)
-    require(ctx, name, "pull")
+    await authorize(ctx, name, "pull")
     n, last = parse_n(request), request.query_params.get("last")
     tags, more = await ctx.run(ctx.registry().list_tags, name, n, last)
     headers = {}
@@ -464,8 +412,7 @@ async def referrers(request: Request, ctx: RequestContext) -> Response:
     name = _name(request)
     digest = request.path_params["digest"]
     parse_digest(digest)
-    authenticate(ctx)
-    require(ctx, name, "pull")
+    await authorize(ctx, name, "pull")
     artifact_type = request.query_params.get("artifactType")
     descriptors = await ctx.run(ctx.registry().referrers, name, digest, artifact_type)
     headers = {"Content-Type": mediatypes.OCI_INDEX}

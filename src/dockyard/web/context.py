@@ -149,17 +149,22 @@ class RequestContext:
     async def write_apart(self, fn: Callable[[Session], T]) -> T:
         """Run and commit ``fn`` in a short write transaction of its own, before the request's (e.g. the
         login throttle's reservation, which parallel requests must see at once). Only before this request
-        has written anything: SQLite's write gate is taken for just this transaction."""
+        has written anything: SQLite's write gate is taken for just this transaction. The after-commit
+        handlers of events it published run with the request's, after the response is decided."""
         gate = self._sqlite() and not self._gated
         if gate:
             await self.state.write_gate.acquire()
         try:
 
-            def work() -> T:
-                with self.state.sessions(bind=self.state.bind(write=True)) as session, session.begin():
-                    return fn(session)
+            def work() -> tuple[T, list[Any]]:
+                with self.state.sessions(bind=self.state.bind(write=True)) as session:
+                    with session.begin():
+                        result = fn(session)
+                    return result, session.info.pop("after_commit", [])
 
-            return await asyncio.to_thread(work)
+            result, events = await asyncio.to_thread(work)
+            self._committed_events += events
+            return result
         finally:
             if gate:
                 self.state.write_gate.release()

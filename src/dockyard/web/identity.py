@@ -41,27 +41,51 @@ def basic_credentials(request: Request) -> tuple[str, str] | None:
 
 
 def _accounts(ctx: RequestContext, session: Session) -> AccountService:
-    return AccountService(session, ctx.state.bus)
+    return AccountService(session, ctx.state.bus, ctx.state.verified_passwords)
 
 
-async def login(ctx: RequestContext, username: str, secret: str) -> Principal:
+async def login(ctx: RequestContext, username: str, secret: str, *, record_apart: bool = False) -> Principal:
     """Check credentials the one way: a password attempt is counted (or refused, when throttled) and
     committed before any hashing, verified in a read transaction of its own (argon2 never holds SQLite's
-    write lock), then recorded either way (a success forgets the count)."""
+    write lock), then recorded either way (a success forgets the count). A password this process verified
+    moments ago is confirmed against the user row instead (no argon2), once the throttle lets it through.
+
+    ``record_apart``: record the login in a write transaction of its own rather than the request's (/v2,
+    whose reads run in read transactions that must not turn into writes)."""
     if "\x00" in username or "\x00" in secret:
         # No account name or secret holds a NUL, and PostgreSQL cannot store or compare text holding one:
         # refused as wrong credentials are, before any database work (it was a 500 there).
         raise LoginFailed("invalid username or password")
     ip = ctx.actor.ip
+    found: Principal | None = None
     reservation = None
     if is_throttled_kind(username, secret):
-        reservation = await ctx.write_apart(lambda s: _accounts(ctx, s).reserve_attempt(username, ip))
-    found = await ctx.read(lambda s: _accounts(ctx, s).verify_credentials(username, secret))
-    if reservation is not None:
-        # Settled in a transaction of its own too: the request's may still roll back (a later 4xx).
-        ok = found is not None
-        await ctx.write_apart(lambda s: LoginThrottle(s).finish(reservation, username, ip, ok=ok))
-    return await ctx.run(ctx.accounts().record_login, username, found, actor=ctx.actor)
+        if ctx.state.verified_passwords.recall(username, secret) is not None:  # no hop for the others
+            found = await ctx.read(lambda s: _accounts(ctx, s).recall_password(username, secret, ip))
+        if found is None:
+            reservation = await ctx.write_apart(lambda s: _accounts(ctx, s).reserve_attempt(username, ip))
+    if found is None:
+        found = await ctx.read(lambda s: _accounts(ctx, s).verify_credentials(username, secret))
+        if reservation is not None:
+            # Settled in a transaction of its own too: the request's may still roll back (a later 4xx).
+            ok = found is not None
+            await ctx.write_apart(lambda s: LoginThrottle(s).finish(reservation, username, ip, ok=ok))
+    if not record_apart:
+        return await ctx.run(ctx.accounts().record_login, username, found, actor=ctx.actor)
+    actor = ctx.actor
+    refused: list[LoginFailed] = []
+
+    def record(session: Session) -> Principal | None:
+        try:
+            return _accounts(ctx, session).record_login(username, found, actor=actor)
+        except LoginFailed as exc:  # returned, not raised: the failed login's audit row is committed
+            refused.append(exc)
+            return None
+
+    principal = await ctx.write_apart(record)
+    if principal is None:
+        raise refused[0]
+    return principal
 
 
 async def api_principal(ctx: RequestContext, scope: Scope | None = None) -> Principal:
