@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 if TYPE_CHECKING:
     from dockyard.accounts.services import AccountService
+    from dockyard.registry.browse import RegistryBrowser
     from dockyard.registry.services import RegistryService
     from dockyard.runtime import Runtime
     from dockyard.scanning.services import ScanService
@@ -35,6 +36,13 @@ class Services:
 
         rt = self.runtime
         return RegistryService(self.session, rt.blobs, rt.bus, rt.settings, rt.pull_recorder)
+
+    @cached_property
+    def browser(self) -> RegistryBrowser:
+        """The registry browser's read views (its pages), deciding access as the registry does."""
+        from dockyard.registry.browse import RegistryBrowser
+
+        return RegistryBrowser(self.registry, self.accounts)
 
     @cached_property
     def scans(self) -> ScanService:

@@ -70,13 +70,13 @@ def test_a_member_logs_in_sees_findings_and_filters_them(live_server, tmp_path: 
         browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
         try:
             page = browser.new_page()
-            page.goto(f"{live_server.url}/ui/repositories/acme/web/scans/v1")
+            page.goto(f"{live_server.url}/ui/repositories/acme/web/-/scans/v1")
             assert "/ui/login" in page.url  # not logged in yet
             page.fill("#username", "pub")
             page.fill("#password", PASSWORD)
             page.click("form.stack button[type=submit]")
             page.wait_for_selector("#findings")
-            assert page.url.endswith("/ui/repositories/acme/web/scans/v1")
+            assert page.url.endswith("/ui/repositories/acme/web/-/scans/v1")
             rows = page.locator("#findings tbody tr")
             assert rows.count() == 2
             text = page.inner_text("#findings")
@@ -92,7 +92,7 @@ def test_a_member_logs_in_sees_findings_and_filters_them(live_server, tmp_path: 
 
             with page.expect_navigation():
                 page.click("text=Sign out")
-            page.goto(f"{live_server.url}/ui/repositories/acme/web/scans/v1")
+            page.goto(f"{live_server.url}/ui/repositories/acme/web/-/scans/v1")
             assert "/ui/login" in page.url
         finally:
             browser.close()

@@ -80,6 +80,7 @@ T_ALL = "grant:delete,pull,push"
 V2_BASE = "GET /v2/"
 V2_CATALOG = "GET /v2/_catalog"
 SCANS = "/api/v1/repositories/{name:path}/scans/{reference}"
+REPO_PAGE = "/ui/repositories/{name:path}"
 
 # One row per route key, one column per role (in ROLES order).
 # fmt: off
@@ -129,7 +130,18 @@ EXPECTED: dict[str, tuple[str, str, str, str, str, str]] = {
     "GET /ui/password/forgot":                            (HIDDEN, HIDDEN, HIDDEN, HIDDEN, HIDDEN, HIDDEN),
     "GET /ui/account":                                    (HIDDEN, HIDDEN, HIDDEN, HIDDEN, HIDDEN, HIDDEN),
     "GET /ui/orgs":                                       (HIDDEN, HIDDEN, HIDDEN, HIDDEN, HIDDEN, HIDDEN),
-    "GET /ui/repositories/{name:path}/scans/{reference}": (UNAUTH, HIDDEN, UNAUTH, OK,     OK,     OK),
+    # the registry browser: a private repository (and a namespace holding nothing else) looks missing to those
+    # who may not pull it; changes need a sign-in first, then delete (maintainers) or visibility (owners)
+    "GET /ui/namespaces/{name}":                          (HIDDEN, HIDDEN, HIDDEN, OK,     OK,     OK),
+    "GET " + REPO_PAGE:                                   (HIDDEN, HIDDEN, HIDDEN, OK,     OK,     OK),
+    "GET " + REPO_PAGE + "/-/manifests/{digest}":         (HIDDEN, HIDDEN, HIDDEN, OK,     OK,     OK),
+    "GET " + REPO_PAGE + "/-/manifests/{digest}/delete":  (UNAUTH, HIDDEN, UNAUTH, OK,     OK,     OK),
+    "POST " + REPO_PAGE + "/-/manifests/{digest}/delete": (UNAUTH, HIDDEN, UNAUTH, OK,     OK,     OK),
+    "GET " + REPO_PAGE + "/-/tags/{tag}/delete":          (UNAUTH, HIDDEN, UNAUTH, OK,     OK,     OK),
+    "POST " + REPO_PAGE + "/-/tags/{tag}/delete":         (UNAUTH, HIDDEN, UNAUTH, OK,     OK,     OK),
+    "GET " + REPO_PAGE + "/-/visibility":                 (UNAUTH, HIDDEN, UNAUTH, DENIED, OK,     OK),
+    "POST " + REPO_PAGE + "/-/visibility":                (UNAUTH, HIDDEN, UNAUTH, DENIED, OK,     OK),
+    "GET " + REPO_PAGE + "/-/scans/{reference}":          (UNAUTH, HIDDEN, UNAUTH, OK,     OK,     OK),
     # registry: readers pull, maintainers push and delete; the catalog is the admin's
     V2_BASE:                                              (OK,     OK,     OK,     OK,     OK,     OK),
     V2_CATALOG:                                           (DENIED, DENIED, DENIED, DENIED, DENIED, OK),
@@ -355,6 +367,14 @@ class Cell:
         with self.state.sessions.begin() as s:
             images = Images(s, self.state.blobs, self.state.bus)
             return images.image(self.world.repo, unique("t"), [unique("layer").encode()]).digest
+
+    def fresh_tag(self) -> str:
+        """A new tag in the real repository (of a new image), for a cell to delete."""
+        tag = unique("t")
+        with self.state.sessions.begin() as s:
+            images = Images(s, self.state.blobs, self.state.bus)
+            images.image(self.world.repo, tag, [unique("layer").encode()])
+        return tag
 
     def fresh_blob(self) -> str:
         with self.state.sessions.begin() as s:
@@ -586,9 +606,55 @@ def orgs_page(c: Cell, m: str, t: Target) -> httpx.Response:
     return c.page(m, "/ui/orgs")
 
 
-@builds("GET /ui/repositories/{name:path}/scans/{reference}")
+@builds("GET /ui/namespaces/{name}")
+def namespace_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, f"/ui/namespaces/{t.org}")
+
+
+@builds("GET " + REPO_PAGE)
+def repository_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, f"/ui/repositories/{t.repo}")
+
+
+@builds("GET " + REPO_PAGE + "/-/manifests/{digest}")
+def manifest_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, f"/ui/repositories/{t.repo}/-/manifests/{c.world.digest}")
+
+
+@builds("GET " + REPO_PAGE + "/-/manifests/{digest}/delete")
+def confirm_delete_manifest_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, f"/ui/repositories/{t.repo}/-/manifests/{c.world.digest}/delete")
+
+
+@builds("POST " + REPO_PAGE + "/-/manifests/{digest}/delete")
+def delete_manifest_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, f"/ui/repositories/{t.repo}/-/manifests/{c.fresh_image()}/delete")
+
+
+@builds("GET " + REPO_PAGE + "/-/tags/{tag}/delete")
+def confirm_delete_tag_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, f"/ui/repositories/{t.repo}/-/tags/{c.world.tag}/delete")
+
+
+@builds("POST " + REPO_PAGE + "/-/tags/{tag}/delete")
+def delete_tag_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, f"/ui/repositories/{t.repo}/-/tags/{c.fresh_tag()}/delete")
+
+
+@builds("GET " + REPO_PAGE + "/-/visibility")
+def confirm_visibility_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, f"/ui/repositories/{t.repo}/-/visibility?public=true")
+
+
+@builds("POST " + REPO_PAGE + "/-/visibility")
+def visibility_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    # Private again: the repository stays private whoever succeeds.
+    return c.page(m, f"/ui/repositories/{t.repo}/-/visibility", data={"public": "false"})
+
+
+@builds("GET " + REPO_PAGE + "/-/scans/{reference}")
 def scan_page(c: Cell, m: str, t: Target) -> httpx.Response:
-    return c.page(m, f"/ui/repositories/{t.repo}/scans/{c.world.tag}")
+    return c.page(m, f"/ui/repositories/{t.repo}/-/scans/{c.world.tag}")
 
 
 @builds(V2_BASE)

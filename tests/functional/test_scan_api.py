@@ -231,7 +231,7 @@ def login(client: TestClient, username: str, password: str = PASSWORD) -> None:
 
 
 def page(w: World, query: str = "") -> str:
-    return f"/ui/repositories/{w.repo}/scans/v1{query}"
+    return f"/ui/repositories/{w.repo}/-/scans/v1{query}"
 
 
 def test_the_scan_page_renders_for_a_member_after_login(client: TestClient, world: World) -> None:
@@ -262,7 +262,7 @@ def test_the_scan_page_is_a_404_for_those_who_may_not_see_it(client: TestClient,
         login(client, getattr(world, who))
         r = client.get(page(world))
         assert r.status_code == 404 and "CVE-2031" not in r.text
-        assert client.get(f"/ui/repositories/{world.repo}-nope/scans/v1").status_code == 404
+        assert client.get(f"/ui/repositories/{world.repo}-nope/-/scans/v1").status_code == 404
 
 
 def test_login_failures_logout_and_cross_site_posts(client: TestClient, world: World) -> None:
@@ -291,7 +291,7 @@ def test_component_names_are_escaped(client: TestClient, app, app_state: AppStat
         )
     Worker(app_state.sessions, app.state.jobs, bus=app_state.bus).run_until_idle()
     login(client, world.owner)
-    r = client.get(f"/ui/repositories/{world.repo}/scans/evil")
+    r = client.get(f"/ui/repositories/{world.repo}/-/scans/evil")
     assert r.status_code == 200
     assert "<script>alert(1)</script>" not in r.text
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in r.text

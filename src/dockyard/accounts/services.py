@@ -268,6 +268,25 @@ class AccountService(Authentication):
             )
         return None
 
+    def roles_of(self, principal: Principal) -> list[tuple[Namespace, str]]:
+        """The namespaces ``principal`` holds a role in, with the role: a user's own first, then by name."""
+        if principal.kind == "user" and principal.user_id is not None:
+            query = (
+                select(Namespace, Membership.role)
+                .join(Membership, Membership.namespace_id == Namespace.id)
+                .where(Membership.user_id == principal.user_id)
+            )
+        elif principal.kind == "robot" and principal.robot_id is not None:
+            query = (
+                select(Namespace, Robot.role)
+                .join(Robot, Robot.namespace_id == Namespace.id)
+                .where(Robot.id == principal.robot_id)
+            )
+        else:
+            return []
+        rows = [(ns, role) for ns, role in self.session.execute(query)]
+        return sorted(rows, key=lambda row: (row[0].name != principal.name, row[0].name))
+
     def require(self, principal: Principal, permission: Permission, *, namespace: str | None = None) -> None:
         """authz.require, with ``principal``'s role in ``namespace`` looked up (when one is named)."""
         role = self.role_in(principal, namespace) if namespace is not None else None

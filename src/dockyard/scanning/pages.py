@@ -34,5 +34,5 @@ async def scan_page(request: Request, ctx: RequestContext) -> Response:
 
 
 routes = [
-    Route("/ui/repositories/{name:path}/scans/{reference}", scan_page, methods=["GET"], name="scan"),
+    Route("/ui/repositories/{name:path}/-/scans/{reference}", scan_page, methods=["GET"], name="scan"),
 ]

@@ -7,13 +7,14 @@ else gets the same 404 as for a repository that does not exist, so existence is 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from dockyard.authz import Principal
 from dockyard.errors import NotFound
 from dockyard.scanning import sbom
-from dockyard.scanning.reads import ComponentView, FindingView, ImageReport
+from dockyard.scanning.reads import ComponentView, FindingView, ImageReport, ScanSummary
 from dockyard.scanning.services import ScanService
 from dockyard.scanning.types import Component, ImageIndex, OSInfo
 
@@ -37,6 +38,26 @@ def visible_report(
     """The report of ``repository:reference`` when ``principal`` may see it."""
     require_visible(scans, principal, repository)
     return scans.image_report(repository, reference, include_resolved=include_resolved)
+
+
+def visible_summaries(
+    scans: ScanService, principal: Principal, repository: str, digests: Iterable[str]
+) -> dict[str, ScanSummary] | None:
+    """Scan summaries of ``digests`` for lists of a repository's tags (or a namespace's repositories: any
+    repository name of the namespace decides); None when ``principal`` may not see scan results there, so
+    the page shows no scan column rather than a 404 (it may list what it can pull)."""
+    if not scans.visible_to(principal, repository):
+        return None
+    return scans.summaries(digests)
+
+
+def visible_layer_components(
+    scans: ScanService, principal: Principal, repository: str, digest: str
+) -> dict[str, int] | None:
+    """Components per layer of image ``digest``; None when ``principal`` may not see scan results."""
+    if not scans.visible_to(principal, repository):
+        return None
+    return scans.layer_components(digest)
 
 
 # -- rendering -----------------------------------------------------------------------------------------------

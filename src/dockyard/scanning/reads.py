@@ -6,6 +6,7 @@ Callers check ``ScanService.visible_to`` first; nothing here knows who is asking
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,6 +101,21 @@ class PlatformScan:
 
 
 @dataclass(frozen=True)
+class ScanSummary:
+    """The state and open-finding counts of one manifest's scan, as lists of images show it."""
+
+    digest: str
+    kind: str  # image | index
+    status: str  # queued | indexing | done | error | skipped
+    error: str | None
+    counts: dict[str, int]  # open findings per effective class
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+@dataclass(frozen=True)
 class ImageReport:
     """What the scanner knows about one manifest of a repository."""
 
@@ -133,6 +149,44 @@ class ScanReads:
     def get_scan(self, digest: str) -> ImageScan | None:
         """The scan row of manifest ``digest``, or None when it was never queued."""
         return self.session.scalar(select(ImageScan).where(ImageScan.digest == digest))
+
+    def summaries(self, digests: Iterable[str]) -> dict[str, ScanSummary]:
+        """The scan summary of each of ``digests`` that was ever queued, in one statement (lists of tags)."""
+        wanted = sorted(set(digests))
+        if not wanted:
+            return {}
+        rows = self.session.execute(
+            select(
+                ImageScan.digest,
+                ImageScan.kind,
+                ImageScan.status,
+                ImageScan.error,
+                ImageScan.critical,
+                ImageScan.major,
+                ImageScan.minor,
+                ImageScan.unscored,
+            ).where(ImageScan.digest.in_(wanted))
+        )
+        return {
+            r.digest: ScanSummary(
+                r.digest,
+                r.kind,
+                r.status,
+                r.error,
+                dict(zip(SEVERITY_CLASSES, (r.critical, r.major, r.minor, r.unscored), strict=True)),
+            )
+            for r in rows
+        }
+
+    def layer_components(self, digest: str) -> dict[str, int]:
+        """How many components each layer of image ``digest`` introduced (layer digest -> count)."""
+        rows = self.session.execute(
+            select(ImageComponent.layer_digest, func.count())
+            .join(ImageScan, ImageScan.id == ImageComponent.image_id)
+            .where(ImageScan.digest == digest, ImageComponent.layer_digest.is_not(None))
+            .group_by(ImageComponent.layer_digest)
+        )
+        return {layer: count for layer, count in rows}
 
     def components(self, digest: str) -> list[ComponentView]:
         """The packages found in image ``digest`` (one platform), by ecosystem and name."""

@@ -153,8 +153,9 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         Route(DOCS_PATH, docs, methods=["GET"]),
         Mount("/static", app=CachedStaticFiles(directory=Path(__file__).parent / "static"), name="static"),
         *account_pages.routes,
-        *registry_pages.routes,
+        # Before the registry's: its repository page matches any path under /ui/repositories/.
         *scan_pages.routes,
+        *registry_pages.routes,
     ]
     from starlette.exceptions import HTTPException
 

@@ -22,3 +22,19 @@ document.addEventListener("DOMContentLoaded", () => {
     block.appendChild(button);
   }
 });
+
+// "Copy" buttons for values shown shortened (digests): rendered hidden, shown where the clipboard works, and
+// again in content htmx swaps in.
+function showCopyButtons(root) {
+  if (!navigator.clipboard) return;
+  for (const button of root.querySelectorAll("button[data-copy-value][hidden]")) button.hidden = false;
+}
+document.addEventListener("DOMContentLoaded", () => showCopyButtons(document));
+document.addEventListener("htmx:afterSettle", (event) => showCopyButtons(event.target));
+document.addEventListener("click", async (event) => {
+  const button = event.target instanceof Element ? event.target.closest("button[data-copy-value]") : null;
+  if (!button) return;
+  await navigator.clipboard.writeText(button.dataset.copyValue);
+  button.textContent = "Copied";
+  setTimeout(() => { button.textContent = "Copy"; }, 1500);
+});
