@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.support.live import LiveServer  # noqa: E402
+from tests.support.live import LiveServer
 
 USER = ("dana", "dana-password-1")
 
