@@ -56,7 +56,8 @@ class Permission(StrEnum):
     REPOSITORY_DELETE = "repository:delete"
     SCAN_READ = "scan:read"
     SCAN_RESCAN = "scan:rescan"
-    # a namespace: members, robots, repository visibility
+    # a namespace: see its members and robots (its members); manage them and repository visibility (owners)
+    NAMESPACE_READ = "namespace:read"
     NAMESPACE_MANAGE = "namespace:manage"
     # one's own account
     ACCOUNT_MANAGE = "account:manage"  # password, access tokens, sign out everywhere
@@ -74,12 +75,20 @@ P = Permission
 
 # What each namespace role may do within its namespace (each includes the one below it).
 NAMESPACE_GRANTS: dict[str, frozenset[Permission]] = {
-    "reader": frozenset({P.REPOSITORY_PULL, P.SCAN_READ}),
+    "reader": frozenset({P.NAMESPACE_READ, P.REPOSITORY_PULL, P.SCAN_READ}),
     "maintainer": frozenset(
-        {P.REPOSITORY_PULL, P.SCAN_READ, P.REPOSITORY_PUSH, P.REPOSITORY_DELETE, P.SCAN_RESCAN}
+        {
+            P.NAMESPACE_READ,
+            P.REPOSITORY_PULL,
+            P.SCAN_READ,
+            P.REPOSITORY_PUSH,
+            P.REPOSITORY_DELETE,
+            P.SCAN_RESCAN,
+        }
     ),
     "owner": frozenset(
         {
+            P.NAMESPACE_READ,
             P.REPOSITORY_PULL,
             P.SCAN_READ,
             P.REPOSITORY_PUSH,

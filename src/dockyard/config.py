@@ -78,9 +78,15 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
         "`?timeout=30`, `?cafile=PATH`",
     ),
     "DOCKYARD_MAIL_FROM": (DEFAULT_MAIL_FROM, "the From of outgoing mail (its domain names the Message-IDs)"),
+    "DOCKYARD_SIGNUP": (
+        "open",
+        "`open`: anyone may create an account at /ui/signup (confirmed by email); `closed`: only "
+        "administrators create accounts (API, CLI)",
+    ),
 }
 # DOCKYARD_BLOB_LISTEN's value that turns blob delivery off.
 OFF = "off"
+SIGNUP_MODES = ("open", "closed")
 
 
 @dataclass(frozen=True)
@@ -109,6 +115,7 @@ class Settings:
     blob_public_url: str = ""  # derived from blob_listen, as public_url is from listen
     smtp_url: str = ""  # empty: no mail server, mail is written to DATA_DIR/mail (email.senders)
     mail_from: str = DEFAULT_MAIL_FROM
+    signup: str = "open"  # DOCKYARD_SIGNUP: whether anyone may create an account on the sign-up page
     # REGISTRY_AUTH_VARIABLES that are set, as the registry image source wants them (its ``environ``).
     registry_auth_env: Mapping[str, str] = field(default_factory=dict)
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -122,6 +129,8 @@ class Settings:
                 host = "127.0.0.1"
             object.__setattr__(self, "public_url", f"http://{host}:{port}")
         object.__setattr__(self, "public_url", self.public_url.rstrip("/"))
+        if self.signup not in SIGNUP_MODES:
+            raise ValueError(f"DOCKYARD_SIGNUP must be one of {', '.join(SIGNUP_MODES)}, not {self.signup!r}")
         if not self.database_url:
             object.__setattr__(self, "database_url", f"sqlite:///{self.data_dir / 'dockyard.db'}")
         self._derive_blob_delivery()
@@ -138,6 +147,11 @@ class Settings:
             public_host = "127.0.0.1" if host in ("0.0.0.0", "[::]", "::", "") else host
             object.__setattr__(self, "blob_public_url", f"http://{public_host}:{port}")
         object.__setattr__(self, "blob_public_url", self.blob_public_url.rstrip("/"))
+
+    @property
+    def signup_open(self) -> bool:
+        """Whether anyone may create an account on the sign-up page (DOCKYARD_SIGNUP=open)."""
+        return self.signup == "open"
 
     @property
     def blob_delivery(self) -> bool:
@@ -191,6 +205,7 @@ class Settings:
             blob_public_url=blob_public_url,
             smtp_url=get("SMTP_URL", "").strip(),
             mail_from=get("MAIL_FROM", "").strip() or DEFAULT_MAIL_FROM,
+            signup=get("SIGNUP", "open").strip().lower() or "open",
             registry_auth_env={k: env[k] for k in REGISTRY_AUTH_VARIABLES if env.get(k)},
             extra={k: v for k, v in env.items() if k.startswith("DOCKYARD_")},
         )

@@ -30,6 +30,14 @@ class Forbidden(DockyardError):
     code = "DENIED"
 
 
+class EmailUnverified(Forbidden):
+    """The password is right but the account's email address is not confirmed yet: no session, no token.
+    The request fails; the audit row of the refused login is kept."""
+
+    code = "EMAIL_UNVERIFIED"
+    keep_writes = True
+
+
 class Unauthenticated(DockyardError):
     code = "UNAUTHORIZED"
 

@@ -27,6 +27,10 @@ class EventTag(StrEnum):
     USER_PASSWORD_CHANGE = "user:password_change"
     USER_SIGN_OUT_EVERYWHERE = "user:sign_out_everywhere"
     USER_LOGOUT = "user:logout"
+    USER_EMAIL_VERIFY_REQUEST = "user:email_verify_request"  # a confirmation link mailed to an address
+    USER_EMAIL_VERIFY = "user:email_verify"  # an address confirmed (and made the account's)
+    USER_EMAIL_CHANGE_REQUEST = "user:email_change_request"  # a new address asked for, not confirmed yet
+    USER_PASSWORD_RESET_REQUEST = "user:password_reset_request"  # a reset link mailed
     STAFF_GRANT = "staff:grant"
     STAFF_REVOKE = "staff:revoke"
     ORG_CREATE = "org:create"
@@ -74,6 +78,9 @@ class Event:
     digest: str | None = None
     reference: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+    # For in-transaction subscribers only, never written to the audit log: the one-time secret of a link
+    # that a subscriber mails, which the audit trail must not hold.
+    private: dict[str, Any] = field(default_factory=dict, repr=False)
 
 
 Handler = Callable[[Session, Event], None]

@@ -94,12 +94,14 @@ def _wire(runtime: Runtime) -> JobRegistry:
     """Every job kind and handler, and the subscribers that enqueue jobs in their events' transactions."""
     from dockyard import jobs as job_queue
     from dockyard.accounts import jobs as accounts_jobs
+    from dockyard.accounts import notifications as accounts_notifications
     from dockyard.email import jobs as email_jobs
     from dockyard.scanning import jobs as scanning_jobs
 
     registry = job_queue.JobRegistry()
     job_queue.register(registry)
     accounts_jobs.register(registry)
+    accounts_notifications.subscribe(runtime.bus, runtime.settings)
     email_jobs.register(registry, runtime.settings)
     scanning_jobs.register(registry, runtime.blobs, runtime.bus, runtime.settings)
     scanning_jobs.subscribe(runtime.bus)

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING
 from sqlalchemy.orm import Session
 
 if TYPE_CHECKING:
+    from dockyard.accounts.reads import AccountReads
+    from dockyard.accounts.selfservice import SelfService
     from dockyard.accounts.services import AccountService
     from dockyard.registry.browse import RegistryBrowser
     from dockyard.registry.services import RegistryService
@@ -29,6 +31,19 @@ class Services:
         from dockyard.accounts.services import AccountService
 
         return AccountService(self.session, self.runtime.bus, self.runtime.verified_passwords)
+
+    @cached_property
+    def selfservice(self) -> SelfService:
+        from dockyard.accounts.selfservice import SelfService
+
+        rt = self.runtime
+        return SelfService(self.session, rt.bus, self.accounts, signup_open=rt.settings.signup_open)
+
+    @cached_property
+    def account_reads(self) -> AccountReads:
+        from dockyard.accounts.reads import AccountReads
+
+        return AccountReads(self.session)
 
     @cached_property
     def registry(self) -> RegistryService:

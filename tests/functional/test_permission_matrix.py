@@ -39,6 +39,7 @@ that a private repository exists.
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import re
 import uuid
@@ -56,8 +57,10 @@ from tests.support.factories import PASSWORD, make_org, make_robot, make_user, u
 from tests.support.registry_client import OCI_INDEX, OCI_MANIFEST, access_of, protocol_guard
 from tests.support.scanimages import ACTOR, Images, debian_layer, osv_record, write_feed
 
+from dockyard.accounts.models import EmailToken
+from dockyard.accounts.passwords import hash_secret, new_secret
 from dockyard.accounts.services import AccountService
-from dockyard.db import MAX_ID
+from dockyard.db import MAX_ID, utcnow
 from dockyard.events import EventBus
 from dockyard.jobs import Worker
 from dockyard.registry.views import PATTERNS, VIEWS
@@ -125,11 +128,32 @@ EXPECTED: dict[str, tuple[str, str, str, str, str, str]] = {
     "POST /ui/sign-out-everywhere":                       (UNAUTH, OK,     UNAUTH, OK,     OK,     OK),
     "GET /ui/":                                           (UNAUTH, OK,     UNAUTH, OK,     OK,     OK),
     "GET /":                                              (OK,     OK,     OK,     OK,     OK,     OK),
-    # placeholders until the account pages land (they answer 404 to everyone)
-    "GET /ui/signup":                                     (HIDDEN, HIDDEN, HIDDEN, HIDDEN, HIDDEN, HIDDEN),
-    "GET /ui/password/forgot":                            (HIDDEN, HIDDEN, HIDDEN, HIDDEN, HIDDEN, HIDDEN),
-    "GET /ui/account":                                    (HIDDEN, HIDDEN, HIDDEN, HIDDEN, HIDDEN, HIDDEN),
-    "GET /ui/orgs":                                       (HIDDEN, HIDDEN, HIDDEN, HIDDEN, HIDDEN, HIDDEN),
+    # sign-up, confirmation and reset links: anyone (signed-in users are sent on to their repositories)
+    "GET /ui/signup":                                     (OK,     OK,     OK,     OK,     OK,     OK),
+    "POST /ui/signup":                                    (OK,     OK,     OK,     OK,     OK,     OK),
+    "GET /ui/verify-email":                               (OK,     OK,     OK,     OK,     OK,     OK),
+    "POST /ui/verify-email":                              (OK,     OK,     OK,     OK,     OK,     OK),
+    "GET /ui/verify-email/resend":                        (OK,     OK,     OK,     OK,     OK,     OK),
+    "POST /ui/verify-email/resend":                       (OK,     OK,     OK,     OK,     OK,     OK),
+    "GET /ui/password/forgot":                            (OK,     OK,     OK,     OK,     OK,     OK),
+    "POST /ui/password/forgot":                           (OK,     OK,     OK,     OK,     OK,     OK),
+    "GET /ui/password/reset":                             (OK,     OK,     OK,     OK,     OK,     OK),
+    "POST /ui/password/reset":                            (OK,     OK,     OK,     OK,     OK,     OK),
+    # one's own account: signed-in users
+    "GET /ui/account":                                    (UNAUTH, OK,     UNAUTH, OK,     OK,     OK),
+    "POST /ui/account/email":                             (UNAUTH, OK,     UNAUTH, OK,     OK,     OK),
+    "POST /ui/account/password":                          (UNAUTH, OK,     UNAUTH, OK,     OK,     OK),
+    "POST /ui/account/tokens":                            (UNAUTH, OK,     UNAUTH, OK,     OK,     OK),
+    "POST /ui/account/tokens/{token_id:int}/revoke":      (UNAUTH, OK,     UNAUTH, OK,     OK,     OK),
+    # organisations: members see theirs (read-only below owner), owners and admins manage, others get 404
+    "GET /ui/orgs":                                       (UNAUTH, OK,     UNAUTH, OK,     OK,     OK),
+    "POST /ui/orgs":                                      (UNAUTH, OK,     UNAUTH, OK,     OK,     OK),
+    "GET /ui/orgs/{org}":                                 (UNAUTH, HIDDEN, UNAUTH, OK,     OK,     OK),
+    "POST /ui/orgs/{org}/members":                        (UNAUTH, HIDDEN, UNAUTH, DENIED, OK,     OK),
+    "POST /ui/orgs/{org}/members/{username}/role":        (UNAUTH, HIDDEN, UNAUTH, DENIED, OK,     OK),
+    "POST /ui/orgs/{org}/members/{username}/remove":      (UNAUTH, HIDDEN, UNAUTH, DENIED, OK,     OK),
+    "POST /ui/orgs/{org}/robots":                         (UNAUTH, HIDDEN, UNAUTH, DENIED, OK,     OK),
+    "POST /ui/orgs/{org}/robots/{name}/delete":           (UNAUTH, HIDDEN, UNAUTH, DENIED, OK,     OK),
     # the registry browser: a private repository (and a namespace holding nothing else) looks missing to those
     # who may not pull it; changes need a sign-in first, then delete (maintainers) or visibility (owners)
     "GET /ui/namespaces/{name}":                          (HIDDEN, HIDDEN, HIDDEN, OK,     OK,     OK),
@@ -363,6 +387,25 @@ class Cell:
             token, _ = AccountService(s, EventBus()).create_token(user, unique("tok"))
             return token.id
 
+    def fresh_link(self, purpose: str) -> str:
+        """The secret of a new, valid link (verify: of a new unconfirmed account; reset: of a new user)."""
+        secret = new_secret(32)
+        with self.state.sessions.begin() as s:
+            user = make_user(s)
+            user.email = f"{user.username}@example.org"
+            if purpose == "verify":
+                user.email_verified_at = None
+            s.add(
+                EmailToken(
+                    user_id=user.id,
+                    purpose=purpose,
+                    email=user.email,
+                    token_hash=hash_secret(secret),
+                    expires_at=utcnow() + dt.timedelta(hours=1),
+                )
+            )
+        return secret
+
     def fresh_image(self) -> str:
         with self.state.sessions.begin() as s:
             images = Images(s, self.state.blobs, self.state.bus)
@@ -591,9 +634,52 @@ def signup_page(c: Cell, m: str, t: Target) -> httpx.Response:
     return c.page(m, "/ui/signup")
 
 
+@builds("POST /ui/signup")
+def signup(c: Cell, m: str, t: Target) -> httpx.Response:
+    name = unique("signup")
+    form = {"username": name, "email": f"{name}@example.org", "password": PASSWORD, "confirm": PASSWORD}
+    return c.page(m, "/ui/signup", data=form)
+
+
+@builds("GET /ui/verify-email")
+def verify_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, f"/ui/verify-email?token={c.fresh_link('verify')}")
+
+
+@builds("POST /ui/verify-email")
+def verify(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, "/ui/verify-email", data={"token": c.fresh_link("verify")})
+
+
+@builds("GET /ui/verify-email/resend")
+def resend_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, "/ui/verify-email/resend")
+
+
+@builds("POST /ui/verify-email/resend")
+def resend(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, "/ui/verify-email/resend", data={"identifier": unique("someone")})
+
+
 @builds("GET /ui/password/forgot")
 def forgot_page(c: Cell, m: str, t: Target) -> httpx.Response:
     return c.page(m, "/ui/password/forgot")
+
+
+@builds("POST /ui/password/forgot")
+def forgot(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, "/ui/password/forgot", data={"identifier": unique("someone") + "@example.org"})
+
+
+@builds("GET /ui/password/reset")
+def reset_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, f"/ui/password/reset?token={c.fresh_link('reset')}")
+
+
+@builds("POST /ui/password/reset")
+def reset(c: Cell, m: str, t: Target) -> httpx.Response:
+    form = {"token": c.fresh_link("reset"), "password": PASSWORD, "confirm": PASSWORD}
+    return c.page(m, "/ui/password/reset", data=form)
 
 
 @builds("GET /ui/account")
@@ -601,9 +687,70 @@ def account_page(c: Cell, m: str, t: Target) -> httpx.Response:
     return c.page(m, "/ui/account")
 
 
+@builds("POST /ui/account/email")
+def account_email(c: Cell, m: str, t: Target) -> httpx.Response:
+    form = {"email": unique("new") + "@example.org", "current_password": PASSWORD}
+    return c.page(m, "/ui/account/email", data=form)
+
+
+@builds("POST /ui/account/password")
+def account_password(c: Cell, m: str, t: Target) -> httpx.Response:
+    # The same password again: a change all the same (every other session ends), and later cells still work.
+    form = {"current_password": PASSWORD, "new_password": PASSWORD, "confirm_password": PASSWORD}
+    return c.page(m, "/ui/account/password", data=form)
+
+
+@builds("POST /ui/account/tokens")
+def account_tokens(c: Cell, m: str, t: Target) -> httpx.Response:
+    form = {"token_name": unique("tok"), "scopes": "pull", "expires": "7"}
+    return c.page(m, "/ui/account/tokens", data=form)
+
+
+@builds("POST /ui/account/tokens/{token_id:int}/revoke")
+def account_token_revoke(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, f"/ui/account/tokens/{c.fresh_token_id()}/revoke")
+
+
 @builds("GET /ui/orgs")
 def orgs_page(c: Cell, m: str, t: Target) -> httpx.Response:
     return c.page(m, "/ui/orgs")
+
+
+@builds("POST /ui/orgs")
+def orgs_create(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, "/ui/orgs", data={"name": unique("neworg")})
+
+
+@builds("GET /ui/orgs/{org}")
+def org_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, f"/ui/orgs/{t.org}")
+
+
+@builds("POST /ui/orgs/{org}/members")
+def org_add_member(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, f"/ui/orgs/{t.org}/members", data={"username": c.fresh_user(), "role": "reader"})
+
+
+@builds("POST /ui/orgs/{org}/members/{username}/role")
+def org_member_role(c: Cell, m: str, t: Target) -> httpx.Response:
+    member = c.fresh_user(member_of=c.world.org)
+    return c.page(m, f"/ui/orgs/{t.org}/members/{member}/role", data={"role": "maintainer"})
+
+
+@builds("POST /ui/orgs/{org}/members/{username}/remove")
+def org_member_remove(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, f"/ui/orgs/{t.org}/members/{c.fresh_user(member_of=c.world.org)}/remove")
+
+
+@builds("POST /ui/orgs/{org}/robots")
+def org_robots(c: Cell, m: str, t: Target) -> httpx.Response:
+    form = {"robot_name": unique("bot"), "robot_role": "reader"}
+    return c.page(m, f"/ui/orgs/{t.org}/robots", data=form)
+
+
+@builds("POST /ui/orgs/{org}/robots/{name}/delete")
+def org_robot_delete(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, f"/ui/orgs/{t.org}/robots/{c.fresh_robot()}/delete")
 
 
 @builds("GET /ui/namespaces/{name}")

@@ -143,6 +143,7 @@ def test_every_documented_variable_is_read_and_its_default_is_true(tmp_path: Pat
         "DOCKYARD_BLOB_PUBLIC_URL": "blob_public_url",
         "DOCKYARD_SMTP_URL": "smtp_url",
         "DOCKYARD_MAIL_FROM": "mail_from",
+        "DOCKYARD_SIGNUP": "signup",
     }
     assert set(DOCUMENTED) == set(field_of)
     samples = {
@@ -166,6 +167,7 @@ def test_every_documented_variable_is_read_and_its_default_is_true(tmp_path: Pat
         "DOCKYARD_BLOB_PUBLIC_URL": "https://blobs.example",
         "DOCKYARD_SMTP_URL": "smtps://mail.example",
         "DOCKYARD_MAIL_FROM": "store <store@example.org>",
+        "DOCKYARD_SIGNUP": "closed",
     }
     for var, field in field_of.items():
         changed = Settings.from_env({var: samples[var]})
@@ -253,3 +255,10 @@ def test_blob_listen_must_be_host_and_port(value: str) -> None:
 def test_blob_listen_must_differ_from_listen() -> None:
     with pytest.raises(ValueError, match="differ"):
         Settings.from_env({"DOCKYARD_LISTEN": "127.0.0.1:5000", "DOCKYARD_BLOB_LISTEN": "127.0.0.1:5000"})
+
+
+def test_signup_is_open_by_default_and_closed_on_request() -> None:
+    assert Settings.from_env({}).signup_open
+    assert not Settings.from_env({"DOCKYARD_SIGNUP": " Closed "}).signup_open
+    with pytest.raises(ValueError, match="DOCKYARD_SIGNUP"):
+        Settings.from_env({"DOCKYARD_SIGNUP": "invite-only"})

@@ -22,7 +22,7 @@ from dockyard.accounts.passwords import hash_password, hash_secret, new_secret, 
 from dockyard.accounts.throttle import LoginThrottle
 from dockyard.authz import REGISTRY_SCOPES, Principal, StaffRole, parse_scopes
 from dockyard.db import utcnow
-from dockyard.errors import LoginFailed, Unauthenticated
+from dockyard.errors import EmailUnverified, LoginFailed, Unauthenticated
 from dockyard.events import Actor, Event, EventBus, EventTag
 
 ROBOT_SEPARATOR = "+"
@@ -122,9 +122,27 @@ class Authentication:
             )
             raise LoginFailed("invalid username or password")
         throttle.succeeded(username, base.ip)
+        if principal.via == "password" and not self._email_confirmed(principal):
+            # The right password, but the address given at sign-up is unconfirmed: no session, no registry
+            # token, no API call until the link mailed there is opened (see selfservice.py).
+            self.bus.publish(
+                self.session,
+                Event(
+                    EventTag.USER_LOGIN_FAILED,
+                    Actor(principal.user_id, principal.name, base.ip, base.user_agent, "user"),
+                    data={"reason": "email unverified"},
+                ),
+            )
+            raise EmailUnverified(
+                "confirm your email address first: open the link we mailed to you, or ask for a new one"
+            )
         if principal.token_id is not None:
             self.session.execute(
                 update(AccessToken).where(AccessToken.id == principal.token_id).values(last_used_at=utcnow())
+            )
+        elif principal.robot_id is not None:
+            self.session.execute(
+                update(Robot).where(Robot.id == principal.robot_id).values(last_used_at=utcnow())
             )
         self.bus.publish(
             self.session,
@@ -135,6 +153,12 @@ class Authentication:
             ),
         )
         return principal
+
+    def _email_confirmed(self, principal: Principal) -> bool:
+        if principal.kind != "user" or principal.user_id is None:
+            return True
+        user = self.session.get(User, principal.user_id)
+        return user is None or user.email_verified_at is not None
 
     def _check_credentials(self, username: str, secret: str) -> Principal | None:
         if ROBOT_SEPARATOR in username:

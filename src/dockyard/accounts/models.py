@@ -114,8 +114,31 @@ class Robot(Base):
     role: Mapped[str] = mapped_column(String(16), default=Role.READER.value)
     secret_hash: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
     namespace: Mapped[Namespace] = relationship()
+
+
+class TokenPurpose(StrEnum):
+    VERIFY = "verify"  # confirm an email address (at sign-up, or a new one)
+    RESET = "reset"  # choose a new password
+
+
+class EmailToken(Base):
+    """A single-use link sent by email: only the SHA-256 of its secret is stored, with the address it was
+    sent to (a link proves access to that address, and no other)."""
+
+    __tablename__ = "email_token"
+    __table_args__ = (Index("ix_email_token_email_purpose_created_at", "email", "purpose", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    email: Mapped[str] = mapped_column(String(320))
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
+    used_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
 
 
 class BrowserSession(Base):

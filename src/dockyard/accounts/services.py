@@ -89,14 +89,21 @@ class AccountService(Authentication):
         *,
         email: str | None = None,
         staff: tuple[str, ...] = (),
+        email_verified: bool = True,
         actor: Actor | None = None,
     ) -> User:
-        """Create a user and the personal namespace named after it."""
+        """Create a user and the personal namespace named after it. Users an administrator makes count as
+        verified; sign-up (selfservice.py) makes them unverified until their link is opened."""
         validate_account_name(username)
         validate_password(password)
         self._ensure_name_free(username)
         roles = [_staff_role(r) for r in staff]
-        user = User(username=username, email=email, password_hash=hash_password(password))
+        user = User(
+            username=username,
+            email=email,
+            password_hash=hash_password(password),
+            email_verified_at=utcnow() if email_verified else None,
+        )
         self.session.add(user)
         ns = Namespace(name=username, kind=NamespaceKind.USER.value)
         self.session.add(ns)
@@ -109,21 +116,30 @@ class AccountService(Authentication):
                 EventTag.USER_CREATE,
                 actor or Actor.system(),
                 namespace=username,
-                data={"staff": [r.value for r in roles]},
+                data={"staff": [r.value for r in roles], **({} if email_verified else {"signup": True})},
             ),
         )
         for role in roles:
             self.grant_staff(username, role, actor=actor)
         return user
 
-    def set_password(self, username: str, password: str, *, actor: Actor | None = None) -> None:
-        """Replace a user's password: every browser session and refresh token of the user ends with it."""
+    def set_password(
+        self, username: str, password: str, *, via: str = "admin", actor: Actor | None = None
+    ) -> None:
+        """Replace a user's password: every browser session and refresh token of the user ends with it.
+        ``via`` (admin, account, reset) says how, in the event (and the notice mailed to the user)."""
         validate_password(password)
         user = self.get_user(username)
         user.password_hash = hash_password(password)
         self._new_generation(user)
         self.bus.publish(
-            self.session, Event(EventTag.USER_PASSWORD_CHANGE, actor or Actor.system(), namespace=username)
+            self.session,
+            Event(
+                EventTag.USER_PASSWORD_CHANGE,
+                actor or Actor.system(),
+                namespace=username,
+                data={"via": via},
+            ),
         )
 
     def sign_out_everywhere(self, username: str, *, actor: Actor | None = None) -> None:
@@ -409,7 +425,7 @@ class AccountService(Authentication):
         user = self.get_user(username)
         return list(self.session.scalars(select(AccessToken).where(AccessToken.user_id == user.id)))
 
-    def revoke_token(self, username: str, token_id: int, *, actor: Actor | None = None) -> None:
+    def revoke_token(self, username: str, token_id: int, *, actor: Actor | None = None) -> AccessToken:
         """Revoke one of a user's access tokens."""
         user = self.get_user(username)
         token = self.session.get(AccessToken, token_id) if 0 < token_id <= MAX_ID else None
@@ -425,6 +441,7 @@ class AccountService(Authentication):
                 data={"name": token.name},
             ),
         )
+        return token
 
     # -- robots --------------------------------------------------------------------------------
     def create_robot(

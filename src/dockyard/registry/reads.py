@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Exists, bindparam, exists, select
+from sqlalchemy import Exists, bindparam, exists, func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.expression import ColumnElement, Select
 
@@ -106,6 +106,18 @@ class RegistryReads:
         if repository is not None:
             statement, params["repository"] = _LINKED_WITH_MANIFEST_IN, repository
         return set(self.session.connection().scalars(statement, params))
+
+    def repository_counts(self, namespace_ids: Iterable[int]) -> dict[int, int]:
+        """How many repositories each namespace (by id) holds; a namespace holding none is left out."""
+        wanted = sorted(set(namespace_ids))
+        if not wanted:
+            return {}
+        rows = self.session.connection().execute(
+            select(sql.repository.c.namespace_id, func.count())
+            .where(sql.repository.c.namespace_id.in_(wanted))
+            .group_by(sql.repository.c.namespace_id)
+        )
+        return {namespace_id: int(count) for namespace_id, count in rows}
 
     # -- SQL for other domains' own statements -------------------------------------------------------
     @staticmethod

@@ -149,7 +149,9 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         Route("/healthz", healthz),
         Route("/metrics", metrics_view),
         *auth_views.routes,
-        Mount(API_PREFIX, app=create_api(state, api_routers())),
+        # Named, so that the API's route names (its functions') never shadow the pages' in url(): they
+        # are "api:<name>" there.
+        Mount(API_PREFIX, app=create_api(state, api_routers()), name="api"),
         Route(DOCS_PATH, docs, methods=["GET"]),
         Mount("/static", app=CachedStaticFiles(directory=Path(__file__).parent / "static"), name="static"),
         *account_pages.routes,

@@ -88,6 +88,20 @@ async def login(ctx: RequestContext, username: str, secret: str, *, record_apart
     return principal
 
 
+async def confirm_password(ctx: RequestContext, principal: Principal, password: str) -> None:
+    """Check a signed-in user's password again before a change that needs it (a new password or email
+    address): throttled and recorded like a login, so a stolen session cannot guess it at speed.
+    LoginFailed (its audit row kept) when wrong; TooManyRequests past the throttle's limits."""
+    ip, username = ctx.actor.ip, principal.name
+    reservation = await ctx.write_apart(lambda s: _accounts(ctx, s).reserve_attempt(username, ip))
+    found = await ctx.read(lambda s: _accounts(ctx, s).verify_credentials(username, password))
+    # Only the password itself: an access token typed into the field proves nothing here.
+    ok = found is not None and found.via == "password" and found.user_id == principal.user_id
+    await ctx.write_apart(lambda s: LoginThrottle(s).finish(reservation, username, ip, ok=ok))
+    if not ok:
+        await ctx.run(ctx.accounts().record_login, username, None, actor=ctx.actor)  # raises LoginFailed
+
+
 async def api_principal(ctx: RequestContext, scope: Scope | None = None) -> Principal:
     """The caller of an /api/v1 request, which must hold ``scope`` (None: any authenticated caller)."""
     request = ctx.request

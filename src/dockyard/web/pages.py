@@ -125,6 +125,8 @@ def render(
         "staff": sorted(r.value for r in principal.staff) if signed_in else [],
         "messages": request.session.pop(FLASH_KEY, []) if FLASH_KEY in request.session else [],
         "htmx": request.headers.get("hx-request") == "true",
+        # DOCKYARD_SIGNUP: the layout offers "Create account" only while anyone may.
+        "signup_open": request.app.state.dockyard.settings.signup_open,
     }
     response = TEMPLATES.TemplateResponse(request, name, {**base, **(context or {})}, status_code=status_code)
     if headers:

@@ -1,4 +1,4 @@
-"""Account pages: sign-in, sign-out and "sign out everywhere"."""
+"""Signing in and out: the sign-in form, sign-out, and "sign out everywhere"."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from dockyard.errors import NotFound, TooManyRequests, Unauthenticated
+from dockyard.accounts.pages.forms import password_field, path
+from dockyard.errors import EmailUnverified, TooManyRequests, Unauthenticated
 from dockyard.web.context import RequestContext
 from dockyard.web.identity import end_session, session_principal, start_session
 from dockyard.web.identity import login as login_with
@@ -23,19 +24,22 @@ def _wait(seconds: int) -> str:
 async def login(request: Request, ctx: RequestContext) -> Response:
     if request.method in ("GET", "HEAD"):
         target = safe_next(request.query_params.get("next"), AFTER_LOGIN)
-        return render(request, "accounts/login.html", {"next": target, "error": None, "username": ""})
+        context = {"next": target, "error": None, "username": "", "unverified": False}
+        return render(request, "accounts/login.html", context)
     data = await form(request)
     username = text_field(data, "username", limit=64)
-    password = data.get("password")
-    password = password if isinstance(password, str) else ""
+    password = password_field(data, "password")
     target = safe_next(text_field(data, "next"), AFTER_LOGIN)
-    context = {"next": target, "username": username}
+    context = {"next": target, "username": username, "unverified": False}
     try:
         # Robots use the API, not the pages: their names never sign in here.
         principal = await login_with(ctx, username if "+" not in username else "-", password)
     except TooManyRequests as exc:
         error = f"Too many failed attempts. Try again in {_wait(exc.retry_after)}."
         return render(request, "accounts/login.html", {**context, "error": error}, 429, headers=exc.headers)
+    except EmailUnverified:
+        # The password was right: say what is missing, and offer a new link (the edge commits the audit row).
+        return render(request, "accounts/login.html", {**context, "error": None, "unverified": True}, 403)
     except Unauthenticated:
         # The view answers normally, so the edge commits the failure's audit row and throttle count.
         error = "Invalid username or password."
@@ -52,7 +56,7 @@ async def logout(request: Request, ctx: RequestContext) -> Response:
     await form(request)
     await end_session(ctx)
     flash(request, "You are signed out.")
-    return redirect("/ui/login")
+    return redirect(path(request, "login"))
 
 
 @page
@@ -62,25 +66,11 @@ async def sign_out_everywhere(request: Request, ctx: RequestContext) -> Response
     await ctx.run(ctx.accounts().sign_out_everywhere, principal.name, actor=ctx.actor)
     request.session.clear()
     flash(request, "Every session and refresh token of your account has ended, on every device.")
-    return redirect("/ui/login")
+    return redirect(path(request, "login"))
 
 
 routes = [
     Route("/ui/login", login, methods=["GET", "POST"], name="login"),
     Route("/ui/logout", logout, methods=["POST"], name="logout"),
     Route("/ui/sign-out-everywhere", sign_out_everywhere, methods=["POST"], name="sign_out_everywhere"),
-]
-
-
-@page
-async def not_yet(request: Request, ctx: RequestContext) -> Response:
-    # Placeholders for the sign-up, password-reset, account and organisation pages being built.
-    raise NotFound("not yet")
-
-
-routes += [
-    Route("/ui/signup", not_yet, methods=["GET"], name="signup"),
-    Route("/ui/password/forgot", not_yet, methods=["GET"], name="password_forgot"),
-    Route("/ui/account", not_yet, methods=["GET"], name="account"),
-    Route("/ui/orgs", not_yet, methods=["GET"], name="orgs"),
 ]
