@@ -75,7 +75,8 @@ def finding_json(f: FindingView) -> dict[str, Any]:
             "ecosystem": f.ecosystem,
             "purl": f.purl,
         },
-        "installed": f.installed,
+        "installed": f.component_version or f.installed,
+        "source_version": f.installed if f.ecosystem in _OS_ECOSYSTEMS else None,
         "fixed_version": f.fixed_version,
         "layer": f.layer,
         "path": f.path,
@@ -87,6 +88,9 @@ def finding_json(f: FindingView) -> dict[str, Any]:
         "reopened_at": _time(f.reopened_at),
         "sla_due_at": _time(f.due_at),
     }
+
+
+_OS_ECOSYSTEMS = frozenset({"Debian", "Alpine", "RPM"})
 
 
 def report_json(r: ImageReport) -> dict[str, Any]:

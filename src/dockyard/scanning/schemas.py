@@ -34,7 +34,10 @@ class Finding(BaseModel):
     computed_severity: str
     override: Override | None
     component: FindingComponent
-    installed: str | None
+    installed: str | None = Field(description="the version installed (the binary package's for OS packages)")
+    source_version: str | None = Field(
+        description="OS packages: the source package version the finding was matched under"
+    )
     fixed_version: str | None
     layer: str | None
     path: str | None
