@@ -298,8 +298,44 @@ def test_an_unsafe_layer_is_refused(feeds: Cli, tmp_path: Path) -> None:
 
 
 def test_an_empty_database_says_so(tmp_path: Path, fresh_database_url: str, py_layout: Path) -> None:
-    line = one_line_error(empty_cli(tmp_path, fresh_database_url)("scan", f"oci:{py_layout}:app"))
+    cli = empty_cli(tmp_path, fresh_database_url)
+    line = one_line_error(cli("scan", "--skip-db-update", f"oci:{py_layout}:app"))
     assert "holds no advisories" in line and "dockyard vulndb update" in line
+
+
+def test_first_use_fetches_the_configured_feeds(
+    tmp_path: Path, fresh_database_url: str, py_layout: Path
+) -> None:
+    cli = empty_cli(tmp_path, fresh_database_url)
+    cli.extra_env["DOCKYARD_VULNDB_SOURCES"] = f"{PYPA / 'urllib3'},{PYPA / 'django'}"
+    doc, code = scan_json(cli, f"oci:{py_layout}:app")
+    assert code == 0
+    assert {f["component"]["name"] for f in doc["findings"]} == {"urllib3", "Django"}
+    status = json.loads(cli("vulndb", "status", "--json").stdout)
+    assert status["advisories"] > 0  # kept: the next scan starts at once
+
+
+def test_sboms_are_written_when_no_feed_can_be_reached(
+    tmp_path: Path, fresh_database_url: str, py_layout: Path
+) -> None:
+    cli = empty_cli(tmp_path, fresh_database_url)
+    cli.extra_env["DOCKYARD_VULNDB_SOURCES"] = "http://127.0.0.1:9/osv/all.zip"
+    for fmt in ("cyclonedx", "spdx"):
+        result = cli("scan", "--format", fmt, f"oci:{py_layout}:app")
+        assert result.exit_code == 0, result.stderr
+        doc = json.loads(result.stdout)
+        assert "urllib3" in result.stdout and doc
+        warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+        assert any("127.0.0.1:9" in line for line in warnings)
+        assert any("findings are not included" in line for line in warnings)
+    assert "vulnerabilities" not in json.loads(cli("scan", "-f", "cyclonedx", f"oci:{py_layout}:app").stdout)
+    # Findings formats cannot be written without advisories: exit 2, whatever the feeds said before.
+    result = cli("scan", "--format", "json", f"oci:{py_layout}:app")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+    # --skip-db-update: not even tried.
+    result = cli("scan", "--skip-db-update", "--format", "spdx", f"oci:{py_layout}:app")
+    assert result.exit_code == 0 and "127.0.0.1:9" not in result.stderr
 
 
 def test_a_real_process_exits_2_without_a_traceback(feeds: Cli, tmp_path: Path) -> None:

@@ -150,11 +150,19 @@ def scan(
     platform: str | None = typer.Option(
         None, "--platform", help="the platform of an index to scan: os/arch or os/arch/variant"
     ),
+    skip_db_update: bool = typer.Option(
+        False,
+        "--skip-db-update",
+        help="with an empty vulnerability database, do not fetch the configured feeds first",
+    ),
 ) -> None:
-    """Scan an image for known vulnerabilities in its OS and language packages."""
+    """Scan an image for known vulnerabilities in its OS and language packages.
+
+    On first use (an empty vulnerability database) the configured feeds (DOCKYARD_VULNDB_SOURCES) are
+    fetched first, unless --skip-db-update; when none can be read, the SBOM formats are still written."""
     settings = Settings.from_env()
     try:
-        results = _scan(settings, image, output_format, creds, tls_verify, platform)
+        results = _scan(settings, image, output_format, creds, tls_verify, platform, skip_db_update)
         _write(output_format, image, results, output)
     except typer.Exit:
         raise
@@ -194,6 +202,7 @@ def _scan(
     creds: str | None,
     tls_verify: bool,
     platform: str | None,
+    skip_db_update: bool = False,
 ) -> list[Scanned]:
     from dockyard.scanning.indexer import default_detectors, merge
     from dockyard.scanning.matcher import Matcher
@@ -201,11 +210,15 @@ def _scan(
 
     with database(settings) as sessions:
         with sessions() as session:
-            if not live_advisories(session):
-                raise Abort(
-                    f"the vulnerability database ({_where(settings)}) holds no advisories: "
-                    "run `dockyard vulndb update` first"
-                )
+            live = live_advisories(session)
+        if not live and not skip_db_update:
+            live = first_update(settings, sessions)
+        matching = bool(live)
+        if not matching:
+            where = f"the vulnerability database ({_where(settings)}) holds no advisories"
+            if output_format not in (Format.CYCLONEDX, Format.SPDX):
+                raise Abort(f"{where}: run `dockyard vulndb update` first")
+            warn(f"{where}: the SBOM lists components; findings are not included")
         detectors = default_detectors()
         with (
             open_image(
@@ -235,11 +248,39 @@ def _scan(
                 task = progress.add_task(
                     f"{label}matching {len(index.components)} components", total=None, streams=False
                 )
-                findings = matcher.match(index.components, index.os.osv_ecosystem if index.os else None)
+                os_ecosystem = index.os.osv_ecosystem if index.os else None
+                findings = matcher.match(index.components, os_ecosystem) if matching else []
                 session.rollback()  # end the read transaction; the matcher's caches stay
                 progress.update(task, total=1, completed=1)
                 results.append(Scanned(image, index, findings))
     return results
+
+
+def warn(message: str) -> None:
+    err.print(Text("warning: ", style="bold yellow") + Text(" ".join(message.split())), soft_wrap=True)
+
+
+def first_update(settings: Settings, sessions: sessionmaker[Session]) -> int:
+    """Fill an empty database from the configured feeds, as Trivy does on first use (a progress bar per
+    download; a feed that cannot be read is one warning line). Returns the live advisories then held."""
+    from dockyard.cli.vulndb import update_one
+
+    sources = settings.vulndb_sources
+    err.print(
+        Text(
+            f"the vulnerability database is empty: fetching {len(sources)} feed"
+            f"{'s' if len(sources) != 1 else ''} (skip with --skip-db-update)"
+        ),
+        soft_wrap=True,
+    )
+    for source in sources:
+        try:
+            update_one(sessions, source)
+        except Exception as exc:  # an unreachable feed: the others may still serve
+            text = describe(exc).strip().splitlines()
+            warn(f"{source}: {text[0] if text else exc.__class__.__name__}")
+    with sessions() as session:
+        return live_advisories(session)
 
 
 def _where(settings: Settings) -> str:

@@ -61,7 +61,7 @@ def vulndb_update(
         with database(settings) as sessions:
             for src in sources:
                 try:
-                    ingest_report, rematch = _update_one(sessions, src)
+                    ingest_report, rematch = update_one(sessions, src)
                 except Exception as exc:  # one unreadable feed must not stop the others
                     failed += 1
                     err.print(
@@ -83,7 +83,7 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[0] if text else exc.__class__.__name__
 
 
-def _update_one(sessions: sessionmaker[Session], source: str) -> tuple[IngestReport, bool]:
+def update_one(sessions: sessionmaker[Session], source: str) -> tuple[IngestReport, bool]:
     from dockyard.scanning.vulndb import ingest
 
     started = time.monotonic()
