@@ -265,7 +265,9 @@ def first_update(settings: Settings, sessions: sessionmaker[Session]) -> int:
     download; a feed that cannot be read is one warning line). Returns the live advisories then held."""
     from dockyard.cli.vulndb import update_one
 
-    sources = settings.vulndb_sources
+    # NVD's API allows a few requests a minute: a full first read takes minutes, so it is left to
+    # `dockyard vulndb update` (and the server's scheduled updates) rather than a first scan.
+    sources = tuple(s for s in settings.vulndb_sources if s != "nvd")
     err.print(
         Text(
             f"the vulnerability database is empty: fetching {len(sources)} feed"
@@ -275,7 +277,7 @@ def first_update(settings: Settings, sessions: sessionmaker[Session]) -> int:
     )
     for source in sources:
         try:
-            update_one(sessions, source)
+            update_one(sessions, source, settings)
         except Exception as exc:  # an unreachable feed: the others may still serve
             text = describe(exc).strip().splitlines()
             warn(f"{source}: {text[0] if text else exc.__class__.__name__}")

@@ -66,6 +66,7 @@ def finding_json(f: FindingView) -> dict[str, Any]:
         "summary": f.summary,
         "score": f.score,
         "vector": f.vector,
+        "cvss_version": cvss_version(f.vector),
         "severity": f.severity,
         "computed_severity": f.computed_severity,
         "override": override,
@@ -91,6 +92,15 @@ def finding_json(f: FindingView) -> dict[str, Any]:
 
 
 _OS_ECOSYSTEMS = frozenset({"Debian", "Alpine", "RPM"})
+
+
+def cvss_version(vector: str | None) -> str | None:
+    """v2, v3 or v4, read from the vector itself."""
+    if not vector:
+        return None
+    if vector.startswith("CVSS:4."):
+        return "v4"
+    return "v3" if vector.startswith("CVSS:3.") else "v2"
 
 
 def report_json(r: ImageReport) -> dict[str, Any]:

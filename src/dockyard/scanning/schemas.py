@@ -30,6 +30,7 @@ class Finding(BaseModel):
     summary: str | None
     score: float | None = Field(description="CVSS base score, 0.0-10.0")
     vector: str | None = Field(description="the CVSS vector the score comes from")
+    cvss_version: str | None = Field(description="the CVSS version of the vector: v2, v3 or v4")
     severity: str = Field(description="the class in force: " + ", ".join(SEVERITY_CLASSES))
     computed_severity: str
     override: Override | None
