@@ -76,12 +76,19 @@ def fail(message: str) -> NoReturn:
 
 
 @contextmanager
-def database(settings: Settings) -> Iterator[sessionmaker[Session]]:
-    from dockyard.db import make_engine, make_session_factory, migrate
+def database(settings: Settings, *, read_only: bool = False) -> Iterator[sessionmaker[Session]]:
+    """Sessions on the configured database, migrated to the newest schema first. ``read_only``: when the
+    schema is already the newest, a SQLite database is opened read-only (mode=ro) and alembic is never
+    imported; otherwise (a first run) it is migrated like any other."""
+    from dockyard.db import at_head, make_engine, make_session_factory, migrate, read_only_url
 
     engine: Engine = make_engine(settings.database_url)
     try:
-        migrate(engine)
+        if read_only and at_head(engine):
+            engine.dispose()
+            engine = make_engine(read_only_url(settings.database_url))
+        else:
+            migrate(engine)
         yield make_session_factory(engine)
     finally:
         engine.dispose()
@@ -208,11 +215,12 @@ def _scan(
     from dockyard.scanning.matcher import Matcher
     from dockyard.scanning.sources import open_image
 
-    with database(settings) as sessions:
+    with database(settings, read_only=True) as sessions:
         with sessions() as session:
             live = live_advisories(session)
         if not live and not skip_db_update:
-            live = first_update(settings, sessions)
+            with database(settings) as writable:
+                live = first_update(settings, writable)
         matching = bool(live)
         if not matching:
             where = f"the vulnerability database ({_where(settings)}) holds no advisories"
