@@ -275,17 +275,51 @@ def test_bad_references_and_images_exit_2_with_one_line(feeds: Cli, py_layout: P
     assert "USER:PASSWORD" in one_line_error(feeds("scan", "docker://127.0.0.1:1/a/b:1", "--creds", "x"))
 
 
-def test_a_tampered_layer_is_refused(feeds: Cli, py_layout: Path, tmp_path: Path) -> None:
+def tampered_copy(layout: Path, tmp_path: Path) -> tuple[Path, str]:
+    """A copy of the layout whose first layer's bytes no longer match its digest."""
     copy = tmp_path / "layout"
-    shutil.copytree(py_layout, copy)
+    shutil.copytree(layout, copy)
     manifest = json.loads((copy / "blobs/sha256" / manifest_digest(copy, "app")[7:]).read_bytes())
     layer = manifest["layers"][0]["digest"]
     blob = copy / "blobs/sha256" / layer[7:]
     data = bytearray(blob.read_bytes())
     data[-1] ^= 0xFF  # the gzip trailer: the stream still inflates, the digest no longer matches
     blob.write_bytes(bytes(data))
-    line = one_line_error(feeds("scan", f"oci:{copy}:app"))
+    return copy, layer
+
+
+def test_a_tampered_layer_is_refused(feeds: Cli, py_layout: Path, tmp_path: Path) -> None:
+    copy, layer = tampered_copy(py_layout, tmp_path)
+    cli = dataclasses.replace(feeds, extra_env={"DOCKYARD_CACHE_DIR": str(tmp_path / "empty-cache")})
+    line = one_line_error(cli("scan", f"oci:{copy}:app"))
     assert layer in line
+
+
+def test_the_layer_cache(
+    feeds: Cli, py_layout: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A layer read once is not read again (keyed by digest and indexer version); a corrupt entry is
+    ignored and rebuilt. A layer that is read is shown by a tampered copy of it failing its digest check."""
+    from dockyard.scanning import layercache
+    from dockyard.scanning.indexer import FORMAT
+
+    cache = tmp_path / "cache"
+    cli = dataclasses.replace(feeds, extra_env={"DOCKYARD_CACHE_DIR": str(cache)})
+    first, _ = scan_json(cli, f"oci:{py_layout}:app")
+    (entry,) = (cache / "layers" / f"v{FORMAT}").glob("sha256-*.json")
+    copy, layer = tampered_copy(py_layout, tmp_path)
+    assert entry.name == layer.replace(":", "-") + ".json"
+
+    again, code = scan_json(cli, f"oci:{copy}:app")  # served from the cache: the blob is not read
+    assert code == 0 and again["findings"] == first["findings"]
+
+    entry.write_text('{"format": ' + str(FORMAT) + ', "digest": "sha')  # truncated by a crash
+    assert layer in one_line_error(cli("scan", f"oci:{copy}:app"))  # ignored: the layer was read
+    scan_json(cli, f"oci:{py_layout}:app")
+    assert json.loads(entry.read_text())["digest"] == layer  # rebuilt
+
+    monkeypatch.setattr(layercache, "FORMAT", FORMAT + 1)  # a newer indexer: older facts are not used
+    assert layer in one_line_error(cli("scan", f"oci:{copy}:app"))
 
 
 def test_an_unsafe_layer_is_refused(feeds: Cli, tmp_path: Path) -> None:

@@ -212,6 +212,7 @@ def _scan(
     skip_db_update: bool = False,
 ) -> list[Scanned]:
     from dockyard.scanning.indexer import default_detectors, merge
+    from dockyard.scanning.layercache import LayerCache
     from dockyard.scanning.matcher import Matcher
     from dockyard.scanning.sources import open_image
 
@@ -243,14 +244,21 @@ def _scan(
                 )
             matcher = Matcher(session)
             cache: dict[str, LayerFacts] = {}  # a layer shared by two platforms is read once
+            names = [d.name for d in detectors]
+            on_disk = LayerCache(settings.cache_dir, names) if settings.cache_dir else None
             results = []
             for image in images:
                 label = f"{image.platform or 'image'} " if len(images) > 1 else ""
                 facts = []
                 for i, layer in enumerate(image.layers, 1):
                     if layer.digest not in cache:
-                        what = f"{label}layer {i}/{len(image.layers)} {layer.digest[7:19]}"
-                        cache[layer.digest] = _index_layer(progress, layer, what, detectors)
+                        known = on_disk.get(layer.digest) if on_disk else None
+                        if known is None:
+                            what = f"{label}layer {i}/{len(image.layers)} {layer.digest[7:19]}"
+                            known = _index_layer(progress, layer, what, detectors)
+                            if on_disk:
+                                on_disk.put(known)
+                        cache[layer.digest] = known
                     facts.append(cache[layer.digest])
                 index = merge(facts, image.platform)
                 task = progress.add_task(
