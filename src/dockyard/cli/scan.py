@@ -380,7 +380,9 @@ def _tables(reference: str, results: list[Scanned], console: Console) -> None:
 
 
 def _render(output_format: Format, reference: str, results: list[Scanned]) -> str:
-    from dockyard.scanning import report, sbom
+    from dockyard.scanning import (
+        report,
+    )  # the SBOM libraries only for the SBOM formats: they are slow to import
 
     if output_format is Format.JSON:
         documents = []
@@ -395,6 +397,8 @@ def _render(output_format: Format, reference: str, results: list[Scanned]) -> st
             log["runs"][0]["properties"].update(platform=r.image.platform, digest=r.image.manifest_digest)
         logs[0]["runs"] = [run for log in logs for run in log["runs"]]
         return json.dumps(logs[0], indent=2)
+    from dockyard.scanning import sbom
+
     (r,) = results
     name, registry = sbom_name(reference)
     if output_format is Format.CYCLONEDX:
