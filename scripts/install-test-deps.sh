@@ -2,7 +2,8 @@
 # Installs the Debian packages the test suite drives (registry clients, image builders, PostgreSQL,
 # the reference registry for benchmarks). Needs root; without it, only checks and reports.
 set -euo pipefail
-packages=(skopeo podman buildah umoci mmdebstrap postgresql docker-registry uidmap fuse-overlayfs tar gzip zstd golang-go chromium)
+# rpm: rpmbuild and rpmdb write the real RPM databases tests/unit/scanning/test_rpm.py reads.
+packages=(skopeo podman buildah umoci mmdebstrap postgresql docker-registry uidmap fuse-overlayfs tar gzip zstd golang-go chromium rpm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

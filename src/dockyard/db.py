@@ -134,6 +134,49 @@ def alembic_config(connection: Any) -> Any:
     return cfg
 
 
+@functools.cache
+def head_revision() -> str:
+    """The newest migration, read from the version files without importing alembic (which costs a
+    command-line tool like ``dockyard scan`` a noticeable part of its start-up)."""
+    import re
+
+    revisions, parents = set(), set()
+    for path in (Path(__file__).parent / "migrations" / "versions").glob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        found = re.search(r'^revision\b[^=]*=\s*["\']([^"\']+)["\']', text, re.M)
+        down = re.search(r'^down_revision\b[^=]*=\s*["\']([^"\']+)["\']', text, re.M)
+        if found:
+            revisions.add(found.group(1))
+        if down:
+            parents.add(down.group(1))
+    heads = revisions - parents
+    if len(heads) != 1:
+        raise RuntimeError(f"the migrations have {len(heads)} heads: {sorted(heads)}")
+    return heads.pop()
+
+
+def at_head(engine: Engine) -> bool:
+    """Whether the schema is at the newest migration (False for an empty database)."""
+    from sqlalchemy import text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        with engine.connect() as conn:
+            current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+    except SQLAlchemyError:
+        return False
+    return current == head_revision()
+
+
+def read_only_url(url: str) -> str:
+    """The URL of the same SQLite database opened read-only (other databases: the URL itself; a read-only
+    transaction is then the caller's business)."""
+    if not url.startswith("sqlite:///") or url.endswith(":memory:"):
+        return url
+    path = url.split(":///", 1)[1]
+    return f"sqlite:///file:{path}?mode=ro&uri=true"
+
+
 def migrate(engine: Engine, revision: str = "head") -> None:
     """Bring the schema to ``revision`` (the newest by default)."""
     from alembic import command

@@ -275,17 +275,51 @@ def test_bad_references_and_images_exit_2_with_one_line(feeds: Cli, py_layout: P
     assert "USER:PASSWORD" in one_line_error(feeds("scan", "docker://127.0.0.1:1/a/b:1", "--creds", "x"))
 
 
-def test_a_tampered_layer_is_refused(feeds: Cli, py_layout: Path, tmp_path: Path) -> None:
+def tampered_copy(layout: Path, tmp_path: Path) -> tuple[Path, str]:
+    """A copy of the layout whose first layer's bytes no longer match its digest."""
     copy = tmp_path / "layout"
-    shutil.copytree(py_layout, copy)
+    shutil.copytree(layout, copy)
     manifest = json.loads((copy / "blobs/sha256" / manifest_digest(copy, "app")[7:]).read_bytes())
     layer = manifest["layers"][0]["digest"]
     blob = copy / "blobs/sha256" / layer[7:]
     data = bytearray(blob.read_bytes())
     data[-1] ^= 0xFF  # the gzip trailer: the stream still inflates, the digest no longer matches
     blob.write_bytes(bytes(data))
-    line = one_line_error(feeds("scan", f"oci:{copy}:app"))
+    return copy, layer
+
+
+def test_a_tampered_layer_is_refused(feeds: Cli, py_layout: Path, tmp_path: Path) -> None:
+    copy, layer = tampered_copy(py_layout, tmp_path)
+    cli = dataclasses.replace(feeds, extra_env={"DOCKYARD_CACHE_DIR": str(tmp_path / "empty-cache")})
+    line = one_line_error(cli("scan", f"oci:{copy}:app"))
     assert layer in line
+
+
+def test_the_layer_cache(
+    feeds: Cli, py_layout: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A layer read once is not read again (keyed by digest and indexer version); a corrupt entry is
+    ignored and rebuilt. A layer that is read is shown by a tampered copy of it failing its digest check."""
+    from dockyard.scanning import layercache
+    from dockyard.scanning.indexer import FORMAT
+
+    cache = tmp_path / "cache"
+    cli = dataclasses.replace(feeds, extra_env={"DOCKYARD_CACHE_DIR": str(cache)})
+    first, _ = scan_json(cli, f"oci:{py_layout}:app")
+    (entry,) = (cache / "layers" / f"v{FORMAT}").glob("sha256-*.json")
+    copy, layer = tampered_copy(py_layout, tmp_path)
+    assert entry.name == layer.replace(":", "-") + ".json"
+
+    again, code = scan_json(cli, f"oci:{copy}:app")  # served from the cache: the blob is not read
+    assert code == 0 and again["findings"] == first["findings"]
+
+    entry.write_text('{"format": ' + str(FORMAT) + ', "digest": "sha')  # truncated by a crash
+    assert layer in one_line_error(cli("scan", f"oci:{copy}:app"))  # ignored: the layer was read
+    scan_json(cli, f"oci:{py_layout}:app")
+    assert json.loads(entry.read_text())["digest"] == layer  # rebuilt
+
+    monkeypatch.setattr(layercache, "FORMAT", FORMAT + 1)  # a newer indexer: older facts are not used
+    assert layer in one_line_error(cli("scan", f"oci:{copy}:app"))
 
 
 def test_an_unsafe_layer_is_refused(feeds: Cli, tmp_path: Path) -> None:
@@ -298,8 +332,44 @@ def test_an_unsafe_layer_is_refused(feeds: Cli, tmp_path: Path) -> None:
 
 
 def test_an_empty_database_says_so(tmp_path: Path, fresh_database_url: str, py_layout: Path) -> None:
-    line = one_line_error(empty_cli(tmp_path, fresh_database_url)("scan", f"oci:{py_layout}:app"))
+    cli = empty_cli(tmp_path, fresh_database_url)
+    line = one_line_error(cli("scan", "--skip-db-update", f"oci:{py_layout}:app"))
     assert "holds no advisories" in line and "dockyard vulndb update" in line
+
+
+def test_first_use_fetches_the_configured_feeds(
+    tmp_path: Path, fresh_database_url: str, py_layout: Path
+) -> None:
+    cli = empty_cli(tmp_path, fresh_database_url)
+    cli.extra_env["DOCKYARD_VULNDB_SOURCES"] = f"{PYPA / 'urllib3'},{PYPA / 'django'}"
+    doc, code = scan_json(cli, f"oci:{py_layout}:app")
+    assert code == 0
+    assert {f["component"]["name"] for f in doc["findings"]} == {"urllib3", "Django"}
+    status = json.loads(cli("vulndb", "status", "--json").stdout)
+    assert status["advisories"] > 0  # kept: the next scan starts at once
+
+
+def test_sboms_are_written_when_no_feed_can_be_reached(
+    tmp_path: Path, fresh_database_url: str, py_layout: Path
+) -> None:
+    cli = empty_cli(tmp_path, fresh_database_url)
+    cli.extra_env["DOCKYARD_VULNDB_SOURCES"] = "http://127.0.0.1:9/osv/all.zip"
+    for fmt in ("cyclonedx", "spdx"):
+        result = cli("scan", "--format", fmt, f"oci:{py_layout}:app")
+        assert result.exit_code == 0, result.stderr
+        doc = json.loads(result.stdout)
+        assert "urllib3" in result.stdout and doc
+        warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
+        assert any("127.0.0.1:9" in line for line in warnings)
+        assert any("findings are not included" in line for line in warnings)
+    assert "vulnerabilities" not in json.loads(cli("scan", "-f", "cyclonedx", f"oci:{py_layout}:app").stdout)
+    # Findings formats cannot be written without advisories: exit 2, whatever the feeds said before.
+    result = cli("scan", "--format", "json", f"oci:{py_layout}:app")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines()[-1].startswith("error: ")
+    # --skip-db-update: not even tried.
+    result = cli("scan", "--skip-db-update", "--format", "spdx", f"oci:{py_layout}:app")
+    assert result.exit_code == 0 and "127.0.0.1:9" not in result.stderr
 
 
 def test_a_real_process_exits_2_without_a_traceback(feeds: Cli, tmp_path: Path) -> None:
@@ -345,7 +415,9 @@ def test_debian_minbase_against_the_debian_feed(feeds: Cli, minbase: str) -> Non
         assert not any("fixed" in e for e in events), f"{cve} has a fix in the data now"
         finding = findings[(cve, binary)]
         assert finding["fixed"] is None and finding["score"] == score
-        assert finding["installed"] == (components[binary]["source_version"] or components[binary]["version"])
+        # The binary package's version (bsdutils 1:2.38.1-...), the source's in its own field.
+        assert finding["installed"] == components[binary]["version"]
+        assert finding["source_version"] == components[binary]["source_version"]
     assert findings[("CVE-2023-45853", "zlib1g")]["severity"] == "Critical"  # 9.8
 
     # Fixed in 2.36-9+deb12u3: reported only if the image's glibc is older than that.

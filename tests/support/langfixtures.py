@@ -114,6 +114,44 @@ def npm_project(root: Path) -> NpmProject:
     return NpmProject(project, lockfiles)
 
 
+JS_TOOLS = {"yarn": "1.22.22", "@yarnpkg/cli-dist": "4.5.3", "pnpm": "9.15.0"}
+
+
+def js_lockfiles(root: Path) -> dict[str, Path]:
+    """Real lockfiles of the NPM_PACKAGES project written by yarn v1, yarn berry and pnpm (installed from the
+    npm registry into a private prefix): label -> project folder (its lockfile and node_modules)."""
+    npm = need("npm")
+    node = need("node")
+    tools = root / "tools"
+    flags = ["--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error"]
+    run([npm, "install", "--prefix", str(tools), *flags, *(f"{n}@{v}" for n, v in JS_TOOLS.items())])
+    modules = tools / "node_modules"
+    specs = [f"{name}@{version}" for name, version in NPM_PACKAGES.items()]
+    env = {
+        **os.environ,
+        "YARN_ENABLE_TELEMETRY": "0",
+        "YARN_ENABLE_SCRIPTS": "false",
+        "YARN_NODE_LINKER": "node-modules",
+        "YARN_ENABLE_GLOBAL_CACHE": "false",
+        "COREPACK_ENABLE_STRICT": "0",
+    }
+    commands = {
+        "yarn-v1": [node, str(modules / "yarn/bin/yarn.js"), "add", "--ignore-scripts", "--non-interactive"],
+        "yarn-berry": [node, str(modules / "@yarnpkg/cli-dist/bin/yarn.js"), "add"],
+        "pnpm": [node, str(modules / "pnpm/bin/pnpm.cjs"), "add", "--ignore-scripts"],
+    }
+    projects = {}
+    for label, command in commands.items():
+        project = root / label / "app"
+        project.mkdir(parents=True)
+        (project / "package.json").write_text(
+            json.dumps({"name": "fixture-app", "version": "0.0.1", "private": True})
+        )
+        run([*command, *specs], cwd=project, env=env)
+        projects[label] = project
+    return projects
+
+
 # -- Go
 
 

@@ -76,12 +76,19 @@ def fail(message: str) -> NoReturn:
 
 
 @contextmanager
-def database(settings: Settings) -> Iterator[sessionmaker[Session]]:
-    from dockyard.db import make_engine, make_session_factory, migrate
+def database(settings: Settings, *, read_only: bool = False) -> Iterator[sessionmaker[Session]]:
+    """Sessions on the configured database, migrated to the newest schema first. ``read_only``: when the
+    schema is already the newest, a SQLite database is opened read-only (mode=ro) and alembic is never
+    imported; otherwise (a first run) it is migrated like any other."""
+    from dockyard.db import at_head, make_engine, make_session_factory, migrate, read_only_url
 
     engine: Engine = make_engine(settings.database_url)
     try:
-        migrate(engine)
+        if read_only and at_head(engine):
+            engine.dispose()
+            engine = make_engine(read_only_url(settings.database_url))
+        else:
+            migrate(engine)
         yield make_session_factory(engine)
     finally:
         engine.dispose()
@@ -150,11 +157,19 @@ def scan(
     platform: str | None = typer.Option(
         None, "--platform", help="the platform of an index to scan: os/arch or os/arch/variant"
     ),
+    skip_db_update: bool = typer.Option(
+        False,
+        "--skip-db-update",
+        help="with an empty vulnerability database, do not fetch the configured feeds first",
+    ),
 ) -> None:
-    """Scan an image for known vulnerabilities in its OS and language packages."""
+    """Scan an image for known vulnerabilities in its OS and language packages.
+
+    On first use (an empty vulnerability database) the configured feeds (DOCKYARD_VULNDB_SOURCES) are
+    fetched first, unless --skip-db-update; when none can be read, the SBOM formats are still written."""
     settings = Settings.from_env()
     try:
-        results = _scan(settings, image, output_format, creds, tls_verify, platform)
+        results = _scan(settings, image, output_format, creds, tls_verify, platform, skip_db_update)
         _write(output_format, image, results, output)
     except typer.Exit:
         raise
@@ -194,18 +209,25 @@ def _scan(
     creds: str | None,
     tls_verify: bool,
     platform: str | None,
+    skip_db_update: bool = False,
 ) -> list[Scanned]:
     from dockyard.scanning.indexer import default_detectors, merge
+    from dockyard.scanning.layercache import LayerCache
     from dockyard.scanning.matcher import Matcher
     from dockyard.scanning.sources import open_image
 
-    with database(settings) as sessions:
+    with database(settings, read_only=True) as sessions:
         with sessions() as session:
-            if not live_advisories(session):
-                raise Abort(
-                    f"the vulnerability database ({_where(settings)}) holds no advisories: "
-                    "run `dockyard vulndb update` first"
-                )
+            live = live_advisories(session)
+        if not live and not skip_db_update:
+            with database(settings) as writable:
+                live = first_update(settings, writable)
+        matching = bool(live)
+        if not matching:
+            where = f"the vulnerability database ({_where(settings)}) holds no advisories"
+            if output_format not in (Format.CYCLONEDX, Format.SPDX):
+                raise Abort(f"{where}: run `dockyard vulndb update` first")
+            warn(f"{where}: the SBOM lists components; findings are not included")
         detectors = default_detectors()
         with (
             open_image(
@@ -222,24 +244,61 @@ def _scan(
                 )
             matcher = Matcher(session)
             cache: dict[str, LayerFacts] = {}  # a layer shared by two platforms is read once
+            names = [d.name for d in detectors]
+            on_disk = LayerCache(settings.cache_dir, names) if settings.cache_dir else None
             results = []
             for image in images:
                 label = f"{image.platform or 'image'} " if len(images) > 1 else ""
                 facts = []
                 for i, layer in enumerate(image.layers, 1):
                     if layer.digest not in cache:
-                        what = f"{label}layer {i}/{len(image.layers)} {layer.digest[7:19]}"
-                        cache[layer.digest] = _index_layer(progress, layer, what, detectors)
+                        known = on_disk.get(layer.digest) if on_disk else None
+                        if known is None:
+                            what = f"{label}layer {i}/{len(image.layers)} {layer.digest[7:19]}"
+                            known = _index_layer(progress, layer, what, detectors)
+                            if on_disk:
+                                on_disk.put(known)
+                        cache[layer.digest] = known
                     facts.append(cache[layer.digest])
                 index = merge(facts, image.platform)
                 task = progress.add_task(
                     f"{label}matching {len(index.components)} components", total=None, streams=False
                 )
-                findings = matcher.match(index.components, index.os.osv_ecosystem if index.os else None)
+                os_ecosystem = index.os.osv_ecosystem if index.os else None
+                findings = matcher.match(index.components, os_ecosystem) if matching else []
                 session.rollback()  # end the read transaction; the matcher's caches stay
                 progress.update(task, total=1, completed=1)
                 results.append(Scanned(image, index, findings))
     return results
+
+
+def warn(message: str) -> None:
+    err.print(Text("warning: ", style="bold yellow") + Text(" ".join(message.split())), soft_wrap=True)
+
+
+def first_update(settings: Settings, sessions: sessionmaker[Session]) -> int:
+    """Fill an empty database from the configured feeds, as Trivy does on first use (a progress bar per
+    download; a feed that cannot be read is one warning line). Returns the live advisories then held."""
+    from dockyard.cli.vulndb import update_one
+
+    # NVD's API allows a few requests a minute: a full first read takes minutes, so it is left to
+    # `dockyard vulndb update` (and the server's scheduled updates) rather than a first scan.
+    sources = tuple(s for s in settings.vulndb_sources if s != "nvd")
+    err.print(
+        Text(
+            f"the vulnerability database is empty: fetching {len(sources)} feed"
+            f"{'s' if len(sources) != 1 else ''} (skip with --skip-db-update)"
+        ),
+        soft_wrap=True,
+    )
+    for source in sources:
+        try:
+            update_one(sessions, source, settings)
+        except Exception as exc:  # an unreachable feed: the others may still serve
+            text = describe(exc).strip().splitlines()
+            warn(f"{source}: {text[0] if text else exc.__class__.__name__}")
+    with sessions() as session:
+        return live_advisories(session)
 
 
 def _where(settings: Settings) -> str:
@@ -321,7 +380,9 @@ def _tables(reference: str, results: list[Scanned], console: Console) -> None:
 
 
 def _render(output_format: Format, reference: str, results: list[Scanned]) -> str:
-    from dockyard.scanning import report, sbom
+    from dockyard.scanning import (
+        report,
+    )  # the SBOM libraries only for the SBOM formats: they are slow to import
 
     if output_format is Format.JSON:
         documents = []
@@ -336,6 +397,8 @@ def _render(output_format: Format, reference: str, results: list[Scanned]) -> st
             log["runs"][0]["properties"].update(platform=r.image.platform, digest=r.image.manifest_digest)
         logs[0]["runs"] = [run for log in logs for run in log["runs"]]
         return json.dumps(logs[0], indent=2)
+    from dockyard.scanning import sbom
+
     (r,) = results
     name, registry = sbom_name(reference)
     if output_format is Format.CYCLONEDX:

@@ -2,6 +2,10 @@
 
 ``update`` reads each source (an osv.dev ``all.zip`` URL, a zip, a directory or a file) in a transaction of
 its own; a URL is downloaded first, so the database's write lock is held only while records are written.
+Two names are feeds of their own: ``nvd`` (NVD's CVE API 2.0, a severity source: incremental by last
+modification, one transaction per page, resumable; DOCKYARD_NVD_API_KEY raises NVD's rate limit) and
+``ghsa`` (GitHub's advisory database, OSV records with CVSS vectors for PyPI, npm, Go and Maven packages,
+downloaded as the repository's archive).
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ if TYPE_CHECKING:
 vulndb_app = typer.Typer(help="Keep the local vulnerability database up to date.", no_args_is_help=True)
 
 REMATCH_JOB = "scan.rematch_all"
+GHSA_ARCHIVE = "https://github.com/github/advisory-database/archive/refs/heads/main.zip"
+NVD_CURSOR = "nvd:api"  # FeedState row: the end of the last lastModified window read completely
 ERRORS_SHOWN = 5  # record errors listed per source; the rest are counted
 
 
@@ -61,7 +67,7 @@ def vulndb_update(
         with database(settings) as sessions:
             for src in sources:
                 try:
-                    ingest_report, rematch = _update_one(sessions, src)
+                    ingest_report, rematch = update_one(sessions, src, settings)
                 except Exception as exc:  # one unreadable feed must not stop the others
                     failed += 1
                     err.print(
@@ -83,20 +89,71 @@ def _first_line(exc: Exception) -> str:
     return text.splitlines()[0] if text else exc.__class__.__name__
 
 
-def _update_one(sessions: sessionmaker[Session], source: str) -> tuple[IngestReport, bool]:
+def update_one(
+    sessions: sessionmaker[Session], source: str, settings: Settings | None = None
+) -> tuple[IngestReport, bool]:
     from dockyard.scanning.vulndb import ingest
 
+    if source == "nvd":
+        return update_nvd(sessions, settings.nvd_api_key if settings else None)
+    feed = None
+    if source == "ghsa":
+        source, feed = GHSA_ARCHIVE, "ghsa"
     started = time.monotonic()
     with _fetched(source) as path, sessions() as session:
         # The write lock up front (SQLite): a deferred BEGIN that upgrades later can deadlock with the server.
         session.connection(execution_options={"sqlite_write": True})
-        ingest_report = ingest(session, path)
+        ingest_report = ingest(session, path, feed=feed)
         ingest_report.source = source
         changed = ingest_report.added + ingest_report.updated + ingest_report.withdrawn
         rematch = bool(changed) and _enqueue_rematch(session)
         session.commit()
     ingest_report.seconds = time.monotonic() - started
     return ingest_report, rematch
+
+
+def update_nvd(
+    sessions: sessionmaker[Session], api_key: str | None, client: object = None
+) -> tuple[IngestReport, bool]:
+    """Read NVD's records modified since the last complete window (everything the first time), one page
+    per transaction, so an interrupted run resumes where it stopped."""
+    import httpx
+
+    from dockyard.db import utcnow
+    from dockyard.scanning.models import FeedState
+    from dockyard.scanning.nvd import fetch
+    from dockyard.scanning.vulndb import IngestReport, ingest_documents
+
+    started = time.monotonic()
+    total = IngestReport(source="nvd")
+    rematch = False
+    with sessions() as session:
+        cursor = session.get(FeedState, NVD_CURSOR)
+        since = cursor.last_modified if cursor else None
+    http = client or httpx.Client(timeout=httpx.Timeout(60.0), follow_redirects=True)
+    try:
+        with progress_display() as progress:
+            task = progress.add_task(f"nvd since {since or 'the beginning'}", total=None, streams=False)
+            for items, complete_to in fetch(http, since, api_key=api_key):
+                with sessions() as session:
+                    session.connection(execution_options={"sqlite_write": True})
+                    page = ingest_documents(session, items, "nvd")
+                    if complete_to is not None:
+                        state = session.get(FeedState, NVD_CURSOR) or FeedState(source=NVD_CURSOR, records=0)
+                        state.last_modified, state.updated_at = complete_to, utcnow()
+                        session.add(state)
+                    changed = page.added + page.updated + page.withdrawn
+                    rematch = (bool(changed) and _enqueue_rematch(session)) or rematch
+                    session.commit()
+                for key in ("files", "records", "added", "updated", "unchanged", "withdrawn"):
+                    setattr(total, key, getattr(total, key) + getattr(page, key))
+                total.errors += page.errors
+                progress.update(task, description=f"nvd: {total.records} records")
+    finally:
+        if client is None:
+            http.close()
+    total.seconds = time.monotonic() - started
+    return total, rematch
 
 
 @contextmanager

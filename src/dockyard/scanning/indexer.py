@@ -19,6 +19,7 @@ from typing import Any, BinaryIO
 from dockyard.scanning.detectors.apk import apk_purl
 from dockyard.scanning.detectors.base import Detector, DetectorResult
 from dockyard.scanning.detectors.dpkg import deb_purl
+from dockyard.scanning.detectors.npm import lockfile_duplicates
 from dockyard.scanning.detectors.osrelease import MAX_OS_FILE, OS_FILES, detect_os, os_release_fields
 from dockyard.scanning.detectors.rpm import rpm_purl
 from dockyard.scanning.layers import (
@@ -37,7 +38,7 @@ from dockyard.scanning.layers import (
 )
 from dockyard.scanning.types import Component, Ecosystem, ImageIndex, OSInfo, UnsafeInput
 
-FORMAT = 1  # bump when LayerFacts or what the OS detectors report changes: cached facts are then stale
+FORMAT = 2  # bump when LayerFacts or what the OS detectors report changes: cached facts are then stale
 OS_ECOSYSTEMS = frozenset({Ecosystem.DEBIAN.value, Ecosystem.ALPINE.value, Ecosystem.RPM.value})
 _LANGUAGE_DETECTORS = (
     ("python", "PythonDetector"),
@@ -358,6 +359,8 @@ def merge(layers: Sequence[LayerFacts], platform: str | None = None) -> ImageInd
             else:
                 c = replace(c, layer_digest=digest)
             components.append(c)
+    duplicates = lockfile_duplicates(components)  # a lockfile only fills in what node_modules lacks
+    components = [c for i, c in enumerate(components) if i not in duplicates]
     components.sort(key=lambda c: (c.ecosystem, c.name, c.version, c.arch or "", c.path))
     return ImageIndex(
         os=os_info,

@@ -24,7 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dockyard.scanning.models import Advisory, AffectedPackage
-from dockyard.scanning.severity import Score, Severity, classify
+from dockyard.scanning.severity import Score, Severity, classify, label_tier
 from dockyard.scanning.types import Component, Ecosystem
 from dockyard.scanning.versions import Key, base_ecosystem, npm_range, parse
 from dockyard.scanning.vulnfeeds import normalize_name
@@ -49,6 +49,9 @@ class Vulnerability:
     cvss_version: str | None
     severity: Severity
     summary: str
+    # The record the vector was read from: one of ``advisories`` when it has a vector of its own, else the
+    # lender (``NVD-CVE-... (Primary: nvd@nist.gov)``, a GHSA, ...); see ``severity`` for the order.
+    score_source: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +76,7 @@ class Finding:
     cvss_version = property(lambda self: self.vulnerability.cvss_version)
     severity = property(lambda self: self.vulnerability.severity)
     summary = property(lambda self: self.vulnerability.summary)
+    score_source = property(lambda self: self.vulnerability.score_source)
 
 
 # ---- OSV range evaluation ---------------------------------------------------------------------------
@@ -239,7 +243,7 @@ class _Info:
     related: tuple[str, ...]
     summary: str
     score: Score | None
-    borrowed: bool
+    lender: str | None  # Advisory.score_from: None when the score is the record's own
 
 
 def lookup_key(component: Component, os_ecosystem: str | None) -> tuple[str, str, str] | None:
@@ -341,7 +345,7 @@ class Matcher:
                     tuple(row.related or ()),
                     row.summary or "",
                     score,
-                    row.score_from is not None,
+                    row.score_from,
                 )
 
     # -- verdicts -----------------------------------------------------------------------------------------
@@ -411,12 +415,16 @@ def _verdict_of(
     fixes = [f for _, f in members if f is not None]
     # A feed that knows a fix beats one that does not yet; several fixes: the highest is the safe one.
     fixed = max(fixes, key=lambda f: parse(ecosystem, f)) if fixes else None
-    own = [info.score for info, _ in members if info.score and not info.borrowed]
-    borrowed = [info.score for info, _ in members if info.score and info.borrowed]
-    scores = own or borrowed
+    # Own vectors first, then NVD's Primary score, then a secondary lender's (see ``severity``).
+    scored = [
+        (label_tier(info.lender), *info.score.rank(), info.lender or info.id, info.score)
+        for info, _ in members
+        if info.score
+    ]
+    top = min(scored, key=lambda t: t[:4]) if scored else None
+    best, source = (top[4], top[3]) if top else (None, None)
     titled = next((info for info, _ in members if info.id == name and info.summary), None)
     summary = (titled or next((i for i, _ in members if i.summary), members[0][0])).summary
-    best = min(scores, key=Score.rank) if scores else None
     return Vulnerability(
         id=name,
         aliases=tuple(sorted(ids - {name})),
@@ -427,4 +435,5 @@ def _verdict_of(
         cvss_version=best.version if best else None,
         severity=classify(best.score if best else None),
         summary=summary,
+        score_source=source,
     )

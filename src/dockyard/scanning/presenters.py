@@ -87,6 +87,7 @@ def finding_json(f: FindingView) -> dict[str, Any]:
         "summary": f.summary,
         "score": f.score,
         "vector": f.vector,
+        "cvss_version": cvss_version(f.vector),
         "severity": f.severity,
         "computed_severity": f.computed_severity,
         "override": override,
@@ -96,7 +97,8 @@ def finding_json(f: FindingView) -> dict[str, Any]:
             "ecosystem": f.ecosystem,
             "purl": f.purl,
         },
-        "installed": f.installed,
+        "installed": f.component_version or f.installed,
+        "source_version": f.installed if f.ecosystem in _OS_ECOSYSTEMS else None,
         "fixed_version": f.fixed_version,
         "layer": f.layer,
         "path": f.path,
@@ -108,6 +110,18 @@ def finding_json(f: FindingView) -> dict[str, Any]:
         "reopened_at": _time(f.reopened_at),
         "sla_due_at": _time(f.due_at),
     }
+
+
+_OS_ECOSYSTEMS = frozenset({"Debian", "Alpine", "RPM"})
+
+
+def cvss_version(vector: str | None) -> str | None:
+    """v2, v3 or v4, read from the vector itself."""
+    if not vector:
+        return None
+    if vector.startswith("CVSS:4."):
+        return "v4"
+    return "v3" if vector.startswith("CVSS:3.") else "v2"
 
 
 def report_json(r: ImageReport) -> dict[str, Any]:

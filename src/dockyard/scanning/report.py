@@ -14,8 +14,15 @@ JSON document (``as_json``), version ``dockyard.scan/v1``::
       "components": [{"name", "version", "ecosystem", "purl", "layer", "path",
                       "source_name", "source_version", "arch"}, ...],
       "findings": [{"id", "aliases": [str], "severity", "score": float | null, "vector": str | null,
-                    "summary", "component": {"name", "version", "ecosystem", "purl"},
-                    "installed", "fixed": str | null, "layer", "layer_index": int | null, "path"}, ...],
+                    "cvss_version": "v2" | "v3" | "v4" | null, "score_source": str | null,
+                    "url": str, "summary", "component": {"name", "version", "ecosystem", "purl"},
+                    "installed", "source_name": str | null, "source_version": str | null,
+                    "fixed": str | null, "layer", "layer_index": int | null, "path"}, ...],
+
+``installed`` is the version of the package as installed (the binary package's for OS packages); an OS
+package is matched on its source package, whose name and version are ``source_name`` and ``source_version``
+(null for language packages). ``score_source`` names the record the CVSS vector was read from (see
+``scanning.severity`` for the order of preference) and ``url`` a page describing the vulnerability.
       "warnings": [str, ...]
     }
 """
@@ -31,6 +38,7 @@ from typing import Any, Protocol
 from urllib.parse import quote
 
 from rich.console import Console, JustifyMethod
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -69,6 +77,17 @@ class FindingLike(Protocol):
     def severity(self) -> Any: ...  # a severity-class name or an enum whose value is one
     @property
     def summary(self) -> str: ...
+
+
+def installed(finding: FindingLike) -> str:
+    """The version installed: the component's own (the binary package's for OS packages), not the source
+    version it was matched under."""
+    return finding.component.version or finding.installed_version
+
+
+def score_source(finding: FindingLike) -> str | None:
+    """The record whose vector scored the finding, when the finding says (the matcher's findings do)."""
+    return getattr(finding, "score_source", None)
 
 
 def severity_class(finding: FindingLike) -> str:
@@ -117,12 +136,23 @@ def short_digest(digest: str, length: int = 12) -> str:
     return digest.split(":", 1)[-1][:length]
 
 
+NODEJS_SECURITY_WG = "https://github.com/nodejs/security-wg/blob/main/vuln"
+
+
 def advisory_url(vuln_id: str) -> str:
-    """A page describing the vulnerability: NVD for CVEs, GitHub for GHSAs, OSV for everything else."""
+    """A page describing the vulnerability: NVD for CVEs, GitHub for GHSAs, the Node.js security WG's record
+    for its npm (``NPM-<n>``) and core (``NODE-<n>``) advisories (osv.dev does not carry them), Alpine's
+    tracker for Alpine ids, OSV for everything else (PYSEC, GO, DSA, ...)."""
     if vuln_id.startswith("CVE-"):
         return f"https://nvd.nist.gov/vuln/detail/{vuln_id}"
     if vuln_id.startswith("GHSA-"):
         return f"https://github.com/advisories/{vuln_id}"
+    for prefix, folder in (("NPM-", "npm"), ("NODE-", "core")):
+        number = vuln_id.removeprefix(prefix)
+        if vuln_id.startswith(prefix) and number.isdigit():
+            return f"{NODEJS_SECURITY_WG}/{folder}/{number}.json"
+    if vuln_id.startswith("ALPINE-"):
+        return f"https://security.alpinelinux.org/vuln/{vuln_id.removeprefix('ALPINE-')}"
     return f"https://osv.dev/vulnerability/{vuln_id}"
 
 
@@ -151,7 +181,8 @@ def as_table(findings: Sequence[FindingLike], index: ImageIndex, *, console: Con
         ("Layer", "left"),
     )
     for header, justify in columns:
-        table.add_column(header, justify=justify, no_wrap=header in {"ID", "Layer"})
+        # Identifiers, names and versions are folded, never cut with an ellipsis.
+        table.add_column(header, justify=justify, overflow="fold", no_wrap=header == "Layer")
     for finding in sort_findings(findings):
         name = severity_class(finding)
         # Text() everywhere: names and versions come from the image and must not be read as rich markup.
@@ -160,12 +191,21 @@ def as_table(findings: Sequence[FindingLike], index: ImageIndex, *, console: Con
             Text(finding.id),
             Text(_score_text(finding.score)),
             Text(finding.component.name),
-            Text(finding.installed_version),
+            Text(installed(finding)),
             Text(finding.fixed_version) if finding.fixed_version else Text("no fix", style="dim"),
             Text(short_digest(finding.component.layer_digest)),
         )
     if findings:
-        console.print(table)
+        if console.is_terminal:
+            console.print(table)
+        else:  # a log or a file: as wide as the content, whatever width a terminal would have had
+            needed = Measurement.get(console, console.options.update_width(1 << 16), table).maximum
+            width = console.width
+            console.width = max(width, needed)
+            try:
+                console.print(table)
+            finally:
+                console.width = width
     else:
         console.print("No known vulnerabilities found.")
     console.print(summary_line(findings, index))
@@ -219,6 +259,9 @@ def as_json(image: str, index: ImageIndex, findings: Sequence[FindingLike]) -> s
                 "severity": severity_class(f),
                 "score": f.score,
                 "vector": f.vector,
+                "cvss_version": getattr(f, "cvss_version", None),
+                "score_source": score_source(f),
+                "url": advisory_url(f.id),
                 "summary": f.summary,
                 "component": {
                     "name": f.component.name,
@@ -226,7 +269,9 @@ def as_json(image: str, index: ImageIndex, findings: Sequence[FindingLike]) -> s
                     "ecosystem": f.component.ecosystem,
                     "purl": f.component.purl,
                 },
-                "installed": f.installed_version,
+                "installed": installed(f),
+                "source_name": f.component.source_name,
+                "source_version": f.component.source_version,
                 "fixed": f.fixed_version,
                 "layer": f.component.layer_digest,
                 "layer_index": _layer_index(index, f.component.layer_digest),
@@ -253,7 +298,7 @@ def _rule(vuln_id: str, group: list[FindingLike]) -> dict[str, Any]:
     summary = next((f.summary for f in group if f.summary), "") or vuln_id
     aliases = sorted({a for f in group for a in f.aliases if a != vuln_id})
     affected = "\n".join(
-        f"- {f.component.name} {f.installed_version}: "
+        f"- {f.component.name} {installed(f)}: "
         + (f"fixed in {f.fixed_version}" if f.fixed_version else "no fixed version yet")
         for f in group
     )
@@ -281,7 +326,7 @@ def _rule(vuln_id: str, group: list[FindingLike]) -> dict[str, Any]:
 
 def _help_markdown(vuln_id: str, summary: str, aliases: list[str], group: list[FindingLike]) -> str:
     rows = "\n".join(
-        f"| {_md(f.component.name)} | {_md(f.installed_version)} | {_md(f.fixed_version or 'no fix')} |"
+        f"| {_md(f.component.name)} | {_md(installed(f))} | {_md(f.fixed_version or 'no fix')} |"
         for f in group
     )
     text = (
@@ -314,7 +359,7 @@ def _result(image: str, finding: FindingLike, rule_index: int) -> dict[str, Any]
         "ruleIndex": rule_index,
         "level": SARIF_LEVELS[name],
         "message": {
-            "text": f"{c.name} {finding.installed_version} ({c.ecosystem}) is affected by {finding.id} "
+            "text": f"{c.name} {installed(finding)} ({c.ecosystem}) is affected by {finding.id} "
             f"({name}{score}); {fix}. Found in {c.path} of layer {c.layer_digest}."
         },
         "locations": [
@@ -335,7 +380,8 @@ def _result(image: str, finding: FindingLike, rule_index: int) -> dict[str, Any]
         "properties": {
             "purl": c.purl,
             "layer": c.layer_digest,
-            "installedVersion": finding.installed_version,
+            "installedVersion": installed(finding),
+            "sourceVersion": c.source_version,
             "fixedVersion": finding.fixed_version,
             "severityClass": name,
             "score": finding.score,

@@ -217,7 +217,7 @@ def _cdx_vulnerability(finding: FindingLike, ref: str, vuln_ref: str) -> Vulnera
                 ref=ref,
                 versions=[
                     BomTargetVersionRange(
-                        version=finding.installed_version, status=ImpactAnalysisAffectedStatus.AFFECTED
+                        version=finding.component.version, status=ImpactAnalysisAffectedStatus.AFFECTED
                     )
                 ],
             )

@@ -42,11 +42,15 @@ class Finding(BaseModel):
     summary: str | None
     score: float | None = Field(description="CVSS base score, 0.0-10.0")
     vector: str | None = Field(description="the CVSS vector the score comes from")
+    cvss_version: str | None = Field(description="the CVSS version of the vector: v2, v3 or v4")
     severity: str = Field(description="the class in force: " + ", ".join(SEVERITY_CLASSES))
     computed_severity: str
     override: Override | None
     component: FindingComponent
-    installed: str | None
+    installed: str | None = Field(description="the version installed (the binary package's for OS packages)")
+    source_version: str | None = Field(
+        description="OS packages: the source package version the finding was matched under"
+    )
     fixed_version: str | None
     layer: str | None
     path: str | None

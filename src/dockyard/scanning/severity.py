@@ -3,6 +3,17 @@
 Feeds ship numbers that disagree with their own vectors (rounding bugs, v2 numbers next to v3 vectors), so a
 stored score is never trusted: every score here is computed by the ``cvss`` library from a vector.
 
+Where a finding's score comes from, in this order of preference:
+
+1. the vectors of the finding's own records: the distribution's or the ecosystem's advisory (Debian, Alpine,
+   PyPA, the Go and npm databases, GitHub's advisory for the package);
+2. NVD's Primary score of its CVE (NVD's own analysis, ``nvd@nist.gov``);
+3. a secondary source's: NVD's Secondary metrics (the CNA's or CISA ADP's), or another feed's record of the
+   same vulnerability (a GitHub advisory, another distribution).
+
+A borrowed score names its lender (``Advisory.score_from``): the record id, and for NVD whether the metric was
+Primary or Secondary and whose it was (``borrowed_label``).
+
 When a record carries several vectors the class comes from one version, in the order v3 > v4 > v2:
 CVSS v3.x is what NVD, the distros, GitHub and our SLA thresholds are calibrated on and what Trivy/Grype show;
 v4 is newer and still sparse in the feeds (its scores run differently from v3's for the same flaw), so it is
@@ -20,7 +31,16 @@ from typing import Any
 from cvss import CVSS2, CVSS3, CVSS4
 from cvss.exceptions import CVSSError
 
-__all__ = ["Score", "Severity", "best_score", "classify", "score_vector", "sla_hours"]
+__all__ = [
+    "Score",
+    "Severity",
+    "best_score",
+    "borrowed_label",
+    "classify",
+    "label_tier",
+    "score_vector",
+    "sla_hours",
+]
 
 
 class Severity(StrEnum):
@@ -93,3 +113,15 @@ def best_score(vectors: Iterable[Mapping[str, Any]]) -> Score | None:
         s for v in vectors if (s := score_vector(v.get("type"), str(v.get("vector") or ""))) is not None
     ]
     return min(scores, key=Score.rank) if scores else None
+
+
+def borrowed_label(record_id: str, primary: bool, scorer: str) -> str:
+    """How a lent NVD score is named: ``NVD-CVE-2024-1 (Primary: nvd@nist.gov)``."""
+    return f"{record_id} ({'Primary' if primary else 'Secondary'}: {scorer or 'unknown'})"
+
+
+def label_tier(label: str | None) -> int:
+    """1 for NVD's Primary score, 2 for any other lender (see the module docstring); 0 for no lender (own)."""
+    if label is None:
+        return 0
+    return 1 if label.startswith("NVD-") and "(Primary" in label else 2

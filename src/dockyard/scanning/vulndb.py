@@ -32,10 +32,12 @@ from sqlalchemy.orm import Session
 
 from dockyard.db import utcnow
 from dockyard.scanning.models import Advisory, AffectedPackage, FeedState
-from dockyard.scanning.severity import Score, best_score
+from dockyard.scanning.nvd import NVD, nvd_score, parse_nvd
+from dockyard.scanning.severity import Score, best_score, borrowed_label, label_tier
 from dockyard.scanning.vulnfeeds import (
     ALPINE_SECDB,
     NPM_LEGACY,
+    NVD_CVE,
     OSV,
     AlpineFix,
     FeedError,
@@ -47,7 +49,7 @@ from dockyard.scanning.vulnfeeds import (
     parse_osv,
 )
 
-__all__ = ["IngestReport", "ingest", "propagate_scores"]
+__all__ = ["IngestReport", "ingest", "ingest_documents", "propagate_scores"]
 
 SUFFIXES = (".json", ".yaml", ".yml")
 BATCH = 500
@@ -169,12 +171,34 @@ def _load(label: str, raw: bytes) -> Any:
     return json.loads(raw)
 
 
+def ingest_documents(
+    session: Session, documents: list[Any], label: str, *, feed: str | None = None
+) -> IngestReport:
+    """Like ``ingest``, for records already parsed (an API page: NVD's ``vulnerabilities``)."""
+    started = time.monotonic()
+    report = IngestReport(source=label)
+    writer = _Writer(session, report)
+    records = list(_parsed(label, documents, report, _AlpineRun()))
+    for record in records:
+        record.source = feed or record.source
+    for chunk in _chunks(records, BATCH):
+        writer.write(chunk)
+    propagate_scores(session)
+    _update_feed_state(session, writer.seen)
+    report.seconds = time.monotonic() - started
+    return report
+
+
 def _records(label: str, raw: bytes, report: IngestReport, alpine: _AlpineRun) -> Iterator[Record]:
     try:
         doc = _load(label, raw)
     except Exception as exc:  # json / yaml / unicode errors: the file is reported, the ingest goes on
         report.errors.append((label, f"unreadable: {exc}"))
         return
+    yield from _parsed(label, doc, report, alpine)
+
+
+def _parsed(label: str, doc: Any, report: IngestReport, alpine: _AlpineRun) -> Iterator[Record]:
     documents = list(iter_documents(doc))
     if not any(detect(d) for d in documents):
         report.skipped.append(label)
@@ -184,8 +208,11 @@ def _records(label: str, raw: bytes, report: IngestReport, alpine: _AlpineRun) -
         kind = detect(item)
         report.records += 1
         try:
-            if kind in (OSV, NPM_LEGACY):
-                record = parse_osv(item) if kind == OSV else parse_npm_legacy(item)
+            if kind in (OSV, NPM_LEGACY, NVD_CVE):
+                if kind == NVD_CVE:
+                    record = parse_nvd(item["cve"] if isinstance(item.get("cve"), dict) else item)
+                else:
+                    record = parse_osv(item) if kind == OSV else parse_npm_legacy(item)
                 record.origin = where
                 yield record
             elif kind == ALPINE_SECDB:
@@ -400,7 +427,11 @@ class _Writer:
 
 
 def _row(record: Record, digest: str) -> dict[str, Any]:
-    score = best_score(record.severity)
+    if record.source == NVD:
+        found = nvd_score(record.severity)
+        score = found.score if found else None
+    else:
+        score = best_score(record.severity)
     return {
         "id": record.id,
         "source": record.source,
@@ -423,10 +454,14 @@ def _row(record: Record, digest: str) -> dict[str, Any]:
 
 def propagate_scores(session: Session) -> int:
     """Give every advisory without a vector of its own the preferred score of a record that shares one of
-    its ids (an alias, or the same CVE in another feed). Returns how many rows changed."""
+    its ids (an alias, or the same CVE in another feed or in NVD), in the order ``severity`` documents: NVD's
+    Primary score, then any secondary source's (NVD's Secondary metrics, GitHub's advisories, other feeds),
+    the preferred CVSS version and the higher score within each. ``score_from`` records the lender. Returns
+    how many rows changed."""
     rows = session.execute(
         select(
             Advisory.id,
+            Advisory.source,
             Advisory.aliases,
             Advisory.score,
             Advisory.cvss_vector,
@@ -434,24 +469,34 @@ def propagate_scores(session: Session) -> int:
             Advisory.score_from,
         ).where(Advisory.withdrawn.is_(None))
     ).all()
-    donors: dict[str, tuple[Score, str]] = {}
+    nvd_labels: dict[str, str] = {}
+    for vid, severity in session.execute(
+        select(Advisory.id, Advisory.severity).where(
+            Advisory.source == NVD, Advisory.withdrawn.is_(None), Advisory.score.is_not(None)
+        )
+    ):
+        found = nvd_score(severity or [])
+        if found is not None:
+            nvd_labels[vid] = borrowed_label(vid, found.primary, found.source)
+    donors: dict[str, tuple[tuple[int, int, float, str], Score, str]] = {}
     for row in rows:
         if row.score is None or row.score_from is not None:
             continue
         own = Score(row.score, row.cvss_vector, row.cvss_version)
-        for key in (row.id, *row.aliases):
-            held = donors.get(key)
-            if held is None or own.rank() < held[0].rank():
-                donors[key] = (own, row.id)
+        label = nvd_labels.get(row.id, row.id)
+        key = (label_tier(label), *own.rank(), label)
+        for name in (row.id, *row.aliases):
+            held = donors.get(name)
+            if held is None or key < held[0]:
+                donors[name] = (key, own, label)
     changes = []
     for row in rows:
-        if row.score is not None and row.score_from is None:
-            continue
-        offers = [donors[k] for k in (row.id, *row.aliases) if k in donors and donors[k][1] != row.id]
-        best = min(offers, key=lambda o: (o[0].rank(), o[1])) if offers else None
-        target = (
-            (best[0].score, best[0].vector, best[0].version, best[1]) if best else (None, None, None, None)
-        )
+        if (row.score is not None and row.score_from is None) or row.source == NVD:
+            continue  # scored by its own vector; NVD's records lend scores, they borrow none
+        offers = [donors[k] for k in (row.id, *row.aliases) if k in donors and donors[k][2] != row.id]
+        best = min(offers, key=lambda o: o[0]) if offers else None
+        none = (None, None, None, None)
+        target = (best[1].score, best[1].vector, best[1].version, best[2][:128]) if best else none
         if target != (row.score, row.cvss_vector, row.cvss_version, row.score_from):
             changes.append(
                 dict(

@@ -23,6 +23,7 @@ from dockyard.scanning.versions import npm_range
 OSV = "osv"
 ALPINE_SECDB = "alpine-secdb"
 NPM_LEGACY = "npm-legacy"
+NVD_CVE = "nvd-cve"  # NVD CVE API 2.0 records: read by ``scanning.nvd``
 EVENT_KINDS = ("introduced", "fixed", "last_affected", "limit")
 RANGE_TYPES = ("ECOSYSTEM", "SEMVER", "GIT")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:+-]{0,127}$")
@@ -63,6 +64,8 @@ def detect(doc: Any) -> str | None:
     """Which format a parsed JSON/YAML document is in, or None."""
     if not isinstance(doc, Mapping):
         return None
+    if ("metrics" in doc and "descriptions" in doc) or isinstance(doc.get("cve"), Mapping):
+        return NVD_CVE  # checked first: NVD's cve objects carry an ``affected`` list too
     if "id" in doc and ("affected" in doc or "withdrawn" in doc):
         return OSV
     if "packages" in doc and "distroversion" in doc:
@@ -355,8 +358,10 @@ def alpine_fixes(doc: Mapping[str, Any]) -> tuple[str, list[str], list[AlpineFix
 
 
 def iter_documents(doc: Any) -> Iterator[Any]:
-    """A file holds one record, or a list of them (API dumps)."""
+    """A file holds one record, or a list of them (API dumps), or an NVD API response."""
     if isinstance(doc, list):
         yield from doc
+    elif isinstance(doc, Mapping) and isinstance(doc.get("vulnerabilities"), list):
+        yield from doc["vulnerabilities"]
     else:
         yield doc

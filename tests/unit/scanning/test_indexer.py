@@ -33,7 +33,7 @@ from dockyard.scanning.detectors.base import DetectorResult
 from dockyard.scanning.detectors.dpkg import DpkgDetector
 from dockyard.scanning.detectors.osrelease import detect_os
 from dockyard.scanning.detectors.rpm import RpmDetector
-from dockyard.scanning.indexer import LayerFacts, default_detectors, index_layer, merge
+from dockyard.scanning.indexer import FORMAT, LayerFacts, default_detectors, index_layer, merge
 from dockyard.scanning.types import Component, ImageIndex, OSInfo
 
 needs_umoci = pytest.mark.skipif(not have("umoci"), reason="umoci is not installed")
@@ -143,7 +143,7 @@ def test_layer_facts_round_trip_through_json(minbase: OciImage) -> None:
     assert merge([again]) == merge([facts])
     assert len(text) < 1_000_000
     with pytest.raises(ValueError, match="format"):
-        LayerFacts.from_json(text.replace('"format":1', '"format":0'))
+        LayerFacts.from_json(text.replace(f'"format":{FORMAT}', '"format":0'))
 
 
 # --- images of several layers -----------------------------------------------------------------------------

@@ -1,20 +1,33 @@
-"""The npm detector on a tree npm really installed, and on the lockfiles npm really wrote (v1, v2, v3)."""
+"""The npm detector on a tree npm really installed, on the lockfiles npm really wrote (v1, v2, v3), and on
+the lockfiles yarn (v1, berry) and pnpm really wrote; one component per package when a lockfile sits next to
+the node_modules it describes."""
 
 from __future__ import annotations
 
 import io
 import json
+import shutil
 from pathlib import Path
 
 import pytest
-from tests.support.langfixtures import NPM_NESTED, NPM_PACKAGES, NpmProject, layer_of, npm_project, walk_layer
+from tests.support.langfixtures import (
+    NPM_NESTED,
+    NPM_PACKAGES,
+    NpmProject,
+    js_lockfiles,
+    layer_of,
+    npm_project,
+    walk_layer,
+)
 
 from dockyard.scanning.detectors.base import Detector
 from dockyard.scanning.detectors.npm import NpmDetector
+from dockyard.scanning.indexer import index_layer, merge
 from dockyard.scanning.types import UnsafeInput
 
 DIGEST = "sha256:" + "2" * 64
 EXPECTED = {*NPM_PACKAGES.items(), NPM_NESTED}
+ROOT = ("fixture-app", "0.0.1")  # the application's own package, listed from its lockfile as Trivy does
 
 
 @pytest.fixture(scope="session")
@@ -38,7 +51,7 @@ def test_installed_tree_in_a_layer(project: NpmProject, tmp_path: Path) -> None:
     from_lock = [c for c in walked.components if c.path.endswith("package-lock.json")]
     assert {(c.name, c.version) for c in from_modules} == EXPECTED
     assert len(from_modules) == len(EXPECTED)  # one per installed package.json, nothing from inner files
-    assert {(c.name, c.version) for c in from_lock} == EXPECTED
+    assert {(c.name, c.version) for c in from_lock} == EXPECTED | {ROOT}
     # npm's hidden node_modules/.package-lock.json and the app's own package.json were not read.
     assert "srv/app/node_modules/.package-lock.json" not in walked.wanted
     assert "srv/app/package.json" not in walked.wanted
@@ -56,7 +69,7 @@ def test_every_lockfile_format_npm_writes(project: NpmProject, lockfile_version:
     path = project.lockfiles[lockfile_version]
     assert json.loads(path.read_text())["lockfileVersion"] == lockfile_version
     components = _parse("app/package-lock.json", path.read_bytes())
-    assert {(c.name, c.version) for c in components} == EXPECTED
+    assert {(c.name, c.version) for c in components} == EXPECTED | {ROOT}
     purls = {c.purl for c in components}
     assert "pkg:npm/lodash@4.17.15" in purls
     assert "pkg:npm/ms@2.0.0" in purls and "pkg:npm/ms@2.1.1" in purls
@@ -104,12 +117,14 @@ def test_lockfile_v3_links_workspaces_dev_and_aliases() -> None:
         },
     }
     found = {(c.name, c.version) for c in _parse("app/package-lock.json", lock)}
-    assert found == {("semver", "5.7.1"), ("lodash", "4.17.4"), ("@scope/pkg", "2.0.0")}
+    assert found == {("root", "1.0.0"), ("semver", "5.7.1"), ("lodash", "4.17.4"), ("@scope/pkg", "2.0.0")}
 
 
 def test_lockfile_v1_aliases_dev_and_nesting() -> None:
     lock = {
         "lockfileVersion": 1,
+        "name": "root",
+        "version": "1.0.0",
         "dependencies": {
             "a": {"version": "1.0.0", "dependencies": {"b": {"version": "2.0.0"}}},
             "alias": {"version": "npm:lodash@4.17.20"},
@@ -118,7 +133,7 @@ def test_lockfile_v1_aliases_dev_and_nesting() -> None:
         },
     }
     found = {(c.name, c.version) for c in _parse("package-lock.json", lock)}
-    assert found == {("a", "1.0.0"), ("b", "2.0.0"), ("lodash", "4.17.20")}
+    assert found == {("root", "1.0.0"), ("a", "1.0.0"), ("b", "2.0.0"), ("lodash", "4.17.20")}
 
 
 def test_hostile_lockfiles() -> None:
@@ -132,3 +147,107 @@ def test_hostile_lockfiles() -> None:
     too_big = b" " * (NpmDetector.max_size + 1)
     with pytest.raises(UnsafeInput):
         NpmDetector().parse("package-lock.json", io.BytesIO(too_big), len(too_big), DIGEST)
+
+
+# -- one component per package: the lockfile fills in only what node_modules lacks
+
+
+def _merged(tree: Path, tmp_path: Path) -> list:
+    layer = layer_of(tree, tmp_path / "layer.tar", "srv/app")
+    with layer.open("rb") as fh:
+        facts = index_layer(fh, DIGEST, [NpmDetector()])
+    return merge([facts]).components
+
+
+def test_tree_with_its_lockfile_lists_each_package_once(project: NpmProject, tmp_path: Path) -> None:
+    components = _merged(project.root, tmp_path)
+    pairs = [(c.name, c.version) for c in components]
+    assert sorted(pairs) == sorted(EXPECTED | {ROOT})  # 5 installed + the nested ms + the app: no repeats
+    by_pair = {(c.name, c.version): c.path for c in components}
+    assert by_pair[("lodash", "4.17.15")] == "srv/app/node_modules/lodash/package.json"
+    assert by_pair[ROOT] == "srv/app/package-lock.json"
+
+
+def test_installed_tree_without_its_lockfile(project: NpmProject, tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    shutil.copytree(project.root, tree, symlinks=True)
+    (tree / "package-lock.json").unlink()
+    pairs = [(c.name, c.version) for c in _merged(tree, tmp_path)]
+    assert sorted(pairs) == sorted(EXPECTED)
+
+
+def test_lockfile_without_node_modules_lists_what_it_pins(project: NpmProject, tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    shutil.copy(project.root / "package-lock.json", tree / "package-lock.json")
+    components = _merged(tree, tmp_path)
+    assert sorted((c.name, c.version) for c in components) == sorted(EXPECTED | {ROOT})
+    assert {c.path for c in components} == {"srv/app/package-lock.json"}
+
+
+# -- yarn and pnpm lockfiles written by the real tools
+
+
+@pytest.fixture(scope="session")
+def js_projects(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return js_lockfiles(tmp_path_factory.mktemp("js"))
+
+
+@pytest.mark.parametrize(
+    ("label", "lockfile"),
+    [("yarn-v1", "yarn.lock"), ("yarn-berry", "yarn.lock"), ("pnpm", "pnpm-lock.yaml")],
+)
+def test_yarn_and_pnpm_lockfiles(js_projects: dict[str, Path], label: str, lockfile: str) -> None:
+    path = js_projects[label] / lockfile
+    components = _parse(f"app/{lockfile}", path.read_bytes())
+    assert {(c.name, c.version) for c in components} == EXPECTED
+    assert len(components) == len(EXPECTED)
+    assert NpmDetector().wants(f"app/{lockfile}", 0o644, 100)
+    assert not NpmDetector().wants(f"app/node_modules/x/{lockfile}", 0o644, 100)
+
+
+def test_yarn_v1_aliases_and_non_registry_entries() -> None:
+    lock = b"""# yarn lockfile v1
+
+
+"alias@npm:lodash@^4.17.20":
+  version "4.17.21"
+
+local@file:../local:
+  version "1.0.0"
+
+"@scope/pkg@^2.0.0", "@scope/pkg@~2.0.1":
+  version "2.0.1"
+"""
+    assert {(c.name, c.version) for c in _parse("yarn.lock", lock)} == {
+        ("lodash", "4.17.21"),
+        ("@scope/pkg", "2.0.1"),
+    }
+
+
+def test_pnpm_v5_and_v6_keys() -> None:
+    v5 = b"""lockfileVersion: 5.4
+packages:
+  /foo/1.0.0_react@18.0.0:
+    resolution: {integrity: x}
+  /@types/node/20.1.0:
+    resolution: {integrity: x}
+  /jest/29.0.0:
+    resolution: {integrity: x}
+    dev: true
+"""
+    v6 = b"""lockfileVersion: '6.0'
+packages:
+  /@scope/b@1.0.0(react@18.0.0):
+    resolution: {integrity: x}
+  /lodash@4.17.21:
+    resolution: {integrity: x}
+"""
+    assert {(c.name, c.version) for c in _parse("pnpm-lock.yaml", v5)} == {
+        ("foo", "1.0.0"),
+        ("@types/node", "20.1.0"),
+    }
+    assert {(c.name, c.version) for c in _parse("pnpm-lock.yaml", v6)} == {
+        ("@scope/b", "1.0.0"),
+        ("lodash", "4.17.21"),
+    }

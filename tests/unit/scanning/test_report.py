@@ -240,6 +240,80 @@ def test_table_with_no_findings_still_prints_counts():
     assert "Critical: 0  Major: 0  Minor: 0  Unscored: 0  (0 findings in 4 components)" in text
 
 
+def test_table_in_a_log_is_as_wide_as_its_content():
+    # Not a terminal (a CI log, a pipe): 80 columns would cut names and versions with an ellipsis.
+    long = Component(
+        "libgnutls-openssl27-very-long-package-name",
+        "1:3.7.9-2+deb12u3-with-a-long-version",
+        "Debian",
+        "pkg:deb/debian/x@1",
+        BASE,
+        "var/lib/dpkg/status",
+    )
+    finding = Finding("GHSA-aaaa-bbbb-cccc-dddd-eeee", long, "Critical", 9.8, None, "1:3.7.9-2+deb12u4-fixed")
+    console = Console(record=True, width=80, force_terminal=False, color_system=None)
+    report.as_table([finding], INDEX, console=console)
+    text = console.export_text()
+    for value in (long.name, long.version, finding.id, finding.fixed_version, "Critical", "Component"):
+        assert value in text
+    assert "…" not in text
+    assert console.width == 80  # restored
+
+
+def test_table_on_a_narrow_terminal_folds_instead_of_cutting():
+    long = Component("a-really-long-package-name-x", "1.2.3-a-long-version", "npm", "pkg:npm/x@1", APP, "x")
+    console = Console(record=True, width=60, force_terminal=True, color_system=None)
+    report.as_table([Finding("CVE-2024-12345678", long, "Minor", 2.0)], INDEX, console=console)
+    text = console.export_text()
+    assert "…" not in text
+    assert "".join(row[1] for row in rows(text)) == "CVE-2024-12345678"  # folded over lines, all there
+    assert "".join(row[3] for row in rows(text)) == long.name
+
+
+def test_installed_is_the_binary_package_version_and_the_source_keeps_its_own():
+    bsdutils = Component(
+        "bsdutils",
+        "1:2.38.1-5+deb12u3",
+        "Debian",
+        "pkg:deb/debian/bsdutils@1:2.38.1-5%2Bdeb12u3",
+        BASE,
+        "var/lib/dpkg/status",
+        "util-linux",
+        "2.38.1-5+deb12u3",
+    )
+
+    @dataclass(frozen=True)
+    class Matched(Finding):
+        @property
+        def installed_version(self) -> str:
+            return "2.38.1-5+deb12u3"  # what the matcher compared: the source version
+
+    finding = Matched("CVE-2022-0563", bsdutils, "Minor", 2.0)
+    (row,) = rows(render([finding]))
+    assert row[4] == "1:2.38.1-5+deb12u3"
+    (doc,) = json.loads(report.as_json(IMAGE, INDEX, [finding]))["findings"]
+    assert doc["installed"] == "1:2.38.1-5+deb12u3"
+    assert (doc["source_name"], doc["source_version"]) == ("util-linux", "2.38.1-5+deb12u3")
+    sarif = json.loads(report.as_sarif(IMAGE, [finding]))["runs"][0]["results"][0]["properties"]
+    assert sarif["installedVersion"] == "1:2.38.1-5+deb12u3"
+    assert sarif["sourceVersion"] == "2.38.1-5+deb12u3"
+
+
+@pytest.mark.parametrize(
+    ("vuln_id", "url"),
+    [
+        ("CVE-2021-44228", "https://nvd.nist.gov/vuln/detail/CVE-2021-44228"),
+        ("GHSA-jfh8-c2jp-5v3q", "https://github.com/advisories/GHSA-jfh8-c2jp-5v3q"),
+        ("NPM-516", "https://github.com/nodejs/security-wg/blob/main/vuln/npm/516.json"),
+        ("NODE-12", "https://github.com/nodejs/security-wg/blob/main/vuln/core/12.json"),
+        ("PYSEC-2021-59", "https://osv.dev/vulnerability/PYSEC-2021-59"),
+        ("ALPINE-XSA-313", "https://security.alpinelinux.org/vuln/XSA-313"),
+    ],
+)
+def test_advisory_links_resolve_to_the_record(vuln_id: str, url: str) -> None:
+    assert report.advisory_url(vuln_id) == url
+
+
 # -- JSON ---------------------------------------------------------------------------------------------------
 
 
@@ -284,6 +358,9 @@ def test_json_document_structure():
         "severity": "Critical",
         "score": 10.0,
         "vector": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:C/C:H/I:H/A:H",
+        "cvss_version": None,
+        "score_source": None,
+        "url": "https://nvd.nist.gov/vuln/detail/CVE-2021-44228",
         "summary": "Remote code execution via JNDI lookups",
         "component": {
             "name": "org.apache.logging.log4j:log4j-core",
@@ -292,6 +369,8 @@ def test_json_document_structure():
             "purl": "pkg:maven/org.apache.logging.log4j/log4j-core@2.14.1",
         },
         "installed": "2.14.1",
+        "source_name": None,
+        "source_version": None,
         "fixed": "2.15.0",
         "layer": APP,
         "layer_index": 1,

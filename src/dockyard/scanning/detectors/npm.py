@@ -1,8 +1,12 @@
-"""npm packages: installed ``node_modules/**/package.json`` files and ``package-lock.json`` lockfiles.
+"""npm packages: installed ``node_modules/**/package.json`` files and the lockfiles of npm, yarn and pnpm.
 
 Installed packages are the ground truth; a lockfile matters for images that ship one (an application
-directory) and is read in all three formats: lockfileVersion 1 (the nested ``dependencies`` tree), 2 (both)
-and 3 (the flat ``packages`` map keyed by install path).
+directory). ``package-lock.json`` is read in all three formats: lockfileVersion 1 (the nested ``dependencies``
+tree), 2 (both) and 3 (the flat ``packages`` map keyed by install path); ``yarn.lock`` (v1 and berry) and
+``pnpm-lock.yaml`` are read by ``npm_lockfiles``. The application's own root package (the lockfile's ``""``
+entry) is listed too, as Trivy does. When a lockfile sits next to the ``node_modules`` it describes, the
+indexer's merge keeps the installed copy of each package and the lockfile only fills in what is not installed
+(``lockfile_duplicates``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from typing import Any, BinaryIO
 from packageurl import PackageURL
 
 from dockyard.scanning.detectors.base import DetectorResult
+from dockyard.scanning.detectors.npm_lockfiles import pnpm_lock, yarn_lock
 from dockyard.scanning.types import Component, Ecosystem, UnsafeInput
 
 MAX_PACKAGE_JSON = 1 << 20
@@ -36,13 +41,34 @@ def is_installed_package_json(path: str) -> bool:
     return len(parts) >= 4 and parts[-4] == "node_modules" and parts[-3].startswith("@")
 
 
+LOCKFILES = frozenset({"package-lock.json", "npm-shrinkwrap.json", "yarn.lock", "pnpm-lock.yaml"})
+
+
 def is_lockfile(path: str) -> bool:
     """A project lockfile. Lockfiles inside node_modules are skipped: npm's hidden
     ``node_modules/.package-lock.json`` repeats what the installed package.json files say, and a lockfile
     shipped inside a dependency describes that package's development tree, which is not installed."""
-    if posixpath.basename(path) != "package-lock.json":
+    if posixpath.basename(path) not in LOCKFILES:
         return False
     return "node_modules" not in path.split("/")
+
+
+def lockfile_duplicates(components: list[Component]) -> set[int]:
+    """Indexes of npm components read from a lockfile whose package (name and version) is installed in the
+    ``node_modules`` tree next to that lockfile: the installed copy is the one reported."""
+    installed: dict[tuple[str, str], list[str]] = {}
+    for c in components:
+        if c.ecosystem == Ecosystem.NPM.value and not is_lockfile(c.path):
+            installed.setdefault((c.name, c.version), []).append(c.path)
+    dropped = set()
+    for i, c in enumerate(components):
+        if c.ecosystem != Ecosystem.NPM.value or not is_lockfile(c.path):
+            continue
+        folder = posixpath.dirname(c.path)
+        prefix = f"{folder}/node_modules/" if folder else "node_modules/"
+        if any(p.startswith(prefix) for p in installed.get((c.name, c.version), ())):
+            dropped.add(i)
+    return dropped
 
 
 def npm_purl(name: str, version: str) -> str:
@@ -50,10 +76,15 @@ def npm_purl(name: str, version: str) -> str:
     return PackageURL(type="npm", namespace=namespace or None, name=bare, version=version).to_string()
 
 
-def _read_json(data: BinaryIO, limit: int, path: str) -> Any:
+def _read_bytes(data: BinaryIO, limit: int, path: str) -> bytes:
     raw = data.read(limit + 1)
     if len(raw) > limit:
         raise UnsafeInput(f"{path}: larger than {limit} bytes")
+    return raw
+
+
+def _read_json(data: BinaryIO, limit: int, path: str) -> Any:
+    raw = _read_bytes(data, limit, path)
     try:
         return json.loads(raw)
     except (ValueError, RecursionError):
@@ -127,7 +158,15 @@ class NpmDetector:
         return is_installed_package_json(path) or is_lockfile(path)
 
     def parse(self, path: str, data: BinaryIO, size: int, layer_digest: str) -> DetectorResult:
-        pairs = self._lockfile(path, data) if is_lockfile(path) else self._package_json(path, data)
+        base = posixpath.basename(path)
+        if base == "yarn.lock":
+            pairs = yarn_lock(_read_bytes(data, MAX_LOCKFILE, path))
+        elif base == "pnpm-lock.yaml":
+            pairs = pnpm_lock(_read_bytes(data, MAX_LOCKFILE, path))
+        elif is_lockfile(path):
+            pairs = self._lockfile(path, data)
+        else:
+            pairs = self._package_json(path, data)
         seen: set[tuple[str, str]] = set()
         components = []
         for name, version in pairs:
@@ -160,9 +199,18 @@ class NpmDetector:
         if not isinstance(doc, dict):
             return []
         packages = doc.get("packages")
+        root = packages.get("") if isinstance(packages, dict) else doc
+        own = [(root["name"], root["version"])] if _named(root) else []  # the application itself
         if isinstance(packages, dict):  # v2 carries both forms; "packages" is the complete one
-            return list(_from_packages(packages))
+            return own + list(_from_packages(packages))
         deps = doc.get("dependencies")
         if isinstance(deps, dict):
-            return list(_from_dependencies(deps))
-        return []
+            return own + list(_from_dependencies(deps))
+        return own
+
+
+def _named(entry: object) -> bool:
+    if not isinstance(entry, dict):
+        return False
+    name, version = entry.get("name"), entry.get("version")
+    return isinstance(name, str) and bool(name) and _registry_version(version) is not None
