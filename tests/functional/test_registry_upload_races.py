@@ -89,11 +89,16 @@ def paused(head: bytes, tail: bytes, resume: threading.Event, started: threading
         yield tail[i : i + 256 * 1024]
 
 
-def until(condition, timeout: float = 30.0) -> None:
+def until(condition, timeout: float = 30.0, explain=lambda: "") -> None:
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, "timed out"
+        assert time.monotonic() < deadline, f"timed out {explain()}"
         time.sleep(0.01)
+
+
+def server_log(server: LiveServer) -> str:
+    logs = sorted(server.data_dir.parent.glob("server-*.log"))
+    return logs[-1].read_text(errors="replace")[-3000:] if logs else "(no log)"
 
 
 def race(server: LiveServer, bob: RegistryClient, layer: bytes) -> tuple[object, object, str]:
@@ -107,7 +112,18 @@ def race(server: LiveServer, bob: RegistryClient, layer: bytes) -> tuple[object,
     a_resume, a_started = threading.Event(), threading.Event()
     a = Request(bob, "PATCH", location, paused(layer[:cut], layer[cut:], a_resume, a_started))
     a.start()
-    until(lambda: upload_size(bob, location) >= 4 * MiB)  # A's first block is on disk
+
+    def a_block_on_disk() -> bool:
+        # A answered before its body was read: say how, rather than wait for a size that cannot come.
+        assert a.outcome is None, f"PATCH A ended early: {a.outcome!r} {getattr(a.outcome, 'text', '')}"
+        return upload_size(bob, location) >= 4 * MiB
+
+    try:
+        until(a_block_on_disk, explain=lambda: f"A alive={a.is_alive()}; server log:\n{server_log(server)}")
+    except BaseException:
+        a_resume.set()  # never leave A's thread waiting into the next test
+        a.join(60)
+        raise
 
     offset = upload_size(bob, location)
     garbage = b"\xff" * 1024

@@ -285,7 +285,7 @@ def test_nul_characters_in_credentials_are_wrong_credentials(client, alice, wher
             form = {"grant_type": "password", "username": username, "password": secret, "service": "dockyard"}
             assert_oci_error(client.post("/token", data=form), 401, "UNAUTHORIZED")
         else:
-            r = client.post("/ui/login", data={"username": username, "password": secret})
+            r = client.post("/ui/login", data=with_csrf(client, {"username": username, "password": secret}))
             assert r.status_code == 401 and "text/html" in r.headers["content-type"]
     assert client.get("/api/v1/me", auth=alice).status_code == 200
 

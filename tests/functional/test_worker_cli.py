@@ -11,6 +11,7 @@ from tests.support.cli import PYPA, Cli, need_vulndata
 
 from dockyard.accounts.jobs import PURGE_JOB as ACCOUNTS_PURGE_JOB
 from dockyard.db import make_engine, make_session_factory, migrate
+from dockyard.email.jobs import PURGE_JOB as EMAIL_PURGE_JOB
 from dockyard.jobs import DONE, PURGE_JOB, Job, enqueue
 from dockyard.scanning.jobs import VULNDB_JOB
 from dockyard.scanning.models import Advisory
@@ -44,8 +45,13 @@ def test_worker_once_runs_a_queued_job(cli: Cli) -> None:
     engine.dispose()
     result = cli("worker", "--once")
     assert result.exit_code == 0, result.stderr
-    assert "ran 3 jobs" in result.stderr
-    assert jobs(cli.database_url) == {REMATCH_JOB: [DONE], PURGE_JOB: [DONE], ACCOUNTS_PURGE_JOB: [DONE]}
+    assert "ran 4 jobs" in result.stderr
+    assert jobs(cli.database_url) == {
+        REMATCH_JOB: [DONE],
+        PURGE_JOB: [DONE],
+        ACCOUNTS_PURGE_JOB: [DONE],
+        EMAIL_PURGE_JOB: [DONE],
+    }
 
 
 def test_worker_once_on_a_new_database_fills_the_vulnerability_database(cli: Cli) -> None:
