@@ -32,7 +32,9 @@ PASSWORD = "race-password-1"
 @pytest.fixture(params=[1, 2], ids=["one-worker", "two-workers"])
 def server(request: pytest.FixtureRequest, tmp_path: Path, fresh_database_url: str) -> Iterator[LiveServer]:
     live = LiveServer(
-        tmp_path / "live-data", fresh_database_url, extra_env={"DOCKYARD_WORKERS": str(request.param)}
+        tmp_path / "live-data",
+        fresh_database_url,
+        extra_env={"DOCKYARD_WORKERS": str(request.param), "DOCKYARD_LOG_LEVEL": "INFO"},
     ).start()
     try:
         for user in ("alice", "bob"):

@@ -80,6 +80,7 @@ TABLE: dict[Permission, tuple[bool, ...]] = {
     P.REPOSITORY_DELETE:   (N, N, N, N, N, Y, Y, Y, N, N, N, N, Y, N, Y, N, N),
     P.SCAN_READ:           (N, N, N, N, Y, Y, Y, Y, Y, N, N, Y, Y, Y, Y, N, Y),
     P.SCAN_RESCAN:         (N, N, N, N, N, Y, Y, Y, Y, N, N, N, Y, N, Y, N, N),
+    P.NAMESPACE_READ:      (N, N, N, N, Y, Y, Y, Y, N, N, N, N, N, N, N, Y, N),
     P.NAMESPACE_MANAGE:    (N, N, N, N, N, N, Y, Y, N, N, N, N, N, N, N, Y, N),
     P.ACCOUNT_MANAGE:      (N, N, Y, Y, Y, Y, Y, Y, Y, Y, Y, N, N, N, N, Y, N),
     P.ORG_CREATE:          (N, N, Y, Y, Y, Y, Y, Y, Y, Y, Y, N, N, N, N, Y, N),

@@ -13,9 +13,10 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from dockyard.errors import Invalid
 from dockyard.oci import mediatypes as mt
-from dockyard.oci.errors import OciSpecError
-from dockyard.oci.manifest import Descriptor, ParsedManifest, parse_manifest
+from dockyard.oci.manifest import Descriptor, ParsedManifest
+from dockyard.spec import parse_manifest
 
 IMAGE, INDEX, ARTIFACT = "image", "index", "artifact"
 
@@ -56,7 +57,7 @@ def parse(payload: bytes, media_type: str) -> ParsedManifest | None:
     """A stored manifest, parsed; None for one this code cannot read (stored before a rule tightened)."""
     try:
         return parse_manifest(payload, media_type)
-    except OciSpecError:
+    except Invalid:
         return None
 
 
