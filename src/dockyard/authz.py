@@ -59,11 +59,17 @@ class Permission(StrEnum):
     # a namespace: see its members and robots (its members); manage them and repository visibility (owners)
     NAMESPACE_READ = "namespace:read"
     NAMESPACE_MANAGE = "namespace:manage"
+    # a publisher (resource: the organisation's namespace role): its profile; its products' drafts
+    PUBLISHER_MANAGE = "publisher:manage"  # the profile, the agreement (owners)
+    PRODUCT_READ = "product:read"  # unpublished revisions, the review thread, their scan results
+    PRODUCT_EDIT = "product:edit"  # create and edit drafts, submit, withdraw, answer the thread
     # one's own account
     ACCOUNT_MANAGE = "account:manage"  # password, access tokens, sign out everywhere
     ORG_CREATE = "org:create"
     # store-wide
     CATALOG_READ = "catalog:read"
+    REVIEW_DECIDE = "review:decide"  # claim, request changes, approve, reject; internal notes
+    PRODUCT_PUBLISH = "product:publish"  # publish, unpublish, override a review
     FINDING_RECLASSIFY = "finding:reclassify"
     AUDIT_READ = "audit:read"
     REPORTS_READ = "reports:read"
@@ -75,15 +81,17 @@ P = Permission
 
 # What each namespace role may do within its namespace (each includes the one below it).
 NAMESPACE_GRANTS: dict[str, frozenset[Permission]] = {
-    "reader": frozenset({P.NAMESPACE_READ, P.REPOSITORY_PULL, P.SCAN_READ}),
+    "reader": frozenset({P.NAMESPACE_READ, P.REPOSITORY_PULL, P.SCAN_READ, P.PRODUCT_READ}),
     "maintainer": frozenset(
         {
             P.NAMESPACE_READ,
             P.REPOSITORY_PULL,
             P.SCAN_READ,
+            P.PRODUCT_READ,
             P.REPOSITORY_PUSH,
             P.REPOSITORY_DELETE,
             P.SCAN_RESCAN,
+            P.PRODUCT_EDIT,
         }
     ),
     "owner": frozenset(
@@ -91,10 +99,13 @@ NAMESPACE_GRANTS: dict[str, frozenset[Permission]] = {
             P.NAMESPACE_READ,
             P.REPOSITORY_PULL,
             P.SCAN_READ,
+            P.PRODUCT_READ,
             P.REPOSITORY_PUSH,
             P.REPOSITORY_DELETE,
             P.SCAN_RESCAN,
+            P.PRODUCT_EDIT,
             P.NAMESPACE_MANAGE,
+            P.PUBLISHER_MANAGE,
         }
     ),
 }
@@ -103,7 +114,15 @@ NAMESPACE_GRANTS: dict[str, frozenset[Permission]] = {
 STAFF_GRANTS: dict[StaffRole, frozenset[Permission]] = {
     StaffRole.STORE_ADMIN: frozenset(Permission),
     StaffRole.STORE_REVIEWER: frozenset(
-        {P.REPOSITORY_PULL, P.SCAN_READ, P.SCAN_RESCAN, P.FINDING_RECLASSIFY, P.CATALOG_READ}
+        {
+            P.REPOSITORY_PULL,
+            P.SCAN_READ,
+            P.SCAN_RESCAN,
+            P.FINDING_RECLASSIFY,
+            P.CATALOG_READ,
+            P.PRODUCT_READ,
+            P.REVIEW_DECIDE,
+        }
     ),
     StaffRole.STORE_SUPPORT: frozenset({P.CATALOG_READ, P.AUDIT_READ}),
     StaffRole.FINANCE: frozenset({P.REPORTS_READ}),

@@ -52,6 +52,25 @@ class EventTag(StrEnum):
     SCAN_REMATCH = "scan:rematch"
     FINDING_RECLASSIFY = "finding:reclassify"
     VULNDB_UPDATE = "vulndb:update"
+    PUBLISHER_UPDATE = "publisher:update"  # the profile saved (data: the fields changed)
+    PUBLISHER_EMAIL_VERIFY_REQUEST = "publisher:email_verify_request"  # a link mailed to the company address
+    PUBLISHER_EMAIL_VERIFY = "publisher:email_verify"
+    PUBLISHER_AGREEMENT_ACCEPT = "publisher:agreement_accept"  # data: the agreement's version
+    CATALOG_IMAGE_UPLOAD = "catalog_image:upload"  # a logo or screenshot checked and stored
+    PRODUCT_CREATE = "product:create"
+    PRODUCT_UPDATE = "product:update"  # the working revision's manifest saved
+    # A revision moved from one state to another (data: from, to, comment, revision, product); one tag each,
+    # so that notifications subscribe to the moves they mail about.
+    REVISION_SUBMIT = "revision:submit"
+    REVISION_CLAIM = "revision:claim"
+    REVISION_REQUEST_CHANGES = "revision:request_changes"
+    REVISION_RESUBMIT = "revision:resubmit"
+    REVISION_APPROVE = "revision:approve"
+    REVISION_REJECT = "revision:reject"
+    REVISION_WITHDRAW = "revision:withdraw"
+    PRODUCT_PUBLISH = "product:publish"
+    PRODUCT_UNPUBLISH = "product:unpublish"
+    REVIEW_COMMENT = "review:comment"  # data: internal, anchor; never the body of an internal note
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from dockyard.accounts import models as accounts_models
 from dockyard.audit import models as audit_models
 from dockyard.db import Base
 from dockyard.email import models as email_models
+from dockyard.publishing import models as publishing_models
 from dockyard.registry import models as registry_models
 from dockyard.scanning import models as scanning_models
 
@@ -16,6 +17,7 @@ __all__ = [
     "email_models",
     "job_models",
     "metadata",
+    "publishing_models",
     "registry_models",
     "scanning_models",
 ]
