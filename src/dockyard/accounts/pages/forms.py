@@ -1,5 +1,6 @@
 """What the account pages share: reading form fields, running an action whose refusal is shown beside its
-form (with everything it wrote undone), and the registry login command shown with a new secret."""
+form (with everything it wrote undone), the "mail me a link" form, and the registry login command shown with
+a new secret."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.datastructures import FormData
 from starlette.requests import Request
+from starlette.responses import Response
 
+from dockyard.accounts.models import TokenPurpose
 from dockyard.accounts.passwords import MAX_PASSWORD_LENGTH
 from dockyard.config import Settings
 from dockyard.errors import DockyardError
 from dockyard.web.context import RequestContext
 from dockyard.web.errors import api_status
+from dockyard.web.pages import form, render, text_field
 
 if TYPE_CHECKING:
     from dockyard.services import Services
@@ -73,6 +77,31 @@ async def attempt(
     except DockyardError as exc:
         await ctx.finish(commit=False)
         return None, Refusal(exc, field)
+
+
+IDENTIFIER_MISSING = "Enter your username or email address."
+
+
+async def send_link_form(
+    request: Request,
+    ctx: RequestContext,
+    purpose: TokenPurpose,
+    template: str,
+    context: dict[str, Any],
+    sent: Callable[[str], Response],
+) -> Response:
+    """The form asking for a ``purpose`` link by username or email address (``context`` holds its
+    ``identifier`` and ``error``): on GET its page, on a blank entry the page with the error beside the
+    field, else a link requested for what was typed and the answer of ``sent(identifier)``."""
+    if request.method in ("GET", "HEAD"):
+        return render(request, template, context)
+    data = await form(request)
+    identifier = text_field(data, "identifier", limit=320)
+    if not identifier:
+        return render(request, template, {**context, "error": IDENTIFIER_MISSING}, 400)
+    # Only a job is queued, whatever was typed: the answer and its timing say nothing about accounts.
+    await ctx.call(lambda sv: sv.selfservice.request_link(purpose, identifier, actor=ctx.actor))
+    return sent(identifier)
 
 
 def podman_login(settings: Settings, username: str, secret: str) -> str:

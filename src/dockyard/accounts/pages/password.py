@@ -9,7 +9,7 @@ from starlette.routing import Route
 
 from dockyard.accounts.models import TokenPurpose
 from dockyard.accounts.notifications import FORGOT_PATH, RESET_PATH
-from dockyard.accounts.pages.forms import attempt, password_field, path
+from dockyard.accounts.pages.forms import attempt, password_field, path, send_link_form
 from dockyard.accounts.pages.signup import link_invalid
 from dockyard.accounts.selfservice import LINK_TTL, LinkInvalid, password_problem
 from dockyard.web.context import RequestContext
@@ -23,16 +23,11 @@ RESET_HOURS = int(LINK_TTL[TokenPurpose.RESET].total_seconds() // 3600)
 async def forgot(request: Request, ctx: RequestContext) -> Response:
     await optional_session_principal(ctx)
     context = {"identifier": "", "error": None, "sent": False, "hours": RESET_HOURS}
-    if request.method in ("GET", "HEAD"):
-        return render(request, "accounts/forgot.html", context)
-    data = await form(request)
-    identifier = text_field(data, "identifier", limit=320)
-    if not identifier:
-        error = "Enter your username or email address."
-        return render(request, "accounts/forgot.html", {**context, "error": error}, 400)
-    # Only a job is queued, whatever was typed: the answer and its timing say nothing about accounts.
-    await ctx.call(lambda sv: sv.selfservice.request_link(TokenPurpose.RESET, identifier, actor=ctx.actor))
-    return render(request, "accounts/forgot.html", {**context, "identifier": identifier, "sent": True})
+
+    def sent(identifier: str) -> Response:
+        return render(request, "accounts/forgot.html", {**context, "identifier": identifier, "sent": True})
+
+    return await send_link_form(request, ctx, TokenPurpose.RESET, "accounts/forgot.html", context, sent)
 
 
 @page

@@ -10,7 +10,7 @@ from starlette.routing import Route
 
 from dockyard.accounts.models import TokenPurpose
 from dockyard.accounts.notifications import VERIFY_PATH
-from dockyard.accounts.pages.forms import attempt, password_field, path
+from dockyard.accounts.pages.forms import attempt, password_field, path, send_link_form
 from dockyard.accounts.selfservice import LinkInvalid, normalise_email, signup_problems
 from dockyard.errors import DockyardError
 from dockyard.services import Services
@@ -99,21 +99,19 @@ async def verify_resend(request: Request, ctx: RequestContext) -> Response:
         "error": None,
         "identifier": "",
     }
-    if request.method in ("GET", "HEAD"):
-        return render(request, "accounts/verify_resend.html", context)
-    data = await form(request)
-    identifier = text_field(data, "identifier", limit=320)
-    if not identifier:
-        error = "Enter your username or email address."
-        return render(request, "accounts/verify_resend.html", {**context, "error": error}, 400)
-    await ctx.call(lambda sv: sv.selfservice.request_link(TokenPurpose.VERIFY, identifier, actor=ctx.actor))
-    flash(
-        request,
-        "If an account awaits confirmation under that name or address, a new link is on its way. "
-        "It can take a minute or two; check your spam folder too.",
-        "info",
+
+    def sent(identifier: str) -> Response:
+        flash(
+            request,
+            "If an account awaits confirmation under that name or address, a new link is on its way. "
+            "It can take a minute or two; check your spam folder too.",
+            "info",
+        )
+        return redirect(path(request, "verify_resend"))
+
+    return await send_link_form(
+        request, ctx, TokenPurpose.VERIFY, "accounts/verify_resend.html", context, sent
     )
-    return redirect(path(request, "verify_resend"))
 
 
 routes = [
