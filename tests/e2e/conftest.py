@@ -1,14 +1,17 @@
 """Fixtures for end-to-end tests with real clients: one live server per test module (tests in a module use
-their own repositories, so they do not interfere), images built once per session, isolated clients."""
+their own repositories, so they do not interfere), images built once per session, isolated clients, and a
+real browser (Debian's chromium driven by Playwright) with numbered full-page screenshots."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import httpx
 import pytest
@@ -21,6 +24,9 @@ from tests.conftest import PG_URL, _fresh_database_url
 from tests.e2e.clients import Account, Clients
 from tests.support.images import ImageCache
 from tests.support.live import LiveServer
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
 
 PASSWORD_SUFFIX = "-pass-e2e-1"
 
@@ -177,3 +183,67 @@ def oci_dir(tmp_path: Path) -> Callable[[str], Path]:
         return tmp_path / "oci" / name
 
     return make
+
+
+REPO = Path(__file__).resolve().parents[2]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    """Debian's chromium driven by Playwright (``executable_path``: Playwright's own builds are not
+    installed); the test is skipped where chromium or Playwright is missing."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        try:
+            yield launched
+        finally:
+            launched.close()
+
+
+def artifacts_dir(name: str) -> Path:
+    """``$DOCKYARD_TEST_ARTIFACTS/NAME`` (default: test-artifacts/ at the repository's root), made."""
+    directory = Path(os.environ.get("DOCKYARD_TEST_ARTIFACTS") or REPO / "test-artifacts") / name
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+class Screenshots:
+    """``screenshot(page, name)``: a full-page PNG ``NN-name.png`` in ``artifacts_dir(folder)``, numbered in
+    the order taken, for people to look at what users see. The first one empties the folder of an earlier
+    run's PNGs (not before: a skipped test leaves them), so that what is there is what one run saw."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+        self.taken = 0
+
+    def __call__(self, page: Page, name: str) -> Path:
+        directory = artifacts_dir(self.folder)
+        if not self.taken:
+            for old in directory.glob("*.png"):
+                old.unlink()
+        self.taken += 1
+        path = directory / f"{self.taken:02d}-{name}.png"
+        page.screenshot(path=str(path), full_page=True)
+        return path
+
+
+@pytest.fixture(scope="module")
+def screenshot(request: pytest.FixtureRequest) -> Screenshots:
+    """Screenshots of one test module, under ``artifacts_dir(SCREENSHOTS)`` where the module sets
+    ``SCREENSHOTS``, else its name without ``test_`` (``test_publish_browser`` -> ``publish-browser``);
+    numbered across the module's tests."""
+    module = request.module
+    default = module.__name__.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "-")
+    return Screenshots(getattr(module, "SCREENSHOTS", default))

@@ -3,7 +3,6 @@ open the scan of a pushed image the server's own job worker scanned, see the fin
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -15,18 +14,9 @@ from tests.support.scanimages import config_blob, debian_layer, osv_record, writ
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
-CHROMIUM = shutil.which("chromium")
 CRITICAL = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"
 MINOR = "CVSS:3.1/AV:L/AC:H/PR:H/UI:R/S:U/C:L/I:N/A:N"
 PASSWORD = "browser-pass-e2e-1"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
 
 
 def wait_for_done(http: httpx.Client, path: str, auth: tuple[str, str], timeout: float = 60) -> dict:
@@ -41,11 +31,7 @@ def wait_for_done(http: httpx.Client, path: str, auth: tuple[str, str], timeout:
     return body
 
 
-def test_a_member_logs_in_sees_findings_and_filters_them(live_server, tmp_path: Path) -> None:
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-
+def test_a_member_logs_in_sees_findings_and_filters_them(live_server, browser, tmp_path: Path) -> None:
     feed = write_feed(
         tmp_path / "feed",
         osv_record("CVE-2031-1111", "zlib", vector=CRITICAL),
@@ -66,33 +52,28 @@ def test_a_member_logs_in_sees_findings_and_filters_them(live_server, tmp_path: 
     assert report.get("status") == "done", report
     assert report["counts"]["Critical"] == 1 and report["counts"]["Minor"] == 1
 
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        try:
-            page = browser.new_page()
-            page.goto(f"{live_server.url}/ui/repositories/acme/web/-/scans/v1")
-            assert "/ui/login" in page.url  # not logged in yet
-            page.fill("#username", "pub")
-            page.fill("#password", PASSWORD)
-            page.click("form.stack button[type=submit]")
-            page.wait_for_selector("#findings")
-            assert page.url.endswith("/ui/repositories/acme/web/-/scans/v1")
-            rows = page.locator("#findings tbody tr")
-            assert rows.count() == 2
-            text = page.inner_text("#findings")
-            assert "CVE-2031-1111" in text and "CVE-2031-2222" in text and "zlib1g" in text
-            assert "Critical: 1" in page.inner_text("#counts")
+    page = browser.new_page()
+    page.goto(f"{live_server.url}/ui/repositories/acme/web/-/scans/v1")
+    assert "/ui/login" in page.url  # not logged in yet
+    page.fill("#username", "pub")
+    page.fill("#password", PASSWORD)
+    page.click("form.stack button[type=submit]")
+    page.wait_for_selector("#findings")
+    assert page.url.endswith("/ui/repositories/acme/web/-/scans/v1")
+    rows = page.locator("#findings tbody tr")
+    assert rows.count() == 2
+    text = page.inner_text("#findings")
+    assert "CVE-2031-1111" in text and "CVE-2031-2222" in text and "zlib1g" in text
+    assert "Critical: 1" in page.inner_text("#counts")
 
-            with page.expect_navigation():
-                page.select_option("#severity", "Minor")
-            assert "severity=Minor" in page.url
-            text = page.inner_text("#findings")
-            assert "CVE-2031-2222" in text and "CVE-2031-1111" not in text
-            assert page.locator("#findings tbody tr").count() == 1
+    with page.expect_navigation():
+        page.select_option("#severity", "Minor")
+    assert "severity=Minor" in page.url
+    text = page.inner_text("#findings")
+    assert "CVE-2031-2222" in text and "CVE-2031-1111" not in text
+    assert page.locator("#findings tbody tr").count() == 1
 
-            with page.expect_navigation():
-                page.click("text=Sign out")
-            page.goto(f"{live_server.url}/ui/repositories/acme/web/-/scans/v1")
-            assert "/ui/login" in page.url
-        finally:
-            browser.close()
+    with page.expect_navigation():
+        page.click("text=Sign out")
+    page.goto(f"{live_server.url}/ui/repositories/acme/web/-/scans/v1")
+    assert "/ui/login" in page.url
