@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 from starlette.testclient import TestClient
-
-from dockyard.config import Settings
-from dockyard.web.context import AppState
 from tests.support.accounts import run_jobs
 from tests.support.factories import PASSWORD
 from tests.support.review_world import CVE, World, build_world, install_standins
 from tests.support.smtpd import SmtpServer, smtp_server
+
+from dockyard.config import Settings
+from dockyard.web.context import AppState
 
 
 @pytest.fixture
@@ -54,26 +54,43 @@ def test_the_review_over_the_api_with_its_mail(
     assert r.json()["state"] == "submitted"
     run_jobs(app, app_state)
     submitted = smtp.collector.wait(2)  # both reviewers
-    assert sorted(m.recipients[0] for m in submitted) == sorted([world.emails["reviewer"], world.emails["reviewer2"]])
+    assert sorted(m.recipients[0] for m in submitted) == sorted(
+        [world.emails["reviewer"], world.emails["reviewer2"]]
+    )
     assert all(m.message["Subject"] == f"Submitted for review: {world.org}/{world.slug}" for m in submitted)
-    assert f"http://127.0.0.1:5999/ui/review/revisions/{rid}" in submitted[0].message.get_body(("plain",)).get_content()
+    assert (
+        f"http://127.0.0.1:5999/ui/review/revisions/{rid}"
+        in submitted[0].message.get_body(("plain",)).get_content()
+    )
 
     queue = call(client, world, "reviewer", "GET", "/review/queue").json()["items"]
     assert [i["revision"] for i in queue] == [world.other_revision, rid]
     assert call(client, world, "owner", "GET", "/review/queue").status_code == 403
 
-    assert call(client, world, "reviewer", "POST", f"/review/revisions/{rid}/claim").json()["claimed_by"] == world.users["reviewer"]
+    assert (
+        call(client, world, "reviewer", "POST", f"/review/revisions/{rid}/claim").json()["claimed_by"]
+        == world.users["reviewer"]
+    )
     r = call(client, world, "reviewer", "POST", f"/review/revisions/{rid}/request-changes", {})
     assert r.status_code == 400 and r.json()["error"]["detail"][0]["field"] == "comment"
     note = {"body": "Internal: their zlib is old.", "internal": True}
     assert call(client, world, "reviewer", "POST", product(world) + "/comments", note).status_code == 201
     ask = {"body": "Shorter please.", "anchor_kind": "field", "anchor": "short_description"}
     assert call(client, world, "reviewer", "POST", product(world) + "/comments", ask).status_code == 201
-    r = call(client, world, "reviewer", "POST", f"/review/revisions/{rid}/request-changes", {"comment": "Shorten it."})
+    r = call(
+        client,
+        world,
+        "reviewer",
+        "POST",
+        f"/review/revisions/{rid}/request-changes",
+        {"comment": "Shorten it."},
+    )
     assert r.json()["state"] == "changes_requested"
     run_jobs(app, app_state)
     mails = smtp.collector.wait(4)[2:]  # the owner and the maintainer, never the reader
-    assert sorted(m.recipients[0] for m in mails) == sorted([world.emails["owner"], world.emails["maintainer"]])
+    assert sorted(m.recipients[0] for m in mails) == sorted(
+        [world.emails["owner"], world.emails["maintainer"]]
+    )
     for m in mails:
         assert m.message["Subject"] == "Changes requested: Acme Database"
         text = m.message.get_body(("plain",)).get_content()
@@ -97,7 +114,14 @@ def test_the_review_over_the_api_with_its_mail(
     ]
     finding = {"body": "Accepted.", "anchor_kind": "finding", "anchor": f"server@{world.server}/{CVE}"}
     assert call(client, world, "reviewer", "POST", product(world) + "/comments", finding).status_code == 201
-    r = call(client, world, "reviewer", "POST", f"/review/revisions/{rid}/approve", {"override_reason": "not reachable"})
+    r = call(
+        client,
+        world,
+        "reviewer",
+        "POST",
+        f"/review/revisions/{rid}/approve",
+        {"override_reason": "not reachable"},
+    )
     assert r.json()["override_reason"] == "not reachable"
     assert call(client, world, "reviewer", "POST", f"/review/revisions/{rid}/publish").status_code == 403
     r = call(client, world, "admin", "POST", f"/review/revisions/{rid}/publish")

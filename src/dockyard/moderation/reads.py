@@ -138,7 +138,7 @@ class DashboardRow:
     working: RevisionBrief | None
     revisions: list[RevisionBrief]
     open_threads: int
-    scan_counts: dict[str, int]  # open findings per class in the working (else live) revision's images
+    scan_counts: dict[str, int]  # open findings per class in the shown revision's images
 
 
 @dataclass(frozen=True)
@@ -447,14 +447,16 @@ class ReviewReads:
                 .where(ProductRevision.product_id == product.id)
                 .order_by(ProductRevision.number)
             ).all()
-            current = product.working_revision or product.live_revision
+            # The working revision, else the live one, else the latest (withdrawn, rejected...).
+            shown = (
+                product.working_revision or product.live_revision or (revisions[-1] if revisions else None)
+            )
             counts = dict.fromkeys(SEVERITY_CLASSES, 0)
-            if current is not None:
-                for check in self.image_checks(org, parse_manifest(current.manifest), current.pins):
+            if shown is not None:
+                for check in self.image_checks(org, parse_manifest(shown.manifest), shown.pins):
                     for k, v in check.counts.items():
                         counts[k] = counts.get(k, 0) + v
             brief = {r.id: RevisionBrief(r.id, r.number, r.state) for r in revisions}
-            shown = current or (revisions[-1] if revisions else None)
             name = str((shown.manifest or {}).get("name") if shown else "") or product.slug
             rows.append(
                 DashboardRow(
