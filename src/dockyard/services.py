@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from dockyard.accounts.reads import AccountReads
     from dockyard.accounts.selfservice import SelfService
     from dockyard.accounts.services import AccountService
+    from dockyard.moderation.services import ReviewService
     from dockyard.registry.browse import RegistryBrowser
     from dockyard.registry.services import RegistryService
     from dockyard.runtime import Runtime
@@ -65,3 +66,10 @@ class Services:
 
         rt = self.runtime
         return ScanService(self.session, rt.blobs, rt.bus, rt.settings)
+
+    @cached_property
+    def reviews(self) -> ReviewService:
+        """The review back and forth: revision moves, the thread, the queue, publishing (pins)."""
+        from dockyard.moderation.services import ReviewService
+
+        return ReviewService(self.session, self.runtime.bus, self.runtime.settings, self)
