@@ -96,6 +96,7 @@ def _wire(runtime: Runtime) -> JobRegistry:
     from dockyard.accounts import jobs as accounts_jobs
     from dockyard.accounts import notifications as accounts_notifications
     from dockyard.email import jobs as email_jobs
+    from dockyard.publishing import notifications as publishing_notifications
     from dockyard.scanning import jobs as scanning_jobs
 
     registry = job_queue.JobRegistry()
@@ -103,6 +104,7 @@ def _wire(runtime: Runtime) -> JobRegistry:
     accounts_jobs.register(registry)
     accounts_notifications.subscribe(runtime.bus, runtime.settings)
     email_jobs.register(registry, runtime.settings)
+    publishing_notifications.subscribe(runtime.bus, runtime.settings)
     scanning_jobs.register(registry, runtime.blobs, runtime.bus, runtime.settings)
     scanning_jobs.subscribe(runtime.bus)
     return registry

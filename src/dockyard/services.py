@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from dockyard.accounts.reads import AccountReads
     from dockyard.accounts.selfservice import SelfService
     from dockyard.accounts.services import AccountService
+    from dockyard.publishing.profiles import PublisherService
     from dockyard.registry.browse import RegistryBrowser
     from dockyard.registry.services import RegistryService
     from dockyard.runtime import Runtime
@@ -29,6 +30,7 @@ class Services:
     @cached_property
     def accounts(self) -> AccountService:
         from dockyard.accounts.services import AccountService
+    from dockyard.publishing.profiles import PublisherService
 
         return AccountService(self.session, self.runtime.bus, self.runtime.verified_passwords)
 
@@ -65,3 +67,11 @@ class Services:
 
         rt = self.runtime
         return ScanService(self.session, rt.blobs, rt.bus, rt.settings)
+
+    @cached_property
+    def publishers(self) -> PublisherService:
+        """Publisher profiles and their catalogue images (logos, screenshots)."""
+        from dockyard.publishing.assets import AssetStore
+        from dockyard.publishing.profiles import PublisherService
+
+        return PublisherService(self.session, self.runtime.bus, self.accounts, AssetStore(self.runtime.blobs))
