@@ -21,7 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import phonenumbers
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dockyard.accounts.models import Namespace, NamespaceKind, User
@@ -227,13 +227,8 @@ class PublisherService:
         for name in changed:
             setattr(publisher, name, values[name])
         if email_changed:
+            # Links sent to the previous address stop working (_live_token): only the current one counts.
             publisher.email_verified_at = None
-            # Links sent to the previous address stop working: only the current one can be confirmed.
-            self.session.execute(
-                delete(PublisherEmailToken).where(
-                    PublisherEmailToken.publisher_id == publisher.id, PublisherEmailToken.used_at.is_(None)
-                )
-            )
         self.session.flush()
         if changed:
             self.bus.publish(
@@ -349,11 +344,7 @@ class PublisherService:
             raise TooManyRequests(
                 "Several links went to this address in the last hour: try again later.", retry_after=3600
             )
-        self.session.execute(
-            delete(PublisherEmailToken).where(
-                PublisherEmailToken.publisher_id == publisher.id, PublisherEmailToken.used_at.is_(None)
-            )
-        )
+        # The older links stay in the table (they count towards the limit) but stop working: see _live_token.
         self._mail_link(ns.name, publisher, actor)
         return publisher
 
@@ -392,6 +383,13 @@ class PublisherService:
         assert publisher is not None  # the foreign key cascades
         if (publisher.email or "") != token.email:
             raise LinkInvalid("This link was sent to an address the profile no longer uses.")
+        newer = self.session.scalar(
+            select(PublisherEmailToken.id).where(
+                PublisherEmailToken.publisher_id == publisher.id, PublisherEmailToken.id > token.id
+            ).limit(1)
+        )
+        if newer is not None:
+            raise LinkInvalid("This link is not valid any more: a newer link replaced it.")
         return token, publisher
 
     def _org_name(self, publisher: Publisher) -> str:
