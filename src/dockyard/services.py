@@ -30,7 +30,6 @@ class Services:
     @cached_property
     def accounts(self) -> AccountService:
         from dockyard.accounts.services import AccountService
-    from dockyard.publishing.profiles import PublisherService
 
         return AccountService(self.session, self.runtime.bus, self.runtime.verified_passwords)
 

@@ -12,7 +12,9 @@ from PIL import Image
 GPS_IFD = 0x8825
 
 
-def picture(width: int, height: int, fmt: str = "PNG", *, mode: str = "RGB", exif: bytes | None = None) -> bytes:
+def picture(
+    width: int, height: int, fmt: str = "PNG", *, mode: str = "RGB", exif: bytes | None = None
+) -> bytes:
     """A ``width``x``height`` image with some structure (a gradient and a block), as ``fmt`` bytes."""
     image = Image.new(mode, (width, height), (30, 90, 160) if mode == "RGB" else (30, 90, 160, 255))
     for x in range(0, width, max(1, width // 16)):

@@ -147,7 +147,9 @@ def _decode(
                 f"the logo must be at least {min_w}x{min_h}: it is {size}", detail={"field": field}
             )
         if width > max_w:
-            raise ImageInvalid(f"the logo must be at most {max_w}x{max_h}: it is {size}", detail={"field": field})
+            raise ImageInvalid(
+                f"the logo must be at most {max_w}x{max_h}: it is {size}", detail={"field": field}
+            )
     else:
         # Either orientation: the short side against the short limits, the long side against the long ones.
         short, long = sorted((width, height))
@@ -166,7 +168,9 @@ def _decode(
     except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
         raise damaged from None
     if kind is ImageKind.LOGO and image.size[0] != image.size[1]:  # a square that EXIF turns is a square
-        raise ImageInvalid(f"the logo must be square: it is {image.size[0]}x{image.size[1]}", detail={"field": field})
+        raise ImageInvalid(
+            f"the logo must be square: it is {image.size[0]}x{image.size[1]}", detail={"field": field}
+        )
     return image
 
 

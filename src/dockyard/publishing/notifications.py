@@ -34,8 +34,8 @@ class PublisherMail:
             "subject": f"Confirm the company email address of {org}",
             "paragraphs": [
                 f"{event.actor.name} gave this address as the company email of the publisher {org} on "
-                f"{self.settings.public_url}. Open the link below to confirm that it is yours; it works once, "
-                f"for {hours} hours.",
+                f"{self.settings.public_url}. Open the link below to confirm that it is yours; it works "
+                f"once, for {hours} hours.",
                 "If you do not know this organisation, ignore this message: nothing happens unless the link "
                 "is opened.",
             ],

@@ -127,9 +127,7 @@ def _text(value: Any, name: str) -> str:
 
 # -- the service ---------------------------------------------------------------------------------------
 class PublisherService:
-    def __init__(
-        self, session: Session, bus: EventBus, accounts: AccountService, assets: AssetStore
-    ) -> None:
+    def __init__(self, session: Session, bus: EventBus, accounts: AccountService, assets: AssetStore) -> None:
         self.session = session
         self.bus = bus
         self.accounts = accounts
@@ -153,7 +151,9 @@ class PublisherService:
                 f"{org!r} is a personal namespace: publisher profiles belong to organisations",
                 detail={"field": "org"},
             )
-        if permission is not Permission.PRODUCT_READ and not allowed(principal, permission, namespace_role=role):
+        if permission is not Permission.PRODUCT_READ and not allowed(
+            principal, permission, namespace_role=role
+        ):
             what = {
                 Permission.PUBLISHER_MANAGE: "Only the organisation's owners edit its publisher profile.",
                 Permission.PRODUCT_EDIT: "Only the organisation's owners and maintainers upload images.",
@@ -190,12 +190,14 @@ class PublisherService:
         if publisher.id is not None and publisher.email and publisher.email_verified_at is None:
             pending = (
                 self.session.scalar(
-                    select(PublisherEmailToken.id).where(
+                    select(PublisherEmailToken.id)
+                    .where(
                         PublisherEmailToken.publisher_id == publisher.id,
                         PublisherEmailToken.email == publisher.email,
                         PublisherEmailToken.used_at.is_(None),
                         PublisherEmailToken.expires_at > utcnow(),
-                    ).limit(1)
+                    )
+                    .limit(1)
                 )
                 is not None
             )
@@ -217,7 +219,9 @@ class PublisherService:
         ns = self._namespace(org, principal, Permission.PUBLISHER_MANAGE)
         unknown = sorted(set(changes) - set(FIELDS))
         if unknown:
-            raise ProfileInvalid([Problem(name, "is not a field of the publisher profile") for name in unknown])
+            raise ProfileInvalid(
+                [Problem(name, "is not a field of the publisher profile") for name in unknown]
+            )
         publisher = self._ensure(ns)
         values, problems = self._check(publisher, changes)
         if problems:
@@ -239,7 +243,9 @@ class PublisherService:
             self._mail_link(ns.name, publisher, actor)
         return publisher
 
-    def _check(self, publisher: Publisher, changes: Mapping[str, Any]) -> tuple[dict[str, Any], list[Problem]]:
+    def _check(
+        self, publisher: Publisher, changes: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], list[Problem]]:
         values: dict[str, Any] = {}
         problems: list[Problem] = []
         for name in FIELDS:
@@ -384,9 +390,9 @@ class PublisherService:
         if (publisher.email or "") != token.email:
             raise LinkInvalid("This link was sent to an address the profile no longer uses.")
         newer = self.session.scalar(
-            select(PublisherEmailToken.id).where(
-                PublisherEmailToken.publisher_id == publisher.id, PublisherEmailToken.id > token.id
-            ).limit(1)
+            select(PublisherEmailToken.id)
+            .where(PublisherEmailToken.publisher_id == publisher.id, PublisherEmailToken.id > token.id)
+            .limit(1)
         )
         if newer is not None:
             raise LinkInvalid("This link is not valid any more: a newer link replaced it.")
@@ -487,14 +493,18 @@ class PublisherService:
             problems.append(Problem("email", "Add a company email address."))
         elif publisher.email_verified_at is None:
             problems.append(
-                Problem("email", f"Confirm the company email address: open the link mailed to {publisher.email}.")
+                Problem(
+                    "email", f"Confirm the company email address: open the link mailed to {publisher.email}."
+                )
             )
         if not publisher.logo_id:
             problems.append(Problem("logo", "Upload the company logo."))
         if not (publisher.story or "").strip():
             problems.append(Problem("story", "Tell the company's story."))
         if publisher.agreement_version is None:
-            problems.append(Problem("agreement", f"Accept the publisher agreement (version {AGREEMENT_VERSION})."))
+            problems.append(
+                Problem("agreement", f"Accept the publisher agreement (version {AGREEMENT_VERSION}).")
+            )
         elif publisher.agreement_version != AGREEMENT_VERSION:
             problems.append(
                 Problem(

@@ -140,6 +140,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     from dockyard.accounts import pages as account_pages
+    from dockyard.publishing import pages as publishing_pages
     from dockyard.registry import pages as registry_pages
     from dockyard.scanning import pages as scan_pages
     from dockyard.web import pages
@@ -158,6 +159,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         # Before the registry's: its repository page matches any path under /ui/repositories/.
         *scan_pages.routes,
         *registry_pages.routes,
+        *publishing_pages.routes,
     ]
     from starlette.exceptions import HTTPException
 
@@ -188,9 +190,10 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
 def api_routers() -> list[Any]:
     """The routers of the JSON API under /api/v1, one per domain."""
     from dockyard.accounts import views as account_views
+    from dockyard.publishing import views as publishing_views
     from dockyard.scanning import views as scan_views
 
-    return [account_views.router, scan_views.router]
+    return [account_views.router, scan_views.router, publishing_views.router]
 
 
 def api_document() -> dict[str, Any]:

@@ -157,5 +157,5 @@ def test_no_global_pillow_limit_is_changed() -> None:
     with pytest.raises(ImageInvalid):
         process("logo", png_bomb())
     process("logo", picture(512, 512))
-    assert Image.MAX_IMAGE_PIXELS == before
+    assert before == Image.MAX_IMAGE_PIXELS
     assert imaging.MAX_UPLOAD_BYTES == 5 * 1024 * 1024

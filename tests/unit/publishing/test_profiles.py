@@ -17,8 +17,7 @@ from dockyard.accounts.passwords import hash_secret
 from dockyard.accounts.selfservice import LinkInvalid
 from dockyard.accounts.services import AccountService
 from dockyard.audit.models import AuditEvent
-from dockyard.authz import StaffRole
-from dockyard.authz import Principal
+from dockyard.authz import Principal, StaffRole
 from dockyard.config import Settings
 from dockyard.email.models import OutboundEmail
 from dockyard.errors import Conflict, Forbidden, Invalid, NotFound, TooLarge, TooManyRequests, Unauthenticated
@@ -32,6 +31,7 @@ from dockyard.publishing.profiles import ProfileInvalid, PublisherService
 from dockyard.storage.blobstore import BlobStore
 from dockyard.storage.memory import MemoryDriver
 
+NEEDS_PLUS = "Start the number with + and its country code, e.g. +44 20 7946 0958 or +1 415 555 0100."
 ACTOR = Actor(name="ada", kind="user", ip="192.0.2.1")
 GOOD = {
     "legal_name": "Acme Software Ltd",
@@ -75,7 +75,9 @@ def world(db_session: Session):
 
 
 def events(session: Session, tag: EventTag) -> list[AuditEvent]:
-    return list(session.scalars(select(AuditEvent).where(AuditEvent.tag == tag.value).order_by(AuditEvent.id)))
+    return list(
+        session.scalars(select(AuditEvent).where(AuditEvent.tag == tag.value).order_by(AuditEvent.id))
+    )
 
 
 def problems_of(exc: ProfileInvalid) -> dict[str, str]:
@@ -176,7 +178,7 @@ def test_robots_may_not_accept_the_agreement(service, world, db_session) -> None
         ("website", "https://user:pw@acme.example", "Leave any user name and password out of the address."),
         ("website", "https://acme", "Enter the full host name, such as example.com."),
         ("website", "https://" + "a" * 2050 + ".example", "Use an address of at most 2048 characters."),
-        ("phone", "020 7946 0958", "Start the number with + and its country code, e.g. +44 20 7946 0958 or +1 415 555 0100."),
+        ("phone", "020 7946 0958", NEEDS_PLUS),
         ("phone", "+44 20 79", "This phone number does not exist in its country's numbering plan: check it."),
         ("phone", "call us", "This is not a phone number: use digits, with + and the country code."),
         ("email", "not-an-address", "Enter an email address such as name@example.com."),
@@ -247,7 +249,11 @@ def test_update_publishes_the_fields_changed(service, world, db_session) -> None
     service.update(org, {"legal_name": "Acme Ltd", "story": "Hello"}, owner, ACTOR)
     service.update(org, {"legal_name": "Acme Ltd"}, owner, ACTOR)  # no change: no event
     (event,) = events(db_session, EventTag.PUBLISHER_UPDATE)
-    assert (event.namespace, event.actor_name, event.data) == (org, "ada", {"fields": ["legal_name", "story"]})
+    assert (event.namespace, event.actor_name, event.data) == (
+        org,
+        "ada",
+        {"fields": ["legal_name", "story"]},
+    )
 
 
 # -- the company email ---------------------------------------------------------------------------------
@@ -298,7 +304,9 @@ def test_changing_the_email_clears_its_confirmation_and_old_links(service, world
     with pytest.raises(LinkInvalid, match="address the profile no longer uses"):
         service.verify_email(secret_of(db_session, second), ACTOR)
     problems = {p.path: p.message for p in service.completeness_problems(publisher)}
-    assert problems["email"] == "Confirm the company email address: open the link mailed to hello@acme.example."
+    assert (
+        problems["email"] == "Confirm the company email address: open the link mailed to hello@acme.example."
+    )
 
 
 def test_expired_and_unknown_links_are_refused(service, world, db_session) -> None:
