@@ -12,7 +12,7 @@ By publishing on this store, the organisation named in this profile (the **publi
 
 1. **It has the right to distribute** every image, file and text it submits, and their licences allow the
    store to host them and offer them to customers on the terms of each product's licence agreement.
-2. **What it says is true.** Its legal entity name, address, company email and phone number are correct, and
+2. **What it says is true.** Its legal entity name, website, company email and phone number are correct, and
    it keeps them up to date.
 3. **Its products are safe to run.** It does not knowingly ship malware, and it fixes or discloses security
    vulnerabilities found in its images within the time the store's policy sets for their severity.
