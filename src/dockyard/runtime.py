@@ -97,6 +97,7 @@ def _wire(runtime: Runtime) -> JobRegistry:
     from dockyard.accounts import notifications as accounts_notifications
     from dockyard.email import jobs as email_jobs
     from dockyard.moderation import notifications as moderation_notifications
+    from dockyard.publishing import notifications as publishing_notifications
     from dockyard.scanning import jobs as scanning_jobs
 
     registry = job_queue.JobRegistry()
@@ -105,6 +106,7 @@ def _wire(runtime: Runtime) -> JobRegistry:
     accounts_notifications.subscribe(runtime.bus, runtime.settings)
     email_jobs.register(registry, runtime.settings)
     moderation_notifications.subscribe(runtime.bus, runtime.settings)
+    publishing_notifications.subscribe(runtime.bus, runtime.settings)
     scanning_jobs.register(registry, runtime.blobs, runtime.bus, runtime.settings)
     scanning_jobs.subscribe(runtime.bus)
     return registry

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from dockyard.accounts.selfservice import SelfService
     from dockyard.accounts.services import AccountService
     from dockyard.moderation.services import ReviewService
+    from dockyard.publishing.profiles import PublisherService
     from dockyard.registry.browse import RegistryBrowser
     from dockyard.registry.services import RegistryService
     from dockyard.runtime import Runtime
@@ -73,3 +74,11 @@ class Services:
         from dockyard.moderation.services import ReviewService
 
         return ReviewService(self.session, self.runtime.bus, self.runtime.settings, self)
+
+    @cached_property
+    def publishers(self) -> PublisherService:
+        """Publisher profiles and their catalogue images (logos, screenshots)."""
+        from dockyard.publishing.assets import AssetStore
+        from dockyard.publishing.profiles import PublisherService
+
+        return PublisherService(self.session, self.runtime.bus, self.accounts, AssetStore(self.runtime.blobs))

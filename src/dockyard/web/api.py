@@ -53,6 +53,7 @@ ERROR_DESCRIPTIONS = {
     403: "Not allowed, or the credential lacks the scope the operation needs",
     404: "No such resource, or one the caller may not see",
     409: "Conflicts with the current state (a name taken, the last owner or store-admin)",
+    413: "The request body is larger than the operation accepts",
     429: "Too many login attempts: retry after the given number of seconds",
 }
 ERROR_HEADERS: dict[int, dict[str, Any]] = {

@@ -141,6 +141,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
 
     from dockyard.accounts import pages as account_pages
     from dockyard.moderation import pages as moderation_pages
+    from dockyard.publishing import pages as publishing_pages
     from dockyard.registry import pages as registry_pages
     from dockyard.scanning import pages as scan_pages
     from dockyard.web import pages
@@ -160,6 +161,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         *scan_pages.routes,
         *registry_pages.routes,
         *moderation_pages.routes,
+        *publishing_pages.routes,
     ]
     from starlette.exceptions import HTTPException
 
@@ -191,9 +193,10 @@ def api_routers() -> list[Any]:
     """The routers of the JSON API under /api/v1, one per domain."""
     from dockyard.accounts import views as account_views
     from dockyard.moderation import views as moderation_views
+    from dockyard.publishing import views as publishing_views
     from dockyard.scanning import views as scan_views
 
-    return [account_views.router, scan_views.router, moderation_views.router]
+    return [account_views.router, scan_views.router, publishing_views.router, moderation_views.router]
 
 
 def api_document() -> dict[str, Any]:

@@ -38,3 +38,20 @@ document.addEventListener("click", async (event) => {
   button.textContent = "Copied";
   setTimeout(() => { button.textContent = "Copy"; }, 1500);
 });
+
+// A chosen image is previewed before the form is sent (<input type="file" data-preview="img id">): read as a
+// data: URL, which the CSP's img-src allows.
+document.addEventListener("change", (event) => {
+  const input = event.target;
+  if (!(input instanceof HTMLInputElement) || input.type !== "file" || !input.dataset.preview) return;
+  const preview = document.getElementById(input.dataset.preview);
+  const file = input.files && input.files[0];
+  if (!preview || !file || !file.type.startsWith("image/")) return;
+  const reader = new FileReader();
+  reader.addEventListener("load", () => {
+    preview.src = String(reader.result);
+    preview.alt = "Preview of the chosen logo";
+    preview.hidden = false;
+  });
+  reader.readAsDataURL(file);
+});
