@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from dockyard.db import utcnow
+from dockyard.publishing.agreement import AGREEMENT_VERSION
 from dockyard.publishing.manifest import Problem, ProductManifest, dump_manifest, parse_manifest
 from dockyard.publishing.models import CatalogImage, Product, ProductRevision, Publisher
 from dockyard.registry.reads import RegistryReads
@@ -136,9 +137,13 @@ def make_publisher(session: Session, org: str, *, complete: bool = True) -> Publ
         publisher.legal_name, publisher.website = "Acme Ltd", "https://acme.example"
         publisher.phone, publisher.email = "+442071838750", "hello@acme.example"
         publisher.email_verified_at = utcnow()
-        publisher.agreement_version, publisher.agreement_accepted_at = "1", utcnow()
+        publisher.agreement_version, publisher.agreement_accepted_at = AGREEMENT_VERSION, utcnow()
+        publisher.story = "We make databases."
     session.add(publisher)
     session.flush()
+    if complete:
+        publisher.logo_id = catalog_image(session, publisher, "logo")
+        session.flush()
     return publisher
 
 
