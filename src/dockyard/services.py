@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from dockyard.accounts.reads import AccountReads
     from dockyard.accounts.selfservice import SelfService
     from dockyard.accounts.services import AccountService
+    from dockyard.publishing.services import ProductService
     from dockyard.registry.browse import RegistryBrowser
     from dockyard.registry.services import RegistryService
     from dockyard.runtime import Runtime
@@ -65,3 +66,10 @@ class Services:
 
         rt = self.runtime
         return ScanService(self.session, rt.blobs, rt.bus, rt.settings)
+
+    @cached_property
+    def products(self) -> ProductService:
+        """Publishers' products and their working revisions (drafts)."""
+        from dockyard.publishing.services import ProductService
+
+        return ProductService(self.session, self.runtime.bus, self.accounts)

@@ -188,9 +188,10 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
 def api_routers() -> list[Any]:
     """The routers of the JSON API under /api/v1, one per domain."""
     from dockyard.accounts import views as account_views
+    from dockyard.publishing import product_views
     from dockyard.scanning import views as scan_views
 
-    return [account_views.router, scan_views.router]
+    return [account_views.router, scan_views.router, product_views.router]
 
 
 def api_document() -> dict[str, Any]:
