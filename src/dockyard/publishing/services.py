@@ -39,7 +39,7 @@ from dockyard.publishing.models import (
     Publisher,
     RevisionState,
 )
-from dockyard.publishing.reads import publisher_for
+from dockyard.publishing.reads import catalog_images, publisher_for
 from dockyard.registry.reads import RegistryReads
 
 # The working revision is edited in these states; in these others it is frozen (with the store team).
@@ -82,6 +82,13 @@ class ProductInfo:
         """The manifest being edited: the working revision's, else the live one's."""
         shown = self.working or self.live
         return dict(shown.manifest) if shown else {}
+
+
+@dataclass(frozen=True)
+class EditorChoices:
+    repositories: list[tuple[str, bool]]  # (name, public)
+    logos: list[CatalogImage]
+    screenshots: list[CatalogImage]
 
 
 def _info(revision: ProductRevision | None) -> RevisionInfo | None:
@@ -152,6 +159,24 @@ class ProductService:
         except ManifestInvalid as exc:  # stored before a rule was tightened: say so, do not fail the read
             return exc.problems
         return submission_problems(manifest) + self.reference_problems(publisher, manifest)
+
+    def can_edit(self, org: str, principal: Principal) -> bool:
+        """Whether ``principal`` may create and edit ``org``'s products (the pages offer the forms)."""
+        return self.accounts.allowed(principal, Permission.PRODUCT_EDIT, namespace=org)
+
+    def editor_choices(self, org: str, principal: Principal) -> EditorChoices:
+        """What the editor offers to pick from: the org's repositories and catalogue images."""
+        self._authorize(org, principal, Permission.PRODUCT_READ)
+        publisher = publisher_for(self.session, org, create=False)
+        if publisher is None:
+            return EditorChoices([], [], [])
+        repositories = RegistryReads(self.session).repositories_of(publisher.namespace_id)
+        images = catalog_images(self.session, publisher.id)
+        return EditorChoices(
+            repositories,
+            [i for i in images if i.kind == CatalogImageKind.LOGO.value],
+            [i for i in images if i.kind == CatalogImageKind.SCREENSHOT.value],
+        )
 
     # -- writes ---------------------------------------------------------------------------------------
     def _parse(self, org: str, data: dict[str, Any]) -> ProductManifest:

@@ -140,6 +140,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     from dockyard.accounts import pages as account_pages
+    from dockyard.publishing import pages as product_pages
     from dockyard.registry import pages as registry_pages
     from dockyard.scanning import pages as scan_pages
     from dockyard.web import pages
@@ -155,6 +156,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         Route(DOCS_PATH, docs, methods=["GET"]),
         Mount("/static", app=CachedStaticFiles(directory=Path(__file__).parent / "static"), name="static"),
         *account_pages.routes,
+        *product_pages.routes,
         # Before the registry's: its repository page matches any path under /ui/repositories/.
         *scan_pages.routes,
         *registry_pages.routes,

@@ -38,3 +38,15 @@ document.addEventListener("click", async (event) => {
   button.textContent = "Copied";
   setTimeout(() => { button.textContent = "Copy"; }, 1500);
 });
+
+// Live character counters (<input data-count="140"> with <span data-counter-for="its id">); the server checks
+// the same limit on save, so the page works without this.
+document.addEventListener("input", (event) => {
+  const field = event.target;
+  if (!(field instanceof HTMLInputElement) || !field.dataset.count) return;
+  const counter = document.querySelector(`[data-counter-for="${field.id}"]`);
+  if (!counter) return;
+  const max = Number(field.dataset.count);
+  counter.textContent = `${field.value.length}/${max}`;
+  counter.classList.toggle("over", field.value.length > max);
+});
