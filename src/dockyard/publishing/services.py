@@ -167,11 +167,10 @@ class ProductService:
     def editor_choices(self, org: str, principal: Principal) -> EditorChoices:
         """What the editor offers to pick from: the org's repositories and catalogue images."""
         self._authorize(org, principal, Permission.PRODUCT_READ)
+        namespace_id = AccountReads(self.session).org_id(org)
+        repositories = RegistryReads(self.session).repositories_of(namespace_id) if namespace_id else []
         publisher = publisher_for(self.session, org, create=False)
-        if publisher is None:
-            return EditorChoices([], [], [])
-        repositories = RegistryReads(self.session).repositories_of(publisher.namespace_id)
-        images = catalog_images(self.session, publisher.id)
+        images = catalog_images(self.session, publisher.id) if publisher is not None else []
         return EditorChoices(
             repositories,
             [i for i in images if i.kind == CatalogImageKind.LOGO.value],
