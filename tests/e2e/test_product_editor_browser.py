@@ -11,13 +11,20 @@ from pathlib import Path
 
 import httpx
 import pytest
+
 from tests.support.live import LiveServer
 from tests.support.registry_client import RegistryClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 CHROMIUM = shutil.which("chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--no-first-run", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--no-first-run",
+    "--disable-sync",
+]
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "publisher-pass-1"
 
@@ -66,7 +73,9 @@ def test_create_a_product_in_the_editor(tmp_path: Path, fresh_database_url: str)
                 assert page.inner_text("#short-count") == "150/140"  # the live counter
                 page.select_option("#f-category", "Database")
                 page.fill("#f-tags", "sql, database")
-                page.fill("#f-long_description", "# Acme DB\n\nA **fast** database. <script>alert(1)</script>")
+                page.fill(
+                    "#f-long_description", "# Acme DB\n\nA **fast** database. <script>alert(1)</script>"
+                )
                 page.fill("#f-install", "```sh\ndocker run acme/db\n```")
                 page.check("input[name=compatibility][value=enterprise]")
                 page.fill("[name='images[0].name']", "server")
@@ -88,14 +97,19 @@ def test_create_a_product_in_the_editor(tmp_path: Path, fresh_database_url: str)
                 shot("preview")
                 page.get_by_role("button", name="Create draft").click()
                 assert page.inner_text("#f-short_description-error") == "at most 140 characters (150 given)"
-                assert page.inner_text("[id='f-tiers[1].price.currency-error']") == "'USX' is not an ISO 4217 code"
+                assert (
+                    page.inner_text("[id='f-tiers[1].price.currency-error']")
+                    == "'USX' is not an ISO 4217 code"
+                )
                 shot("field-errors")
                 page.fill("#f-short_description", "A fast SQL database for containers.")
                 page.fill("[name='tiers[1].price.currency']", "USD")
                 page.get_by_role("button", name="Create draft").click()
                 page.wait_for_url("**/ui/orgs/acme/products/acme-db/edit")
                 assert "to fix before submitting" in page.inner_text(".flash")
-                assert page.inner_text("[id='f-images[1].tags[1]-error']") == "'acme/db-agent' has no tag '2.0'"
+                assert (
+                    page.inner_text("[id='f-images[1].tags[1]-error']") == "'acme/db-agent' has no tag '2.0'"
+                )
                 shot("saved-with-checklist")
                 page.goto(f"{live.url}/ui/orgs/acme/products")
                 assert "Acme Database" in page.inner_text("table")
