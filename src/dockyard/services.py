@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from dockyard.accounts.services import AccountService
     from dockyard.moderation.services import ReviewService
     from dockyard.publishing.profiles import PublisherService
+    from dockyard.publishing.services import ProductService
     from dockyard.registry.browse import RegistryBrowser
     from dockyard.registry.services import RegistryService
     from dockyard.runtime import Runtime
@@ -82,3 +83,10 @@ class Services:
         from dockyard.publishing.profiles import PublisherService
 
         return PublisherService(self.session, self.runtime.bus, self.accounts, AssetStore(self.runtime.blobs))
+
+    @cached_property
+    def products(self) -> ProductService:
+        """Publishers' products and their working revisions (drafts)."""
+        from dockyard.publishing.services import ProductService
+
+        return ProductService(self.session, self.runtime.bus, self.accounts)

@@ -136,6 +136,16 @@ class AccountReads:
         )
         return [OrgSummary(i, name, role, int(n), created) for i, name, role, n, created in rows]
 
+    def org_id(self, name: str) -> int | None:
+        """The id of the organisation (not a personal namespace) called ``name``; None when none is."""
+        return self.session.scalar(
+            select(Namespace.id).where(Namespace.name == name, Namespace.kind == NamespaceKind.ORG.value)
+        )
+
+    def namespace_name(self, namespace_id: int) -> str | None:
+        """The name of the namespace with id ``namespace_id``."""
+        return self.session.scalar(select(Namespace.name).where(Namespace.id == namespace_id))
+
     def organisation(self, name: str, viewer: Principal) -> Organisation:
         """One organisation as ``viewer`` may see it: NotFound, as for one that does not exist, unless the
         viewer is a member (or store staff allowed to manage every namespace)."""

@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 
 from dockyard.authz import StaffRole, parse_scopes
+from dockyard.cli.product import product_app
 from dockyard.cli.scan import scan
 from dockyard.cli.vulndb import vulndb_app
 from dockyard.cli.worker import worker
@@ -41,6 +42,7 @@ app.add_typer(robots, name="robot")
 app.add_typer(repos, name="repo")
 app.add_typer(staff_app, name="staff")
 app.add_typer(vulndb_app, name="vulndb")
+app.add_typer(product_app, name="product")
 app.command("scan")(scan)
 app.command("worker")(worker)
 console = Console()

@@ -286,6 +286,32 @@ def field_path(loc: tuple[Any, ...]) -> str:
     return path
 
 
+# What each pattern means, said to people (pydantic's message would quote the regular expression).
+PATTERN_MESSAGES = {
+    SLUG: "is not a slug: 1 to 64 lowercase letters, digits and hyphens, not starting or ending with one",
+    IMAGE_NAME: "is not an image name: 1 to 32 lowercase letters, digits and hyphens",
+    SEARCH_TAG: "is not a search tag: up to 32 lowercase letters, digits and . + -",
+    OCI_TAG: "is not an image tag: up to 128 letters, digits and . _ -, not starting with . or -",
+    REPOSITORY: "is not a repository name: namespace/name in lowercase letters, digits and . _ -",
+    EMAIL: "is not an email address",
+}
+
+
+def _message(e: Any) -> str:
+    kind, value, ctx = e.get("type"), e.get("input"), e.get("ctx") or {}
+    if kind == "extra_forbidden":
+        return "is not a field of the manifest"
+    if kind == "missing":
+        return "is required"
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") in PATTERN_MESSAGES:
+        return f"{value!r} {PATTERN_MESSAGES[ctx['pattern']]}"
+    if kind == "enum":
+        return f"{value!r} is not one of {ctx.get('expected', '')}"
+    if kind in ("model_type", "model_attributes_type", "dict_type") and e.get("loc", ())[-1:] == ("price",):
+        return f"{value!r} is not a price: give 'free' or {{amount, currency, period}}"
+    return str(e.get("msg", "invalid")).removeprefix("Value error, ")
+
+
 def problems_of(error: ValidationError) -> list[Problem]:
     problems: list[Problem] = []
     for e in error.errors():
@@ -293,12 +319,7 @@ def problems_of(error: ValidationError) -> list[Problem]:
         if isinstance(ctx_error, ManifestInvalid):
             problems.extend(ctx_error.problems)
             continue
-        message = str(e.get("msg", "invalid")).removeprefix("Value error, ")
-        if e.get("type") == "extra_forbidden":
-            message = "is not a field of the manifest"
-        elif e.get("type") == "missing":
-            message = "is required"
-        problems.append(Problem(field_path(tuple(e.get("loc", ()))), message))
+        problems.append(Problem(field_path(tuple(e.get("loc", ()))), _message(e)))
     return problems
 
 

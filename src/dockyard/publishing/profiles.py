@@ -35,6 +35,7 @@ from dockyard.publishing.assets import AssetStore
 from dockyard.publishing.fields import CONTROL, LEGAL_NAME_MAX, format_phone, parse_phone, website_problem
 from dockyard.publishing.manifest import MARKDOWN_MAX, ManifestInvalid, Problem
 from dockyard.publishing.models import CatalogImage, Publisher, PublisherEmailToken
+from dockyard.publishing.reads import publisher_for
 
 EMAIL_LINK_TTL = dt.timedelta(hours=48)
 FIELDS = ("legal_name", "website", "phone", "email", "logo_id", "story")
@@ -113,11 +114,9 @@ class PublisherService:
         return self.session.scalar(select(Publisher).where(Publisher.namespace_id == ns.id))
 
     def _ensure(self, ns: Namespace) -> Publisher:
-        publisher = self._find(ns)
-        if publisher is None:
-            publisher = Publisher(namespace_id=ns.id, story="")
-            self.session.add(publisher)
-            self.session.flush()
+        # publisher_for: two first uses at once (a profile save and a product create) share one row.
+        publisher = publisher_for(self.session, ns.name, create=True)
+        assert publisher is not None
         return publisher
 
     def get_or_create(self, org: str, principal: Principal) -> Publisher:

@@ -49,6 +49,13 @@ _LINKED_WITH_MANIFEST_IN = _LINKED_WITH_MANIFEST.join(
 
 
 @dataclass(frozen=True)
+class RepositoryFacts:
+    name: str
+    namespace_id: int
+    public: bool
+
+
+@dataclass(frozen=True)
 class ManifestPayload:
     media_type: str
     payload: bytes
@@ -118,6 +125,40 @@ class RegistryReads:
             .group_by(sql.repository.c.namespace_id)
         )
         return {namespace_id: int(count) for namespace_id, count in rows}
+
+    def repository(self, name: str) -> RepositoryFacts | None:
+        """Who holds repository ``name`` and whether it is public; None when there is no such repository."""
+        row = (
+            self.session.connection()
+            .execute(
+                select(sql.repository.c.namespace_id, sql.repository.c.is_public).where(
+                    sql.repository.c.name == name
+                )
+            )
+            .first()
+        )
+        return None if row is None else RepositoryFacts(name, int(row.namespace_id), bool(row.is_public))
+
+    def tags_present(self, repository: str, tags: Iterable[str]) -> set[str]:
+        """Those of ``tags`` that name a manifest in ``repository`` (none when it does not exist)."""
+        wanted = sorted(set(tags))
+        if not wanted:
+            return set()
+        statement = (
+            select(sql.tag.c.name)
+            .join(sql.repository, sql.repository.c.id == sql.tag.c.repository_id)
+            .where(sql.repository.c.name == repository, sql.tag.c.name.in_(wanted))
+        )
+        return set(self.session.connection().scalars(statement))
+
+    def repositories_of(self, namespace_id: int) -> list[tuple[str, bool]]:
+        """(name, public) of every repository of a namespace (by id), by name."""
+        rows = self.session.connection().execute(
+            select(sql.repository.c.name, sql.repository.c.is_public)
+            .where(sql.repository.c.namespace_id == namespace_id)
+            .order_by(sql.repository.c.name)
+        )
+        return [(name, bool(public)) for name, public in rows]
 
     # -- SQL for other domains' own statements -------------------------------------------------------
     @staticmethod

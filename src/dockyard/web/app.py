@@ -142,6 +142,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
     from dockyard.accounts import pages as account_pages
     from dockyard.moderation import pages as moderation_pages
     from dockyard.publishing import pages as publishing_pages
+    from dockyard.publishing import product_pages
     from dockyard.registry import pages as registry_pages
     from dockyard.scanning import pages as scan_pages
     from dockyard.web import pages
@@ -157,6 +158,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         Route(DOCS_PATH, docs, methods=["GET"]),
         Mount("/static", app=CachedStaticFiles(directory=Path(__file__).parent / "static"), name="static"),
         *account_pages.routes,
+        *product_pages.routes,
         # Before the registry's: its repository page matches any path under /ui/repositories/.
         *scan_pages.routes,
         *registry_pages.routes,
@@ -193,10 +195,17 @@ def api_routers() -> list[Any]:
     """The routers of the JSON API under /api/v1, one per domain."""
     from dockyard.accounts import views as account_views
     from dockyard.moderation import views as moderation_views
+    from dockyard.publishing import product_views
     from dockyard.publishing import views as publishing_views
     from dockyard.scanning import views as scan_views
 
-    return [account_views.router, scan_views.router, publishing_views.router, moderation_views.router]
+    return [
+        account_views.router,
+        scan_views.router,
+        publishing_views.router,
+        product_views.router,
+        moderation_views.router,
+    ]
 
 
 def api_document() -> dict[str, Any]:

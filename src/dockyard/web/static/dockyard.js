@@ -54,4 +54,14 @@ document.addEventListener("change", (event) => {
     preview.hidden = false;
   });
   reader.readAsDataURL(file);
+// Live character counters (<input data-count="140"> with <span data-counter-for="its id">); the server checks
+// the same limit on save, so the page works without this.
+document.addEventListener("input", (event) => {
+  const field = event.target;
+  if (!(field instanceof HTMLInputElement) || !field.dataset.count) return;
+  const counter = document.querySelector(`[data-counter-for="${field.id}"]`);
+  if (!counter) return;
+  const max = Number(field.dataset.count);
+  counter.textContent = `${field.value.length}/${max}`;
+  counter.classList.toggle("over", field.value.length > max);
 });
