@@ -16,7 +16,7 @@ import uvicorn
 
 from dockyard.web.context import AppState
 from tests.support.factories import PASSWORD
-from tests.support.review_world import build_world, install_standins
+from tests.support.review_world import build_world
 from tests.support.smtpd import free_port
 
 pytestmark = [pytest.mark.e2e]
@@ -32,7 +32,6 @@ def test_review_pages_in_a_browser(
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
-    install_standins(monkeypatch)
     world = build_world(app_state, tmp_path / "feed")
     shots = Path(os.environ.get("DOCKYARD_TEST_ARTIFACTS") or REPO / "test-artifacts") / "review"
     shots.mkdir(parents=True, exist_ok=True)

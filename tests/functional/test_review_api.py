@@ -13,7 +13,7 @@ import pytest
 from starlette.testclient import TestClient
 from tests.support.accounts import run_jobs
 from tests.support.factories import PASSWORD
-from tests.support.review_world import CVE, World, build_world, install_standins
+from tests.support.review_world import CVE, World, build_world
 from tests.support.smtpd import SmtpServer, smtp_server
 
 from dockyard.config import Settings
@@ -33,7 +33,6 @@ def settings(settings: Settings, smtp: SmtpServer) -> Settings:
 
 @pytest.fixture
 def world(app, app_state: AppState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
-    install_standins(monkeypatch)
     return build_world(app_state, tmp_path / "feed")
 
 

@@ -10,14 +10,13 @@ from pathlib import Path
 import pytest
 from tests.support.accounts import browser, post
 from tests.support.factories import PASSWORD
-from tests.support.review_world import CVE, World, build_world, install_standins
+from tests.support.review_world import CVE, World, build_world
 
 from dockyard.web.context import AppState
 
 
 @pytest.fixture
 def world(app, app_state: AppState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
-    install_standins(monkeypatch)
     return build_world(app_state, tmp_path / "feed")
 
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
-from tests.support.review_world import CVE, World, build_world, install_standins
+from tests.support.review_world import CVE, World, build_world
 from tests.support.scanimages import Images, file_layer
 
 from dockyard.accounts.models import User
@@ -27,7 +27,6 @@ from dockyard.web.context import AppState
 
 @pytest.fixture
 def world(app_state: AppState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> World:
-    install_standins(monkeypatch)
     app_state.jobs  # noqa: B018 - the subscribers (mail) wired, as the server does
     return build_world(app_state, tmp_path / "feed")
 

@@ -1,12 +1,7 @@
-"""A publisher, its staff counterparts and a product ready for review, built on the real services where
-they exist (accounts, registry, scanner) and straight rows where publishing's own services are written in
-parallel (profile, products).
-
-STAND-IN (helper "review", for the lead to remove at merge): ``StandinProducts`` and ``StandinPublishers``
-play ``Services.products.reference_problems`` and ``Services.publishers.completeness_problems`` until
-helpers "products" and "profile" land theirs; ``install_standins`` puts them on ``Services`` only when the
-real ones are missing. ``make_product`` writes Product/ProductRevision rows directly (the product service's
-``create`` does it once merged).
+"""A publisher, its staff counterparts and a product ready for review, built on the real services
+(accounts, registry, scanner; submission checks by the real product and profile services). The publisher's
+profile and a product's first draft are written as rows: their own services are tested on their own, and
+rows keep the review tests about review.
 """
 
 from __future__ import annotations
@@ -15,16 +10,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pytest
 from sqlalchemy.orm import Session
 
 from dockyard.db import utcnow
 from dockyard.publishing.agreement import AGREEMENT_VERSION
-from dockyard.publishing.manifest import Problem, ProductManifest, dump_manifest, parse_manifest
+from dockyard.publishing.manifest import dump_manifest, parse_manifest
 from dockyard.publishing.models import CatalogImage, Product, ProductRevision, Publisher
-from dockyard.registry.reads import RegistryReads
 from dockyard.scanning.services import ScanService
-from dockyard.services import Services
 from dockyard.web.context import AppState
 from tests.support.factories import make_org, make_user, unique
 from tests.support.scanimages import ACTOR, Images, debian_layer, file_layer, osv_record, write_feed
@@ -32,44 +24,6 @@ from tests.support.scanimages import ACTOR, Images, debian_layer, file_layer, os
 CRITICAL = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"
 CVE = "CVE-2031-0001"
 ZLIB = [("zlib1g", "1:1.2.13.dfsg-1", "zlib")]
-
-
-# -- STAND-IN: remove at merge, once Services.products and Services.publishers exist ---------------------
-class StandinProducts:
-    def __init__(self, session: Session) -> None:
-        self.registry = RegistryReads(session)
-
-    def reference_problems(self, publisher: Publisher, manifest: ProductManifest) -> list[Problem]:
-        problems = []
-        for i, image in enumerate(manifest.images):
-            if not self.registry.has_repository(image.repository):
-                problems.append(Problem(f"images[{i}].repository", f"{image.repository!r} does not exist"))
-                continue
-            for j, tag in enumerate(image.tags):
-                if self.registry.resolve(image.repository, tag) is None:
-                    problems.append(Problem(f"images[{i}].tags[{j}]", f"no tag {tag!r}"))
-        return problems
-
-
-class StandinPublishers:
-    def completeness_problems(self, publisher: Publisher) -> list[Problem]:
-        problems = []
-        if not publisher.legal_name:
-            problems.append(Problem("legal_name", "is required"))
-        if publisher.email_verified_at is None:
-            problems.append(Problem("email", "is not verified"))
-        if not publisher.agreement_version:
-            problems.append(Problem("agreement", "has not been accepted"))
-        return problems
-
-
-def install_standins(monkeypatch: pytest.MonkeyPatch) -> None:
-    if "products" not in vars(Services):
-        monkeypatch.setattr(
-            Services, "products", property(lambda sv: StandinProducts(sv.session)), raising=False
-        )
-    if "publishers" not in vars(Services):
-        monkeypatch.setattr(Services, "publishers", property(lambda sv: StandinPublishers()), raising=False)
 
 
 # -- the world -------------------------------------------------------------------------------------------

@@ -142,6 +142,15 @@ class AccountReads:
             select(Namespace.id).where(Namespace.name == name, Namespace.kind == NamespaceKind.ORG.value)
         )
 
+    def namespace(self, name: str) -> tuple[int, str] | None:
+        """The id and kind ("user" or "org") of the namespace called ``name``; None when there is none."""
+        row = self.session.execute(select(Namespace.id, Namespace.kind).where(Namespace.name == name)).first()
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    def username(self, user_id: int) -> str | None:
+        """The name of the user with id ``user_id``."""
+        return self.session.scalar(select(User.username).where(User.id == user_id))
+
     def namespace_name(self, namespace_id: int) -> str | None:
         """The name of the namespace with id ``namespace_id``."""
         return self.session.scalar(select(Namespace.name).where(Namespace.id == namespace_id))

@@ -21,8 +21,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from dockyard.accounts.models import Namespace, NamespaceKind, User
 from dockyard.accounts.passwords import hash_secret, new_secret
+from dockyard.accounts.reads import AccountReads
 from dockyard.accounts.selfservice import LINKS_PER_HOUR, LinkInvalid, email_problem, normalise_email
 from dockyard.accounts.services import AccountService
 from dockyard.authz import Permission, Principal, allowed
@@ -75,6 +75,15 @@ def _text(value: Any, name: str) -> str:
 
 
 # -- the service ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class OrgRef:
+    """An organisation as the accounts domain describes it (publishing does not read its models)."""
+
+    id: int
+    name: str
+    kind: str
+
+
 class PublisherService:
     def __init__(self, session: Session, bus: EventBus, accounts: AccountService, assets: AssetStore) -> None:
         self.session = session
@@ -83,10 +92,11 @@ class PublisherService:
         self.assets = assets
 
     # -- access ------------------------------------------------------------------------------------------
-    def _namespace(self, org: str, principal: Principal, permission: Permission) -> Namespace:
+    def _namespace(self, org: str, principal: Principal, permission: Permission) -> OrgRef:
         """The organisation, when ``principal`` may see it, and may do ``permission`` there: NotFound for
         those who may not see it (as for one that does not exist), Forbidden for members who may not."""
-        ns = self.session.scalar(select(Namespace).where(Namespace.name == org))
+        found = AccountReads(self.session).namespace(org)
+        ns = None if found is None else OrgRef(id=found[0], name=org, kind=found[1])
         role = self.accounts.role_in(principal, org) if ns is not None else None
         readable = allowed(principal, Permission.PRODUCT_READ, namespace_role=role) or allowed(
             principal, Permission.CATALOG_READ
@@ -95,7 +105,7 @@ class PublisherService:
             raise Unauthenticated("authentication required")
         if ns is None or not readable:
             raise NotFound(f"organisation {org!r} not found")
-        if ns.kind != NamespaceKind.ORG.value:
+        if ns.kind != "org":
             raise Invalid(
                 f"{org!r} is a personal namespace: publisher profiles belong to organisations",
                 detail={"field": "org"},
@@ -110,10 +120,10 @@ class PublisherService:
             raise Forbidden(what.get(permission, f"not allowed: {permission.value}"))
         return ns
 
-    def _find(self, ns: Namespace) -> Publisher | None:
+    def _find(self, ns: OrgRef) -> Publisher | None:
         return self.session.scalar(select(Publisher).where(Publisher.namespace_id == ns.id))
 
-    def _ensure(self, ns: Namespace) -> Publisher:
+    def _ensure(self, ns: OrgRef) -> Publisher:
         # publisher_for: two first uses at once (a profile save and a product create) share one row.
         publisher = publisher_for(self.session, ns.name, create=True)
         assert publisher is not None
@@ -130,9 +140,7 @@ class PublisherService:
         publisher = self._find(ns) or Publisher(namespace_id=ns.id, story="")
         accepted_by = None
         if publisher.agreement_accepted_by is not None:
-            accepted_by = self.session.scalar(
-                select(User.username).where(User.id == publisher.agreement_accepted_by)
-            )
+            accepted_by = AccountReads(self.session).username(publisher.agreement_accepted_by)
         pending = False
         if publisher.id is not None and publisher.email and publisher.email_verified_at is None:
             pending = (
@@ -346,7 +354,7 @@ class PublisherService:
         return token, publisher
 
     def _org_name(self, publisher: Publisher) -> str:
-        return str(self.session.scalar(select(Namespace.name).where(Namespace.id == publisher.namespace_id)))
+        return str(AccountReads(self.session).namespace_name(publisher.namespace_id))
 
     def _mail_link(self, org: str, publisher: Publisher, actor: Actor) -> None:
         assert publisher.email

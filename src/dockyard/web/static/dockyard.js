@@ -54,6 +54,8 @@ document.addEventListener("change", (event) => {
     preview.hidden = false;
   });
   reader.readAsDataURL(file);
+});
+
 // Live character counters (<input data-count="140"> with <span data-counter-for="its id">); the server checks
 // the same limit on save, so the page works without this.
 document.addEventListener("input", (event) => {
