@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # The offline vulnerability data beside the checkout: `make run` gives the server these feeds instead of the
 # osv.dev downloads (a DOCKYARD_VULNDB_SOURCES already set wins).
 VULNDATA ?= $(firstword $(wildcard $(abspath ../shared/vulndata) /work/shared/vulndata) $(abspath ../shared/vulndata))
-LOCAL_VULNDB_SOURCES := $(VULNDATA)/debian-osv,$(VULNDATA)/alpine-secdb,$(VULNDATA)/pypa-advisory-database,$(VULNDATA)/go-vulndb,$(VULNDATA)/nodejs-security-wg
+LOCAL_VULNDB_SOURCES := $(VULNDATA)/debian-osv,$(VULNDATA)/alpine-secdb,$(VULNDATA)/pypa-advisory-database,$(VULNDATA)/go-vulndb,$(VULNDATA)/nodejs-security-wg,$(VULNDATA)/nvd-sample
 
 .PHONY: run test test-sqlite test-postgres lint deps system-deps bench bench-scan clean
 
