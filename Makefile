@@ -34,7 +34,8 @@ lint: deps
 test: deps system-deps lint test-sqlite test-postgres
 
 # The real vulnerability data is required under `make test`: its tests fail rather than skip without it.
-TEST_ENV := DOCKYARD_VULNDATA=$(VULNDATA) DOCKYARD_REQUIRE_VULNDATA=1
+# So are the system tools `system-deps` installs (rpm's rpmbuild and rpmdb): their tests fail, not skip.
+TEST_ENV := DOCKYARD_VULNDATA=$(VULNDATA) DOCKYARD_REQUIRE_VULNDATA=1 DOCKYARD_REQUIRE_SYSTEM_DEPS=1
 
 test-sqlite: deps
 	$(TEST_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS)
