@@ -7,7 +7,7 @@ PYTEST_ARGS ?=
 # The offline vulnerability data beside the checkout: `make run` gives the server these feeds instead of the
 # osv.dev downloads (a DOCKYARD_VULNDB_SOURCES already set wins).
 VULNDATA ?= $(firstword $(wildcard $(abspath ../shared/vulndata) /work/shared/vulndata) $(abspath ../shared/vulndata))
-LOCAL_VULNDB_SOURCES := $(VULNDATA)/debian-osv,$(VULNDATA)/alpine-secdb,$(VULNDATA)/pypa-advisory-database,$(VULNDATA)/go-vulndb,$(VULNDATA)/nodejs-security-wg
+LOCAL_VULNDB_SOURCES := $(VULNDATA)/debian-osv,$(VULNDATA)/alpine-secdb,$(VULNDATA)/pypa-advisory-database,$(VULNDATA)/go-vulndb,$(VULNDATA)/nodejs-security-wg,$(VULNDATA)/nvd-sample
 
 .PHONY: run test test-sqlite test-postgres lint deps system-deps bench bench-scan clean
 
@@ -34,7 +34,8 @@ lint: deps
 test: deps system-deps lint test-sqlite test-postgres
 
 # The real vulnerability data is required under `make test`: its tests fail rather than skip without it.
-TEST_ENV := DOCKYARD_VULNDATA=$(VULNDATA) DOCKYARD_REQUIRE_VULNDATA=1
+# So are the system tools `system-deps` installs (rpm's rpmbuild and rpmdb): their tests fail, not skip.
+TEST_ENV := DOCKYARD_VULNDATA=$(VULNDATA) DOCKYARD_REQUIRE_VULNDATA=1 DOCKYARD_REQUIRE_SYSTEM_DEPS=1
 
 test-sqlite: deps
 	$(TEST_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -10,6 +10,10 @@ for p in "${packages[@]}"; do
 done
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" -ne 0 ]; then
+  # Not root: through sudo when it needs no password, else say what is missing.
+  if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+    exec sudo -n "$0" "$@"
+  fi
   echo "missing Debian packages (run as root to install): ${missing[*]}" >&2
   exit 1
 fi

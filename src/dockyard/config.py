@@ -12,8 +12,17 @@ from pathlib import Path
 
 OSV_EXPORTS = "https://osv-vulnerabilities.storage.googleapis.com"
 # osv.dev's per-ecosystem exports of the ecosystems the scanner detects.
-DEFAULT_VULNDB_SOURCES: tuple[str, ...] = tuple(
-    f"{OSV_EXPORTS}/{ecosystem}/all.zip" for ecosystem in ("Debian", "Alpine", "PyPI", "npm", "Go", "Maven")
+# Feed names that are not URLs or paths: NVD's CVE API 2.0 and GitHub's advisory database (its archive).
+NVD_FEED, GHSA_FEED = "nvd", "ghsa"
+GHSA_ARCHIVE = "https://github.com/github/advisory-database/archive/refs/heads/main.zip"
+# Then the two severity sources: NVD's CVE API 2.0 and GitHub's advisory database (scanning.severity).
+DEFAULT_VULNDB_SOURCES: tuple[str, ...] = (
+    *(
+        f"{OSV_EXPORTS}/{ecosystem}/all.zip"
+        for ecosystem in ("Debian", "Alpine", "PyPI", "npm", "Go", "Maven")
+    ),
+    NVD_FEED,
+    GHSA_FEED,
 )
 # Not ours, but read here (the only module that reads the environment): where skopeo, podman and docker
 # keep registry credentials, for `dockyard scan docker://...`.
@@ -50,7 +59,8 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
     "DOCKYARD_VULNDB_SOURCES": (
         ",".join(DEFAULT_VULNDB_SOURCES),
         "comma-separated feeds `dockyard vulndb update` and the scheduled updates read: osv.dev zips, URLs, "
-        "directories or files",
+        "directories or files, and the names `nvd` (NVD's CVE API 2.0) and `ghsa` (GitHub's advisory "
+        "database), the severity sources",
     ),
     "DOCKYARD_NVD_API_KEY": (
         "(none)",

@@ -102,6 +102,48 @@ def test_report_lists_counts_and_findings_with_their_details(client: TestClient,
     assert by_digest.json()["counts"] == body["counts"]
 
 
+def test_findings_say_which_record_and_cvss_version_scored_them(
+    client: TestClient, app, app_state: AppState, world: World, tmp_path: Path
+) -> None:
+    def findings() -> dict[str, dict]:
+        r = client.get(url(world), headers=world.auth("owner"))
+        assert r.status_code == 200, r.text
+        return {f["vulnerability"]: f for f in r.json()["findings"]}
+
+    before = findings()
+    own = before["CVE-2031-0001"]  # Debian's own vector
+    assert (own["score_source"], own["score_record"]) == ("debian v3.1", "CVE-2031-0001")
+    assert own["url"] == "https://nvd.nist.gov/vuln/detail/CVE-2031-0001"
+    assert (before["CVE-2031-0003"]["score_source"], before["CVE-2031-0003"]["score_record"]) == (None, None)
+    # NVD scores the CVE Debian left unscored (its Primary v3.1 metric); a lesser Secondary one is ignored.
+    nvd = tmp_path / "nvd"
+    nvd.mkdir()
+    (nvd / "CVE-2031-0003.json").write_text(
+        json.dumps(
+            {
+                "id": "CVE-2031-0003",
+                "published": "2031-01-01T00:00:00.000",
+                "lastModified": "2031-01-02T00:00:00.000",
+                "vulnStatus": "Analyzed",
+                "descriptions": [{"lang": "en", "value": "bar overflows"}],
+                "metrics": {
+                    "cvssMetricV31": [
+                        {"source": "nvd@nist.gov", "type": "Primary", "cvssData": {"vectorString": CRITICAL}},
+                        {"source": "cna@x.org", "type": "Secondary", "cvssData": {"vectorString": MINOR}},
+                    ]
+                },
+            }
+        )
+    )
+    with app_state.sessions.begin() as s:
+        ScanService(s, app_state.blobs, app_state.bus, app_state.settings).update_vulndb([nvd], ACTOR)
+    Worker(app_state.sessions, app.state.jobs, bus=app_state.bus).run_until_idle()  # the re-match
+    lent = findings()["CVE-2031-0003"]
+    assert (lent["score"], lent["vector"], lent["severity"]) == (9.8, CRITICAL, "Critical")
+    assert (lent["score_source"], lent["score_record"]) == ("nvd (primary) v3.1", "NVD-CVE-2031-0003")
+    assert findings()["CVE-2031-0001"]["score_source"] == "debian v3.1"  # its own vector still wins
+
+
 @pytest.mark.parametrize("who", ["owner", "member", "robot", "staff"])
 def test_members_robots_and_staff_see_every_endpoint(client: TestClient, world: World, who: str) -> None:
     for suffix in ("", "/findings", "/sbom"):

@@ -186,11 +186,15 @@ def test_every_documented_variable_is_read_and_its_default_is_true(tmp_path: Pat
         assert str(actual) == str(expected), var
 
 
-def test_vulndb_sources_default_to_the_osv_exports_and_split_on_commas() -> None:
+def test_vulndb_sources_default_to_the_osv_exports_and_the_severity_sources() -> None:
     default = Settings.from_env({}).vulndb_sources
-    assert default == tuple(
-        f"https://osv-vulnerabilities.storage.googleapis.com/{e}/all.zip"
-        for e in ("Debian", "Alpine", "PyPI", "npm", "Go", "Maven")
+    assert default == (
+        *(
+            f"https://osv-vulnerabilities.storage.googleapis.com/{e}/all.zip"
+            for e in ("Debian", "Alpine", "PyPI", "npm", "Go", "Maven")
+        ),
+        "nvd",
+        "ghsa",
     )
     assert Settings.from_env({"DOCKYARD_VULNDB_SOURCES": ""}).vulndb_sources == default
     env = {"DOCKYARD_VULNDB_SOURCES": " /srv/a, https://x.example/all.zip ,,\n/srv/b "}

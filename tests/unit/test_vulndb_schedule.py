@@ -5,13 +5,16 @@ feeds are older than DOCKYARD_VULNDB_INTERVAL, not while they are fresh; it inge
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from tests.support.cli import PYPA, need_vulndata
+from tests.support.vulndata import find_vulndata
 
 from dockyard import jobs as job_queue
 from dockyard.config import Settings
@@ -25,6 +28,7 @@ from dockyard.storage.blobstore import BlobStore
 from dockyard.storage.local import LocalDriver
 
 VULNDB = scanning_jobs.VULNDB_JOB
+VULNDATA = find_vulndata()
 
 
 @pytest.fixture
@@ -117,3 +121,48 @@ def test_the_purge_is_daily(sessions: sessionmaker[Session], tmp_path: Path) -> 
     assert registry.scheduler(sessions).tick() == []
     age_everything(sessions, 86400 + 60)
     assert registry.scheduler(sessions).tick() == [job_queue.PURGE_JOB]
+
+
+def test_the_server_reads_nvd_a_budget_at_a_time_and_resumes_where_it_stopped(
+    sessions: sessionmaker[Session], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    need_vulndata()
+    records = [json.loads(p.read_text()) for p in sorted((VULNDATA / "nvd-sample").glob("CVE-*.json"))[:5]]
+    asked: list[httpx.URL] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url)
+        start = int(request.url.params["startIndex"])
+        page = records[start : start + 2]
+        return httpx.Response(200, json={"totalResults": 5, "vulnerabilities": [{"cve": r} for r in page]})
+
+    monkeypatch.setattr(
+        scanning_jobs, "nvd_client", lambda: httpx.Client(transport=httpx.MockTransport(handler))
+    )
+    monkeypatch.setattr(scanning_jobs, "NVD_BUDGET", 0.0)  # one page a job
+    monkeypatch.setattr(scanning_jobs, "NVD_PAUSE", 0.0)
+    settings = Settings(data_dir=tmp_path / "data", vulndb_sources=("nvd",), vulndb_interval=3600)
+    registry = JobRegistry()
+    job_queue.register(registry)
+    blobs = BlobStore(LocalDriver(tmp_path / "storage"), tmp_path / "uploads")
+    scanning_jobs.register(registry, blobs, EventBus(), settings)
+
+    assert VULNDB in registry.scheduler(sessions).tick()
+    Worker(sessions, registry).run_until_idle()
+    # The first full read, a page per job, each going on where the last stopped (not from the beginning).
+    assert [int(u.params["startIndex"]) for u in asked] == [0, 2, 4]
+    assert all("lastModStartDate" not in u.params for u in asked)
+    assert [j.status for j in jobs_of(sessions, VULNDB)] == [DONE, DONE, DONE]
+    with sessions() as s:
+        ids = set(s.scalars(select(Advisory.id).where(Advisory.source == "nvd")))
+        assert ids == {f"NVD-{r['id']}" for r in records}
+        cursor = s.get(FeedState, "nvd:api")
+        assert cursor.last_modified is not None and cursor.records == 0  # complete
+    # The next update reads only what changed since (an incremental window).
+    asked.clear()
+    age_everything(sessions, 7200)
+    assert VULNDB in registry.scheduler(sessions).tick()
+    Worker(sessions, registry).run_until_idle()
+    assert asked and asked[0].params["lastModStartDate"].startswith(
+        cursor.last_modified.strftime("%Y-%m-%dT%H:%M:%S")
+    )

@@ -31,7 +31,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from dockyard.config import Settings
+from dockyard.config import GHSA_FEED, NVD_FEED, Settings
 
 # SQLAlchemy and the scanner are imported where they are used: `dockyard --help` imports this module.
 if TYPE_CHECKING:
@@ -281,9 +281,10 @@ def first_update(settings: Settings, sessions: sessionmaker[Session]) -> int:
     download; a feed that cannot be read is one warning line). Returns the live advisories then held."""
     from dockyard.cli.vulndb import update_one
 
-    # NVD's API allows a few requests a minute: a full first read takes minutes, so it is left to
-    # `dockyard vulndb update` (and the server's scheduled updates) rather than a first scan.
-    sources = tuple(s for s in settings.vulndb_sources if s != "nvd")
+    # NVD's API allows a few requests a minute (a full first read takes minutes) and GitHub's archive is
+    # large and mostly in osv.dev's exports already: both are left to `dockyard vulndb update` and the
+    # server's scheduled updates rather than a first scan.
+    sources = tuple(s for s in settings.vulndb_sources if s not in (NVD_FEED, GHSA_FEED))
     err.print(
         Text(
             f"the vulnerability database is empty: fetching {len(sources)} feed"

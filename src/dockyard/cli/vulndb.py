@@ -33,7 +33,7 @@ from dockyard.cli.scan import (
     out,
     progress_display,
 )
-from dockyard.config import Settings
+from dockyard.config import GHSA_ARCHIVE, GHSA_FEED, Settings
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session, sessionmaker
@@ -43,8 +43,7 @@ if TYPE_CHECKING:
 vulndb_app = typer.Typer(help="Keep the local vulnerability database up to date.", no_args_is_help=True)
 
 REMATCH_JOB = "scan.rematch_all"
-GHSA_ARCHIVE = "https://github.com/github/advisory-database/archive/refs/heads/main.zip"
-NVD_CURSOR = "nvd:api"  # FeedState row: the end of the last lastModified window read completely
+NVD_CURSOR = "nvd:api"  # FeedState row of the NVD reader (scanning.nvd.CURSOR)
 ERRORS_SHOWN = 5  # record errors listed per source; the rest are counted
 
 
@@ -97,8 +96,10 @@ def update_one(
     if source == "nvd":
         return update_nvd(sessions, settings.nvd_api_key if settings else None)
     feed = None
-    if source == "ghsa":
-        source, feed = GHSA_ARCHIVE, "ghsa"
+    if source == GHSA_FEED:
+        # Its records keep the source their ids name (osv:GitHub), as in osv.dev's exports, which carry the
+        # same GHSA records: one feed read after the other finds them unchanged rather than rewriting each.
+        source = GHSA_ARCHIVE
     started = time.monotonic()
     with _fetched(source) as path, sessions() as session:
         # The write lock up front (SQLite): a deferred BEGIN that upgrades later can deadlock with the server.
@@ -116,39 +117,35 @@ def update_nvd(
     sessions: sessionmaker[Session], api_key: str | None, client: object = None
 ) -> tuple[IngestReport, bool]:
     """Read NVD's records modified since the last complete window (everything the first time), one page
-    per transaction, so an interrupted run resumes where it stopped."""
+    per transaction, so an interrupted run resumes where it stopped (``scanning.nvd.sync``)."""
     import httpx
 
-    from dockyard.db import utcnow
-    from dockyard.scanning.models import FeedState
-    from dockyard.scanning.nvd import fetch
-    from dockyard.scanning.vulndb import IngestReport, ingest_documents
+    from dockyard.scanning.nvd import sync
 
     started = time.monotonic()
-    total = IngestReport(source="nvd")
     rematch = False
-    with sessions() as session:
-        cursor = session.get(FeedState, NVD_CURSOR)
-        since = cursor.last_modified if cursor else None
+
+    def transact(fn):  # type: ignore[no-untyped-def]
+        with sessions() as session:
+            session.connection(execution_options={"sqlite_write": True})
+            result = fn(session)
+            session.commit()
+            return result
+
     http = client or httpx.Client(timeout=httpx.Timeout(60.0), follow_redirects=True)
     try:
         with progress_display() as progress:
-            task = progress.add_task(f"nvd since {since or 'the beginning'}", total=None, streams=False)
-            for items, complete_to in fetch(http, since, api_key=api_key):
-                with sessions() as session:
-                    session.connection(execution_options={"sqlite_write": True})
-                    page = ingest_documents(session, items, "nvd")
-                    if complete_to is not None:
-                        state = session.get(FeedState, NVD_CURSOR) or FeedState(source=NVD_CURSOR, records=0)
-                        state.last_modified, state.updated_at = complete_to, utcnow()
-                        session.add(state)
-                    changed = page.added + page.updated + page.withdrawn
-                    rematch = (bool(changed) and _enqueue_rematch(session)) or rematch
-                    session.commit()
-                for key in ("files", "records", "added", "updated", "unchanged", "withdrawn"):
-                    setattr(total, key, getattr(total, key) + getattr(page, key))
-                total.errors += page.errors
-                progress.update(task, description=f"nvd: {total.records} records")
+            task = progress.add_task("nvd", total=None, streams=False)
+            read = {"records": 0}
+
+            def on_page(session: Session, page: IngestReport) -> None:
+                nonlocal rematch
+                changed = page.added + page.updated + page.withdrawn
+                rematch = (bool(changed) and _enqueue_rematch(session)) or rematch
+                read["records"] += page.records
+                progress.update(task, description=f"nvd: {read['records']} records")
+
+            total, _ = sync(transact, http, api_key=api_key, on_page=on_page)
     finally:
         if client is None:
             http.close()

@@ -4,7 +4,8 @@
 time: a push must not wait while a large layer is decompressed), then stores facts, components and findings
 in one short transaction. ``scan.rematch_all`` runs after a feed update and reads no layer. ``vulndb.update``
 reads ``DOCKYARD_VULNDB_SOURCES`` every ``DOCKYARD_VULNDB_INTERVAL`` seconds (and at first start when the
-database has no advisories): each source in a short write transaction of its own, downloads before it.
+database has no advisories): each source in a short write transaction of its own, downloads before it; the
+``nvd`` feed a page per transaction for at most ``NVD_BUDGET`` seconds a job, ``ghsa`` as GitHub's archive.
 """
 
 from __future__ import annotations
@@ -15,13 +16,13 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from dockyard.config import Settings
+from dockyard.config import GHSA_ARCHIVE, GHSA_FEED, NVD_FEED, Settings
 from dockyard.db import utcnow
 from dockyard.errors import DockyardError
 from dockyard.events import Actor, Event, EventBus, EventTag
@@ -31,8 +32,13 @@ from dockyard.scanning.scanner import SCAN_JOB, index_blob, queue_scan
 from dockyard.scanning.services import REMATCH_JOB, ScanService
 from dockyard.storage.blobstore import BlobStore
 
+if TYPE_CHECKING:
+    from dockyard.scanning.vulndb import IngestReport
+
 log = logging.getLogger("dockyard.scanning")
 VULNDB_JOB = "vulndb.update"
+NVD_BUDGET = 120.0  # seconds of NVD API reading per job (see _read_nvd)
+NVD_PAUSE = 6.0  # seconds before the next job goes on reading (NVD: 5 requests per 30 s without a key)
 
 
 def on_manifest_push(session: Session, event: Event) -> None:
@@ -96,8 +102,12 @@ def register(registry: JobRegistry, blobs: BlobStore, bus: EventBus, settings: S
         reports, failures = [], []
         for source in sources:
             try:
-                with _fetched(source) as path:  # a URL is downloaded before the write lock is taken
-                    report = ctx.write(lambda s, path=path: ingest(s, path))
+                if source == NVD_FEED:
+                    report = _read_nvd(ctx, settings)
+                else:
+                    url = GHSA_ARCHIVE if source == GHSA_FEED else source
+                    with _fetched(url) as path:  # a URL is downloaded before the write lock is taken
+                        report = ctx.write(lambda s, path=path: ingest(s, path))
                 report.source = source
                 reports.append(report)
                 log.info(
@@ -128,6 +138,35 @@ def register(registry: JobRegistry, blobs: BlobStore, bus: EventBus, settings: S
     registry.every(VULNDB_JOB, settings.vulndb_interval, due=feeds_due)
     # Images indexed by an older indexer format are scanned again when a process's workers start.
     registry.on_start(lambda session: service(session).enqueue_stale())
+
+
+def nvd_client() -> Any:
+    """The HTTP client NVD's API is read with (tests replace it with one on an ``httpx.MockTransport``)."""
+    import httpx
+
+    return httpx.Client(timeout=httpx.Timeout(60.0), follow_redirects=True)
+
+
+def _read_nvd(ctx: JobContext, settings: Settings) -> IngestReport:
+    """NVD's API for at most ``NVD_BUDGET`` seconds, a page per transaction; when there is more (the first
+    full read: about 15 minutes without a key), another ``vulndb.update`` of ``nvd`` alone is queued to go on
+    where this one stopped, so scans queued meanwhile are not held up behind it."""
+    from dockyard.jobs import enqueue
+    from dockyard.scanning.nvd import sync
+
+    with nvd_client() as client:
+        report, complete = sync(ctx.write, client, api_key=settings.nvd_api_key, budget=NVD_BUDGET)
+    if not complete:
+        ctx.write(
+            lambda s: enqueue(
+                s,
+                VULNDB_JOB,
+                {"sources": [NVD_FEED]},
+                dedupe_key=f"{VULNDB_JOB}:{NVD_FEED}",
+                delay=NVD_PAUSE,  # NVD's pause between requests holds across jobs too
+            )
+        )
+    return report
 
 
 @contextmanager

@@ -13,6 +13,7 @@ the candidate advisories of all new (ecosystem, name) pairs in one query per eco
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -24,7 +25,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dockyard.scanning.models import Advisory, AffectedPackage
-from dockyard.scanning.severity import Score, Severity, classify, label_tier
+from dockyard.scanning.severity import (
+    Score,
+    Severity,
+    classify,
+    label_tier,
+    lender_record,
+    source_label,
+)
 from dockyard.scanning.types import Component, Ecosystem
 from dockyard.scanning.versions import Key, base_ecosystem, npm_range, parse
 from dockyard.scanning.vulnfeeds import normalize_name
@@ -49,9 +57,12 @@ class Vulnerability:
     cvss_version: str | None
     severity: Severity
     summary: str
-    # The record the vector was read from: one of ``advisories`` when it has a vector of its own, else the
-    # lender (``NVD-CVE-... (Primary: nvd@nist.gov)``, a GHSA, ...); see ``severity`` for the order.
+    # Where the score came from (see ``severity`` for the order): its feed, NVD's Primary or Secondary metric
+    # and the CVSS version (``debian v3.1``, ``nvd (primary) v3.1``, ``ghsa v3.1``), and the record whose
+    # vector it is: one of ``advisories`` when it has a vector of its own, else the lender's (NVD-CVE-..., a
+    # GHSA, ...).
     score_source: str | None = None
+    score_record: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +88,7 @@ class Finding:
     severity = property(lambda self: self.vulnerability.severity)
     summary = property(lambda self: self.vulnerability.summary)
     score_source = property(lambda self: self.vulnerability.score_source)
+    score_record = property(lambda self: self.vulnerability.score_record)
 
 
 # ---- OSV range evaluation ---------------------------------------------------------------------------
@@ -244,6 +256,8 @@ class _Info:
     summary: str
     score: Score | None
     lender: str | None  # Advisory.score_from: None when the score is the record's own
+    record: str | None = None  # the record whose vector the score is (itself, or the lender's)
+    label: str | None = None  # severity.source_label: feed, NVD metric kind and CVSS version
 
 
 def lookup_key(component: Component, os_ecosystem: str | None) -> tuple[str, str, str] | None:
@@ -335,10 +349,14 @@ class Matcher:
                     Advisory.cvss_vector,
                     Advisory.cvss_version,
                     Advisory.score_from,
+                    Advisory.source,
                 ).where(Advisory.id.in_(new[i : i + _CHUNK]), Advisory.withdrawn.is_(None))
             )
             for row in rows:
                 score = Score(row.score, row.cvss_vector, row.cvss_version) if row.score is not None else None
+                record = (
+                    None if score is None else lender_record(row.score_from) if row.score_from else row.id
+                )
                 self._infos[row.id] = _Info(
                     row.id,
                     tuple(row.aliases or ()),
@@ -346,7 +364,25 @@ class Matcher:
                     row.summary or "",
                     score,
                     row.score_from,
+                    record,
+                    source_label(row.source, row.cvss_vector) if score and not row.score_from else None,
                 )
+        self._label_borrowed(new)
+
+    def _label_borrowed(self, ids: list[str]) -> None:
+        """Name the feed of each lender (one query for the records that lent the new advisories a score)."""
+        borrowed = [self._infos[i] for i in ids if i in self._infos and self._infos[i].lender]
+        lenders = sorted({info.record for info in borrowed if info.record})
+        feeds: dict[str, str] = {}
+        for i in range(0, len(lenders), _CHUNK):
+            rows = self.session.execute(
+                select(Advisory.id, Advisory.source).where(Advisory.id.in_(lenders[i : i + _CHUNK]))
+            )
+            feeds.update((row.id, row.source) for row in rows)
+        for info in borrowed:
+            assert info.score is not None and info.record is not None
+            label = source_label(feeds.get(info.record), info.score.vector, info.lender)
+            self._infos[info.id] = dataclasses.replace(info, label=label)
 
     # -- verdicts -----------------------------------------------------------------------------------------
 
@@ -417,12 +453,12 @@ def _verdict_of(
     fixed = max(fixes, key=lambda f: parse(ecosystem, f)) if fixes else None
     # Own vectors first, then NVD's Primary score, then a secondary lender's (see ``severity``).
     scored = [
-        (label_tier(info.lender), *info.score.rank(), info.lender or info.id, info.score)
+        (label_tier(info.lender), *info.score.rank(), info.lender or info.id, info)
         for info, _ in members
         if info.score
     ]
-    top = min(scored, key=lambda t: t[:4]) if scored else None
-    best, source = (top[4], top[3]) if top else (None, None)
+    top = min(scored, key=lambda t: t[:4])[4] if scored else None
+    best = top.score if top else None
     titled = next((info for info, _ in members if info.id == name and info.summary), None)
     summary = (titled or next((i for i, _ in members if i.summary), members[0][0])).summary
     return Vulnerability(
@@ -435,5 +471,6 @@ def _verdict_of(
         cvss_version=best.version if best else None,
         severity=classify(best.score if best else None),
         summary=summary,
-        score_source=source,
+        score_source=top.label if top else None,
+        score_record=top.record if top else None,
     )

@@ -199,6 +199,10 @@ class ScanPackageVuln(Base):
     vector: Mapped[str | None] = mapped_column(String(256))
     severity: Mapped[str] = mapped_column(String(16))
     summary: Mapped[str] = mapped_column(String(512), default="")
+    # Where the score came from (``severity.source_label``: "nvd (primary) v3.1") and the record whose vector
+    # it is ("NVD-CVE-2024-1"); None when unscored.
+    score_source: Mapped[str | None] = mapped_column(String(128))
+    score_record: Mapped[str | None] = mapped_column(String(128))
     generation: Mapped[int] = mapped_column(Integer, default=0, index=True)  # the re-match that last wrote it
 
 

@@ -19,10 +19,15 @@ import datetime as dt
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dockyard.scanning.severity import Score, score_vector
 from dockyard.scanning.vulnfeeds import FeedError, Record, _summary, parse_time
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from dockyard.scanning.vulndb import IngestReport
 
 __all__ = [
     "API_URL",
@@ -32,11 +37,13 @@ __all__ = [
     "is_nvd",
     "nvd_score",
     "parse_nvd",
+    "sync",
 ]
 
 NVD = "nvd"  # Advisory.source and the feed name
 NVD_PREFIX = "NVD-"  # NVD-CVE-2024-1234: the advisory id, next to the distros' own CVE-2024-1234 records
 API_URL = "https://services.nvd.nist.gov/rest/json/cves/2.0"
+CURSOR = "nvd:api"  # the FeedState row of the API's reader: see ``sync``
 PAGE = 2000  # the API's largest resultsPerPage
 WINDOW = dt.timedelta(days=120)  # the API's widest lastMod range
 _METRICS = (("cvssMetricV40", "CVSS_V4"), ("cvssMetricV31", "CVSS_V3"), ("cvssMetricV30", "CVSS_V3"))
@@ -124,12 +131,14 @@ def fetch(
     sleep: Callable[[float], None] = time.sleep,
     url: str = API_URL,
     retries: int = 5,
+    start_index: int = 0,
 ) -> Iterator[tuple[list[dict[str, Any]], dt.datetime | None]]:
     """Pages of ``cve`` objects modified since ``since`` (everything when None), each with the end of the
     window it belongs to once the window is complete (the point to resume from), else None.
 
     ``client`` is an ``httpx.Client``; without ``since`` the whole database is read (no date filter), in
-    pages. NVD's guidance: no more than 5 requests in 30 s without a key, 50 with one."""
+    pages. NVD's guidance: no more than 5 requests in 30 s without a key, 50 with one. ``start_index``: where
+    to resume in the first window (the records of it already read)."""
     pause = 0.6 if api_key else 6.0
     headers = {"apiKey": api_key} if api_key else {}
     end = now or dt.datetime.now(dt.UTC).replace(tzinfo=None)
@@ -143,7 +152,7 @@ def fetch(
             start += WINDOW
     first = True
     for window in windows:
-        index = 0
+        index, start_index = start_index, 0
         while True:
             params: dict[str, Any] = {"startIndex": index, "resultsPerPage": PAGE}
             if window is not None:
@@ -181,3 +190,66 @@ def _get(
             raise FeedError("the NVD API answered something that is not a JSON object")
         return body
     raise AssertionError("unreachable")
+
+
+# ---- reading the API into the database ------------------------------------------------------------------
+
+
+def sync(
+    transact: Callable[[Callable[[Session], Any]], Any],
+    client: Any,
+    *,
+    api_key: str | None = None,
+    budget: float | None = None,
+    on_page: Callable[[Session, IngestReport], None] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> tuple[IngestReport, bool]:
+    """Read NVD's records modified since the last complete window into the advisory tables, one page per
+    transaction (``transact(fn)`` runs ``fn(session)`` in a committed write transaction: the CLI's session
+    factory, a job's ``ctx.write``). Returns the totals and whether the read is complete; with a ``budget``
+    (seconds) it stops after the page that exhausts it, and the next call resumes.
+
+    Where it got to is the ``CURSOR`` FeedState row: ``last_modified`` is the end of the last complete
+    lastModified window (None before the first full read ends) and, during that first full read (about 150
+    pages, 15 minutes without a key), ``records`` is how many of its records were read, so an interrupted
+    first read resumes at that ``startIndex`` rather than from the beginning."""
+    from dockyard.db import utcnow
+    from dockyard.scanning.models import FeedState
+    from dockyard.scanning.vulndb import IngestReport, ingest_documents
+
+    def where(session: Session) -> tuple[dt.datetime | None, int]:
+        state = session.get(FeedState, CURSOR)
+        return (state.last_modified, state.records or 0) if state else (None, 0)
+
+    since, index = transact(where)
+    index = index if since is None else 0
+    total = IngestReport(source=NVD)
+    started = clock()
+    for items, complete_to in fetch(client, since, api_key=api_key, sleep=sleep, start_index=index):
+        index += len(items)
+
+        def page(
+            session: Session, items: list[dict[str, Any]] = items, end: Any = complete_to, at: int = index
+        ) -> IngestReport:
+            report = ingest_documents(session, items, NVD)
+            state = session.get(FeedState, CURSOR) or FeedState(source=CURSOR, records=0)
+            if end is not None:
+                state.last_modified, state.records = end, 0
+            elif since is None:
+                state.records = at
+            state.updated_at = utcnow()
+            session.add(state)
+            if on_page is not None:
+                on_page(session, report)
+            return report
+
+        done = transact(page)
+        for key in ("files", "records", "added", "updated", "unchanged", "withdrawn"):
+            setattr(total, key, getattr(total, key) + getattr(done, key))
+        total.errors += done.errors
+        if complete_to is not None:
+            index = 0
+        if budget is not None and clock() - started >= budget and complete_to is None:
+            return total, False
+    return total, True

@@ -15,6 +15,7 @@ from dockyard.authz import Principal
 from dockyard.errors import NotFound
 from dockyard.scanning import sbom
 from dockyard.scanning.reads import ComponentView, FindingView, ImageReport, ScanSummary
+from dockyard.scanning.report import advisory_url
 from dockyard.scanning.services import ScanService
 from dockyard.scanning.types import Component, ImageIndex, OSInfo
 
@@ -88,6 +89,9 @@ def finding_json(f: FindingView) -> dict[str, Any]:
         "score": f.score,
         "vector": f.vector,
         "cvss_version": cvss_version(f.vector),
+        "score_source": f.score_source,
+        "score_record": f.score_record,
+        "url": advisory_url(f.vulnerability),
         "severity": f.severity,
         "computed_severity": f.computed_severity,
         "override": override,

@@ -53,6 +53,8 @@ class FindingView:
     summary: str
     score: float | None  # CVSS base score, computed from ``vector``
     vector: str | None
+    score_source: str | None  # feed, NVD metric kind and CVSS version: "nvd (primary) v3.1"
+    score_record: str | None  # the record whose vector scored it: "NVD-CVE-2024-1"
     severity: str  # the effective class: staff's override, else the computed one
     computed_severity: str
     override: Override | None
@@ -353,6 +355,10 @@ class ScanReads:
         return [_view(*row) for row in self.session.execute(query)]
 
 
+# What a finding says from its verdict (a resolved one keeps these in ``detail``: results.VERDICT_COLUMNS).
+_SAID = ("aliases", "fixed_version", "score", "vector", "summary", "score_source", "score_record")
+
+
 def _view(
     f: ScanFinding,
     component: ImageComponent | None,
@@ -366,7 +372,7 @@ def _view(
     kept = f.detail if f.resolved_at is not None and f.detail is not None else None
     said: dict[str, Any] = dict(kept) if kept is not None else {}
     if kept is None and verdict is not None:
-        said = {c: getattr(verdict, c) for c in ("aliases", "fixed_version", "score", "vector", "summary")}
+        said = {c: getattr(verdict, c) for c in _SAID}
     was = (kept or {}).get("component") or {}
     effective = f.override_severity or f.severity
     override = (
@@ -385,6 +391,8 @@ def _view(
         summary=said.get("summary") or "",
         score=said.get("score"),
         vector=said.get("vector"),
+        score_source=said.get("score_source"),
+        score_record=said.get("score_record"),
         severity=effective,
         computed_severity=f.severity,
         override=override,

@@ -15,14 +15,17 @@ JSON document (``as_json``), version ``dockyard.scan/v1``::
                       "source_name", "source_version", "arch"}, ...],
       "findings": [{"id", "aliases": [str], "severity", "score": float | null, "vector": str | null,
                     "cvss_version": "v2" | "v3" | "v4" | null, "score_source": str | null,
+                    "score_record": str | null,
                     "url": str, "summary", "component": {"name", "version", "ecosystem", "purl"},
                     "installed", "source_name": str | null, "source_version": str | null,
                     "fixed": str | null, "layer", "layer_index": int | null, "path"}, ...],
 
 ``installed`` is the version of the package as installed (the binary package's for OS packages); an OS
 package is matched on its source package, whose name and version are ``source_name`` and ``source_version``
-(null for language packages). ``score_source`` names the record the CVSS vector was read from (see
-``scanning.severity`` for the order of preference) and ``url`` a page describing the vulnerability.
+(null for language packages). ``score_source`` says where the score came from: the feed, NVD's Primary or
+Secondary metric and the vector's CVSS version (``debian v3.1``, ``nvd (primary) v3.1``, ``ghsa v3.1``), and
+``score_record`` the record whose vector it is (see ``scanning.severity`` for the order of preference);
+``url`` is a page describing the vulnerability.
       "warnings": [str, ...]
     }
 """
@@ -86,8 +89,14 @@ def installed(finding: FindingLike) -> str:
 
 
 def score_source(finding: FindingLike) -> str | None:
-    """The record whose vector scored the finding, when the finding says (the matcher's findings do)."""
+    """Where the finding's score came from (``nvd (primary) v3.1``), when the finding says (the matcher's
+    findings do)."""
     return getattr(finding, "score_source", None)
+
+
+def score_record(finding: FindingLike) -> str | None:
+    """The record whose vector scored the finding (``NVD-CVE-2024-1``), when the finding says."""
+    return getattr(finding, "score_record", None)
 
 
 def severity_class(finding: FindingLike) -> str:
@@ -175,6 +184,7 @@ def as_table(findings: Sequence[FindingLike], index: ImageIndex, *, console: Con
         ("Class", "left"),
         ("ID", "left"),
         ("Score", "right"),
+        ("Scored by", "left"),
         ("Component", "left"),
         ("Installed", "left"),
         ("Fixed", "left"),
@@ -190,6 +200,7 @@ def as_table(findings: Sequence[FindingLike], index: ImageIndex, *, console: Con
             Text(name, style=_STYLES[name]),
             Text(finding.id),
             Text(_score_text(finding.score)),
+            Text(score_source(finding) or "-"),
             Text(finding.component.name),
             Text(installed(finding)),
             Text(finding.fixed_version) if finding.fixed_version else Text("no fix", style="dim"),
@@ -261,6 +272,7 @@ def as_json(image: str, index: ImageIndex, findings: Sequence[FindingLike]) -> s
                 "vector": f.vector,
                 "cvss_version": getattr(f, "cvss_version", None),
                 "score_source": score_source(f),
+                "score_record": score_record(f),
                 "url": advisory_url(f.id),
                 "summary": f.summary,
                 "component": {
@@ -313,6 +325,9 @@ def _rule(vuln_id: str, group: list[FindingLike]) -> dict[str, Any]:
         properties["security-severity"] = f"{top.score:.1f}"
         if top.vector:
             properties["cvssVector"] = top.vector
+        if score_source(top):
+            properties["scoreSource"] = score_source(top)
+            properties["scoreRecord"] = score_record(top)
     return {
         "id": vuln_id,
         "shortDescription": {"text": f"{vuln_id}: {summary}"[:1024]},
@@ -385,6 +400,9 @@ def _result(image: str, finding: FindingLike, rule_index: int) -> dict[str, Any]
             "fixedVersion": finding.fixed_version,
             "severityClass": name,
             "score": finding.score,
+            "cvssVersion": getattr(finding, "cvss_version", None),
+            "scoreSource": score_source(finding),
+            "scoreRecord": score_record(finding),
             "aliases": list(finding.aliases),
         },
     }

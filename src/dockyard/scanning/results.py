@@ -38,7 +38,16 @@ MATCH_LOCK = 0x64795363  # PostgreSQL advisory lock: scans share it, a re-match 
 # Above this many changed verdicts a re-match recounts every image in one pass instead of moving counts.
 DELTA_LIMIT = 2000
 _RANK = {name: i for i, name in enumerate(SEVERITY_CLASSES)}
-VERDICT_COLUMNS = ("aliases", "fixed_version", "score", "vector", "severity", "summary")
+VERDICT_COLUMNS = (
+    "aliases",
+    "fixed_version",
+    "score",
+    "vector",
+    "severity",
+    "summary",
+    "score_source",
+    "score_record",
+)
 _COUNT_COLUMNS = dict(zip(SEVERITY_CLASSES, ("critical", "major", "minor", "unscored"), strict=True))
 
 PackageKey = tuple[str, str, str]  # (ecosystem, name, version) as the matcher looks it up
@@ -81,6 +90,8 @@ def verdict_row(v: Vulnerability) -> dict[str, Any]:
         "vector": clip(v.vector, 256),
         "severity": v.severity.value,
         "summary": clip(v.summary or "", 512) or "",
+        "score_source": clip(v.score_source, 128),
+        "score_record": clip(v.score_record, 128),
     }
 
 

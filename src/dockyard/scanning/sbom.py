@@ -56,7 +56,14 @@ from spdx_tools.spdx.model import (
 )
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 
-from dockyard.scanning.report import FindingLike, advisory_url, severity_class, tool_version
+from dockyard.scanning.report import (
+    FindingLike,
+    advisory_url,
+    score_record,
+    score_source,
+    severity_class,
+    tool_version,
+)
 from dockyard.scanning.types import Component, ImageIndex, OSInfo
 
 CYCLONEDX_SCHEMA = SchemaVersion.V1_6
@@ -182,8 +189,15 @@ def _vuln_source(vuln_id: str) -> VulnerabilitySource:
 def _rating(finding: FindingLike) -> VulnerabilityRating | None:
     if finding.score is None and not finding.vector:
         return None
+    record, label = score_record(finding), score_source(finding)
+    # The rating's source is the record whose vector it is (NVD's, a GHSA, the distribution's), by its feed.
+    source = (
+        VulnerabilitySource(name=label, url=XsUri(advisory_url(record.removeprefix("NVD-"))))
+        if record and label
+        else _vuln_source(finding.id)
+    )
     rating = VulnerabilityRating(
-        source=_vuln_source(finding.id),
+        source=source,
         score=None if finding.score is None else Decimal(str(finding.score)),
         severity=vs_from_cvss_scores(finding.score),
         method=score_method(finding.vector),

@@ -43,6 +43,17 @@ class Finding(BaseModel):
     score: float | None = Field(description="CVSS base score, 0.0-10.0")
     vector: str | None = Field(description="the CVSS vector the score comes from")
     cvss_version: str | None = Field(description="the CVSS version of the vector: v2, v3 or v4")
+    score_source: str | None = Field(
+        description="where the score came from: the feed, NVD's Primary or Secondary metric and the vector's "
+        'CVSS version ("debian v3.1", "nvd (primary) v3.1", "nvd (secondary: cna@example.org) v4.0", '
+        "\"ghsa v3.1\"); the distribution's or ecosystem's own vector is preferred, then NVD's Primary "
+        "score, then a secondary source's"
+    )
+    score_record: str | None = Field(
+        description='the record whose vector scored the finding ("CVE-2024-1234", "NVD-CVE-2024-1234", '
+        "a GHSA)"
+    )
+    url: str = Field(description="a page describing the vulnerability (NVD, GitHub, the Node.js WG, OSV)")
     severity: str = Field(description="the class in force: " + ", ".join(SEVERITY_CLASSES))
     computed_severity: str
     override: Override | None

@@ -12,7 +12,10 @@ Where a finding's score comes from, in this order of preference:
    same vulnerability (a GitHub advisory, another distribution).
 
 A borrowed score names its lender (``Advisory.score_from``): the record id, and for NVD whether the metric was
-Primary or Secondary and whose it was (``borrowed_label``).
+Primary or Secondary and whose it was (``borrowed_label``). Reports and the API say where each score came from
+in two fields: ``score_record``, the record whose vector it is (``CVE-2024-1``, ``NVD-CVE-2024-1``,
+``GHSA-...``), and ``score_source``, its feed and CVSS version (``source_label``): ``debian v3.1``,
+``nvd (primary) v3.1``, ``nvd (secondary: cna@example.org) v4.0``, ``ghsa v3.1``.
 
 When a record carries several vectors the class comes from one version, in the order v3 > v4 > v2:
 CVSS v3.x is what NVD, the distros, GitHub and our SLA thresholds are calibrated on and what Trivy/Grype show;
@@ -23,6 +26,7 @@ score wins (the conservative choice when two sources score the same flaw differe
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -37,9 +41,13 @@ __all__ = [
     "best_score",
     "borrowed_label",
     "classify",
+    "feed_name",
     "label_tier",
+    "lender_record",
     "score_vector",
     "sla_hours",
+    "source_label",
+    "vector_version",
 ]
 
 
@@ -125,3 +133,54 @@ def label_tier(label: str | None) -> int:
     if label is None:
         return 0
     return 1 if label.startswith("NVD-") and "(Primary" in label else 2
+
+
+# Advisory.source -> the short feed name reports show (``osv:<feed>`` otherwise lower-cased).
+_FEED_NAMES = {
+    "osv:PyPI": "pypa",
+    "osv:GitHub": "ghsa",
+    "ghsa": "ghsa",
+    "osv:Go": "go",
+    "npm-legacy": "nodejs-security-wg",
+    "alpine-secdb": "alpine",
+    "nvd": "nvd",
+}
+
+
+def feed_name(source: str | None) -> str:
+    """The short name of the feed an advisory came from: ``osv:Debian`` -> ``debian``."""
+    if not source:
+        return "unknown"
+    return _FEED_NAMES.get(source) or source.removeprefix("osv:").lower() or "osv"
+
+
+def vector_version(vector: str | None) -> str | None:
+    """The CVSS version a vector states: ``v3.1``, ``v3.0``, ``v4.0``; ``v2.0`` for the unprefixed v2 form."""
+    if not vector:
+        return None
+    match = re.match(r"CVSS:(\d+\.\d+)/", vector)
+    return f"v{match.group(1)}" if match else "v2.0"
+
+
+_LENT = re.compile(r"^(?P<record>\S+) \((?P<kind>Primary|Secondary): (?P<scorer>.*)\)$")
+
+
+def lender_record(label: str) -> str:
+    """The record id of a lender's label: ``NVD-CVE-2024-1 (Primary: nvd@nist.gov)`` -> ``NVD-CVE-2024-1``."""
+    match = _LENT.match(label)
+    return match.group("record") if match else label
+
+
+def source_label(source: str | None, vector: str | None, lender: str | None = None) -> str:
+    """Where a score came from, as reports show it: the feed of the record whose vector it is (``source``:
+    its ``Advisory.source``), NVD's Primary or Secondary metric when NVD lent it (``lender``: the
+    ``score_from`` label), and the vector's CVSS version. ``nvd (primary) v3.1``, ``ghsa v3.1``."""
+    name = feed_name(source)
+    match = _LENT.match(lender or "")
+    if match and name == "nvd":
+        if match.group("kind") == "Primary":
+            name = "nvd (primary)"
+        else:
+            name = f"nvd (secondary: {match.group('scorer') or 'unknown'})"
+    version = vector_version(vector)
+    return f"{name} {version}" if version else name

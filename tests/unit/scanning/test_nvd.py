@@ -88,8 +88,8 @@ def test_every_sample_record_is_read(db_session: Session) -> None:
 @pytest.mark.parametrize(
     ("cve", "package", "version", "expected"),
     [
-        ("CVE-2005-2541", "tar", "1.34+dfsg-1.2+deb12u1", "Primary: nvd@nist.gov"),  # NVD analysed it (v2)
-        ("CVE-2024-10524", "wget", "1.21.3-1+b2", "Secondary"),  # only the CNA scored it
+        ("CVE-2005-2541", "tar", "1.34+dfsg-1.2+deb12u1", "nvd (primary) v2.0"),  # NVD analysed it (v2)
+        ("CVE-2024-10524", "wget", "1.21.3-1+b2", "nvd (secondary: reefs@jfrog.com) v3.1"),  # the CNA only
     ],
 )
 def test_a_debian_finding_without_a_vector_takes_nvds(
@@ -109,7 +109,7 @@ def test_a_debian_finding_without_a_vector_takes_nvds(
     ingest(db_session, nvd_dir)
     finding = findings(db_session, deb(package, version))[(cve, package)]
     assert finding.score is not None and finding.vector and finding.cvss_version in ("v2", "v3", "v4")
-    assert finding.score_source.startswith(f"NVD-{cve} (") and expected in finding.score_source
+    assert (finding.score_source, finding.score_record) == (expected, f"NVD-{cve}")
     metrics = json.loads((NVD_SAMPLE / f"{cve}.json").read_text())["metrics"]
     vectors = {m["cvssData"]["vectorString"] for ms in metrics.values() for m in ms}
     assert finding.vector in vectors
@@ -159,14 +159,22 @@ def test_own_vector_then_nvd_primary_then_secondary(db_session: Session, tmp_pat
     ingest(db_session, feeds)
     found = findings(db_session, deb("zlib1g", "1:1.2.13.dfsg-1", "zlib"))
     own = found[("CVE-2030-0001", "zlib1g")]
-    assert (own.score, own.vector, own.score_source) == (1.8, V3_LOW, "CVE-2030-0001")
+    assert (own.score, own.vector, own.score_source, own.score_record) == (
+        1.8,
+        V3_LOW,
+        "debian v3.1",
+        "CVE-2030-0001",
+    )
     primary = found[("CVE-2030-0002", "zlib1g")]
     assert (primary.vector, primary.cvss_version) == (V3_MID, "v3")  # Primary v3 before Primary v2/Secondary
-    assert primary.score_source == "NVD-CVE-2030-0002 (Primary: nvd@nist.gov)"
+    assert (primary.score_source, primary.score_record) == ("nvd (primary) v3.1", "NVD-CVE-2030-0002")
     secondary = found[("CVE-2030-0003", "zlib1g")]
-    assert secondary.cvss_version == "v4" and secondary.score_source.endswith("(Secondary: cna@example.org)")
+    assert secondary.cvss_version == "v4"
+    assert secondary.score_source == "nvd (secondary: cna@example.org) v4.0"
+    assert secondary.score_record == "NVD-CVE-2030-0003"
     nobody = found[("CVE-2030-0004", "zlib1g")]
-    assert (nobody.score, nobody.score_source, str(nobody.severity)) == (None, None, "Unscored")
+    assert (nobody.score, nobody.score_source, nobody.score_record) == (None, None, None)
+    assert str(nobody.severity) == "Unscored"
 
 
 def ghsa(ghsa_id: str, cve: str, package: str, vector: str | None) -> dict:
@@ -236,15 +244,20 @@ def test_github_advisories_are_a_secondary_source(db_session: Session, tmp_path:
     found = {f.component.name: f for f in Matcher(db_session).match(components, None)}
     # alpha: the GitHub advisory matched the package itself, so its vector is the finding's own.
     assert (found["alpha"].id, found["alpha"].vector) == ("CVE-2030-1001", V3_MID)
-    assert found["alpha"].score_source == "GHSA-aaaa-bbbb-cccc"
+    assert (found["alpha"].score_source, found["alpha"].score_record) == ("ghsa v3.1", "GHSA-aaaa-bbbb-cccc")
     # beta: same, the ecosystem's own vector is preferred to NVD's Primary one.
     assert found["beta"].vector == V3_LOW
     # Without the GitHub records the PYSEC ones borrow: NVD's Primary score first.
     db_session.query(AffectedPackage).filter(AffectedPackage.advisory_id.like("GHSA-%")).delete()
     found = {f.component.name: f for f in Matcher(db_session).match(components, None)}
-    assert found["beta"].vector == V3_HIGH and found["beta"].score_source.startswith("NVD-CVE-2030-1002")
+    assert found["beta"].vector == V3_HIGH
+    assert (found["beta"].score_source, found["beta"].score_record) == (
+        "nvd (primary) v3.1",
+        "NVD-CVE-2030-1002",
+    )
     # alpha: no NVD record: GitHub's advisory lends its vector (a secondary source).
-    assert (found["alpha"].vector, found["alpha"].score_source) == (V3_MID, "GHSA-aaaa-bbbb-cccc")
+    assert (found["alpha"].vector, found["alpha"].score_record) == (V3_MID, "GHSA-aaaa-bbbb-cccc")
+    assert found["alpha"].score_source == "ghsa v3.1"  # the lender's feed, not the borrower's (pypa)
 
 
 def test_a_rejected_cve_lends_nothing(db_session: Session, tmp_path: Path) -> None:

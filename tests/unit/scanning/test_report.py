@@ -69,6 +69,8 @@ class Finding:
     fixed_version: str | None = None
     summary: str = ""
     aliases: tuple[str, ...] = field(default=())
+    score_source: str | None = None
+    score_record: str | None = None
 
     @property
     def installed_version(self) -> str:
@@ -97,6 +99,8 @@ CRITICAL = Finding(
     "2.15.0",
     "Remote code execution via JNDI lookups",
     ("GHSA-jfh8-c2jp-5v3q",),
+    "nvd (primary) v3.1",
+    "NVD-CVE-2021-44228",
 )
 MAJOR = Finding(
     "CVE-2023-45133",
@@ -206,15 +210,16 @@ def test_table_rows_are_sorted_worst_first_with_every_column():
             "Critical",
             "CVE-2021-44228",
             "10.0",
+            "nvd (primary) v3.1",
             "org.apache.logging.log4j:log4j-core",
             "2.14.1",
             "2.15.0",
             "cdcdcdcdcdcd",
         ],
-        ["Major", "CVE-2023-45133", "6.5", "@babel/core", "7.23.2", "7.23.2-fixed", "cdcdcdcdcdcd"],
-        ["Major", "CVE-2023-45133", "4.3", "lodash", "4.17.20", "4.17.21", "cdcdcdcdcdcd"],
-        ["Minor", "CVE-2023-5678", "3.7", "libssl3", "3.0.11-1~deb12u2", "no fix", "abababababab"],
-        ["Unscored", "OSV-2024-0001", "-", "lodash", "4.17.20", "no fix", "cdcdcdcdcdcd"],
+        ["Major", "CVE-2023-45133", "6.5", "-", "@babel/core", "7.23.2", "7.23.2-fixed", "cdcdcdcdcdcd"],
+        ["Major", "CVE-2023-45133", "4.3", "-", "lodash", "4.17.20", "4.17.21", "cdcdcdcdcdcd"],
+        ["Minor", "CVE-2023-5678", "3.7", "-", "libssl3", "3.0.11-1~deb12u2", "no fix", "abababababab"],
+        ["Unscored", "OSV-2024-0001", "-", "-", "lodash", "4.17.20", "no fix", "cdcdcdcdcdcd"],
     ]
     assert "OS: Debian GNU/Linux 12 (bookworm)" in text
     assert "Critical: 1  Major: 2  Minor: 1  Unscored: 1  (5 findings in 4 components)" in text
@@ -267,7 +272,7 @@ def test_table_on_a_narrow_terminal_folds_instead_of_cutting():
     text = console.export_text()
     assert "…" not in text
     assert "".join(row[1] for row in rows(text)) == "CVE-2024-12345678"  # folded over lines, all there
-    assert "".join(row[3] for row in rows(text)) == long.name
+    assert "".join(row[4] for row in rows(text)) == long.name
 
 
 def test_installed_is_the_binary_package_version_and_the_source_keeps_its_own():
@@ -290,7 +295,7 @@ def test_installed_is_the_binary_package_version_and_the_source_keeps_its_own():
 
     finding = Matched("CVE-2022-0563", bsdutils, "Minor", 2.0)
     (row,) = rows(render([finding]))
-    assert row[4] == "1:2.38.1-5+deb12u3"
+    assert row[5] == "1:2.38.1-5+deb12u3"
     (doc,) = json.loads(report.as_json(IMAGE, INDEX, [finding]))["findings"]
     assert doc["installed"] == "1:2.38.1-5+deb12u3"
     assert (doc["source_name"], doc["source_version"]) == ("util-linux", "2.38.1-5+deb12u3")
@@ -359,7 +364,8 @@ def test_json_document_structure():
         "score": 10.0,
         "vector": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:C/C:H/I:H/A:H",
         "cvss_version": None,
-        "score_source": None,
+        "score_source": "nvd (primary) v3.1",
+        "score_record": "NVD-CVE-2021-44228",
         "url": "https://nvd.nist.gov/vuln/detail/CVE-2021-44228",
         "summary": "Remote code execution via JNDI lookups",
         "component": {
@@ -598,6 +604,7 @@ def test_sarif_rules_one_per_vulnerability():
     assert [r["id"] for r in rules] == ["CVE-2021-44228", "CVE-2023-45133", "CVE-2023-5678", "OSV-2024-0001"]
     log4shell = rules[0]
     assert log4shell["properties"]["security-severity"] == "10.0"
+    assert log4shell["properties"]["scoreSource"] == "nvd (primary) v3.1"
     assert "security" in log4shell["properties"]["tags"]
     assert log4shell["defaultConfiguration"] == {"level": "error"}
     assert log4shell["helpUri"] == "https://nvd.nist.gov/vuln/detail/CVE-2021-44228"
@@ -642,6 +649,10 @@ def test_sarif_results_one_per_finding_located_at_layer_and_purl():
     assert first["properties"]["layer"] == APP
     assert first["properties"]["purl"] == LOG4J.purl
     assert first["properties"]["fixedVersion"] == "2.15.0"
+    assert (first["properties"]["scoreSource"], first["properties"]["scoreRecord"]) == (
+        "nvd (primary) v3.1",
+        "NVD-CVE-2021-44228",
+    )
     assert "2.14.1" in first["message"]["text"] and "fixed in 2.15.0" in first["message"]["text"]
     prints = [r["partialFingerprints"]["dockyardFinding/v1"] for r in results]
     assert len(set(prints)) == len(prints)

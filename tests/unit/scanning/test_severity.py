@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from dockyard.scanning import severity
 from dockyard.scanning.severity import Score, Severity, best_score, classify, score_vector, sla_hours
 
 
@@ -99,3 +100,33 @@ def test_sla_hours() -> None:
 def test_severity_values_are_the_report_class_names() -> None:
     assert [s.value for s in Severity] == ["Critical", "Major", "Minor", "Unscored"]
     assert Score(9.8, "x", "v3").severity is Severity.CRITICAL
+
+
+@pytest.mark.parametrize(
+    ("source", "vector", "lender", "label"),
+    [
+        ("osv:Debian", "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H", None, "debian v3.1"),
+        ("osv:PyPI", "CVSS:3.0/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H", None, "pypa v3.0"),
+        ("ghsa", "CVSS:4.0/AV:N/AC:L/AT:N/PR:N/UI:N/VC:H/VI:H/VA:H/SC:N/SI:N/SA:N", None, "ghsa v4.0"),
+        ("osv:GitHub", "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H", "GHSA-x", "ghsa v3.1"),
+        ("npm-legacy", "CVSS:3.0/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H", None, "nodejs-security-wg v3.0"),
+        ("alpine-secdb", None, None, "alpine"),
+        ("nvd", "AV:N/AC:L/Au:N/C:P/I:P/A:P", "NVD-CVE-2005-1 (Primary: nvd@nist.gov)", "nvd (primary) v2.0"),
+        (
+            "nvd",
+            "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H",
+            "NVD-CVE-2024-1 (Secondary: cna@example.org)",
+            "nvd (secondary: cna@example.org) v3.1",
+        ),
+        (None, "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H", "GONE-1", "unknown v3.1"),
+    ],
+)
+def test_source_labels_name_the_feed_the_nvd_metric_and_the_cvss_version(
+    source: str | None, vector: str | None, lender: str | None, label: str
+) -> None:
+    assert severity.source_label(source, vector, lender) == label
+
+
+def test_lender_record_is_the_id_of_the_label() -> None:
+    assert severity.lender_record("NVD-CVE-2024-1 (Primary: nvd@nist.gov)") == "NVD-CVE-2024-1"
+    assert severity.lender_record("GHSA-aaaa-bbbb-cccc") == "GHSA-aaaa-bbbb-cccc"
