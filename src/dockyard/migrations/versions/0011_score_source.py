@@ -4,7 +4,7 @@
 Existing verdicts get them at the next re-match (queued by the next feed update that changes anything, or by
 ``dockyard vulndb update``); until then the API gives null.
 
-Revision ID: 0011_scanner2
+Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-07 10:00:00
 """
@@ -14,7 +14,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0011_scanner2"
+revision = "0011"
 down_revision = "0010"
 branch_labels = None
 depends_on = None
