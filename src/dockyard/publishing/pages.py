@@ -190,13 +190,15 @@ async def upload_catalog_image(request: Request, ctx: RequestContext) -> Respons
         flash(request, "Choose an image file to upload.", "warning")
         return redirect(back)
     try:
-        image = await ctx.call(lambda sv: sv.publishers.upload_image(org, kind, content, principal, ctx.actor))
+        image = await ctx.call(
+            lambda sv: sv.publishers.upload_image(org, kind, content, principal, ctx.actor)
+        )
     except (Invalid, TooLarge) as exc:  # the image's own refusal: shown above the editor
         await ctx.finish(commit=False)
         flash(request, f"The {kind or 'image'} was not uploaded: {sentence(exc.message)}", "warning")
         return redirect(back)
     label = "Logo" if image.kind == "logo" else "Screenshot"
-    flash(request, f"{label} #{image.id} uploaded ({image.width}×{image.height}): choose it below.")
+    flash(request, f"{label} #{image.id} uploaded ({image.width}x{image.height}): choose it below.")
     return redirect(back)
 
 
@@ -220,6 +222,8 @@ routes = [
         "/ui/orgs/{org}/publisher/email/resend", resend_link, methods=["POST"], name="publisher_email_resend"
     ),
     Route(VERIFY_PATH, verify_email, methods=["GET", "POST"], name="publisher_email_verify"),
-    Route("/ui/orgs/{org}/catalog-images", upload_catalog_image, methods=["POST"], name="catalog_image_upload"),
+    Route(
+        "/ui/orgs/{org}/catalog-images", upload_catalog_image, methods=["POST"], name="catalog_image_upload"
+    ),
     Route("/catalog-images/{id:int}/{rendition}", catalog_image, methods=["GET"], name="catalog_image"),
 ]
