@@ -45,7 +45,7 @@ ORG, SLUG, NAME = "acme", "acme-db", "Acme Database"
 PUBLISHER, PUBLISHER_EMAIL, PASSWORD = "ada", "ada@example.org", "ada-publisher-pass-1"
 COMPANY_EMAIL = "store@acme.example"
 REVIEWER, REVIEWER_PASSWORD = "rita", "rita-reviewer-pass-1"
-TOO_LONG = "A fast SQL database for containers, clustered, replicated, observable, with an agent"
+WORDY = "A fast SQL database for containers, clustered, replicated, observable, with an agent"
 FIXED = "A fast SQL database for containers."
 REASON = "zlib is only linked by the unused compression plug-in; the fix ships in 16.3."
 
@@ -205,6 +205,10 @@ def test_publish_a_product_from_sign_up_to_live(
                 anonymous = httpx.get(f"{base}/api/v1/repositories/{ORG}/{repository}/scans/latest")
                 assert anonymous.status_code in (401, 404)  # private: nothing to see without signing in
             pub.goto(f"{base}/ui/namespaces/{ORG}")
+            for repository in ("db-server", "db-agent"):
+                row = pub.locator("main table tr", has_text=repository)
+                expect(row).to_contain_text("Private")
+            expect(pub.locator("main table tr", has_text="db-server")).to_contain_text("1 Critical")
             shot(pub, "images-pushed")
 
             # 3. The product: logo and screenshot uploaded in the editor, two tiers, submitted.
@@ -223,7 +227,7 @@ def test_publish_a_product_from_sign_up_to_live(
             shot(pub, "editor-images-uploaded")
             pub.fill("#f-name", NAME)
             pub.fill("#f-slug", SLUG)
-            pub.fill("#f-short_description", TOO_LONG)
+            pub.fill("#f-short_description", WORDY)
             pub.select_option("#f-category", "Database")
             pub.fill("#f-tags", "sql, database")
             pub.fill("#f-long_description", "# Acme DB\n\nA **fast** SQL database for containers.")
@@ -361,6 +365,7 @@ def test_publish_a_product_from_sign_up_to_live(
             def pinned_digests() -> dict[str, str]:
                 pub.goto(product_page)
                 expect(pub.locator("#state")).to_have_text("Published")
+                assert "live in the store" in pub.inner_text(".page-head")
                 assert "Digests pinned at approval" in pub.inner_text("#images")
                 cards = pub.locator("#images .image-check")
                 return {
