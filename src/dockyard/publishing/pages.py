@@ -28,7 +28,7 @@ from dockyard.publishing.profiles import ProfileInvalid, PublisherProfile
 from dockyard.services import Services
 from dockyard.web.context import RequestContext
 from dockyard.web.identity import optional_session_principal, session_principal
-from dockyard.web.pages import flash, form, page, redirect, render, text_field
+from dockyard.web.pages import flash, form, page, redirect, render, safe_next, text_field
 
 # A form with a logo: the file, the story and the rest, with room for multipart's own framing.
 MAX_FORM_BYTES = imaging.MAX_UPLOAD_BYTES + 2 * MARKDOWN_MAX + 64 * 1024
@@ -176,6 +176,33 @@ def _link_invalid(request: Request, exc: DockyardError) -> Response:
 
 
 @page
+async def upload_catalog_image(request: Request, ctx: RequestContext) -> Response:
+    """A logo or screenshot for the organisation's products, from the product editor's upload form; back to
+    the editor (``next``) with the new image's number, or with the image's refusal as a warning."""
+    principal = await session_principal(ctx)
+    org = request.path_params["org"]
+    data = await _profile_form(request)
+    kind = text_field(data, "kind", limit=20)
+    back = safe_next(text_field(data, "next", limit=500), path(request, "products", org=org))
+    upload = data.get("file")
+    content = await upload.read() if isinstance(upload, UploadFile) and upload.filename else b""
+    if not content:
+        flash(request, "Choose an image file to upload.", "warning")
+        return redirect(back)
+    try:
+        image = await ctx.call(
+            lambda sv: sv.publishers.upload_image(org, kind, content, principal, ctx.actor)
+        )
+    except (Invalid, TooLarge) as exc:  # the image's own refusal: shown above the editor
+        await ctx.finish(commit=False)
+        flash(request, f"The {kind or 'image'} was not uploaded: {sentence(exc.message)}", "warning")
+        return redirect(back)
+    label = "Logo" if image.kind == "logo" else "Screenshot"
+    flash(request, f"{label} #{image.id} uploaded ({image.width}x{image.height}): choose it below.")
+    return redirect(back)
+
+
+@page
 async def catalog_image(request: Request, ctx: RequestContext) -> Response:
     """A rendition of a logo or screenshot, for anyone (catalogue images are public), kept a year."""
     image_id = request.path_params["id"]
@@ -195,5 +222,8 @@ routes = [
         "/ui/orgs/{org}/publisher/email/resend", resend_link, methods=["POST"], name="publisher_email_resend"
     ),
     Route(VERIFY_PATH, verify_email, methods=["GET", "POST"], name="publisher_email_verify"),
+    Route(
+        "/ui/orgs/{org}/catalog-images", upload_catalog_image, methods=["POST"], name="catalog_image_upload"
+    ),
     Route("/catalog-images/{id:int}/{rendition}", catalog_image, methods=["GET"], name="catalog_image"),
 ]
