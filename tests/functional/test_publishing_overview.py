@@ -100,13 +100,13 @@ def test_the_editor_chooses_images_by_their_thumbnails(app, app_state: AppState,
     with browser(app, world.users["owner"], PASSWORD) as owner:
         page = owner.get(f"/ui/orgs/{world.org}/products/acme-db/edit").text
         assert (
-            f'<input type="radio" name="logo" value="{logo}" checked> <img src="/catalog-images/{logo}/128" alt="Logo #{logo}"'
-            in page
+            f'<input type="radio" name="logo" value="{logo}" checked> '
+            f'<img src="/catalog-images/{logo}/128" alt="Logo #{logo}"' in page
         )
         assert '<input type="radio" name="logo" value="">' in page
         assert (
-            f'<input type="checkbox" name="screenshots" value="{shot}" checked> <img src="/catalog-images/{shot}/thumb" alt="Screenshot #{shot}"'
-            in page
+            f'<input type="checkbox" name="screenshots" value="{shot}" checked> '
+            f'<img src="/catalog-images/{shot}/thumb" alt="Screenshot #{shot}"' in page
         )
         assert '<select id="f-logo"' not in page
         # Choosing no logo by the radio saves the draft without one (the form still posts as before).

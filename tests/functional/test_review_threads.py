@@ -139,12 +139,16 @@ def test_the_listing_shows_the_logo_and_screenshots(app, app_state: AppState, wo
             listing = page[page.index('id="listing"') : page.index('id="diff"')]
             assert f'<img src="/catalog-images/{logo}/128" alt="Logo of Acme Database"' in listing
             assert f'<a href="/catalog-images/{shot}/full"><img src="/catalog-images/{shot}/thumb"' in listing
-            assert 'alt="Screenshot 1 of Acme Database (512×512; opens full size)"' in listing
+            assert (
+                'alt="Screenshot 1 of Acme Database (512\N{MULTIPLICATION SIGN}512; opens full size)"'
+                in listing
+            )
             assert "logo #" not in listing and "1 screenshot<" not in listing
 
 
 def test_an_image_of_another_publisher_is_not_shown(app, app_state: AppState, world: World) -> None:
-    """The listing shows only this publisher's catalogue images of the right kind, and says what it left out."""
+    """The listing shows only this publisher's catalogue images of the right kind, and says what it left
+    out."""
     with app_state.sessions.begin() as s:
         rival = s.get(ProductRevision, world.other_revision).manifest
         revision = s.get(ProductRevision, world.revision)
