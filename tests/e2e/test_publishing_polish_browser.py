@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from sqlalchemy import delete
+from sqlalchemy import select
 
 from dockyard.db import utcnow
 from dockyard.publishing.models import CatalogImage, ProductRevision
@@ -70,11 +70,9 @@ def test_publishing_pages_in_a_browser(app, app_state: AppState, tmp_path: Path)
                 publisher = revision.product.publisher
                 publisher.logo_id = logo
                 s.flush()
-                s.execute(
-                    delete(CatalogImage).where(
-                        CatalogImage.publisher_id == publisher.id, CatalogImage.renditions == {}
-                    )
-                )
+                for image in s.scalars(select(CatalogImage).where(CatalogImage.publisher_id == publisher.id)):
+                    if not image.renditions:
+                        s.delete(image)
             comments = f"/publishers/{world.org}/products/{world.slug}/comments"
             first = api.post(comments, json={"body": "Is the Enterprise tier priced per node?"}).json()["id"]
             api.post(comments, json={"body": "Per cluster.", "parent_id": first})
