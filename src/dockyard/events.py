@@ -71,6 +71,7 @@ class EventTag(StrEnum):
     PRODUCT_PUBLISH = "product:publish"
     PRODUCT_UNPUBLISH = "product:unpublish"
     REVIEW_COMMENT = "review:comment"  # data: internal, anchor; never the body of an internal note
+    REVIEW_COMMENT_RESOLVE = "review:comment_resolve"  # a thread marked resolved (data: comment, internal)
 
 
 @dataclass(frozen=True)

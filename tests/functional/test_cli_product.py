@@ -4,6 +4,10 @@ live server with an access token."""
 from __future__ import annotations
 
 import io
+import re
+import time
+from email import policy
+from email.parser import BytesParser
 from pathlib import Path
 
 import httpx
@@ -11,6 +15,11 @@ import pytest
 import yaml
 from PIL import Image
 from tests.support.cli import Cli
+from tests.support.pictures import png_bomb
+from tests.support.registry_client import RegistryClient
+
+from dockyard.publishing.agreement import AGREEMENT_VERSION
+from dockyard.publishing.imaging import MAX_UPLOAD_BYTES
 
 EXAMPLE = """\
 publisher: acme
@@ -91,9 +100,64 @@ def test_missing_and_bad_files_are_problems(cli: Cli, tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
         "long_description: file 'README.md' not found beside dockyard-product.yaml",
-        "logo: 'logo.png' is 511x511: a logo is square, at least 512x512",
-        "screenshots[0]: 'shots/console.png' is not a PNG, JPEG or WebP image",
+        "logo: 'logo.png': the logo must be at least 512x512: it is 511x511",
+        "screenshots[0]: 'shots/console.png': GIF images are not accepted: upload the screenshot as PNG, "
+        "JPEG or WebP",
     ]
+
+
+@pytest.mark.parametrize(
+    ("logo", "shot", "expected"),
+    [
+        # The server's limits, each just past: publishing.imaging's messages, not a copy of them.
+        (png(512, 513), None, "logo: 'logo.png': the logo must be square: it is 512x513"),
+        (png(4097, 4097), None, "logo: 'logo.png': the logo must be at most 4096x4096: it is 4097x4097"),
+        (
+            None,
+            png(639, 360),
+            "screenshots[0]: 'shots/console.png': the screenshot must be at least 640x360: it is 639x360",
+        ),
+        (
+            None,
+            png(3841, 2160),
+            "screenshots[0]: 'shots/console.png': the screenshot must be at most 3840x2160: it is 3841x2160",
+        ),
+        (
+            None,
+            png_bomb(),
+            "screenshots[0]: 'shots/console.png': the screenshot declares far too many "
+            "pixels: at most 3840x2160",
+        ),
+        (
+            b"\x89PNG\r\n\x1a\n" + b"\0" * 64,
+            None,
+            "logo: 'logo.png': the logo could not be read: the file is damaged or incomplete",
+        ),
+    ],
+    ids=["logo-not-square", "logo-too-large", "shot-too-small", "shot-too-large", "png-bomb", "damaged"],
+)
+def test_images_are_checked_by_the_servers_rules(
+    cli: Cli, tmp_path: Path, logo: bytes | None, shot: bytes | None, expected: str
+) -> None:
+    root = folder(tmp_path)
+    if logo is not None:
+        (root / "logo.png").write_bytes(logo)
+    if shot is not None:
+        (root / "shots" / "console.png").write_bytes(shot)
+    result = cli("product", "validate", root)
+    assert (result.exit_code, result.stderr.splitlines()) == (2, [expected])
+
+
+def test_an_image_over_the_size_limit(cli: Cli, tmp_path: Path) -> None:
+    root = folder(tmp_path)
+    # A valid PNG padded past 5 MB with a private chunk: refused for its size alone, as the server does.
+    padding = b"\0" * (MAX_UPLOAD_BYTES + 1)
+    chunk = len(padding).to_bytes(4, "big") + b"prVt" + padding + b"\0\0\0\0"
+    logo = png(512, 512)
+    (root / "logo.png").write_bytes(logo[:33] + chunk + logo[33:])
+    result = cli("product", "validate", root)
+    assert result.exit_code == 2
+    assert result.stderr == "logo: 'logo.png': the logo is 5 MB: at most 5 MB is accepted\n"
 
 
 def test_a_missing_logo_file_and_an_escaping_path(cli: Cli, tmp_path: Path) -> None:
@@ -206,3 +270,121 @@ def test_push_refusals(live_server, tmp_path: Path) -> None:
         "tiers[0].price.currency: 'USX' is not an ISO 4217 code\n",
     )
     assert yaml.safe_load((bad / "dockyard-product.yaml").read_text())["publisher"] == "acme"
+
+
+# -- push with its images and --submit, against a live server ----------------------------------------------
+def _api(live_server, token: str) -> httpx.Client:
+    return httpx.Client(
+        base_url=f"{live_server.url}/api/v1", headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
+
+
+def _publisher_world(live_server, tmp_path: Path) -> str:
+    """acme, owned by pub, with the example's two images pushed to its (private) repositories; the
+    owner's api token."""
+    live_server.dockyard("user", "create", "pub", "--password", "publisher-pass-1")
+    live_server.dockyard("org", "create", "acme", "pub")
+    with httpx.Client(base_url=live_server.url, timeout=30) as http:
+        registry = RegistryClient(http, "pub", "publisher-pass-1")
+        registry.push_image("acme/db-server", "16.2")
+        registry.push_image("acme/db-server", "16", layers=[b"layer-16.2"])
+        registry.push_image("acme/db-agent", "1.4")
+    return live_server.dockyard("user", "token", "pub", "--scope", "api").stdout.strip()
+
+
+def _complete_profile(live_server, api: httpx.Client) -> None:
+    """Every field, a logo, the agreement, and the company email confirmed by the mailed link."""
+    logo = api.post(
+        "/publishers/acme/images", params={"kind": "logo"}, content=png(512, 512),
+        headers={"Content-Type": "image/png"},
+    )  # fmt: skip
+    assert logo.status_code == 201, logo.text
+    fields = {
+        "legal_name": "Acme Corp",
+        "website": "https://acme.example",
+        "phone": "+44 20 7946 0958",
+        "email": "store@acme.example",
+        "story": "We make databases.",
+        "logo_id": logo.json()["id"],
+    }
+    assert api.put("/publishers/acme", json=fields).status_code == 200
+    agreement = api.post("/publishers/acme/agreement", json={"version": AGREEMENT_VERSION})
+    assert agreement.status_code == 200, agreement.text
+    token = None
+    deadline = time.monotonic() + 20
+    while token is None and time.monotonic() < deadline:  # mail goes out after the commit, to DATA_DIR/mail
+        for eml in (live_server.data_dir / "mail").glob("*.eml"):
+            message = BytesParser(policy=policy.default).parsebytes(eml.read_bytes())
+            body = message.get_body(("plain",))
+            found = re.search(r"[?&]token=([A-Za-z0-9_\-]+)", body.get_content() if body else "")
+            token = found.group(1) if found else None
+        time.sleep(0.2)
+    assert token, "no confirmation link was mailed to the company address"
+    assert api.post("/publishers/email/verify", json={"token": token}).status_code == 200
+    assert api.get("/publishers/acme").json()["complete"] is True
+
+
+def test_push_a_full_folder_and_submit(live_server, tmp_path: Path) -> None:
+    token = _publisher_world(live_server, tmp_path)
+    with _api(live_server, token) as api:
+        _complete_profile(live_server, api)
+        root = folder(tmp_path)
+        (root / "shots" / "editor.png").write_bytes(png(1920, 1080))
+        text = EXAMPLE.replace(
+            "screenshots: [shots/console.png]", "screenshots: [shots/console.png, shots/editor.png]"
+        )
+        (root / "dockyard-product.yaml").write_text(text)
+        cli = Cli(tmp_path / "cli-data", "sqlite://", extra_env={"DOCKYARD_TOKEN": token})
+
+        result = cli("product", "push", root, "--server", live_server.url, "--submit")
+        assert result.exit_code == 0, result.stderr
+        assert result.stdout.splitlines() == [
+            "acme/acme-db: revision 1 saved (draft)",
+            "acme/acme-db: revision 1 submitted",
+        ]
+        assert result.stderr == ""
+
+        product = api.get("/publishers/acme/products/acme-db").json()
+        revision = product["working"]
+        assert revision["state"] == "submitted"
+        manifest = revision["manifest"]
+        logo, shots = manifest["logo"], manifest["screenshots"]
+        assert isinstance(logo, int) and len(shots) == 2 and all(isinstance(i, int) for i in shots)
+        assert len({logo, *shots}) == 3
+        # Each id is an image of the catalogue, of its kind, in the renditions the server made of the files.
+        with httpx.Client(base_url=live_server.url, timeout=30) as http:
+            got = http.get(f"/catalog-images/{logo}/512")
+            assert got.headers["content-type"] == "image/png"
+            assert Image.open(io.BytesIO(got.content)).size == (512, 512)
+            for shot, size in zip(shots, [(1280, 800), (1920, 1080)], strict=True):
+                got = http.get(f"/catalog-images/{shot}/full")
+                assert got.headers["content-type"] == "image/webp"
+                assert Image.open(io.BytesIO(got.content)).size == size
+            assert http.get(f"/catalog-images/{logo}/full").status_code == 404  # a logo has no "full"
+        # The review thread's history has the submission, by the token's owner.
+        history = api.get("/publishers/acme/products/acme-db/thread").json()["history"]
+        assert [(h["from_state"], h["to_state"], h["actor"]) for h in history] == [
+            ("draft", "submitted", "pub")
+        ]
+
+
+def test_push_submit_refused_with_a_line_per_problem(live_server, tmp_path: Path) -> None:
+    token = _publisher_world(live_server, tmp_path)
+    with _api(live_server, token) as api:
+        # Half a profile: the name and website only.
+        fields = {"legal_name": "Acme Corp", "website": "https://acme.example"}
+        assert api.put("/publishers/acme", json=fields).status_code == 200
+        cli = Cli(tmp_path / "cli-data", "sqlite://", extra_env={"DOCKYARD_TOKEN": token})
+        result = cli("product", "push", folder(tmp_path), "--server", live_server.url, "--submit")
+        assert result.exit_code == 2
+        assert result.stdout == "acme/acme-db: revision 1 saved (draft)\n"
+        assert result.stderr.splitlines() == [
+            "publisher.phone: Add a company phone number.",
+            "publisher.email: Add a company email address.",
+            "publisher.logo: Upload the company logo.",
+            "publisher.story: Tell the company's story.",
+            f"publisher.agreement: Accept the publisher agreement (version {AGREEMENT_VERSION}).",
+        ]
+        # The draft is saved, with its images uploaded, and was not submitted.
+        revision = api.get("/publishers/acme/products/acme-db").json()["working"]
+        assert revision["state"] == "draft" and isinstance(revision["manifest"]["logo"], int)

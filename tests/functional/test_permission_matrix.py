@@ -181,6 +181,13 @@ EXPECTED: dict[str, tuple[str, str, str, str, str, str]] = {
     "DELETE /v2/{name}/blobs/uploads/{upload}":           (HIDDEN, HIDDEN, DENIED, OK,     OK,     OK),
     "GET /v2/{name}/tags/list":                           (HIDDEN, HIDDEN, OK,     OK,     OK,     OK),
     "GET /v2/{name}/referrers/{digest}":                  (HIDDEN, HIDDEN, OK,     OK,     OK,     OK),
+    # publishing: resolving a review thread (owners and maintainers with product:edit, reviewers, admins;
+    # readers and their robots read the thread only); the Publishing page lists one's own organisations
+    "POST /api/v1/publishers/{org}/products/{slug}/comments/{comment_id}/resolve":
+                                                          (UNAUTH, HIDDEN, DENIED, OK,     OK,     OK),
+    "POST /ui/orgs/{org}/products/{slug}/comments/{comment_id:int}/resolve":
+                                                          (UNAUTH, HIDDEN, UNAUTH, OK,     OK,     OK),
+    "GET /ui/publishing":                                 (UNAUTH, OK,     UNAUTH, OK,     OK,     OK),
 }
 # fmt: on
 
@@ -883,6 +890,60 @@ def list_tags(c: Cell, m: str, t: Target) -> httpx.Response:
 @builds("GET /v2/{name}/referrers/{digest}")
 def referrers(c: Cell, m: str, t: Target) -> httpx.Response:
     return c.v2(m, f"/v2/{t.repo}/referrers/{c.world.digest}", repo_scope(t))
+
+
+def fresh_thread(c: Cell) -> tuple[str, int]:
+    """The organisation's product ``acme-db`` (made on first use, with its publisher) with a new message
+    from its owner: the product's slug and the message's id, for a cell to resolve."""
+    from sqlalchemy import select
+
+    from dockyard.publishing.models import Product, ProductRevision, ReviewComment
+    from dockyard.publishing.reads import publisher_for
+
+    with c.state.sessions.begin() as s:
+        publisher = publisher_for(s, c.world.org)
+        assert publisher is not None
+        product = s.scalar(select(Product).where(Product.publisher_id == publisher.id))
+        if product is None:
+            product = Product(publisher_id=publisher.id, slug="acme-db")
+            s.add(product)
+            s.flush()
+            manifest = {"name": "Acme Database", "slug": product.slug}
+            s.add(ProductRevision(product_id=product.id, number=1, state="draft", manifest=manifest))
+            s.flush()
+        revision = s.scalar(select(ProductRevision).where(ProductRevision.product_id == product.id))
+        assert revision is not None
+        product.working_revision_id = revision.id
+        message = ReviewComment(
+            product_id=product.id,
+            revision_id=revision.id,
+            author_name=c.world.users["owner"],
+            from_store=False,
+            internal=False,
+            anchor_kind="none",
+            anchor="",
+            body="Is the tier right?",
+        )
+        s.add(message)
+        s.flush()
+        return product.slug, message.id
+
+
+@builds("POST /api/v1/publishers/{org}/products/{slug}/comments/{comment_id}/resolve")
+def resolve_comment_api(c: Cell, m: str, t: Target) -> httpx.Response:
+    slug, comment_id = fresh_thread(c)
+    return c.api(m, f"/api/v1/publishers/{t.org}/products/{slug}/comments/{comment_id}/resolve")
+
+
+@builds("POST /ui/orgs/{org}/products/{slug}/comments/{comment_id:int}/resolve")
+def resolve_comment_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    slug, comment_id = fresh_thread(c)
+    return c.page(m, f"/ui/orgs/{t.org}/products/{slug}/comments/{comment_id}/resolve")
+
+
+@builds("GET /ui/publishing")
+def publishing_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, "/ui/publishing")
 
 
 # -- outcomes ----------------------------------------------------------------------------------------------

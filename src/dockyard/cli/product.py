@@ -25,14 +25,8 @@ product_app = typer.Typer(
 MANIFEST_FILE = "dockyard-product.yaml"
 MARKDOWN_FIELDS = ("long_description", "install")
 MARKDOWN_SUFFIXES = (".md", ".markdown", ".txt")
-IMAGE_MAX_BYTES = 5 * 1024 * 1024  # the server's limit for catalogue images (the issue: logos at most 5 MB)
-LOGO_MIN_SIDE = 512
 DRAFT_HELP = "check only the form of the fields (a draft may be incomplete), not what submitting needs"
 TOKEN_HELP = "an access token with the api scope (default: $DOCKYARD_TOKEN)"
-MAGIC = (
-    (b"\x89PNG\r\n\x1a\n", "image/png"),
-    (b"\xff\xd8\xff", "image/jpeg"),
-)
 
 
 @dataclass
@@ -44,13 +38,6 @@ class Loaded:
     folder: Path
     problems: list[Problem] = field(default_factory=list)
     images: dict[str, tuple[bytes, str]] = field(default_factory=dict)
-
-
-def media_type(data: bytes) -> str | None:
-    """PNG, JPEG or WebP by their first bytes (what the server accepts); None for anything else."""
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return next((kind for magic, kind in MAGIC if data.startswith(magic)), None)
 
 
 def _inside(folder: Path, name: str) -> Path | None:
@@ -117,31 +104,27 @@ def _read_image(loaded: Loaded, path: str, name: str, *, logo: bool) -> None:
     if not file.is_file():
         loaded.problems.append(Problem(path, f"file {name!r} not found beside {MANIFEST_FILE}"))
         return
+    from dockyard.publishing import imaging
+
     data = file.read_bytes()
-    kind = media_type(data)
-    if kind is None:
-        loaded.problems.append(Problem(path, f"{name!r} is not a PNG, JPEG or WebP image"))
-    elif len(data) > IMAGE_MAX_BYTES:
-        loaded.problems.append(Problem(path, f"{name!r} is {len(data)} bytes: at most {IMAGE_MAX_BYTES}"))
-    elif logo and (problem := _logo_size(name, data)) is not None:
-        loaded.problems.append(Problem(path, problem))
+    problem = _image_problem("logo" if logo else "screenshot", data)
+    if problem is not None:
+        loaded.problems.append(Problem(path, f"{name!r}: {problem}"))
     else:
-        loaded.images[path] = (data, kind)
+        loaded.images[path] = (data, imaging.MEDIA_TYPES[imaging.sniff(data) or ""])
 
 
-def _logo_size(name: str, data: bytes) -> str | None:
-    """The logo's rule the server applies (square, at least 512x512), read from the header (no decoding)."""
-    import io
-
-    from PIL import Image, UnidentifiedImageError
+def _image_problem(kind: str, data: bytes) -> str | None:
+    """What the server would refuse in this image, by the server's own checks (``publishing.imaging``:
+    the formats, the size limit, the logo's and screenshots' dimensions, bombs), so the limits cannot
+    drift apart; None when it would be accepted."""
+    from dockyard.errors import DockyardError
+    from dockyard.publishing import imaging
 
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            width, height = image.size
-    except (UnidentifiedImageError, OSError, ValueError):
-        return f"{name!r} cannot be read as an image"
-    if width != height or width < LOGO_MIN_SIDE:
-        return f"{name!r} is {width}x{height}: a logo is square, at least {LOGO_MIN_SIDE}x{LOGO_MIN_SIDE}"
+        imaging.process(kind, data)
+    except DockyardError as exc:
+        return exc.message
     return None
 
 

@@ -62,7 +62,7 @@ def _render(
         "anchor_kinds": [k.value for k in CommentAnchor],
         "errors": errors or {},
         "values": {"comment": "", "override_reason": "", "body": "", "anchor": ""} | (values or {}),
-        "section": "review" if not publisher_side else "orgs",
+        "section": "review" if not publisher_side else "publishing",
     }
     return render(request, "moderation/review.html", context, status)
 
@@ -97,7 +97,7 @@ async def dashboard_page(request: Request, ctx: RequestContext) -> Response:
     principal = await session_principal(ctx)
     org = request.path_params["org"]
     rows = await ctx.call(lambda sv: sv.reviews.dashboard(org, principal))
-    context = {"org": org, "rows": rows, "labels": states.LABELS, "section": "orgs"}
+    context = {"org": org, "rows": rows, "labels": states.LABELS, "section": "publishing"}
     return render(request, "moderation/dashboard.html", context)
 
 
@@ -214,6 +214,19 @@ async def comment_page(request: Request, ctx: RequestContext) -> Response:
     return redirect(safe_next(text_field(data, "next", limit=500), "/ui/") + "#thread")
 
 
+@page
+async def resolve_page(request: Request, ctx: RequestContext) -> Response:
+    """Resolve a thread from the review page or the publisher's page; a refusal is the error page."""
+    data = await form(request)
+    principal = await session_principal(ctx)
+    org, slug = request.path_params["org"], request.path_params["slug"]
+    comment_id = request.path_params["comment_id"]
+    await ctx.call(lambda sv: sv.reviews.resolve_comment(org, slug, comment_id, principal, ctx.actor))
+    flash(request, "Thread resolved: it stays in the thread, folded.")
+    back = path(request, "product_review", org=org, slug=slug)
+    return redirect(safe_next(text_field(data, "next", limit=500), back) + f"#comment-{comment_id}")
+
+
 def _errors(refusal: Any) -> dict[str, str]:
     """A refusal's messages by field (a manifest's problems under "manifest", one line each)."""
     detail = refusal.exc.detail
@@ -241,5 +254,11 @@ routes = [
     ),
     Route(
         "/ui/orgs/{org}/products/{slug}/move", product_move_page, methods=["POST"], name="product_review_move"
+    ),
+    Route(
+        "/ui/orgs/{org}/products/{slug}/comments/{comment_id:int}/resolve",
+        resolve_page,
+        methods=["POST"],
+        name="review_comment_resolve",
     ),
 ]

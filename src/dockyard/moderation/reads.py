@@ -30,6 +30,7 @@ from dockyard.moderation.states import Action
 from dockyard.oci.reference import namespace_of
 from dockyard.publishing.manifest import ProductManifest, parse_manifest
 from dockyard.publishing.models import (
+    CatalogImage,
     Product,
     ProductRevision,
     Publisher,
@@ -155,6 +156,10 @@ class ReviewView:
     actions: list[Action]
     claimant: str | None
     granted: frozenset[Permission]
+    # The manifest's logo and screenshots, when they are catalogue images of this publisher (shown as
+    # customers will see them; an id of anything else is left out, and submitting refuses it).
+    logo: CatalogImage | None = None
+    screenshots: list[CatalogImage] = field(default_factory=list)
 
     @property
     def critical(self) -> int:
@@ -391,7 +396,24 @@ class ReviewReads:
             actions=actions,
             claimant=claimant,
             granted=ctx.granted,
+            logo=self._catalogue(product, "logo", [manifest.logo]).get(manifest.logo or 0),
+            screenshots=list(self._catalogue(product, "screenshot", manifest.screenshots).values()),
         )
+
+    def _catalogue(self, product: Product, kind: str, ids: list[Any]) -> dict[int, CatalogImage]:
+        """The publisher's catalogue images of ``kind`` among ``ids``, in that order (others left out)."""
+        wanted = [i for i in ids if isinstance(i, int)]
+        if not wanted:
+            return {}
+        rows = self.session.scalars(
+            select(CatalogImage).where(
+                CatalogImage.publisher_id == product.publisher_id,
+                CatalogImage.kind == kind,
+                CatalogImage.id.in_(wanted),
+            )
+        )
+        found = {r.id: r for r in rows}
+        return {i: found[i] for i in wanted if i in found}
 
     def queue(self, principal: Principal) -> list[QueueItem]:
         """Revisions waiting for the store team, oldest submission first, with their age and claimant."""

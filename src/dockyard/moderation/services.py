@@ -278,17 +278,26 @@ class ReviewService(ReviewReads):
             raise Conflict(f"product {slug!r} has no revision to discuss")
         return self.comment(revision_id, principal, actor, body, **kw)
 
-    def resolve_comment(self, comment_id: int, principal: Principal) -> ReviewComment:
-        """Mark a thread (a top-level message) resolved."""
-        row = self.session.get(ReviewComment, comment_id)
-        if row is None:
-            raise NotFound(f"comment {comment_id} not found")
-        ctx = self.revision_context(row.revision_id, principal)
-        if row.internal and Permission.REVIEW_DECIDE not in ctx.granted:
+    def resolve_comment(
+        self, org: str, slug: str, comment_id: int, principal: Principal, actor: Actor
+    ) -> ReviewComment:
+        """Mark a thread (a top-level message of the product's thread) resolved; resolving it again is a
+        no-op. The publisher's owners and maintainers and store reviewers resolve threads."""
+        ctx = self.product_context(org, slug, principal)
+        row = self.session.get(ReviewComment, comment_id) if 1 <= comment_id < 2**31 else None
+        # Another product's comment, or an internal note to a publisher: as if it did not exist.
+        if row is None or row.product_id != ctx.product.id or (row.internal and not ctx.store):
             raise NotFound(f"comment {comment_id} not found")
         if not ctx.granted & {Permission.REVIEW_DECIDE, Permission.PRODUCT_EDIT}:
-            raise Forbidden("only the publisher's maintainers and store reviewers resolve threads")
-        row.resolved_at = row.resolved_at or utcnow()
+            raise Forbidden("only the publisher's owners and maintainers and store reviewers resolve threads")
+        if row.parent_id is not None:
+            raise Conflict("a reply is resolved with its thread: resolve the message it answers")
+        if row.resolved_at is None:
+            row.resolved_at = utcnow()
+            data = {"product": ctx.product.slug, "comment": row.id, "internal": row.internal}
+            self.bus.publish(
+                self.session, Event(EventTag.REVIEW_COMMENT_RESOLVE, actor, namespace=ctx.org, data=data)
+            )
         return row
 
     # -- internals -------------------------------------------------------------------------------------

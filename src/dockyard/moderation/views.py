@@ -15,7 +15,7 @@ from dockyard.db import MAX_ID, utcnow
 from dockyard.moderation import schemas as s
 from dockyard.moderation.reads import Context, ThreadItem
 from dockyard.moderation.states import Action
-from dockyard.publishing.models import ProductRevision
+from dockyard.publishing.models import ProductRevision, ReviewComment
 from dockyard.web.api import AUTHENTICATED, Ctx, UnitOfWorkRoute, caller, errors
 
 router = APIRouter(route_class=UnitOfWorkRoute, responses=AUTHENTICATED)
@@ -23,6 +23,7 @@ router = APIRouter(route_class=UnitOfWorkRoute, responses=AUTHENTICATED)
 OrgName = Annotated[str, Path(min_length=1, max_length=64)]
 Slug = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[a-z0-9-]+$")]
 RevisionId = Annotated[int, Path(ge=1, le=MAX_ID)]
+CommentId = Annotated[int, Path(ge=1, le=MAX_ID)]
 Account = Annotated[Principal, caller(Scope.API)]
 
 
@@ -51,27 +52,28 @@ def revision_out(sv: Any, r: ProductRevision) -> dict[str, Any]:
     }
 
 
+def comment_out(c: ReviewComment) -> dict[str, Any]:
+    return {
+        "id": c.id,
+        "revision": c.revision_id,
+        "parent_id": c.parent_id,
+        "author": c.author_name,
+        "from_store": c.from_store,
+        "internal": c.internal,
+        "anchor_kind": c.anchor_kind,
+        "anchor": c.anchor,
+        "body": c.body,
+        "created_at": c.created_at,
+        "resolved_at": c.resolved_at,
+    }
+
+
 def thread_out(sv: Any, ctx: Context, items: list[ThreadItem]) -> dict[str, Any]:
     comments = [c for item in items for c in (item.comment, *item.replies)]
     return {
         "product": ctx.product.slug,
         "revision": revision_out(sv, ctx.revision),
-        "comments": [
-            {
-                "id": c.id,
-                "revision": c.revision_id,
-                "parent_id": c.parent_id,
-                "author": c.author_name,
-                "from_store": c.from_store,
-                "internal": c.internal,
-                "anchor_kind": c.anchor_kind,
-                "anchor": c.anchor,
-                "body": c.body,
-                "created_at": c.created_at,
-                "resolved_at": c.resolved_at,
-            }
-            for c in comments
-        ],
+        "comments": [comment_out(c) for c in comments],
         "history": [
             {
                 "revision": h.transition.revision_id,
@@ -155,21 +157,23 @@ async def comment(org: OrgName, slug: Slug, body: s.CommentIn, ctx: Ctx, who: Ac
             internal=body.internal,
             parent_id=body.parent_id,
         )
-        return {
-            "id": c.id,
-            "revision": c.revision_id,
-            "parent_id": c.parent_id,
-            "author": c.author_name,
-            "from_store": c.from_store,
-            "internal": c.internal,
-            "anchor_kind": c.anchor_kind,
-            "anchor": c.anchor,
-            "body": c.body,
-            "created_at": c.created_at,
-            "resolved_at": c.resolved_at,
-        }
+        return comment_out(c)
 
     return await ctx.call(work)
+
+
+@router.post(
+    "/publishers/{org}/products/{slug}/comments/{comment_id}/resolve",
+    response_model=s.CommentOut,
+    tags=["review"],
+    responses=errors(400, 403, 404, 409),
+)
+async def resolve(org: OrgName, slug: Slug, comment_id: CommentId, ctx: Ctx, who: Account) -> dict[str, Any]:
+    """Mark a thread resolved (the publisher's owners and maintainers, store reviewers); it stays in the
+    thread, folded. Resolving a resolved thread changes nothing."""
+    return await ctx.call(
+        lambda sv: comment_out(sv.reviews.resolve_comment(org, slug, comment_id, who, ctx.actor))
+    )
 
 
 # -- the store team's side -------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ chosen logo is previewed before it is sent (dockyard.js).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.datastructures import FormData, UploadFile
@@ -24,6 +25,7 @@ from dockyard.publishing.agreement import AGREEMENT_TEXT, AGREEMENT_TITLE, AGREE
 from dockyard.publishing.manifest import MARKDOWN_MAX, Problem
 from dockyard.publishing.markdown import render_markdown
 from dockyard.publishing.notifications import VERIFY_PATH
+from dockyard.publishing.product_pages import STATE_LABELS
 from dockyard.publishing.profiles import ProfileInvalid, PublisherProfile
 from dockyard.services import Services
 from dockyard.web.context import RequestContext
@@ -171,6 +173,36 @@ async def verify_email(request: Request, ctx: RequestContext) -> Response:
     return render(request, "publishing/verify_email.html", context)
 
 
+@dataclass(frozen=True)
+class OrgPublishing:
+    """One of the viewer's organisations on the publishing page: its profile's state and its products."""
+
+    name: str
+    role: str
+    profile: PublisherProfile
+    products: list[Any]  # moderation's DashboardRow: live and working revisions, open threads
+
+
+@page
+async def publishing_page(request: Request, ctx: RequestContext) -> Response:
+    """Where the top bar's Publishing leads: each of the viewer's organisations with its publisher
+    profile's state (complete, or what it lacks) and its products with their revisions' states."""
+    principal = await session_principal(ctx)
+
+    def read(sv: Services) -> list[OrgPublishing]:
+        shown = []
+        for org in sv.account_reads.organisations_of(principal.name):
+            profile = sv.publishers.profile(org.name, principal)
+            # No publisher row yet: nothing was saved, so no products either (the dashboard needs one).
+            rows = sv.reviews.dashboard(org.name, principal) if profile.publisher.id is not None else []
+            shown.append(OrgPublishing(org.name, org.role, profile, rows))
+        return shown
+
+    orgs = await ctx.call(read)
+    context = {"orgs": orgs, "states": STATE_LABELS, "section": "publishing"}
+    return render(request, "publishing/overview.html", context)
+
+
 def _link_invalid(request: Request, exc: DockyardError) -> Response:
     return render(request, "publishing/link_invalid.html", {"message": exc.message}, 400)
 
@@ -217,6 +249,7 @@ async def catalog_image(request: Request, ctx: RequestContext) -> Response:
 
 
 routes = [
+    Route("/ui/publishing", publishing_page, methods=["GET"], name="publishing"),
     Route("/ui/orgs/{org}/publisher", profile_page, methods=["GET", "POST"], name="publisher_profile"),
     Route(
         "/ui/orgs/{org}/publisher/email/resend", resend_link, methods=["POST"], name="publisher_email_resend"

@@ -49,7 +49,7 @@ async def products(request: Request, ctx: RequestContext) -> Response:
 
     items, can_edit = await ctx.call(read)
     context = {"org": org, "products": items, "can_edit": can_edit, "states": STATE_LABELS}
-    return render(request, "publishing/products.html", {**context, "section": "orgs"})
+    return render(request, "publishing/products.html", {**context, "section": "publishing"})
 
 
 async def _editor(
@@ -92,7 +92,7 @@ async def _editor(
         }
         if preview
         else None,
-        "section": "orgs",
+        "section": "publishing",
     }
     return render(request, "publishing/product_edit.html", context, status)
 

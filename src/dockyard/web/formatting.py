@@ -50,6 +50,21 @@ def ago(value: dt.datetime | None, now: dt.datetime | None = None) -> str:
     raise AssertionError("unreachable")
 
 
+def age(value: dt.datetime | None, now: dt.datetime | None = None) -> str:
+    """How long something has waited, short and in whole units: "< 1 min", "12 min", "3 h", "2 d"
+    (days on and on: a queue's oldest item should not turn into a date)."""
+    if value is None:
+        return "\N{EN DASH}"
+    now = now or dt.datetime.now(dt.UTC)
+    seconds = max(0, int((now - _utc(value)).total_seconds()))
+    if seconds < 60:
+        return "< 1 min"
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    raise AssertionError("unreachable")
+
+
 def plural(count: int, singular: str, plural_form: str | None = None) -> str:
     """plural(1, "tag") -> "1 tag"; plural(3, "tag") -> "3 tags"."""
     return f"{count} {singular if count == 1 else (plural_form or singular + 's')}"
@@ -60,5 +75,6 @@ FILTERS: dict[str, Callable[..., Any]] = {
     "filesize": filesize,
     "timestamp": timestamp,
     "ago": ago,
+    "age": age,
     "plural": plural,
 }
