@@ -233,7 +233,7 @@ def test_publish_a_product_from_sign_up_to_live(
             pub.fill("#f-long_description", "# Acme DB\n\nA **fast** SQL database for containers.")
             pub.fill("#f-install", "```sh\npodman run registry.example/acme/db-server:16\n```")
             pub.fill("#f-license_url", "https://acme.example/eula")
-            pub.select_option("#f-logo", uploaded["logo"])
+            pub.check(f"input[name=logo][value='{uploaded['logo']}']")
             pub.check(f"input[name=screenshots][value='{uploaded['screenshot']}']")
             pub.fill("[id='f-support.url']", "https://acme.example/support")
             pub.fill("[id='f-support.email']", "support@acme.example")
