@@ -142,7 +142,7 @@ class ReviewService(ReviewReads):
         if critical:
             if not reason:
                 message = (
-                    f"{len(critical)} open Critical finding(s) in the pinned images: approving needs an "
+                    f"{len(critical)} open Critical finding(s) in the offered images: approving needs an "
                     "override reason"
                 )
                 raise Invalid(message, detail=[{"field": "override_reason", "message": message}])
