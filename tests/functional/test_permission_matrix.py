@@ -9,7 +9,9 @@ fails ``test_every_route_has_an_expectation`` / ``test_every_expectation_is_a_ro
 cannot be added without deciding who may call it.
 
 Every cell is a real request against a fresh application holding an organisation with a private repository
-(a pushed, tagged, and for the scan endpoints scanned, image), made the way that caller would make it:
+(a pushed, tagged, and for the scan endpoints scanned, image; for the publishing endpoints also the
+organisation's complete publisher profile, a product of that repository with a draft revision, and a
+catalogue image), made the way that caller would make it:
 
 - anonymous: no credentials (on /v2: the anonymous token /token hands out, as registry clients do);
 - outsider: a user who belongs to no organisation;
@@ -20,7 +22,8 @@ Every cell is a real request against a fresh application holding an organisation
 /v2 uses Bearer JWTs from /token (and again, in ``test_permission_with_basic_credentials_on_v2``, the
 caller's Basic credentials on each request, which must get the same answers); /api/v1 Basic credentials
 (password or robot secret); /ui a session cookie from POST /ui/login. Destructive cells act on resources
-made for them (a fresh image to delete, a fresh member to remove...), so no cell depends on another.
+made for them (a fresh image to delete, a fresh member to remove, a fresh product to edit or submit, a fresh
+submitted one to withdraw or claim...), so no cell depends on another.
 
 Outcomes:
 - OK: 2xx or 3xx (but not a page's redirect to the login form);
@@ -31,9 +34,10 @@ Outcomes:
 - T_*: /token answers 200 and the token grants exactly these actions on the private repository.
 
 And for the anonymous caller and the outsider, every refused cell is also sent against a resource that does
-not exist (a missing repository in the same organisation, a missing organisation, a missing finding): the
-answers must be the same (status, error code, message and challenge, names aside), so neither can learn
-that a private repository exists.
+not exist (a missing repository in the same organisation, a missing organisation, a missing finding, a
+missing product of the same organisation, a missing revision): the answers must be the same (status, error
+code, message and challenge, names aside), so neither can learn that a private repository, or a private
+organisation's product or draft, exists.
 """
 
 from __future__ import annotations
