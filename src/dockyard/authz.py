@@ -40,7 +40,7 @@ def parse_scopes(
 class StaffRole(StrEnum):
     """Global roles of the store team, granted with `dockyard staff grant` or the API."""
 
-    STORE_ADMIN = "store-admin"  # everything, including who is staff
+    STORE_ADMIN = "store-admin"  # everything (who is staff too) but a publisher's own part: see STAFF_GRANTS
     STORE_REVIEWER = "store-reviewer"  # reviews images and metadata: pulls and reads scans of any repository
     STORE_SUPPORT = "store-support"  # helps customers and publishers: reads the catalogue and the audit log
     FINANCE = "finance"  # reports and payouts
@@ -110,9 +110,14 @@ NAMESPACE_GRANTS: dict[str, frozenset[Permission]] = {
     ),
 }
 
+# What only a publisher's own people do (issue 9): its owners edit the profile and accept the agreement, its
+# owners and maintainers edit, submit and withdraw products. The store team reads them and decides; a
+# store-admin does not write a publisher's profile or drafts, nor submit or withdraw for it.
+PUBLISHER_OWN = frozenset({P.PUBLISHER_MANAGE, P.PRODUCT_EDIT})
+
 # What each store-team role may do everywhere.
 STAFF_GRANTS: dict[StaffRole, frozenset[Permission]] = {
-    StaffRole.STORE_ADMIN: frozenset(Permission),
+    StaffRole.STORE_ADMIN: frozenset(Permission) - PUBLISHER_OWN,
     StaffRole.STORE_REVIEWER: frozenset(
         {
             P.REPOSITORY_PULL,

@@ -9,7 +9,9 @@ fails ``test_every_route_has_an_expectation`` / ``test_every_expectation_is_a_ro
 cannot be added without deciding who may call it.
 
 Every cell is a real request against a fresh application holding an organisation with a private repository
-(a pushed, tagged, and for the scan endpoints scanned, image), made the way that caller would make it:
+(a pushed, tagged, and for the scan endpoints scanned, image; for the publishing endpoints also the
+organisation's complete publisher profile, a product of that repository with a draft revision, and a
+catalogue image), made the way that caller would make it:
 
 - anonymous: no credentials (on /v2: the anonymous token /token hands out, as registry clients do);
 - outsider: a user who belongs to no organisation;
@@ -20,7 +22,8 @@ Every cell is a real request against a fresh application holding an organisation
 /v2 uses Bearer JWTs from /token (and again, in ``test_permission_with_basic_credentials_on_v2``, the
 caller's Basic credentials on each request, which must get the same answers); /api/v1 Basic credentials
 (password or robot secret); /ui a session cookie from POST /ui/login. Destructive cells act on resources
-made for them (a fresh image to delete, a fresh member to remove...), so no cell depends on another.
+made for them (a fresh image to delete, a fresh member to remove, a fresh product to edit or submit, a fresh
+submitted one to withdraw or claim...), so no cell depends on another.
 
 Outcomes:
 - OK: 2xx or 3xx (but not a page's redirect to the login form);
@@ -31,9 +34,10 @@ Outcomes:
 - T_*: /token answers 200 and the token grants exactly these actions on the private repository.
 
 And for the anonymous caller and the outsider, every refused cell is also sent against a resource that does
-not exist (a missing repository in the same organisation, a missing organisation, a missing finding): the
-answers must be the same (status, error code, message and challenge, names aside), so neither can learn
-that a private repository exists.
+not exist (a missing repository in the same organisation, a missing organisation, a missing finding, a
+missing product of the same organisation, a missing revision): the answers must be the same (status, error
+code, message and challenge, names aside), so neither can learn that a private repository, or a private
+organisation's product or draft, exists.
 """
 
 from __future__ import annotations
@@ -54,15 +58,22 @@ from sqlalchemy import select
 from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
 from tests.support.factories import PASSWORD, make_org, make_robot, make_user, unique
+from tests.support.pictures import picture
 from tests.support.registry_client import OCI_INDEX, OCI_MANIFEST, access_of, protocol_guard
+from tests.support.review_world import make_product, make_publisher, manifest_data
 from tests.support.scanimages import ACTOR, Images, debian_layer, osv_record, write_feed
 
-from dockyard.accounts.models import EmailToken
+from dockyard.accounts.models import EmailToken, Namespace, User
 from dockyard.accounts.passwords import hash_secret, new_secret
 from dockyard.accounts.services import AccountService
+from dockyard.authz import Principal
 from dockyard.db import MAX_ID, utcnow
-from dockyard.events import EventBus
+from dockyard.events import Actor, EventBus
 from dockyard.jobs import Worker
+from dockyard.publishing import imaging
+from dockyard.publishing.agreement import AGREEMENT_VERSION
+from dockyard.publishing.assets import AssetStore
+from dockyard.publishing.models import CatalogImage, Publisher, PublisherEmailToken
 from dockyard.registry.views import PATTERNS, VIEWS
 from dockyard.scanning.models import ScanFinding
 from dockyard.scanning.services import ScanService
@@ -84,6 +95,11 @@ V2_BASE = "GET /v2/"
 V2_CATALOG = "GET /v2/_catalog"
 SCANS = "/api/v1/repositories/{name:path}/scans/{reference}"
 REPO_PAGE = "/ui/repositories/{name:path}"
+PUB = "/api/v1/publishers/{org}"
+PRODUCT = PUB + "/products/{slug}"
+PUB_PAGE = "/ui/orgs/{org}/publisher"
+PRODUCT_PAGE = "/ui/orgs/{org}/products/{slug}"
+REVISION_PAGE = "/ui/review/revisions/{revision_id:int}"
 
 # One row per route key, one column per role (in ROLES order).
 # fmt: off
@@ -166,6 +182,56 @@ EXPECTED: dict[str, tuple[str, str, str, str, str, str]] = {
     "GET " + REPO_PAGE + "/-/visibility":                 (UNAUTH, HIDDEN, UNAUTH, DENIED, OK,     OK),
     "POST " + REPO_PAGE + "/-/visibility":                (UNAUTH, HIDDEN, UNAUTH, DENIED, OK,     OK),
     "GET " + REPO_PAGE + "/-/scans/{reference}":          (UNAUTH, HIDDEN, UNAUTH, OK,     OK,     OK),
+    # publisher profiles (issue 9): owners edit, members read, the store team reads (a store-admin too: it
+    # holds every permission but a publisher's own, authz.PUBLISHER_OWN); robots hold no api scope
+    "GET " + PUB:                                         (UNAUTH, HIDDEN, DENIED, OK,     OK,     OK),
+    "PUT " + PUB:                                         (UNAUTH, HIDDEN, DENIED, DENIED, OK,     DENIED),
+    "POST " + PUB + "/agreement":                         (UNAUTH, HIDDEN, DENIED, DENIED, OK,     DENIED),
+    "POST " + PUB + "/email/resend":                      (UNAUTH, HIDDEN, DENIED, DENIED, OK,     DENIED),
+    # the mailed link proves the mailbox, whoever follows it (no sign-in, credentials ignored)
+    "POST /api/v1/publishers/email/verify":               (OK,     OK,     OK,     OK,     OK,     OK),
+    # catalogue images are uploaded by those who edit products (owners and maintainers)
+    "POST " + PUB + "/images":                            (UNAUTH, HIDDEN, DENIED, OK,     OK,     DENIED),
+    # products: maintainers and owners edit, submit and withdraw; members and the store team read; anyone
+    # else is told the organisation (or the product) does not exist
+    "GET " + PUB + "/products":                           (UNAUTH, HIDDEN, DENIED, OK,     OK,     OK),
+    "POST " + PUB + "/products":                          (UNAUTH, HIDDEN, DENIED, OK,     OK,     DENIED),
+    "GET " + PRODUCT:                                     (UNAUTH, HIDDEN, DENIED, OK,     OK,     OK),
+    "PUT " + PRODUCT:                                     (UNAUTH, HIDDEN, DENIED, OK,     OK,     DENIED),
+    "POST " + PRODUCT + "/submit":                        (UNAUTH, HIDDEN, DENIED, OK,     OK,     DENIED),
+    "POST " + PRODUCT + "/withdraw":                      (UNAUTH, HIDDEN, DENIED, OK,     OK,     DENIED),
+    # the thread: the publisher's people and the store team (the latter's internal notes are theirs alone)
+    "GET " + PRODUCT + "/thread":                         (UNAUTH, HIDDEN, DENIED, OK,     OK,     OK),
+    "POST " + PRODUCT + "/comments":                      (UNAUTH, HIDDEN, DENIED, OK,     OK,     OK),
+    # the review: the store team's. A revision is hidden from those who may not read its product; the
+    # publisher's own people read it but may not decide it
+    "GET /api/v1/review/queue":                           (UNAUTH, DENIED, DENIED, DENIED, DENIED, OK),
+    "POST /api/v1/review/revisions/{revision_id}/{action}": (UNAUTH, HIDDEN, DENIED, DENIED, DENIED, OK),
+    # public: the manifest's JSON Schema, and logos and screenshots (they are shown in the catalogue)
+    "GET /api/v1/schemas/product.json":                   (OK,     OK,     OK,     OK,     OK,     OK),
+    "GET /catalog-images/{id:int}/{rendition}":           (OK,     OK,     OK,     OK,     OK,     OK),
+    # publishing pages: as their API (robots cannot sign in). The profile form is the owners', the product
+    # editor the maintainers' and owners'; the empty "new product" form (and a product's editor) renders for
+    # every reader, read-only for those who may not edit (the store team included), as the org page does
+    "GET " + PUB_PAGE:                                    (UNAUTH, HIDDEN, UNAUTH, OK,     OK,     OK),
+    "POST " + PUB_PAGE:                                   (UNAUTH, HIDDEN, UNAUTH, DENIED, OK,     DENIED),
+    "POST " + PUB_PAGE + "/email/resend":                 (UNAUTH, HIDDEN, UNAUTH, DENIED, OK,     DENIED),
+    "GET /ui/publisher-email/verify":                     (OK,     OK,     OK,     OK,     OK,     OK),
+    "POST /ui/publisher-email/verify":                    (OK,     OK,     OK,     OK,     OK,     OK),
+    "GET /ui/orgs/{org}/dashboard":                       (UNAUTH, HIDDEN, UNAUTH, OK,     OK,     OK),
+    "GET /ui/orgs/{org}/products":                        (UNAUTH, HIDDEN, UNAUTH, OK,     OK,     OK),
+    "GET /ui/orgs/{org}/products/new":                    (UNAUTH, HIDDEN, UNAUTH, OK,     OK,     OK),
+    "POST /ui/orgs/{org}/products/new":                   (UNAUTH, HIDDEN, UNAUTH, OK,     OK,     DENIED),
+    "GET " + PRODUCT_PAGE + "/edit":                      (UNAUTH, HIDDEN, UNAUTH, OK,     OK,     OK),
+    "POST " + PRODUCT_PAGE + "/edit":                     (UNAUTH, HIDDEN, UNAUTH, OK,     OK,     DENIED),
+    "GET " + PRODUCT_PAGE + "/review":                    (UNAUTH, HIDDEN, UNAUTH, OK,     OK,     OK),
+    "POST " + PRODUCT_PAGE + "/move":                     (UNAUTH, HIDDEN, UNAUTH, OK,     OK,     DENIED),
+    # the review pages: the queue and the moves are the store team's; a revision's page is also shown to the
+    # publisher's people (internal notes filtered, no store moves offered), and they answer on its thread
+    "GET /ui/review":                                     (UNAUTH, DENIED, UNAUTH, DENIED, DENIED, OK),
+    "GET " + REVISION_PAGE:                               (UNAUTH, HIDDEN, UNAUTH, OK,     OK,     OK),
+    "POST " + REVISION_PAGE + "/move":                    (UNAUTH, HIDDEN, UNAUTH, DENIED, DENIED, OK),
+    "POST " + REVISION_PAGE + "/comments":                (UNAUTH, HIDDEN, UNAUTH, OK,     OK,     OK),
     # registry: readers pull, maintainers push and delete; the catalog is the admin's
     V2_BASE:                                              (OK,     OK,     OK,     OK,     OK,     OK),
     V2_CATALOG:                                           (DENIED, DENIED, DENIED, DENIED, DENIED, OK),
@@ -245,21 +311,31 @@ class World:
     users: dict[str, str]  # role -> username
     robot: tuple[str, str]
     finding: int | None
+    # publishing (issue 9), made for the publishing routes only: the organisation's complete publisher
+    # profile, a product of it with a draft revision, and a catalogue image with its renditions stored
+    slug: str = ""
+    revision: int = 0
+    image: int = 0
 
 
 @dataclass(frozen=True)
 class Target:
-    """What a request names: the real private resources, or ones that do not exist (the twin)."""
+    """What a request names: the real private resources, or ones that do not exist (the twin).
+
+    The twin's product is a missing one of the real organisation, and its revision a missing id: an
+    outsider must not learn that a private organisation's product, or a draft of it, exists."""
 
     repo: str
     org: str
     finding: int
+    slug: str = ""
+    revision: int = 0
 
 
 CRITICAL = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"
 
 
-def build_world(app: Any, state: AppState, feed_dir: Path, *, scan: bool) -> World:
+def build_world(app: Any, state: AppState, feed_dir: Path, *, scan: bool, publishing: bool = False) -> World:
     with state.sessions.begin() as s:
         users = {
             "outsider": make_user(s).username,
@@ -282,7 +358,7 @@ def build_world(app: Any, state: AppState, feed_dir: Path, *, scan: bool) -> Wor
         with state.sessions() as s:
             finding = s.scalar(select(ScanFinding.id).limit(1))
         assert finding is not None, "the scan found nothing: the scan cells would test nothing"
-    return World(
+    world = World(
         org=org,
         repo=repo,
         tag="v1",
@@ -293,6 +369,37 @@ def build_world(app: Any, state: AppState, feed_dir: Path, *, scan: bool) -> Wor
         robot=robot,
         finding=finding,
     )
+    if publishing:
+        with state.sessions.begin() as s:
+            publisher = make_publisher(s, org)  # complete: verified email, agreement, logo
+            world.slug = unique("prod")
+            world.revision = make_product(s, publisher, org, world.slug, **product_images(repo)).id
+            checked = imaging.process(imaging.ImageKind.LOGO, picture(512, 512))
+            assets = AssetStore(state.blobs)
+            image = CatalogImage(
+                publisher_id=publisher.id,
+                kind=checked.kind.value,
+                media_type=checked.media_type,
+                width=checked.width,
+                height=checked.height,
+                renditions={r.name: assets.put(r.data) for r in checked.renditions},
+            )
+            s.add(image)
+            s.flush()
+            world.image = image.id
+    return world
+
+
+def product_images(repo: str) -> dict[str, Any]:
+    """A product's images and tiers made of the world's private repository (the tag pushed): submittable."""
+    return {
+        "images": [{"name": "server", "repository": repo, "tags": ["v1"]}],
+        "tiers": [{"name": "Community", "description": "Single node", "price": "free", "images": ["server"]}],
+    }
+
+
+def needs_publishing(key: str) -> bool:
+    return any(word in key for word in ("publisher", "product", "/review", "catalog-images", "dashboard"))
 
 
 @dataclass
@@ -305,6 +412,9 @@ class Cell:
     role: str
     basic: bool = False  # /v2 with the caller's credentials on each request instead of a token
     _signed_in: bool = field(default=False)
+    # Names this cell made up for the real target (fresh products, revisions): the refusal it gets must read
+    # as the twin's does, these names aside.
+    minted: list[str] = field(default_factory=list)
 
     @property
     def credentials(self) -> tuple[str, str] | None:
@@ -323,7 +433,7 @@ class Cell:
     def api(self, method: str, url: str, **kw: Any) -> httpx.Response:
         """/api/v1 (and the open endpoints) with Basic credentials: a password or a robot secret."""
         self.client.cookies.clear()
-        headers = {}
+        headers = dict(kw.pop("headers", {}))
         if self.credentials is not None:
             raw = ":".join(self.credentials).encode()
             headers["Authorization"] = "Basic " + base64.b64encode(raw).decode()
@@ -434,6 +544,57 @@ class Cell:
         upload = str(uuid.uuid4())
         self.state.blobs.start_upload(upload, self.world.repo)
         return upload
+
+    # publishing: fresh products and revisions of the real organisation; a twin names missing ones instead
+    def fresh_product(self, t: Target, *, submitted: bool = False) -> str:
+        """A new product with a draft revision (submitted through the review service when ``submitted``), or
+        the twin's missing product."""
+        if t.slug != self.world.slug:
+            return t.slug
+        return self._product(submitted)[0]
+
+    def fresh_revision(self, t: Target, *, submitted: bool = False) -> int:
+        """The revision of a new product (see fresh_product), or the twin's missing revision."""
+        if t.revision != self.world.revision:
+            return t.revision
+        return self._product(submitted)[1]
+
+    def _product(self, submitted: bool) -> tuple[str, int]:
+        slug = unique("prod")
+        with self.state.sessions.begin() as s:
+            publisher = s.scalar(select(Publisher).join(Namespace).where(Namespace.name == self.world.org))
+            revision = make_product(s, publisher, self.world.org, slug, **product_images(self.world.repo))
+            if submitted:
+                owner = self.world.users["owner"]
+                user_id = s.scalar(select(User.id).where(User.username == owner))
+                who = Principal(kind="user", name=owner, user_id=user_id)
+                actor = Actor(user_id=user_id, name=owner, kind="user")
+                self.state.services(s).reviews.submit(self.world.org, slug, who, actor)
+            self.minted += [slug, str(revision.id)]
+            return slug, revision.id
+
+    def unconfirmed_company_email(self) -> None:
+        """The publisher's company address waiting for its confirmation (a new link may then be sent)."""
+        with self.state.sessions.begin() as s:
+            publisher = s.scalar(select(Publisher).join(Namespace).where(Namespace.name == self.world.org))
+            publisher.email_verified_at = None
+
+    def fresh_company_link(self) -> str:
+        """The secret of a new, valid confirmation link for the publisher's company address."""
+        secret = new_secret(32)
+        with self.state.sessions.begin() as s:
+            publisher = s.scalar(select(Publisher).join(Namespace).where(Namespace.name == self.world.org))
+            now = utcnow()
+            s.add(
+                PublisherEmailToken(
+                    publisher_id=publisher.id,
+                    email=publisher.email,
+                    token_hash=hash_secret(secret),
+                    created_at=now,
+                    expires_at=now + dt.timedelta(hours=1),
+                )
+            )
+        return secret
 
 
 # -- one request per key -----------------------------------------------------------------------------------
@@ -892,6 +1053,221 @@ def referrers(c: Cell, m: str, t: Target) -> httpx.Response:
     return c.v2(m, f"/v2/{t.repo}/referrers/{c.world.digest}", repo_scope(t))
 
 
+# publishing (issue 9): a product's routes name the real organisation and a product (the world's, a fresh one
+# where the cell changes it, or the twin's missing one); a revision's, a revision id likewise
+def product_url(c: Cell, slug: str, tail: str = "") -> str:
+    return f"/api/v1/publishers/{c.world.org}/products/{slug}{tail}"
+
+
+def product_page(c: Cell, slug: str, tail: str) -> str:
+    return f"/ui/orgs/{c.world.org}/products/{slug}{tail}"
+
+
+def company_profile(c: Cell) -> dict[str, str]:
+    """The profile's fields as the world has them (saving them again changes nothing)."""
+    return {
+        "legal_name": "Acme Ltd",
+        "website": "https://acme.example",
+        "phone": "+442071838750",
+        "email": "hello@acme.example",
+        "story": "We make databases.",
+    }
+
+
+def product_manifest(c: Cell, slug: str) -> dict[str, Any]:
+    # No logo nor screenshots: a draft may lack them (the catalogue images have their own rows).
+    return manifest_data(c.world.org, slug, None, None, screenshots=[], **product_images(c.world.repo))
+
+
+@builds("GET " + PUB)
+def publisher_profile(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, f"/api/v1/publishers/{t.org}")
+
+
+@builds("PUT " + PUB)
+def publisher_update(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, f"/api/v1/publishers/{t.org}", json={"story": "We make databases, still."})
+
+
+@builds("POST " + PUB + "/agreement")
+def publisher_agreement(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, f"/api/v1/publishers/{t.org}/agreement", json={"version": AGREEMENT_VERSION})
+
+
+@builds("POST " + PUB + "/email/resend")
+def publisher_email_resend(c: Cell, m: str, t: Target) -> httpx.Response:
+    c.unconfirmed_company_email()
+    return c.api(m, f"/api/v1/publishers/{t.org}/email/resend")
+
+
+@builds("POST /api/v1/publishers/email/verify")
+def publisher_email_verify(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, "/api/v1/publishers/email/verify", json={"token": c.fresh_company_link()})
+
+
+@builds("POST " + PUB + "/images")
+def publisher_image(c: Cell, m: str, t: Target) -> httpx.Response:
+    url = f"/api/v1/publishers/{t.org}/images?kind=logo"
+    return c.api(m, url, content=picture(512, 512), headers={"Content-Type": "image/png"})
+
+
+@builds("GET " + PUB + "/products")
+def products_list(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, f"/api/v1/publishers/{t.org}/products")
+
+
+@builds("POST " + PUB + "/products")
+def product_create(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, f"/api/v1/publishers/{t.org}/products", json=product_manifest(c, unique("prod")))
+
+
+@builds("GET " + PRODUCT)
+def product_get(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, product_url(c, t.slug))
+
+
+@builds("PUT " + PRODUCT)
+def product_update(c: Cell, m: str, t: Target) -> httpx.Response:
+    slug = c.fresh_product(t)
+    body = product_manifest(c, slug) | {"short_description": "Edited by the permission matrix."}
+    return c.api(m, product_url(c, slug), json=body)
+
+
+@builds("POST " + PRODUCT + "/submit")
+def product_submit(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, product_url(c, c.fresh_product(t), "/submit"))
+
+
+@builds("POST " + PRODUCT + "/withdraw")
+def product_withdraw(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, product_url(c, c.fresh_product(t, submitted=True), "/withdraw"))
+
+
+@builds("GET " + PRODUCT + "/thread")
+def product_thread(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, product_url(c, t.slug, "/thread"))
+
+
+@builds("POST " + PRODUCT + "/comments")
+def product_comment(c: Cell, m: str, t: Target) -> httpx.Response:
+    body = {
+        "body": "A word from the permission matrix.",
+        "anchor_kind": "field",
+        "anchor": "short_description",
+    }
+    return c.api(m, product_url(c, c.fresh_product(t), "/comments"), json=body)
+
+
+@builds("GET /api/v1/review/queue")
+def review_queue(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, "/api/v1/review/queue")
+
+
+@builds("POST /api/v1/review/revisions/{revision_id}/{action}")
+def review_move(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, f"/api/v1/review/revisions/{c.fresh_revision(t, submitted=True)}/claim")
+
+
+@builds("GET /api/v1/schemas/product.json")
+def product_schema(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, "/api/v1/schemas/product.json")
+
+
+@builds("GET /catalog-images/{id:int}/{rendition}")
+def catalog_image(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, f"/catalog-images/{c.world.image}/128")
+
+
+@builds("GET " + PUB_PAGE)
+def publisher_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, f"/ui/orgs/{t.org}/publisher")
+
+
+@builds("POST " + PUB_PAGE)
+def publisher_page_save(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, f"/ui/orgs/{t.org}/publisher", data=company_profile(c))
+
+
+@builds("POST " + PUB_PAGE + "/email/resend")
+def publisher_page_resend(c: Cell, m: str, t: Target) -> httpx.Response:
+    c.unconfirmed_company_email()
+    return c.page(m, f"/ui/orgs/{t.org}/publisher/email/resend")
+
+
+@builds("GET /ui/publisher-email/verify")
+def company_email_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, f"/ui/publisher-email/verify?token={c.fresh_company_link()}")
+
+
+@builds("POST /ui/publisher-email/verify")
+def company_email_verify(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, "/ui/publisher-email/verify", data={"token": c.fresh_company_link()})
+
+
+@builds("GET /ui/orgs/{org}/dashboard")
+def dashboard(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, f"/ui/orgs/{t.org}/dashboard")
+
+
+@builds("GET /ui/orgs/{org}/products")
+def products_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, f"/ui/orgs/{t.org}/products")
+
+
+@builds("GET /ui/orgs/{org}/products/new")
+def new_product_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, f"/ui/orgs/{t.org}/products/new")
+
+
+@builds("POST /ui/orgs/{org}/products/new")
+def new_product(c: Cell, m: str, t: Target) -> httpx.Response:
+    form = {"name": "Matrix Database", "slug": unique("prod"), "short_description": "A draft."}
+    return c.page(m, f"/ui/orgs/{t.org}/products/new", data=form)
+
+
+@builds("GET " + PRODUCT_PAGE + "/edit")
+def edit_product_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, product_page(c, t.slug, "/edit"))
+
+
+@builds("POST " + PRODUCT_PAGE + "/edit")
+def edit_product(c: Cell, m: str, t: Target) -> httpx.Response:
+    form = {"name": "Matrix Database", "short_description": "Edited by the permission matrix."}
+    return c.page(m, product_page(c, c.fresh_product(t), "/edit"), data=form)
+
+
+@builds("GET " + PRODUCT_PAGE + "/review")
+def product_review_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, product_page(c, t.slug, "/review"))
+
+
+@builds("POST " + PRODUCT_PAGE + "/move")
+def product_move_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, product_page(c, c.fresh_product(t), "/move"), data={"action": "submit"})
+
+
+@builds("GET /ui/review")
+def review_queue_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, "/ui/review")
+
+
+@builds("GET " + REVISION_PAGE)
+def revision_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, f"/ui/review/revisions/{t.revision}")
+
+
+@builds("POST " + REVISION_PAGE + "/move")
+def revision_move_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    rid = c.fresh_revision(t, submitted=True)
+    return c.page(m, f"/ui/review/revisions/{rid}/move", data={"action": "claim"})
+
+
+@builds("POST " + REVISION_PAGE + "/comments")
+def revision_comment_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    form = {"body": "A word from the permission matrix.", "next": "/ui/"}
+    return c.page(m, f"/ui/review/revisions/{c.fresh_revision(t)}/comments", data=form)
+
+
 def fresh_thread(c: Cell) -> tuple[str, int]:
     """The organisation's product ``acme-db`` (made on first use, with its publisher) with a new message
     from its owner: the product's slug and the message's id, for a cell to resolve."""
@@ -985,11 +1361,22 @@ def describe(response: httpx.Response) -> str:
     return f"{r.request.method} {r.request.url.path} -> {r.status_code} {location} {r.text[:300]}"
 
 
-def fingerprint(response: httpx.Response, world: World, twin: Target) -> tuple[Any, ...]:
-    """What a caller sees of a refusal, with the twin's names put back to the real ones."""
+def fingerprint(
+    response: httpx.Response, world: World, twin: Target, minted: list[str] | None = None
+) -> tuple[Any, ...]:
+    """What a caller sees of a refusal, with the twin's names put back to the real ones (and the products and
+    revisions named, made up for the cell or missing, all alike)."""
+    slugs = [n for n in (world.slug, twin.slug, *(minted or [])) if n and not n.isdigit()]
+    ids = [n for n in (str(world.revision), str(twin.revision), *(minted or [])) if n.isdigit() and n != "0"]
 
     def norm(text: str) -> str:
-        return text.replace(twin.repo, world.repo).replace(twin.org, world.org)
+        text = text.replace(twin.repo, world.repo).replace(twin.org, world.org)
+        if world.slug:  # the same replacements in both answers: what is not a name stays as it is
+            for slug in slugs:
+                text = text.replace(slug, "<product>")
+            for number in ids:
+                text = re.sub(rf"\b{number}\b", "<revision>", text)
+        return text
 
     headers = {k: norm(response.headers.get(k, "")) for k in ("www-authenticate", "content-type", "location")}
     return response.status_code, headers, norm(response.text)
@@ -1055,9 +1442,12 @@ def check_cell(
     *,
     basic: bool = False,
 ) -> None:
-    world = build_world(app, app_state, tmp_path / "feed", scan=needs_scan(key))
-    real = Target(world.repo, world.org, world.finding or 1)
-    twin = Target(f"{world.org}/missing", "nosuchorg", MAX_ID)  # the largest id the API accepts
+    world = build_world(
+        app, app_state, tmp_path / "feed", scan=needs_scan(key), publishing=needs_publishing(key)
+    )
+    real = Target(world.repo, world.org, world.finding or 1, world.slug, world.revision)
+    # The largest id the API accepts; a product that is not there.
+    twin = Target(f"{world.org}/missing", "nosuchorg", MAX_ID, "no-such-product", MAX_ID)
     expected = EXPECTED[key][ROLES.index(role)]
     proto = protocol(key)
     grants = expected.startswith("grant:")
@@ -1077,6 +1467,6 @@ def check_cell(
             if grants:
                 assert outcome(other, proto, twin.repo) == got, describe(other)
             else:
-                assert fingerprint(other, world, twin) == fingerprint(response, world, twin), (
-                    f"{role} can tell the private resource exists:\n{describe(response)}\n{describe(other)}"
-                )
+                assert fingerprint(other, world, twin, cell.minted) == fingerprint(
+                    response, world, twin, cell.minted
+                ), f"{role} can tell the private resource exists:\n{describe(response)}\n{describe(other)}"

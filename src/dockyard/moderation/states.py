@@ -4,9 +4,9 @@ A pure table and two pure functions (no database, no principal): ``check`` says 
 revision in a state for a caller holding some permissions, or raises Forbidden (the caller may never do it)
 or Conflict (not from this state). ``actions_for`` lists what a caller may do now (the pages' buttons).
 
-Who: the publisher organisation's owners and maintainers (``product:edit``) submit, resubmit and withdraw;
-store reviewers (``review:decide``) claim, request changes, approve and reject; store-admins
-(``product:publish``) publish and unpublish, and (holding every permission) may decide a revision another
+Who: the publisher organisation's owners and maintainers (``product:edit``, never a store-team grant)
+submit, resubmit and withdraw; store reviewers (``review:decide``) claim, request changes, approve and
+reject; store-admins (``product:publish``) publish and unpublish, and may decide a revision another
 reviewer claimed (the service's override rule).
 
 Withdrawing ends the working revision (state ``withdrawn``, kept with its thread and history); the product's

@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from dockyard.accounts.pages.forms import path, sentence
 from dockyard.db import MAX_ID
-from dockyard.errors import DockyardError, Invalid, NotFound, TooLarge
+from dockyard.errors import DockyardError, Forbidden, Invalid, NotFound, TooLarge
 from dockyard.publishing import imaging
 from dockyard.publishing.agreement import AGREEMENT_TEXT, AGREEMENT_TITLE, AGREEMENT_VERSION
 from dockyard.publishing.manifest import MARKDOWN_MAX, Problem
@@ -141,8 +141,8 @@ async def resend_link(request: Request, ctx: RequestContext) -> Response:
     try:
         publisher = await ctx.call(lambda sv: sv.publishers.resend_verification(org, principal, ctx.actor))
     except DockyardError as exc:
-        if isinstance(exc, NotFound):
-            raise  # the 404 page: the organisation is not the caller's to see
+        if isinstance(exc, NotFound | Forbidden):
+            raise  # the 404 page (not the caller's to see) or the 403 page (not theirs to do), as elsewhere
         await ctx.finish(commit=False)
         flash(request, sentence(exc.message), "warning")
     else:

@@ -36,9 +36,9 @@ ALLOWED = {
     (Action.UNPUBLISH, S.PUBLISHED): S.UNPUBLISHED,
 }
 WHO = {
-    Action.SUBMIT: {"owner", "maintainer", "admin"},
-    Action.RESUBMIT: {"owner", "maintainer", "admin"},
-    Action.WITHDRAW: {"owner", "maintainer", "admin"},
+    Action.SUBMIT: {"owner", "maintainer"},  # never the store team (issue 9)
+    Action.RESUBMIT: {"owner", "maintainer"},  # never the store team (issue 9)
+    Action.WITHDRAW: {"owner", "maintainer"},  # never the store team (issue 9)
     Action.CLAIM: {"reviewer", "admin"},
     Action.REQUEST_CHANGES: {"reviewer", "admin"},
     Action.APPROVE: {"reviewer", "admin"},
