@@ -216,6 +216,8 @@ EXPECTED: dict[str, tuple[str, str, str, str, str, str]] = {
     "GET " + PUB_PAGE:                                    (UNAUTH, HIDDEN, UNAUTH, OK,     OK,     OK),
     "POST " + PUB_PAGE:                                   (UNAUTH, HIDDEN, UNAUTH, DENIED, OK,     DENIED),
     "POST " + PUB_PAGE + "/email/resend":                 (UNAUTH, HIDDEN, UNAUTH, DENIED, OK,     DENIED),
+    # the product editor's upload form: those who edit products (not the store-admin, see PUBLISHER_OWN)
+    "POST /ui/orgs/{org}/catalog-images":                 (UNAUTH, HIDDEN, UNAUTH, OK,     OK,     DENIED),
     "GET /ui/publisher-email/verify":                     (OK,     OK,     OK,     OK,     OK,     OK),
     "POST /ui/publisher-email/verify":                    (OK,     OK,     OK,     OK,     OK,     OK),
     "GET /ui/orgs/{org}/dashboard":                       (UNAUTH, HIDDEN, UNAUTH, OK,     OK,     OK),
@@ -1192,6 +1194,12 @@ def publisher_page_save(c: Cell, m: str, t: Target) -> httpx.Response:
 def publisher_page_resend(c: Cell, m: str, t: Target) -> httpx.Response:
     c.unconfirmed_company_email()
     return c.page(m, f"/ui/orgs/{t.org}/publisher/email/resend")
+
+
+@builds("POST /ui/orgs/{org}/catalog-images")
+def catalog_image_upload_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    files = {"file": ("logo.png", picture(512, 512), "image/png")}
+    return c.page(m, f"/ui/orgs/{t.org}/catalog-images", data={"kind": "logo"}, files=files)
 
 
 @builds("GET /ui/publisher-email/verify")
