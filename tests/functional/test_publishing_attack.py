@@ -133,3 +133,23 @@ def who(session: Session, username: str) -> Principal:
     return Principal(
         kind="user", name=username, user_id=user.id, staff=frozenset(staff_roles_of(session, user.id))
     )
+
+
+def test_changing_the_company_email_back_and_forth_does_not_mail_without_limit(
+    client: TestClient, app_state: AppState, world: World
+) -> None:
+    """Resending the confirmation link is limited per address and hour, but every change of the address
+    mailed a link at once, unlimited: an owner alternating two addresses made the store mail a stranger's
+    inbox as often as they liked. Changes count against the same limit."""
+    from dockyard.publishing.models import PublisherEmailToken
+
+    victim = "someone@victim.example"
+    answers = []
+    for i in range(8):
+        address = victim if i % 2 == 0 else f"us{i}@acme.example"
+        r = call(client, world, "owner", "PUT", f"/publishers/{world.org}", {"email": address})
+        answers.append(r.status_code)
+    with app_state.sessions() as s:
+        mailed = s.scalars(select(PublisherEmailToken).where(PublisherEmailToken.email == victim)).all()
+    assert len(mailed) <= 3, answers
+    assert 429 in answers
