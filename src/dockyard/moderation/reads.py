@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from dockyard.accounts.models import Namespace, User
 from dockyard.accounts.services import AccountService
 from dockyard.authz import Permission, Principal, allowed
-from dockyard.db import utcnow
+from dockyard.db import MAX_ID, utcnow
 from dockyard.errors import Forbidden, NotFound
 from dockyard.events import EventBus
 from dockyard.moderation import states
@@ -59,6 +59,8 @@ class Context:
     product: Product
     revision: ProductRevision
     granted: frozenset[Permission]
+    # A store reviewer who is a member of the publisher: their review rights do not apply here.
+    recused: bool = False
 
     @property
     def store(self) -> bool:
@@ -233,8 +235,16 @@ class ReviewReads:
 
     # -- who may see what --------------------------------------------------------------------------------
     def _granted(self, principal: Principal, org: str) -> frozenset[Permission]:
+        return self._access(principal, org)[0]
+
+    def _access(self, principal: Principal, org: str) -> tuple[frozenset[Permission], bool]:
+        """What ``principal`` may do to ``org``'s products, and whether they are recused: a store reviewer
+        who is a member of the organisation does not review its products (nor read the store's internal
+        notes on them); they see them as the publisher does. Store-admins hold every right anyway."""
         role = AccountService(self.session, self.bus).role_in(principal, org)
-        return frozenset(p for p in CHECKED if allowed(principal, p, namespace_role=role))
+        granted = frozenset(p for p in CHECKED if allowed(principal, p, namespace_role=role))
+        recused = role is not None and Permission.REVIEW_DECIDE in granted and not principal.is_admin
+        return (granted - {Permission.REVIEW_DECIDE} if recused else granted), recused
 
     def _publisher(self, org: str) -> Publisher | None:
         return self.session.scalar(
@@ -246,7 +256,7 @@ class ReviewReads:
     def product_context(self, org: str, slug: str, principal: Principal) -> Context:
         """The product's current revision (working, else live) and the caller's rights: NotFound unless the
         caller may read the product's unpublished revisions."""
-        granted = self._granted(principal, org)
+        granted, recused = self._access(principal, org)
         publisher = self._publisher(org) if Permission.PRODUCT_READ in granted else None
         product = None
         if publisher is not None:
@@ -265,17 +275,18 @@ class ReviewReads:
             )
         if revision is None:
             raise NotFound(f"product {org}/{slug} has no revision")
-        return Context(org, product, revision, granted)
+        return Context(org, product, revision, granted, recused)
 
     def revision_context(self, revision_id: int, principal: Principal) -> Context:
         """A revision by id and the caller's rights: NotFound unless the caller may read it."""
-        revision = self.session.get(ProductRevision, revision_id)
+        # The pages take any run of digits as an id: one past the integer column is no revision (not a 500).
+        revision = self.session.get(ProductRevision, revision_id) if 1 <= revision_id <= MAX_ID else None
         if revision is not None:
             product = revision.product
             org = self.session.get(Namespace, product.publisher.namespace_id)
-            granted = self._granted(principal, org.name) if org is not None else frozenset()
+            granted, recused = self._access(principal, org.name) if org is not None else (frozenset(), False)
             if org is not None and Permission.PRODUCT_READ in granted:
-                return Context(org.name, product, revision, granted)
+                return Context(org.name, product, revision, granted, recused)
         raise NotFound(f"revision {revision_id} not found")
 
     @staticmethod

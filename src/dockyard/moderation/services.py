@@ -12,6 +12,9 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import update
+from sqlalchemy.orm.attributes import set_committed_value
+
 from dockyard.authz import Permission, Principal
 from dockyard.config import Settings
 from dockyard.db import utcnow
@@ -97,7 +100,7 @@ class ReviewService(ReviewReads):
     def claim(self, revision_id: int, principal: Principal, actor: Actor) -> ProductRevision:
         """Take a submitted or resubmitted revision into review (the claimant decides it)."""
         ctx = self.revision_context(revision_id, principal)
-        move = states.check(ctx.revision.state, Action.CLAIM, ctx.granted)
+        move = self._check(ctx, Action.CLAIM)
         ctx.revision.claimed_by = principal.user_id
         self._move(ctx, ctx.revision, move, actor, "")
         return ctx.revision
@@ -123,7 +126,7 @@ class ReviewService(ReviewReads):
         """Approve the revision, pinning the digests its tags name now; open Critical findings in any of
         them need ``override_reason`` (kept on the revision and in the audit event)."""
         ctx = self.revision_context(revision_id, principal)
-        states.check(ctx.revision.state, Action.APPROVE, ctx.granted)  # refusals before the slow checks
+        self._check(ctx, Action.APPROVE)  # refusals before the slow checks
         reason = _text(override_reason, REASON_MAX, "override_reason")
         manifest = parse_manifest(ctx.revision.manifest)
         checks = self.image_checks(ctx.org, manifest, None)
@@ -301,6 +304,16 @@ class ReviewService(ReviewReads):
         return row
 
     # -- internals -------------------------------------------------------------------------------------
+    @staticmethod
+    def _check(ctx: Context, action: Action) -> states.Move:
+        """``states.check``, saying why to a store reviewer who is a member of the publisher."""
+        if ctx.recused and states.MOVES[action].permission is Permission.REVIEW_DECIDE:
+            raise Forbidden(
+                f"store reviewers do not review their own organisation's products: {ctx.org} is yours, "
+                "another reviewer decides this revision"
+            )
+        return states.check(ctx.revision.state, action, ctx.granted)
+
     def _anchor(self, ctx: Context, kind: str, anchor: str) -> tuple[str, str]:
         try:
             anchor_kind = CommentAnchor(kind or CommentAnchor.NONE.value)
@@ -352,7 +365,7 @@ class ReviewService(ReviewReads):
         ctx: Context | None = None,
     ) -> ProductRevision:
         ctx = ctx or self.revision_context(revision_id, principal)
-        move = states.check(ctx.revision.state, action, ctx.granted)
+        move = self._check(ctx, action)
         comment = _text(comment, COMMENT_MAX, "comment")
         if move.needs_comment and not comment:
             message = f"say what the publisher should know: {action.value.replace('-', ' ')} needs a comment"
@@ -395,10 +408,28 @@ class ReviewService(ReviewReads):
     def _record(
         self, ctx: Context, revision: ProductRevision, target: RevisionState, actor: Actor, comment: str
     ) -> None:
+        before = revision.state
+        self.session.flush()  # the revision's other changes (claimant, pins...) first
+        # Only if the state is still the one the move was checked against: two moves at once (an approval
+        # while the publisher withdraws, two claims) otherwise both pass their check under read committed
+        # and the later write wins. The UPDATE waits for the other transaction's row lock, then matches
+        # nothing once that one has moved the revision.
+        moved = self.session.execute(
+            update(ProductRevision)
+            .where(ProductRevision.id == revision.id, ProductRevision.state == before)
+            .values(state=target.value, updated_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if moved.rowcount != 1:
+            raise Conflict(
+                f"revision {revision.number} of {ctx.org}/{ctx.product.slug} was moved by someone else "
+                "meanwhile: reload it and try again"
+            )
+        set_committed_value(revision, "state", target.value)
         self.session.add(
             RevisionTransition(
                 revision_id=revision.id,
-                from_state=revision.state,
+                from_state=before,
                 to_state=target.value,
                 actor_id=actor.user_id,
                 actor_name=actor.name[:255],
@@ -406,5 +437,4 @@ class ReviewService(ReviewReads):
                 at=utcnow(),
             )
         )
-        revision.state = target.value
         self.session.flush()

@@ -183,6 +183,9 @@ class PublisherService:
             raise ProfileInvalid(problems)
         changed = [name for name, value in values.items() if getattr(publisher, name) != value]
         email_changed = "email" in changed
+        if email_changed and values["email"]:
+            # Each change mails a link: changing back and forth must not mail an address without limit.
+            self._limit_links(values["email"])
         for name in changed:
             setattr(publisher, name, values[name])
         if email_changed:
@@ -295,19 +298,23 @@ class PublisherService:
             raise Invalid("Add a company email address first.", detail={"field": "email"})
         if publisher.email_verified_at is not None:
             raise Conflict("The company email address is confirmed already.", detail={"field": "email"})
+        self._limit_links(publisher.email)
+        # The older links stay in the table (they count towards the limit) but stop working: see _live_token.
+        self._mail_link(ns.name, publisher, actor)
+        return publisher
+
+    def _limit_links(self, email: str) -> None:
+        """TooManyRequests once ``email`` was sent LINKS_PER_HOUR links in the last hour."""
         since = utcnow() - dt.timedelta(hours=1)
         recent = self.session.scalar(
             select(func.count()).where(
-                PublisherEmailToken.email == publisher.email, PublisherEmailToken.created_at > since
+                PublisherEmailToken.email == email, PublisherEmailToken.created_at > since
             )
         )
         if int(recent or 0) >= LINKS_PER_HOUR:
             raise TooManyRequests(
                 "Several links went to this address in the last hour: try again later.", retry_after=3600
             )
-        # The older links stay in the table (they count towards the limit) but stop working: see _live_token.
-        self._mail_link(ns.name, publisher, actor)
-        return publisher
 
     def check_email_link(self, secret: str) -> tuple[str, str]:
         """(organisation, address) a valid link confirms (LinkInvalid once unknown, used or expired)."""

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from dockyard.accounts.reads import AccountReads
 from dockyard.accounts.services import AccountService
 from dockyard.authz import ALL_SCOPES, Permission, Principal, allowed, require
+from dockyard.db import MAX_ID
 from dockyard.errors import Conflict, NotFound, Unauthenticated
 from dockyard.events import Actor, Event, EventBus, EventTag
 from dockyard.oci.reference import namespace_of
@@ -323,7 +324,8 @@ class ProductService:
         *,
         indexed: bool = False,
     ) -> list[Problem]:
-        ids = [ref for ref in refs if isinstance(ref, int)]
+        # An id past the integer column names no image: looking it up would fail the request (a 500).
+        ids = [ref for ref in refs if isinstance(ref, int) and 1 <= ref <= MAX_ID]
         found: dict[int, CatalogImage] = {}
         if ids:
             found = {

@@ -69,7 +69,7 @@ async def get_profile(org: OrgName, ctx: Ctx, who: Account) -> dict[str, Any]:
     return profile_out(await ctx.call(lambda sv: sv.publishers.profile(org, who)))
 
 
-@router.put("/publishers/{org}", response_model=s.PublisherOut, responses=errors(400, 403, 404))
+@router.put("/publishers/{org}", response_model=s.PublisherOut, responses=errors(400, 403, 404, 429))
 async def put_profile(org: OrgName, body: s.PublisherIn, ctx: Ctx, who: Account) -> dict[str, Any]:
     """Change the profile (owners): every wrong field is reported at once in ``detail``."""
 
