@@ -144,3 +144,28 @@ def test_the_json_schema_is_public(client) -> None:
     assert r.json()["$id"] == "/api/v1/schemas/product.json"
     assert set(r.json()["required"]) == {"name", "slug"}
     assert "compatibility" in r.json()["properties"]
+
+
+def test_a_body_over_a_megabyte_is_refused_before_it_is_parsed(client, team) -> None:
+    huge = good(team, long_description="x" * (1024 * 1024))  # valid Markdown, but the body is > 1 MiB
+    r = client.post(BASE, json=huge, auth=team["maint"])
+    assert r.status_code == 413, r.text
+    assert r.json()["error"] == {
+        "code": "TOO_LARGE",
+        "message": "a request body is larger than 1 MB",
+        "detail": {"field": "body"},
+    }
+
+    def chunks():  # no Content-Length: counted as it arrives
+        yield b'{"name": "'
+        for _ in range(20):
+            yield b"y" * 65536
+        yield b'"}'
+
+    r = client.post(BASE, content=chunks(), headers={"content-type": "application/json"}, auth=team["maint"])
+    assert r.status_code == 413, r.text
+    with client.app.state.dockyard.sessions() as s:
+        assert s.query(Product).count() == 0
+    # Just under the limit is read and answered on its merits.
+    r = client.post(BASE, json=good(team, long_description="x" * 1000), auth=team["maint"])
+    assert r.status_code == 201, r.text

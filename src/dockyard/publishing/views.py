@@ -6,16 +6,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query
 
 from dockyard.authz import Principal, Scope
-from dockyard.errors import Invalid, TooLarge
+from dockyard.errors import Invalid
 from dockyard.events import Actor
 from dockyard.publishing import imaging
 from dockyard.publishing import schemas as s
 from dockyard.publishing.models import CatalogImage
 from dockyard.publishing.profiles import PublisherProfile
-from dockyard.web.api import AUTHENTICATED, Ctx, UnitOfWorkRoute, caller, errors
+from dockyard.web.api import AUTHENTICATED, Ctx, UnitOfWorkRoute, caller, errors, read_limited
 
 router = APIRouter(route_class=UnitOfWorkRoute, tags=["publishers"], responses=AUTHENTICATED)
 OrgName = Annotated[str, Path(min_length=1, max_length=64)]
@@ -134,20 +134,6 @@ IMAGE_BODY = {
 }
 
 
-async def read_limited(request: Request, limit: int) -> bytes:
-    """The request body, refused (413) as soon as it passes ``limit`` bytes: never read whole into memory."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise TooLarge(f"the image is larger than {limit // (1024 * 1024)} MB", detail={"field": "body"})
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise TooLarge(f"the image is larger than {limit // (1024 * 1024)} MB", detail={"field": "body"})
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 @router.post(
     "/publishers/{org}/images",
     status_code=201,
@@ -168,6 +154,6 @@ async def upload_image(
     if not content_type.startswith("image/"):
         raise Invalid("send the image itself as the body, with its Content-Type (image/png, ...)",
                       detail={"field": "content-type"})  # fmt: skip
-    data = await read_limited(ctx.request, imaging.MAX_UPLOAD_BYTES)
+    data = await read_limited(ctx.request, imaging.MAX_UPLOAD_BYTES, "the image")
     image = await ctx.call(lambda sv: sv.publishers.upload_image(org, kind.value, data, who, ctx.actor))
     return image_out(image)

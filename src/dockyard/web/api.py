@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from dockyard.authz import Principal, Scope
+from dockyard.errors import TooLarge
 from dockyard.web.context import WRITE_METHODS, AppState, RequestContext, in_unit_of_work
 from dockyard.web.errors import api_error_response
 from dockyard.web.identity import api_principal
@@ -78,6 +79,24 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 AUTHENTICATED = errors(401, 429)
 
 
+MAX_API_BODY = 1024 * 1024  # a product manifest is a few KiB; its images are uploaded on their own
+
+
+async def read_limited(request: Request, limit: int, what: str) -> bytes:
+    """The request body, refused (413) as soon as it passes ``limit`` bytes: never read whole into memory."""
+    too_large = f"{what} is larger than {limit // (1024 * 1024)} MB"
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise TooLarge(too_large, detail={"field": "body"})
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise TooLarge(too_large, detail={"field": "body"})
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 class UnitOfWorkRoute(APIRoute):
     """A route whose dependencies and endpoint run inside the request's unit of work."""
 
@@ -86,6 +105,16 @@ class UnitOfWorkRoute(APIRoute):
 
         async def run(request: Request) -> Response:
             async def view(ctx: RequestContext) -> Response:
+                content_type = request.headers.get("content-type", "").lower()
+                if request.method in WRITE_METHODS and not content_type.startswith("image/"):
+                    # JSON bodies are parsed whole: refuse a large one before it is read into memory (the
+                    # image upload reads its own body under its own limit).
+                    body = await read_limited(request, MAX_API_BODY, "a request body")
+
+                    async def replay() -> dict[str, Any]:
+                        return {"type": "http.request", "body": body, "more_body": False}
+
+                    return await handler(Request(request.scope, replay))
                 return await handler(request)
 
             return await in_unit_of_work(
