@@ -209,7 +209,8 @@ EXPECTED: dict[str, tuple[str, str, str, str, str, str]] = {
     "POST /api/v1/review/revisions/{revision_id}/{action}": (UNAUTH, HIDDEN, DENIED, DENIED, DENIED, OK),
     # public: the manifest's JSON Schema, and logos and screenshots (they are shown in the catalogue)
     "GET /api/v1/schemas/product.json":                   (OK,     OK,     OK,     OK,     OK,     OK),
-    "GET /catalog-images/{id:int}/{rendition}":           (OK,     OK,     OK,     OK,     OK,     OK),
+    # an image no published revision uses yet (public once it is the company logo or live: unit-tested)
+    "GET /catalog-images/{id:int}/{rendition}":           (HIDDEN, HIDDEN, HIDDEN, OK,     OK,     OK),
     # publishing pages: as their API (robots cannot sign in). The profile form is the owners', the product
     # editor the maintainers' and owners'; the empty "new product" form (and a product's editor) renders for
     # every reader, read-only for those who may not edit (the store team included), as the org page does
@@ -1177,7 +1178,7 @@ def product_schema(c: Cell, m: str, t: Target) -> httpx.Response:
 
 @builds("GET /catalog-images/{id:int}/{rendition}")
 def catalog_image(c: Cell, m: str, t: Target) -> httpx.Response:
-    return c.api(m, f"/catalog-images/{c.world.image}/128")
+    return c.page(m, f"/catalog-images/{c.world.image}/128")
 
 
 @builds("GET " + PUB_PAGE)

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 from tests.support.accounts import link_in, outbox
 from tests.support.factories import PASSWORD, make_org, make_user
+from tests.support.pages import sign_in
 from tests.support.pictures import picture
 
 from dockyard.publishing.agreement import AGREEMENT_VERSION
@@ -163,19 +164,27 @@ def test_image_uploads_are_refused_in_the_envelope(client, world) -> None:
     assert upload(client, org, reader, picture(512, 512)).status_code == 403
 
 
-def test_catalogue_images_are_served_to_anyone_and_kept_a_year(client, world) -> None:
+def test_catalogue_images_are_public_once_released_and_kept_a_year(client, world) -> None:
     org, owner, *_ = world
     shot = upload(client, org, owner, picture(1280, 720, "JPEG"), kind="screenshot").json()
     assert sorted(shot["renditions"]) == ["full", "thumb"]
+    # A screenshot no published revision shows yet: for the organisation's eyes only, never cached shared.
     client.cookies.clear()
+    assert client.get(shot["renditions"]["thumb"]).status_code == 404
+    sign_in(client, *as_(owner))
     r = client.get(shot["renditions"]["thumb"])
     assert r.status_code == 200 and r.headers["content-type"] == "image/webp"
-    assert r.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert r.headers["cache-control"] == "private, max-age=300"
     assert Image.open(io.BytesIO(r.content)).size == (480, 270)
     r2 = client.get(shot["renditions"]["thumb"], headers={"if-none-match": r.headers["etag"]})
     assert r2.status_code == 304
+    # The company logo is public: anyone, kept a year.
     logo = upload(client, org, owner, picture(512, 512)).json()
+    r = client.put(f"/api/v1/publishers/{org}", json={"logo_id": logo["id"]}, auth=as_(owner))
+    assert r.status_code == 200, r.text
+    client.cookies.clear()
     r = client.get(logo["renditions"]["64"])
     assert r.headers["content-type"] == "image/png" and Image.open(io.BytesIO(r.content)).size == (64, 64)
+    assert r.headers["cache-control"] == "public, max-age=31536000, immutable"
     assert client.get(f"/catalog-images/{logo['id']}/full").status_code == 404
     assert client.get("/catalog-images/999999/512").status_code == 404

@@ -236,13 +236,19 @@ async def upload_catalog_image(request: Request, ctx: RequestContext) -> Respons
 
 @page
 async def catalog_image(request: Request, ctx: RequestContext) -> Response:
-    """A rendition of a logo or screenshot, for anyone (catalogue images are public), kept a year."""
+    """A rendition of a logo or screenshot: public (kept a year) once it is a company logo or in a published
+    revision, else only for the organisation's members and the store team."""
     image_id = request.path_params["id"]
     rendition = request.path_params["rendition"]
     if not 1 <= image_id <= MAX_ID or len(rendition) > 16:
         raise NotFound("no such image")
-    data, media_type = await ctx.call(lambda sv: sv.publishers.image_bytes(image_id, rendition))
-    headers = {"cache-control": IMAGE_CACHE, "etag": f'"{image_id}-{rendition}"'}
+    principal = await optional_session_principal(ctx)
+    data, media_type, public = await ctx.call(
+        lambda sv: sv.publishers.image_bytes(image_id, rendition, principal)
+    )
+    # A draft's image is for the signed-in team only: no shared cache may keep it.
+    cache = IMAGE_CACHE if public else "private, max-age=300"
+    headers = {"cache-control": cache, "etag": f'"{image_id}-{rendition}"'}
     if request.headers.get("if-none-match") == headers["etag"]:
         return Response(status_code=304, headers=headers)
     return Response(data, media_type=media_type, headers=headers)

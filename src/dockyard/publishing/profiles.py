@@ -34,7 +34,13 @@ from dockyard.publishing.agreement import AGREEMENT_VERSION
 from dockyard.publishing.assets import AssetStore
 from dockyard.publishing.fields import CONTROL, LEGAL_NAME_MAX, format_phone, parse_phone, website_problem
 from dockyard.publishing.manifest import MARKDOWN_MAX, ManifestInvalid, Problem
-from dockyard.publishing.models import CatalogImage, Publisher, PublisherEmailToken
+from dockyard.publishing.models import (
+    CatalogImage,
+    Product,
+    ProductRevision,
+    Publisher,
+    PublisherEmailToken,
+)
 from dockyard.publishing.reads import publisher_for
 
 EMAIL_LINK_TTL = dt.timedelta(hours=48)
@@ -432,14 +438,37 @@ class PublisherService:
         )
         return image
 
-    def image_bytes(self, image_id: int, rendition: str) -> tuple[bytes, str]:
-        """The bytes and media type of one rendition of a catalogue image (public: logos and screenshots
-        are shown to anyone)."""
+    def image_bytes(self, image_id: int, rendition: str, principal: Principal) -> tuple[bytes, str, bool]:
+        """The bytes and media type of one rendition of a catalogue image, and whether anyone may see it.
+
+        A company logo and the images of a published revision are public. Any other (a draft's screenshots,
+        a logo not yet used) only for the organisation's members and the store team: NotFound for others,
+        as for an image that does not exist, so ids cannot be walked to preview unreleased products."""
         image = self.session.get(CatalogImage, image_id) if 1 <= image_id <= MAX_ID else None
         digest = image.renditions.get(rendition) if image is not None else None
         if image is None or not digest:
             raise NotFound("no such image")
-        return self.assets.get(digest), image.media_type
+        public = self._is_public(image)
+        if not public:
+            org = self._org_name(self.session.get(Publisher, image.publisher_id))  # type: ignore[arg-type]
+            role = None if principal.is_anonymous else self.accounts.role_in(principal, org)
+            if not (
+                allowed(principal, Permission.PRODUCT_READ, namespace_role=role)
+                or allowed(principal, Permission.CATALOG_READ)
+            ):
+                raise NotFound("no such image")
+        return self.assets.get(digest), image.media_type, public
+
+    def _is_public(self, image: CatalogImage) -> bool:
+        publisher = self.session.get(Publisher, image.publisher_id)
+        if publisher is not None and publisher.logo_id == image.id:
+            return True
+        live = self.session.scalars(
+            select(ProductRevision.manifest)
+            .join(Product, Product.live_revision_id == ProductRevision.id)
+            .where(Product.publisher_id == image.publisher_id)
+        )
+        return any(m.get("logo") == image.id or image.id in (m.get("screenshots") or []) for m in live)
 
     # -- completeness ------------------------------------------------------------------------------------
     def completeness_problems(self, publisher: Publisher) -> list[Problem]:

@@ -372,16 +372,56 @@ def test_an_uploaded_logo_is_stored_under_asset_keys(service, world, blobs, db_s
     assert sorted(image.renditions) == ["128", "512", "64"]
     for name, digest in image.renditions.items():
         assert blobs.driver.size(asset_key(digest)) is not None
-        data, media_type = service.image_bytes(image.id, name)
-        assert media_type == "image/png" and data.startswith(b"\x89PNG")
+        data, media_type, public = service.image_bytes(image.id, name, owner)
+        assert media_type == "image/png" and data.startswith(b"\x89PNG") and not public
     assert all(key.startswith("assets/sha256/") for key, _ in blobs.driver.list_keys(""))
     assert not list(blobs.list_blobs())  # nothing among the registry's blobs
     (event,) = events(db_session, EventTag.CATALOG_IMAGE_UPLOAD)
     assert event.data["id"] == image.id and event.data["format"] == "JPEG"
     with pytest.raises(NotFound):
-        service.image_bytes(image.id, "full")
+        service.image_bytes(image.id, "full", owner)
     with pytest.raises(NotFound):
-        service.image_bytes(image.id + 100, "512")
+        service.image_bytes(image.id + 100, "512", owner)
+
+
+def test_unreleased_images_are_seen_only_by_the_team(service, world, db_session) -> None:
+    """A draft's screenshot is no preview for the world: only members and the store team see it, until it is
+    the company logo or in a published revision; others get NotFound, as for an id that does not exist."""
+    from dockyard.authz import ANONYMOUS
+    from dockyard.publishing.models import Product, ProductRevision
+
+    org, owner = world
+    logo = service.upload_image(org, "logo", picture(512, 512), owner, ACTOR)
+    shot = service.upload_image(org, "screenshot", picture(1280, 720), owner, ACTOR)
+    reader, outsider = person(db_session, {org: "reader"}), person(db_session)
+    reviewer = person(db_session)
+    AccountService(db_session, EventBus()).grant_staff(reviewer.name, StaffRole.STORE_REVIEWER, actor=ACTOR)
+    reviewer = Principal(kind="user", name=reviewer.name, user_id=reviewer.user_id,
+                         staff=frozenset({StaffRole.STORE_REVIEWER}))  # fmt: skip
+    for image, rendition in ((logo, "128"), (shot, "thumb")):
+        for who in (owner, reader, reviewer):
+            assert service.image_bytes(image.id, rendition, who)[2] is False
+        for who in (outsider, ANONYMOUS):
+            with pytest.raises(NotFound, match="no such image"):
+                service.image_bytes(image.id, rendition, who)
+
+    service.update(org, {"logo_id": logo.id}, owner, ACTOR)  # the company logo: public
+    assert service.image_bytes(logo.id, "128", ANONYMOUS)[2] is True
+    with pytest.raises(NotFound):
+        service.image_bytes(shot.id, "thumb", ANONYMOUS)
+
+    publisher = db_session.scalar(select(Publisher).where(Publisher.id == logo.publisher_id))
+    product = Product(publisher_id=publisher.id, slug="p")
+    db_session.add(product)
+    db_session.flush()
+    live = ProductRevision(product_id=product.id, number=1, state="published",
+                           manifest={"slug": "p", "screenshots": [shot.id]})  # fmt: skip
+    db_session.add(live)
+    db_session.flush()
+    product.live_revision_id = live.id
+    db_session.flush()
+    data, _, public = service.image_bytes(shot.id, "thumb", ANONYMOUS)  # published: public
+    assert public and data
 
 
 def test_refused_images_store_nothing(service, world, blobs, db_session) -> None:
