@@ -214,7 +214,9 @@ class _LayerIndexer:
             if len(readers) > 1 and size <= SHARED_IN_MEMORY:  # the stream can be read once: share a copy
                 content = readers[0][1].read()
                 readers = [(det, io.BytesIO(content)) for det, _ in readers]
-            elif len(readers) > 1:  # ``node``, read by the Go and the Node.js detectors: ~100 MiB, not in memory
+            elif (
+                len(readers) > 1
+            ):  # ``node``, read by the Go and the Node.js detectors: ~100 MiB, not in memory
                 copy = stack.enter_context(tempfile.SpooledTemporaryFile(max_size=SHARED_IN_MEMORY))
                 shutil.copyfileobj(readers[0][1], copy, 1 << 20)
                 readers = [(det, io.BufferedReader(_Rewound(copy), 1 << 20)) for det, _ in readers]

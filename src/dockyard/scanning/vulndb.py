@@ -86,7 +86,8 @@ def ingest(
     """Read a feed (directory, zip, file or URL) into the advisory tables; the caller commits.
 
     ``feed`` names the feed in ``Advisory.source`` and ``FeedState`` (default: ``osv:<ecosystem>``,
-    ``alpine-secdb``, ``npm-legacy``, ``node-core`` per record); ``http_client`` is an ``httpx.Client`` for URLs."""
+    ``alpine-secdb``, ``npm-legacy``, ``node-core`` per record); ``http_client`` is an ``httpx.Client`` for
+    URLs."""
     started = time.monotonic()
     report = IngestReport(source=str(source))
     writer = _Writer(session, report)

@@ -2,8 +2,9 @@
 
 Four formats are read: OSV (osv.dev exports, the PyPA and Go databases, Debian's converted tracker),
 Alpine's secdb (one JSON document per release and repository), the Node.js security WG's legacy npm
-advisories and its advisories of the Node.js runtime itself (``vuln/core``). Every record is checked completely before anything is written, so a malformed one is reported
-and skipped whole (``FeedError``) and never half-stored.
+advisories and its advisories of the Node.js runtime itself (``vuln/core``). Every record is checked
+completely before anything is written, so a malformed one is reported and skipped whole (``FeedError``) and
+never half-stored.
 """
 
 from __future__ import annotations

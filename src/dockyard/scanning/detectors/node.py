@@ -10,7 +10,8 @@ Two pieces of evidence, both of which the official images carry:
   ``NODE_MINOR_VERSION``, ``NODE_PATCH_VERSION``.
 
 A header only stands for the runtime when no binary of the same prefix said anything (the indexer drops it
-otherwise: ``runtime_duplicates``), so an official image lists one ``node`` component, at ``usr/local/bin/node``.
+otherwise: ``runtime_duplicates``), so an official image lists one ``node`` component, at
+``usr/local/bin/node``.
 A ``node`` owned by an OS package (Debian's and Alpine's ``nodejs``) is the OS package's and is not listed
 again; the matcher checks that package against the core advisories itself.
 
