@@ -43,7 +43,7 @@ class OSInfo:
 
     @property
     def osv_ecosystem(self) -> str | None:
-        """``Debian:12``, ``Alpine:v3.19``, ``Alpine:edge``, ... or None when no feed we read covers the distro."""
+        """``Debian:12``, ``Alpine:v3.19``, ``Alpine:edge``, ...; None when no feed we read has it."""
         if self.id == "debian" and self.version_id:
             return f"Debian:{self.version_id.split('.')[0]}"
         if self.id == "alpine" and self.alpine_edge:
