@@ -14,6 +14,8 @@ OSV_EXPORTS = "https://osv-vulnerabilities.storage.googleapis.com"
 # osv.dev's per-ecosystem exports of the ecosystems the scanner detects.
 # Feed names that are not URLs or paths: NVD's CVE API 2.0 and GitHub's advisory database (its archive).
 NVD_FEED, GHSA_FEED = "nvd", "ghsa"
+# The Node.js security WG's advisories of the runtime itself (osv.dev carries none): one index of them all.
+NODEJS_CORE_INDEX = "https://raw.githubusercontent.com/nodejs/security-wg/main/vuln/core/index.json"
 GHSA_ARCHIVE = "https://github.com/github/advisory-database/archive/refs/heads/main.zip"
 # Then the two severity sources: NVD's CVE API 2.0 and GitHub's advisory database (scanning.severity).
 DEFAULT_VULNDB_SOURCES: tuple[str, ...] = (
@@ -21,6 +23,7 @@ DEFAULT_VULNDB_SOURCES: tuple[str, ...] = (
         f"{OSV_EXPORTS}/{ecosystem}/all.zip"
         for ecosystem in ("Debian", "Alpine", "PyPI", "npm", "Go", "Maven")
     ),
+    NODEJS_CORE_INDEX,
     NVD_FEED,
     GHSA_FEED,
 )

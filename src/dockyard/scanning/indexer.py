@@ -9,9 +9,12 @@ lower layers had at and below its path), and the texts of the os-release family 
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import io
 import json
+import shutil
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, BinaryIO
@@ -19,6 +22,7 @@ from typing import Any, BinaryIO
 from dockyard.scanning.detectors.apk import apk_purl
 from dockyard.scanning.detectors.base import Detector, DetectorResult
 from dockyard.scanning.detectors.dpkg import deb_purl
+from dockyard.scanning.detectors.node import runtime_duplicates
 from dockyard.scanning.detectors.npm import lockfile_duplicates
 from dockyard.scanning.detectors.osrelease import MAX_OS_FILE, OS_FILES, detect_os, os_release_fields
 from dockyard.scanning.detectors.rpm import rpm_purl
@@ -38,14 +42,16 @@ from dockyard.scanning.layers import (
 )
 from dockyard.scanning.types import Component, Ecosystem, ImageIndex, OSInfo, UnsafeInput
 
-FORMAT = 2  # bump when LayerFacts or what the OS detectors report changes: cached facts are then stale
+FORMAT = 3  # bump when LayerFacts or what the OS detectors report changes: cached facts are then stale
 OS_ECOSYSTEMS = frozenset({Ecosystem.DEBIAN.value, Ecosystem.ALPINE.value, Ecosystem.RPM.value})
 _LANGUAGE_DETECTORS = (
     ("python", "PythonDetector"),
     ("npm", "NpmDetector"),
     ("golang", "GoBinaryDetector"),
     ("java", "JavaArchiveDetector"),
+    ("node", "NodeRuntimeDetector"),
 )
+SHARED_IN_MEMORY = 16 << 20  # a file two detectors read is copied once; above this size to a temporary file
 _OS_FILE_SET = frozenset(OS_FILES)
 
 
@@ -204,17 +210,24 @@ class _LayerIndexer:
                 )
             else:
                 readers.append((det, entry.open()))
-        if len(readers) > 1:  # the stream can be read once: share one bounded copy
-            content = readers[0][1].read()
-            readers = [(det, io.BytesIO(content)) for det, _ in readers]
-        results: dict[str, DetectorResult] = {}
-        for det, data in readers:
-            try:
-                results[det.name] = det.parse(path, data, size, self.facts.digest)
-            except UnsafeInput:  # includes LayerError: the layer or the database is hostile
-                raise
-            except Exception as exc:  # one unreadable file must not hide the rest of the image
-                self.facts.warnings.append(f"{path}: the {det.name} detector failed: {exc}")
+        with contextlib.ExitStack() as stack:
+            if len(readers) > 1 and size <= SHARED_IN_MEMORY:  # the stream can be read once: share a copy
+                content = readers[0][1].read()
+                readers = [(det, io.BytesIO(content)) for det, _ in readers]
+            elif (
+                len(readers) > 1
+            ):  # ``node``, read by the Go and the Node.js detectors: ~100 MiB, not in memory
+                copy = stack.enter_context(tempfile.SpooledTemporaryFile(max_size=SHARED_IN_MEMORY))
+                shutil.copyfileobj(readers[0][1], copy, 1 << 20)
+                readers = [(det, io.BufferedReader(_Rewound(copy), 1 << 20)) for det, _ in readers]
+            results: dict[str, DetectorResult] = {}
+            for det, data in readers:
+                try:
+                    results[det.name] = det.parse(path, data, size, self.facts.digest)
+                except UnsafeInput:  # includes LayerError: the layer or the database is hostile
+                    raise
+                except Exception as exc:  # one unreadable file must not hide the rest of the image
+                    self.facts.warnings.append(f"{path}: the {det.name} detector failed: {exc}")
         self.record(path, results)
         self.parsed[path] = (entry.mode, size, results)
 
@@ -244,6 +257,33 @@ class _LayerIndexer:
         }
         self.record(path, results)
         self.parsed[path] = (mode, size, results)
+
+
+class _Rewound(io.RawIOBase):
+    """One detector's view of a shared copy: starts at offset 0 and keeps its own position."""
+
+    def __init__(self, copy: Any) -> None:
+        self.copy, self.pos = copy, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        end = self.copy.seek(0, io.SEEK_END)
+        self.pos = {io.SEEK_SET: offset, io.SEEK_CUR: self.pos + offset, io.SEEK_END: end + offset}[whence]
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+    def readinto(self, buffer: Any) -> int:
+        self.copy.seek(self.pos)
+        n = self.copy.readinto(buffer)
+        self.pos += n
+        return n
 
 
 def index_layer(
@@ -360,6 +400,7 @@ def merge(layers: Sequence[LayerFacts], platform: str | None = None) -> ImageInd
                 c = replace(c, layer_digest=digest)
             components.append(c)
     duplicates = lockfile_duplicates(components)  # a lockfile only fills in what node_modules lacks
+    duplicates |= runtime_duplicates(components)  # node's headers only stand in for an unreadable binary
     components = [c for i, c in enumerate(components) if i not in duplicates]
     components.sort(key=lambda c: (c.ecosystem, c.name, c.version, c.arch or "", c.path))
     return ImageIndex(

@@ -37,9 +37,17 @@ from dockyard.scanning.types import Component, Ecosystem
 from dockyard.scanning.versions import Key, base_ecosystem, npm_range, parse
 from dockyard.scanning.vulnfeeds import normalize_name
 
-__all__ = ["Finding", "Matcher", "Vulnerability", "is_affected", "lookup_key", "match"]
+__all__ = ["Finding", "Matcher", "Vulnerability", "is_affected", "lookup_key", "match", "runtime_key"]
 
 OS_ECOSYSTEMS = frozenset({Ecosystem.DEBIAN, Ecosystem.ALPINE, Ecosystem.RPM, "Ubuntu"})
+# Distro source packages of the Node.js runtime: matched under their distro as any package, and also against
+# the Node.js core advisories by their upstream version (``runtime_key``).
+NODE_SOURCE_PACKAGES = {
+    Ecosystem.DEBIAN.value: frozenset({"nodejs"}),
+    "Ubuntu": frozenset({"nodejs"}),
+    Ecosystem.ALPINE.value: frozenset({"nodejs", "nodejs-current"}),
+}
+_UPSTREAM = re.compile(r"^(?:\d+:)?(\d+\.\d+\.\d+)")  # 1:18.19.0+dfsg-6~deb12u2, 20.15.1-r0 -> 18.19.0
 _CVE = re.compile(r"^CVE-(\d{4})-(\d+)$")
 _CHUNK = 500
 
@@ -105,6 +113,7 @@ class _Range:
     limits: tuple[Key, ...] = ()
     expression: str = ""
     patched: str = ""
+    exclude_patched: bool = False  # Node.js core: affected = in ``expression`` and not in ``patched``
 
 
 def _order_for(kind: str, ecosystem: str) -> str:
@@ -121,7 +130,12 @@ def _prepare(ecosystem: str, ranges: Iterable[Mapping[str, Any]]) -> tuple[_Rang
         kind = rng.get("type")
         if kind == "NPM_RANGE":
             prepared.append(
-                _Range(kind, expression=rng.get("expression", ""), patched=rng.get("patched", ""))
+                _Range(
+                    kind,
+                    expression=rng.get("expression", ""),
+                    patched=rng.get("patched", ""),
+                    exclude_patched=bool(rng.get("exclude_patched")),
+                )
             )
             continue
         if kind not in ("ECOSYSTEM", "SEMVER"):
@@ -167,6 +181,8 @@ def _in_range(rng: _Range, ecosystem: str, version: str) -> tuple[bool, str | No
         try:
             if not npm_range(rng.expression).contains(version):
                 return False, None
+            if rng.exclude_patched and rng.patched and npm_range(rng.patched).contains(version):
+                return False, None
             return True, (npm_range(rng.patched).lowest_above(version) if rng.patched else None)
         except ValueError:
             return False, None
@@ -200,7 +216,7 @@ def _same_version(ecosystem: str, version: str) -> str:
             return canonicalize_version(version)
         except Exception:
             return version
-    if base in (Ecosystem.GO, Ecosystem.NPM):
+    if base in (Ecosystem.GO, Ecosystem.NPM, Ecosystem.NODEJS):
         return version.removeprefix("v")
     return version
 
@@ -280,6 +296,15 @@ def _lookup(
     )
 
 
+def runtime_key(ecosystem: str, name: str, version: str) -> tuple[str, str, str] | None:
+    """For a distro's Node.js package (``Debian:12``/``nodejs``/``18.19.0+dfsg-6~deb12u2``), the key of the
+    runtime its upstream version is (``Node.js``/``node``/``18.19.0``); None for any other package."""
+    if name not in NODE_SOURCE_PACKAGES.get(base_ecosystem(ecosystem), ()):
+        return None
+    m = _UPSTREAM.match(version)
+    return (Ecosystem.NODEJS.value, "node", m.group(1)) if m else None
+
+
 def match(session: Session, components: Iterable[Component], os_ecosystem: str | None) -> list[Finding]:
     """Findings for one image's components (``os_ecosystem`` from ``OSInfo.osv_ecosystem``)."""
     return Matcher(session).match(components, os_ecosystem)
@@ -298,7 +323,8 @@ class Matcher:
         """Findings for one image's components, in component order."""
         os_base = base_ecosystem(os_ecosystem) if os_ecosystem else None
         keyed = [(c, k) for c in components if (k := _lookup(c, os_ecosystem, os_base)) is not None]
-        self._load({(eco, name) for _, (eco, name, _v) in keyed})
+        runtimes = {r[:2] for _, k in keyed if (r := runtime_key(*k)) is not None}
+        self._load({(eco, name) for _, (eco, name, _v) in keyed} | runtimes)
         findings: list[Finding] = []
         for component, key in keyed:
             vulnerabilities = self._verdict(key)
@@ -398,8 +424,35 @@ class Matcher:
                 affected, fixed = _evaluate(eco, version, cand.ranges, cand.versions)
                 if affected:
                     hits.append((info, fixed))
+            runtime = runtime_key(eco, name, version)
+            if runtime is not None:
+                hits += self._runtime_hits(eco, name, runtime)
             cached = self._verdicts[key] = _group(eco, hits)
         return cached
+
+    def _runtime_hits(
+        self, eco: str, name: str, runtime: tuple[str, str, str]
+    ) -> list[tuple[_Info, str | None]]:
+        """The Node.js core advisories a distro's nodejs package is affected by through its upstream version,
+        leaving out every CVE the distro's own feed has a record of for this package, affected or not: the
+        distro backports fixes without changing the upstream version, so its verdict on a CVE it tracks
+        (fixed in this revision, or still open) beats the upstream one; only CVEs it has no record of are
+        judged by the upstream version. Their fixed version is the upstream release that fixes them."""
+        covered: set[str] = set()
+        for cand in self._candidates.get((eco, name), ()):
+            info = self._infos.get(cand.advisory_id)
+            if info is not None:
+                covered.update((info.id, *info.aliases, *info.related))
+        hits = []
+        r_eco, r_name, r_version = runtime
+        for cand in self._candidates.get((r_eco, r_name), ()):
+            info = self._infos.get(cand.advisory_id)
+            if info is None or covered.intersection((info.id, *info.aliases)):
+                continue
+            affected, fixed = _evaluate(r_eco, r_version, cand.ranges, cand.versions)
+            if affected:
+                hits.append((info, fixed))
+        return hits
 
 
 def _cve_order(vid: str) -> tuple[int, int, str]:

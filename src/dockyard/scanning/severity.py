@@ -142,6 +142,7 @@ _FEED_NAMES = {
     "ghsa": "ghsa",
     "osv:Go": "go",
     "npm-legacy": "nodejs-security-wg",
+    "node-core": "nodejs-security-wg",
     "alpine-secdb": "alpine",
     "nvd": "nvd",
 }

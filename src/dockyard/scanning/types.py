@@ -16,6 +16,10 @@ class Ecosystem(StrEnum):
     NPM = "npm"
     GO = "Go"
     MAVEN = "Maven"
+    # The Node.js runtime itself (an upstream ``node`` binary; Debian's and Alpine's ``nodejs`` packages are
+    # also matched under it by their upstream version), against the Node.js security WG's core advisories.
+    # Not an OSV ecosystem: OSV has none for the runtime.
+    NODEJS = "Node.js"
 
 
 @dataclass(frozen=True)
@@ -28,10 +32,22 @@ class OSInfo:
     codename: str = ""
 
     @property
+    def alpine_edge(self) -> bool:
+        """Alpine edge (the rolling branch): its images say ``VERSION_ID=3.21_alpha20240807`` (the next
+        release, ``_alpha`` and the snapshot date; alpine-release says the same) and ``PRETTY_NAME="Alpine
+        Linux edge"``. Release candidates (``3.21.0_rc1``) belong to their branch, not to edge."""
+        version = self.version_id.lower()
+        return self.id == "alpine" and (
+            "_alpha" in version or version == "edge" or self.pretty_name.lower().endswith(" edge")
+        )
+
+    @property
     def osv_ecosystem(self) -> str | None:
-        """``Debian:12``, ``Alpine:v3.19``, ... or None when the distro has no OSV feed we read."""
+        """``Debian:12``, ``Alpine:v3.19``, ``Alpine:edge``, ...; None when no feed we read has it."""
         if self.id == "debian" and self.version_id:
             return f"Debian:{self.version_id.split('.')[0]}"
+        if self.id == "alpine" and self.alpine_edge:
+            return "Alpine:edge"
         if self.id == "alpine" and self.version_id:
             major_minor = ".".join(self.version_id.split(".")[:2])
             return f"Alpine:v{major_minor}"

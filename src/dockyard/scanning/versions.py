@@ -317,6 +317,7 @@ _PARSERS: dict[str, Callable[[str], Key]] = {
     "Alpine": _apk,
     "PyPI": _pypi,
     "npm": _semver,
+    "Node.js": _semver,
     "SEMVER": _semver,
     "Go": _go,
     "Maven": _maven,

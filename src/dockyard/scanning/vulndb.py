@@ -21,7 +21,7 @@ import zipfile
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,6 +36,7 @@ from dockyard.scanning.nvd import NVD, nvd_score, parse_nvd
 from dockyard.scanning.severity import Score, best_score, borrowed_label, label_tier
 from dockyard.scanning.vulnfeeds import (
     ALPINE_SECDB,
+    NODE_CORE,
     NPM_LEGACY,
     NVD_CVE,
     OSV,
@@ -45,6 +46,7 @@ from dockyard.scanning.vulnfeeds import (
     alpine_fixes,
     detect,
     iter_documents,
+    parse_node_core,
     parse_npm_legacy,
     parse_osv,
 )
@@ -84,7 +86,8 @@ def ingest(
     """Read a feed (directory, zip, file or URL) into the advisory tables; the caller commits.
 
     ``feed`` names the feed in ``Advisory.source`` and ``FeedState`` (default: ``osv:<ecosystem>``,
-    ``alpine-secdb``, ``npm-legacy`` per record); ``http_client`` is an ``httpx.Client`` for URLs."""
+    ``alpine-secdb``, ``npm-legacy``, ``node-core`` per record); ``http_client`` is an ``httpx.Client`` for
+    URLs."""
     started = time.monotonic()
     report = IngestReport(source=str(source))
     writer = _Writer(session, report)
@@ -213,6 +216,12 @@ def _parsed(label: str, doc: Any, report: IngestReport, alpine: _AlpineRun) -> I
                     record = parse_nvd(item["cve"] if isinstance(item.get("cve"), dict) else item)
                 else:
                     record = parse_osv(item) if kind == OSV else parse_npm_legacy(item)
+                record.origin = where
+                yield record
+            elif kind == NODE_CORE:
+                # core/<n>.json is named by its file; core/index.json's records carry their key as id.
+                number = item.get("id") or PurePosixPath(label).stem
+                record = parse_node_core(item, str(number))
                 record.origin = where
                 yield record
             elif kind == ALPINE_SECDB:

@@ -1,9 +1,10 @@
 """Feed formats -> validated, normalised advisory records (pure: no I/O, no database).
 
-Three formats are read: OSV (osv.dev exports, the PyPA and Go databases, Debian's converted tracker),
-Alpine's secdb (one JSON document per release and repository) and the Node.js security WG's legacy npm
-advisories. Every record is checked completely before anything is written, so a malformed one is reported
-and skipped whole (``FeedError``) and never half-stored.
+Four formats are read: OSV (osv.dev exports, the PyPA and Go databases, Debian's converted tracker),
+Alpine's secdb (one JSON document per release and repository), the Node.js security WG's legacy npm
+advisories and its advisories of the Node.js runtime itself (``vuln/core``). Every record is checked
+completely before anything is written, so a malformed one is reported and skipped whole (``FeedError``) and
+never half-stored.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dockyard.scanning.versions import npm_range
 OSV = "osv"
 ALPINE_SECDB = "alpine-secdb"
 NPM_LEGACY = "npm-legacy"
+NODE_CORE = "node-core"  # the Node.js security WG's core advisories: the runtime, not npm packages
 NVD_CVE = "nvd-cve"  # NVD CVE API 2.0 records: read by ``scanning.nvd``
 EVENT_KINDS = ("introduced", "fixed", "last_affected", "limit")
 RANGE_TYPES = ("ECOSYSTEM", "SEMVER", "GIT")
@@ -72,6 +74,8 @@ def detect(doc: Any) -> str | None:
         return ALPINE_SECDB
     if "module_name" in doc and "vulnerable_versions" in doc:
         return NPM_LEGACY
+    if "vulnerable" in doc and "patched" in doc and "cve" in doc:
+        return NODE_CORE
     return None
 
 
@@ -292,6 +296,60 @@ def parse_npm_legacy(doc: Mapping[str, Any]) -> Record:
     )
 
 
+# ---- Node.js security WG core advisories (the runtime) ---------------------------------------------------
+
+# affectedEnvironments -> where the affected row goes: Linux images match ``Node.js``; a flaw only on
+# Windows (or macOS) is kept under ``Node.js:win32`` (...), which no Linux image's runtime is looked up under.
+_LINUX_ENVIRONMENTS = frozenset({"all", "linux"})
+
+
+def parse_node_core(doc: Mapping[str, Any], number: str) -> Record:
+    """``core/<n>.json``: ``{"cve": [...], "vulnerable": "18.x || 20.x", "patched": "^18.20.2 || ^20.12.2",
+    "affectedEnvironments": ["all"], "severity": "high", ...}``, named ``NODE-<n>`` after its file.
+
+    ``vulnerable`` names whole release lines (``18.x``) that include their patched releases, so a version is
+    affected when it is in ``vulnerable`` and NOT in ``patched`` (``exclude_patched`` on the range)."""
+    if isinstance(number, bool) or not str(number).isdigit():
+        raise FeedError("a core advisory is named by its number (core/<n>.json)")
+    vulnerable = _str(doc.get("vulnerable"), "vulnerable", required=True, limit=1024).strip()
+    patched = _str(doc.get("patched"), "patched", limit=1024).strip()
+    for expression in filter(None, (vulnerable, patched)):
+        try:
+            npm_range(expression)
+        except ValueError as exc:
+            raise FeedError(f"bad semver range {expression!r}: {exc}") from exc
+    environments = [
+        _str(e, "affectedEnvironments", limit=32).strip().lower()
+        for e in _list(doc.get("affectedEnvironments"), "affectedEnvironments")
+    ] or ["all"]
+    ecosystems = (
+        ["Node.js"]
+        if _LINUX_ENVIRONMENTS & set(environments)
+        else sorted({f"Node.js:{e}" for e in environments if e})
+    )
+    # Two records carry "cvss": "3.0/AV:N/..." (the vector without its "CVSS:" prefix); the rest only a word
+    # (high, medium...), which is no score: their CVEs take NVD's (vulndb.propagate_scores).
+    raw_vector = _str(doc.get("cvss"), "cvss", limit=256).strip()
+    vector = f"CVSS:{raw_vector}" if re.match(r"^3\.[01]/AV:", raw_vector) else raw_vector
+    overview = _str(doc.get("overview"), "overview", limit=1_000_000).strip()
+    description = _str(doc.get("description"), "description", limit=10_000).strip()
+    ref = _str(doc.get("ref"), "ref", limit=1024).strip()
+    details = "\n\n".join(filter(None, (overview, ref and f"See {ref}")))
+    nrange: dict[str, Any] = {"type": "NPM_RANGE", "expression": vulnerable, "exclude_patched": True}
+    if patched:
+        nrange["patched"] = patched
+    return Record(
+        id=f"NODE-{int(number)}",
+        source=NODE_CORE,
+        published=parse_time(doc.get("publish_date"), "publish_date"),
+        summary=_summary(description, details),
+        details=_details(details),
+        aliases=[c for c in _ids(doc.get("cve"), "cve") if _CVE.match(c)],
+        severity=[{"type": "CVSS_V3", "vector": vector}] if vector.startswith("CVSS:3") else [],
+        affected=[{"ecosystem": e, "name": "node", "ranges": [nrange], "versions": []} for e in ecosystems],
+    )
+
+
 # ---- Alpine secdb -------------------------------------------------------------------------------------
 
 
@@ -358,10 +416,23 @@ def alpine_fixes(doc: Mapping[str, Any]) -> tuple[str, list[str], list[AlpineFix
 
 
 def iter_documents(doc: Any) -> Iterator[Any]:
-    """A file holds one record, or a list of them (API dumps), or an NVD API response."""
+    """A file holds one record, or a list of them (API dumps), or an NVD API response, or the Node.js
+    security WG's ``core/index.json`` (``{"1": {record}, ...}``: each record gets its key as ``id``)."""
     if isinstance(doc, list):
         yield from doc
     elif isinstance(doc, Mapping) and isinstance(doc.get("vulnerabilities"), list):
         yield from doc["vulnerabilities"]
+    elif _is_core_index(doc):
+        for key, record in doc.items():
+            yield {**record, "id": key}
     else:
         yield doc
+
+
+def _is_core_index(doc: Any) -> bool:
+    return (
+        isinstance(doc, Mapping)
+        and bool(doc)
+        and all(isinstance(k, str) and k.isdigit() for k in doc)
+        and all(detect(v) == NODE_CORE for v in doc.values())
+    )
