@@ -187,6 +187,24 @@ def test_pins_stay_after_a_later_push_and_the_live_revision_stays_live_while_the
         assert s.get(ProductRevision, second_id).product.live_revision_id is None
 
 
+def test_approval_pins_only_what_the_reviewer_saw(run: Run, world: World, app_state: AppState) -> None:
+    """A push between loading the review page and approving must not slip an unreviewed image in the pins."""
+    org, slug, rid = world.org, world.slug, world.revision
+    run("owner", lambda r, p, a: r.submit(org, slug, p, a), world)
+    run("reviewer", lambda r, p, a: r.claim(rid, p, a), world)
+    seen = {"server": {"16": world.server}, "agent": {"1.4": world.agent}}
+    with app_state.sessions.begin() as s:
+        newer = Images(s, app_state.blobs, app_state.bus).image(
+            f"{org}/db-agent", "1.4", [file_layer("a", "pushed meanwhile")]
+        )
+    with pytest.raises(Conflict, match=r"changed since the review page was loaded \(agent:1.4 now name"):
+        run("reviewer", lambda r, p, a: r.approve(rid, p, a, override_reason="ok", seen=seen), world)
+    assert state_of(app_state, rid) == "in_review"
+    seen["agent"]["1.4"] = newer.digest  # looked again
+    pins = run("reviewer", lambda r, p, a: r.approve(rid, p, a, override_reason="ok", seen=seen), world)
+    assert pins["pins"]["agent"]["tags"] == {"1.4": newer.digest}
+
+
 def test_submission_reports_every_problem_at_once(run: Run, world: World, app_state: AppState) -> None:
     edit(
         app_state,

@@ -111,6 +111,16 @@ def _action(value: str, allowed: set[Action]) -> Action:
     return action
 
 
+def _seen(data: Any) -> dict[str, dict[str, str]]:
+    """The digests the review page showed (``seen``: "<image>:<tag>=<digest>"), to approve only those."""
+    seen: dict[str, dict[str, str]] = {}
+    for item in data.getlist("seen")[:400]:
+        key, _, digest = str(item).partition("=")
+        name, _, tag = key.partition(":")
+        seen.setdefault(name, {})[tag] = digest
+    return seen
+
+
 @page
 async def move_page(request: Request, ctx: RequestContext) -> Response:
     data = await form(request)
@@ -121,6 +131,7 @@ async def move_page(request: Request, ctx: RequestContext) -> Response:
         "comment": text_field(data, "comment", limit=20_000),
         "override_reason": text_field(data, "override_reason", limit=2_000),
     }
+    seen = _seen(data) if action is Action.APPROVE else None
 
     def act(sv: Services) -> Any:
         return sv.reviews.act(
@@ -130,6 +141,7 @@ async def move_page(request: Request, ctx: RequestContext) -> Response:
             ctx.actor,
             comment=values["comment"],
             override_reason=values["override_reason"],
+            seen=seen,
         )
 
     _, refusal = await attempt(ctx, act, field="comment")

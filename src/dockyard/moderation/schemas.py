@@ -13,6 +13,11 @@ NO_NUL = r"^[^\x00]*$"
 Text = Annotated[StrictStr, StringConstraints(max_length=20_000, pattern=NO_NUL)]
 
 
+ImageName = Annotated[str, StringConstraints(max_length=32, pattern=r"^[a-z0-9-]+$")]
+TagName = Annotated[str, StringConstraints(max_length=128, pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")]
+Digest = Annotated[str, StringConstraints(max_length=150, pattern=r"^(sha256:[0-9a-f]{64}|)$")]
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -25,7 +30,13 @@ class MoveIn(Strict):
 
 class ApproveIn(MoveIn):
     override_reason: Annotated[StrictStr, StringConstraints(max_length=2000, pattern=NO_NUL)] | None = Field(
-        default=None, description="required when a pinned image has open Critical findings"
+        default=None, description="required when an offered image has open Critical findings"
+    )
+    seen: dict[ImageName, dict[TagName, Digest]] | None = Field(
+        default=None,
+        max_length=20,
+        description="approve: each image's tags -> digests as the reviewer saw them; refused (409) if a tag "
+        "has moved since, so that only reviewed images are pinned",
     )
 
 

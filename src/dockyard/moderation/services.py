@@ -122,9 +122,12 @@ class ReviewService(ReviewReads):
         actor: Actor,
         comment: str = "",
         override_reason: str | None = None,
+        seen: dict[str, dict[str, str]] | None = None,
     ) -> ProductRevision:
         """Approve the revision, pinning the digests its tags name now; open Critical findings in any of
-        them need ``override_reason`` (kept on the revision and in the audit event)."""
+        them need ``override_reason`` (kept on the revision and in the audit event). ``seen`` (image name ->
+        tag -> digest, as the review page showed them) must still hold: a push between looking and
+        approving would otherwise pin an image nobody reviewed."""
         ctx = self.revision_context(revision_id, principal)
         self._check(ctx, Action.APPROVE)  # refusals before the slow checks
         reason = _text(override_reason, REASON_MAX, "override_reason")
@@ -138,6 +141,20 @@ class ReviewService(ReviewReads):
         ]
         if unresolved:
             raise Conflict("cannot approve: " + "; ".join(unresolved))
+        if seen is not None:
+            now = {c.name: {tag: digest or "" for tag, digest in c.tags.items()} for c in checks}
+            moved = [
+                f"{name}:{tag}"
+                for name in sorted(set(now) | set(seen))
+                for tag in sorted(set(now.get(name, {})) | set(seen.get(name, {})))
+                if now.get(name, {}).get(tag) != seen.get(name, {}).get(tag)
+            ]
+            if moved:
+                raise Conflict(
+                    f"the images changed since the review page was loaded ({', '.join(moved)} now name "
+                    "other digests): look at them again before approving",
+                    detail={"moved": moved},
+                )
         critical = sorted(
             {f"{c.name}@{f.image_digest}/{f.vulnerability}" for c in checks for f in c.critical}
         )
@@ -204,7 +221,12 @@ class ReviewService(ReviewReads):
             return self.reject(revision_id, principal, actor, kw.get("comment") or "")
         if action is Action.APPROVE:
             return self.approve(
-                revision_id, principal, actor, kw.get("comment") or "", kw.get("override_reason")
+                revision_id,
+                principal,
+                actor,
+                kw.get("comment") or "",
+                kw.get("override_reason"),
+                seen=kw.get("seen"),
             )
         if action is Action.PUBLISH:
             return self.publish(revision_id, principal, actor, kw.get("comment") or "")

@@ -221,6 +221,7 @@ async def move(
             ctx.actor,
             comment=body.comment,
             override_reason=body.override_reason,
+            seen=body.seen,
         )
         return revision_out(sv, revision)
 

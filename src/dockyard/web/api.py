@@ -209,11 +209,17 @@ def _documented_as_served(api: FastAPI) -> Callable[[], dict[str, Any]]:
                 "description": ERROR_DESCRIPTIONS[400],
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}},
             }
+            too_large = {
+                "description": ERROR_DESCRIPTIONS[413],
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorEnvelope"}}},
+            }
             for operations in document.get("paths", {}).values():
-                for operation in operations.values():
+                for method, operation in operations.items():
                     responses = operation.get("responses", {})
                     if responses.pop("422", None) is not None:
                         responses.setdefault("400", invalid)
+                    if method.upper() in WRITE_METHODS:  # every body is capped (MAX_API_BODY)
+                        responses.setdefault("413", too_large)
             schemas = document.get("components", {}).get("schemas", {})
             for unused in ("HTTPValidationError", "ValidationError"):
                 schemas.pop(unused, None)
