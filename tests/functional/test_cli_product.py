@@ -15,6 +15,7 @@ import pytest
 import yaml
 from PIL import Image
 from tests.support.cli import Cli
+from tests.support.pages import sign_in
 from tests.support.pictures import png_bomb
 from tests.support.registry_client import RegistryClient
 
@@ -351,8 +352,11 @@ def test_push_a_full_folder_and_submit(live_server, tmp_path: Path) -> None:
         logo, shots = manifest["logo"], manifest["screenshots"]
         assert isinstance(logo, int) and len(shots) == 2 and all(isinstance(i, int) for i in shots)
         assert len({logo, *shots}) == 3
-        # Each id is an image of the catalogue, of its kind, in the renditions the server made of the files.
+        # Each id is an image of the catalogue, of its kind, in the renditions the server made of the files
+        # (seen by the publisher's members only until a revision using them is published).
         with httpx.Client(base_url=live_server.url, timeout=30) as http:
+            assert http.get(f"/catalog-images/{logo}/512").status_code == 404
+            assert sign_in(http, "pub", "publisher-pass-1").status_code == 303
             got = http.get(f"/catalog-images/{logo}/512")
             assert got.headers["content-type"] == "image/png"
             assert Image.open(io.BytesIO(got.content)).size == (512, 512)
