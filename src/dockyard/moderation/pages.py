@@ -111,14 +111,14 @@ def _action(value: str, allowed: set[Action]) -> Action:
     return action
 
 
-def _seen(data: Any) -> dict[str, dict[str, str]]:
+def _seen(data: Any) -> dict[str, dict[str, str]] | None:
     """The digests the review page showed (``seen``: "<image>:<tag>=<digest>"), to approve only those."""
     seen: dict[str, dict[str, str]] = {}
     for item in data.getlist("seen")[:400]:
         key, _, digest = str(item).partition("=")
         name, _, tag = key.partition(":")
         seen.setdefault(name, {})[tag] = digest
-    return seen
+    return seen or None  # a form without them (an older page) approves what the tags name now
 
 
 @page
