@@ -132,15 +132,23 @@ def test_the_server_reads_nvd_a_budget_at_a_time_and_resumes_where_it_stopped(
 
     def handler(request: httpx.Request) -> httpx.Response:
         asked.append(request.url)
-        start = int(request.url.params["startIndex"])
-        page = records[start : start + 2]
-        return httpx.Response(200, json={"totalResults": 5, "vulnerabilities": [{"cve": r} for r in page]})
+        params = request.url.params
+        start = int(params["startIndex"])
+        found = records
+        if "lastModStartDate" in params:  # as NVD does: only what was modified in the window
+            low, high = params["lastModStartDate"][:19], params["lastModEndDate"][:19]
+            found = [r for r in records if low <= r["lastModified"][:19] <= high]
+        page = found[start : start + 2]
+        body = {"totalResults": len(found), "vulnerabilities": [{"cve": r} for r in page]}
+        return httpx.Response(200, json=body)
 
     monkeypatch.setattr(
         scanning_jobs, "nvd_client", lambda: httpx.Client(transport=httpx.MockTransport(handler))
     )
     monkeypatch.setattr(scanning_jobs, "NVD_BUDGET", 0.0)  # one page a job
     monkeypatch.setattr(scanning_jobs, "NVD_PAUSE", 0.0)
+    pauses: list[float] = []
+    monkeypatch.setattr(scanning_jobs, "nvd_pause", pauses.append)  # NVD's rate, kept without waiting it out
     settings = Settings(data_dir=tmp_path / "data", vulndb_sources=("nvd",), vulndb_interval=3600)
     registry = JobRegistry()
     job_queue.register(registry)

@@ -140,6 +140,13 @@ def register(registry: JobRegistry, blobs: BlobStore, bus: EventBus, settings: S
     registry.on_start(lambda session: service(session).enqueue_stale())
 
 
+def nvd_pause(seconds: float) -> None:
+    """The pause between NVD requests (its rate limit); tests replace it rather than wait."""
+    import time
+
+    time.sleep(seconds)
+
+
 def nvd_client() -> Any:
     """The HTTP client NVD's API is read with (tests replace it with one on an ``httpx.MockTransport``)."""
     import httpx
@@ -155,7 +162,9 @@ def _read_nvd(ctx: JobContext, settings: Settings) -> IngestReport:
     from dockyard.scanning.nvd import sync
 
     with nvd_client() as client:
-        report, complete = sync(ctx.write, client, api_key=settings.nvd_api_key, budget=NVD_BUDGET)
+        report, complete = sync(
+            ctx.write, client, api_key=settings.nvd_api_key, budget=NVD_BUDGET, sleep=nvd_pause
+        )
     if not complete:
         ctx.write(
             lambda s: enqueue(
