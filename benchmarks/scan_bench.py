@@ -212,8 +212,10 @@ def main() -> int:
             scans = ScanService(s, blobs, EventBus(), Settings())
             build_s, digests = timed(_fleet, s, args.images)
             s.commit()
+            full_cpu = time.process_time()
             full_s, first = timed(scans.rematch_all, prune=False)
-            s.commit()
+            full_cpu = time.process_time() - full_cpu
+            commit_s, _ = timed(s.commit)
             feed = write_feed(
                 work / "feed",
                 osv_record("CVE-2032-0001", "glibc"),
@@ -248,13 +250,22 @@ def main() -> int:
         )
         print(
             f"    {update.new} new, {update.resolved} resolved, {update.verdicts_changed} rescored verdicts, "
-            f"{update.images} images touched; first match of everything {full_s:.1f}s; fleet written in "
-            f"{build_s:.1f}s (no peer: nothing else here re-matches a stored fleet)"
+            f"{update.images} images touched; fleet written in {build_s:.1f}s (no peer: nothing else here "
+            "re-matches a stored fleet)"
+        )
+        print(
+            f"(b') first match of the fleet (every verdict new: {first.new} findings opened): "
+            f"{full_s:.2f}s wall ({full_cpu:.2f}s CPU), then {commit_s:.2f}s to commit; "
+            f"target < {REMATCH_TARGET:.0f}s {verdict(full_s, REMATCH_TARGET)}"
         )
         figures["rematch"] = {
             "images": len(digests),
             "packages": first.packages,
             "first_match_seconds": round(full_s, 2),
+            "first_match_cpu_seconds": round(full_cpu, 2),
+            "first_match_commit_seconds": round(commit_s, 2),
+            "first_match_findings": first.new,
+            "first_match_pass": full_s < REMATCH_TARGET,
             "seconds": round(wall, 3),
             "cpu_seconds": round(cpu, 3),
             "new": update.new,
