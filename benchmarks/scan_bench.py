@@ -165,7 +165,7 @@ def main() -> int:
             f"{cold:.2f}s {verdict(cold, SCAN_TARGET)}; as a new process `dockyard scan` {process_s:.2f}s"
         )
         print(
-            f"    floors on the same layer (no Trivy/Grype here): `tar -tzf` {list_s:.2f}s "
+            f"    floors on the same layer: `tar -tzf` {list_s:.2f}s "
             f"(scan/floor {cold / list_s:.2f}x), `gzip -dc | wc -c` {gunzip_s:.2f}s "
             f"(scan/floor {cold / gunzip_s:.2f}x)"
         )
