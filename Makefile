@@ -47,6 +47,7 @@ bench: deps
 	$(BIN)/python benchmarks/registry_bench.py
 
 bench-scan: deps
+	$(BIN)/pip install -q -e '.[test,bench]'  # Trivy, run side by side
 	$(BIN)/python benchmarks/scan_bench.py
 
 clean:

@@ -415,10 +415,10 @@ def sbom_name(reference: str) -> tuple[str, str | None]:
     """The image name (and registry) an SBOM gives the image: ``acme/app:1.0`` and ``host:5000`` for
     ``docker://host:5000/acme/app:1.0``; the archive's NAME:TAG, or the directory or file name (and its ref)
     for local images."""
-    from dockyard.scanning.sources.registry import parse_docker_ref
-
     transport, _, rest = reference.partition(":")
     if transport == "docker":
+        from dockyard.scanning.sources.registry import parse_docker_ref  # httpx: only for docker://
+
         ref = parse_docker_ref(rest)
         return ref.repository + (f":{ref.tag}" if ref.tag else ""), ref.registry
     path, _, name = rest.partition(":")

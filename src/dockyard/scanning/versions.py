@@ -20,7 +20,6 @@ from typing import Any
 from debian.debian_support import Version as DebianVersion
 from packaging.version import InvalidVersion
 from packaging.version import Version as PypiVersion
-from univers.versions import MavenVersion, RpmVersion
 
 __all__ = [
     "NpmRange",
@@ -245,6 +244,8 @@ def _apk(version: str) -> Key:
 
 
 def _rpm(version: str) -> Key:
+    from univers.versions import RpmVersion  # univers (about 50 ms to import) only for RPM and Maven
+
     try:
         return Key(version, "rpm", RpmVersion(version))
     except Exception:  # univers raises assorted errors on odd strings
@@ -305,6 +306,8 @@ def _go(version: str) -> Key:
 
 
 def _maven(version: str) -> Key:
+    from univers.versions import MavenVersion
+
     try:
         return Key(version, "maven", MavenVersion(version))
     except Exception:

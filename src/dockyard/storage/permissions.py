@@ -19,8 +19,6 @@ import os
 import stat
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
 log = logging.getLogger(__name__)
 
 PRIVATE_UMASK = 0o077
@@ -61,6 +59,8 @@ def create_private_file(path: Path) -> None:
 
 def sqlite_files(database_url: str) -> list[Path]:
     """The database file of a SQLite URL and its companions (-wal, -shm, -journal); [] for other databases."""
+    from sqlalchemy.engine import make_url  # not at import: every CLI command imports this module
+
     url = make_url(database_url)
     if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
         return []

@@ -325,6 +325,49 @@ def test_a_feed_update_rematches_without_reading_layers(
     assert Counter(events) == {"vulndb:update": 3, "scan:rematch": 3}
 
 
+def test_a_returning_advisory_reopens_old_findings_and_opens_new_ones_once(
+    db: Session, scans: ScanService, images: Images, tmp_path: Path
+) -> None:
+    # A re-match inserts the findings of a vulnerability no finding names without probing for existing
+    # ones, and probes for the others: both kinds must open each finding exactly once.
+    repo, _ = user_repo(db)
+    one = images.image(repo, "one", [debian_layer(ZLIB + APT)])
+    scans.scan_manifest(one.digest)
+    feed, jan, feb, mar = tmp_path / "feed", *(dt.datetime(2031, m, 1) for m in (1, 2, 3))
+    write_feed(feed, osv_record("CVE-2031-0009", "zlib", modified=jan))
+    ingest(db, feed)
+    scans.rematch_all(prune=False)
+    first = open_findings(db, one.digest)[("CVE-2031-0009", "zlib1g")]
+    write_feed(feed, osv_record("CVE-2031-0009", "zlib", modified=feb, withdrawn=feb))
+    ingest(db, feed)
+    scans.rematch_all(prune=False)
+    assert ("CVE-2031-0009", "zlib1g") not in open_findings(db, one.digest)
+    # A second image with the same zlib, indexed while the advisory was withdrawn: it never had the finding.
+    two = images.image(repo, "two", [debian_layer([*ZLIB, ("tar", "1.34+dfsg-1.2", None)])])
+    scans.scan_manifest(two.digest)
+    assert ("CVE-2031-0009", "zlib1g") not in open_findings(db, two.digest)
+
+    write_feed(
+        feed,
+        osv_record("CVE-2031-0009", "zlib", modified=mar),  # named by a (resolved) finding: probed
+        osv_record("CVE-2031-0011", "zlib", modified=mar),  # named by none: inserted without a probe
+    )
+    ingest(db, feed)
+    report = scans.rematch_all(prune=False)
+    reopened = open_findings(db, one.digest)[("CVE-2031-0009", "zlib1g")]
+    assert reopened.id == first.id and reopened.reopened_at is not None
+    for digest in (one.digest, two.digest):
+        assert {("CVE-2031-0009", "zlib1g"), ("CVE-2031-0011", "zlib1g")} <= set(open_findings(db, digest))
+    rows = db.execute(
+        select(ScanFinding.image_id, ScanFinding.vuln_id, func.count())
+        .where(ScanFinding.vuln_id.in_(("CVE-2031-0009", "CVE-2031-0011")))
+        .group_by(ScanFinding.image_id, ScanFinding.vuln_id)
+    ).all()
+    assert sorted(n for *_, n in rows) == [1, 1, 1, 1]
+    assert report.new == 4 and report.images == 2
+    assert counts_are_true(db)
+
+
 def test_a_rescan_resolves_findings_of_components_that_are_gone(
     db: Session, scans: ScanService, images: Images
 ) -> None:

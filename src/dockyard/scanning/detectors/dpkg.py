@@ -7,7 +7,6 @@ import warnings
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from debian.deb822 import Deb822
 from packageurl import PackageURL
 
 from dockyard.scanning.detectors.base import DetectorResult
@@ -96,6 +95,8 @@ class DpkgDetector:
 
     def _packages(self, path: str, data: BinaryIO, layer_digest: str) -> list[Component]:
         needs_status = path == STATUS  # status.d stanzas (distroless) have no Status field
+        from debian.deb822 import Deb822  # a scan whose layers are all cached reads no dpkg database
+
         found: list[Component] = []
         count = 0
         with warnings.catch_warnings():  # python-debian warns about odd encodings; that is not our error

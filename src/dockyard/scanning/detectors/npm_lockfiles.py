@@ -17,8 +17,6 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-import yaml
-
 __all__ = ["pnpm_lock", "split_spec", "yarn_lock"]
 
 _REGISTRY_VERSION = re.compile(r"^\d")
@@ -32,6 +30,8 @@ def split_spec(spec: str) -> tuple[str, str]:
 
 
 def _load_yaml(raw: bytes) -> Any:
+    import yaml  # only yarn berry and pnpm lockfiles are YAML: not imported by every scan
+
     # BaseLoader keeps versions strings ("1.10" must not become 1.1) and builds no arbitrary objects.
     try:
         return yaml.load(raw, Loader=getattr(yaml, "CBaseLoader", yaml.BaseLoader))

@@ -12,12 +12,14 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-
-import httpx
+from typing import TYPE_CHECKING
 
 from dockyard.scanning.sources.local import DirFiles, open_docker_archive, open_oci_layout, open_tar
 from dockyard.scanning.sources.model import ImageSource, LayerRef, SourceError
-from dockyard.scanning.sources.registry import make_client, open_registry
+
+# The registry client (httpx, about 60 ms to import) only for docker:// references.
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["ImageSource", "LayerRef", "SourceError", "open_image"]
 
@@ -52,6 +54,8 @@ def open_image(
     with tempfile.TemporaryDirectory(prefix="dockyard-source-") as tmp:
         tmpdir = Path(tmp)
         if transport_name == "docker":
+            from dockyard.scanning.sources.registry import make_client, open_registry
+
             with make_client(tls_verify, transport) as client:
                 yield open_registry(
                     rest, creds=creds, tls_verify=tls_verify, environ=environ, tmpdir=tmpdir, client=client
