@@ -169,3 +169,24 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
     if os.environ.get("DOCKYARD_REQUIRE_VULNDATA") == "1" and not VULNDATA.is_dir():
         pytest.exit(f"no vulnerability data at {VULNDATA} (set DOCKYARD_VULNDATA)", returncode=4)
+
+
+# The fixtures through which a test reaches a database: the test database, or a fresh one for a server (the
+# module's live server, the e2e server). A module that makes its own with _fresh_database_url is marked
+# ``database``.
+DATABASE_FIXTURES = frozenset({"database_url", "fresh_database_url", "module_live_server", "server"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """On PostgreSQL (the second run of `make test`), deselect the tests that reach no database through
+    any fixture: they ran on SQLite already and would only repeat themselves. A test that starts servers or
+    CLI commands on a database of its own making keeps running on SQLite only, as it did."""
+    if not PG_URL or os.environ.get("DOCKYARD_PG_ALL_TESTS") == "1":
+        return
+    keep, drop = [], []
+    for item in items:
+        reaches = DATABASE_FIXTURES & set(getattr(item, "fixturenames", ()))
+        (keep if reaches or item.get_closest_marker("database") else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep

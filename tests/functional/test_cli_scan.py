@@ -38,6 +38,8 @@ from tests.support.rootfs import TarLayer, cached_minbase_image, have, oci_image
 
 SITE = "usr/local/lib/python3.11/site-packages"
 
+pytestmark = pytest.mark.database  # each CLI run gets a database of its own (_fresh_database_url)
+
 
 # ---- fixtures ---------------------------------------------------------------------------------------------
 
