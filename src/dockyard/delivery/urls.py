@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import re
 import secrets
 import time
@@ -58,23 +57,9 @@ class BlobUrlSigner:
 
 
 def _load_or_create_secret(path: Path) -> bytes:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        # Worker processes start together: link(2) publishes a complete file or fails when another
-        # process won, so all of them end up with the same secret (a mismatch would be a 403 lottery).
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(secrets.token_hex(32))
-            fh.flush()
-            os.fsync(fh.fileno())
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            pass
-        finally:
-            tmp.unlink()
-    secret = path.read_text().strip()
+    from dockyard.storage.permissions import create_once
+
+    secret = create_once(path, lambda: secrets.token_hex(32).encode()).decode().strip()
     if len(secret) < 32:
         raise ValueError(f"{path}: blob URL secret is too short")
     return secret.encode()

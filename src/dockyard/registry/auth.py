@@ -69,20 +69,17 @@ class TokenSigner:
     @classmethod
     def from_dir(cls, key_dir: Path, *, issuer: str, service: str, ttl: int) -> TokenSigner:
         """Load the signing key from ``key_dir``, creating it on first start."""
-        key_dir.mkdir(parents=True, exist_ok=True)
-        path = key_dir / "token-signing-key.pem"
-        if path.exists():
-            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-            assert isinstance(key, ec.EllipticCurvePrivateKey)
-        else:
-            key = ec.generate_private_key(ec.SECP256R1())
-            pem = key.private_bytes(
+        from dockyard.storage.permissions import create_once
+
+        def generate() -> bytes:
+            return ec.generate_private_key(ec.SECP256R1()).private_bytes(
                 serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
             )
-            tmp = path.with_suffix(".tmp")
-            tmp.write_bytes(pem)
-            tmp.chmod(0o600)
-            tmp.replace(path)
+
+        # Created once even when worker processes start together (they must all sign with one key).
+        pem = create_once(key_dir / "token-signing-key.pem", generate)
+        key = serialization.load_pem_private_key(pem, password=None)
+        assert isinstance(key, ec.EllipticCurvePrivateKey)
         return cls(key, issuer, service, ttl)
 
     def issue(

@@ -17,6 +17,7 @@ import contextlib
 import logging
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,26 @@ def create_private_file(path: Path) -> None:
     except FileExistsError:
         return
     os.close(fd)
+
+
+def create_once(path: Path, make: Callable[[], bytes]) -> bytes:
+    """The content of ``path``, a private file written once with ``make()``'s bytes when missing. Worker
+    processes start together: link(2) publishes a complete file or fails when another process won, so they
+    all end up with the same secret (a mismatch would make sessions and tokens a lottery between workers)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(make())
+                fh.flush()
+                os.fsync(fh.fileno())
+            with contextlib.suppress(FileExistsError):
+                os.link(tmp, path)
+        finally:
+            tmp.unlink()
+    return path.read_bytes()
 
 
 def sqlite_files(database_url: str) -> list[Path]:

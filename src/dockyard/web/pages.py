@@ -219,17 +219,12 @@ page: Callable[[Callable[[Request, RequestContext], Awaitable[Response]]], Calla
 
 
 def session_secret(key_dir: Path) -> str:
-    """The session-signing secret, created on first start and kept beside the token-signing key."""
-    key_dir.mkdir(parents=True, exist_ok=True)
-    path = key_dir / "session-secret"
-    if path.exists():
-        return path.read_text().strip()
-    secret = secrets.token_urlsafe(48)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(secret)
-    tmp.chmod(0o600)
-    tmp.replace(path)
-    return path.read_text().strip()
+    """The session-signing secret, created on first start and kept beside the token-signing key (the same
+    in every worker process, however many start at once)."""
+    from dockyard.storage.permissions import create_once
+
+    secret = create_once(key_dir / "session-secret", lambda: secrets.token_urlsafe(48).encode())
+    return secret.decode().strip()
 
 
 def session_middleware(settings: Settings) -> Middleware:

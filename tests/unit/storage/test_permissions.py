@@ -187,3 +187,30 @@ def test_build_state_makes_the_data_dir_private(tmp_path: Path) -> None:
             assert (data / "dockyard.db-wal").exists()
     finally:
         state.engine.dispose()
+
+
+def _create_in_child(path: str, start: float) -> bytes:
+    import time
+
+    from dockyard.storage.permissions import create_once
+
+    time.sleep(max(0.0, start - time.time()))  # all children at once, as worker processes start
+    return create_once(Path(path), lambda: os.urandom(32))
+
+
+def test_secrets_created_by_processes_starting_together_are_one(tmp_path: Path) -> None:
+    """Two server workers on a fresh data dir once raced on a shared temporary name (one crashed with
+    FileNotFoundError, or each kept its own session secret): every process must get the same bytes."""
+    import multiprocessing
+    import time
+
+    from dockyard.storage.permissions import FILE_MODE
+
+    target = tmp_path / "keys" / "secret"
+    with multiprocessing.get_context("spawn").Pool(8) as pool:
+        start = time.time() + 1.5
+        results = pool.starmap(_create_in_child, [(str(target), start)] * 16)
+    assert len(set(results)) == 1 and len(results[0]) == 32
+    assert target.read_bytes() == results[0]
+    assert target.stat().st_mode & 0o777 == FILE_MODE
+    assert [p.name for p in target.parent.iterdir()] == ["secret"]  # no temporary file left behind
