@@ -19,6 +19,7 @@ from dockyard.publishing.models import CatalogImage, Product, ProductRevision, P
 from dockyard.scanning.services import ScanService
 from dockyard.web.context import AppState
 from tests.support.factories import make_org, make_user, unique
+from tests.support.products import manifest
 from tests.support.scanimages import ACTOR, Images, debian_layer, file_layer, osv_record, write_feed
 
 CRITICAL = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"
@@ -44,38 +45,18 @@ class World:
 
 
 def manifest_data(org: str, slug: str, logo: int, shot: int, **changes: Any) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "name": "Acme Database",
-        "slug": slug,
-        "logo": logo,
-        "short_description": "A fast SQL database for containers.",
-        "category": "Database",
-        "tags": ["sql", "database"],
-        "long_description": "# Acme DB\n\nIt is **fast**. <script>alert(1)</script> [docs](https://acme.example/docs)",
-        "screenshots": [shot],
-        "support": {
-            "url": "https://acme.example/support",
-            "email": "support@acme.example",
-            "resources": ["https://acme.example/docs"],
-            "sla": {"hours": "24x7", "response": "4 hours"},
-        },
-        "compatibility": "enterprise",
-        "images": [
-            {"name": "server", "repository": f"{org}/db-server", "tags": ["16"]},
-            {"name": "agent", "repository": f"{org}/db-agent", "tags": ["1.4"]},
-        ],
-        "tiers": [
-            {"name": "Community", "description": "Single node", "price": "free", "images": ["server"]},
-            {
-                "name": "Enterprise",
-                "description": "Cluster and agent",
-                "price": {"amount": 4900, "currency": "USD", "period": "month"},
-                "images": ["server", "agent"],
-            },
-        ],
-        "install": "```\ndocker pull acme/db\n```",
-        "license_url": "https://acme.example/eula",
-    }
+    """tests.support.products' complete manifest as stored, with one offered tag per image, Markdown that a
+    review page must sanitise, and ``changes`` applied at the top level."""
+    data = manifest(
+        org,
+        logo=logo,
+        screenshots=[shot],
+        slug=slug,
+        long_description="# Acme DB\n\nIt is **fast**. <script>alert(1)</script> [docs](https://acme.example/docs)",
+        install="```\ndocker pull acme/db\n```",
+    )
+    del data["publisher"]
+    data["images"][0]["tags"] = ["16"]
     data.update(changes)
     return dump_manifest(parse_manifest(data))
 
