@@ -454,10 +454,17 @@ def _describes(state: _HashState, st: os.stat_result, generation: str | None) ->
 def _hash_and_write(fh: BinaryIO, chunks: list[bytes], hasher: Any) -> asyncio.Future[Any]:
     """Hash and write one block in two worker threads at once (both release the GIL on big buffers):
     a block then costs the slower of the two, not their sum."""
-    writing = asyncio.to_thread(fh.writelines, chunks)
+    writing = asyncio.to_thread(_write_through, fh, chunks)
     if hasher is None:
         return asyncio.ensure_future(writing)
     return asyncio.gather(writing, asyncio.to_thread(_hash_chunks, hasher, chunks))
+
+
+def _write_through(fh: BinaryIO, chunks: list[bytes]) -> None:
+    # Flushed per block: a small last chunk would otherwise wait in the file object's buffer, and the
+    # upload's status (the staged file's size) would lag behind the block that was written.
+    fh.writelines(chunks)
+    fh.flush()
 
 
 def _hash_chunks(hasher: Any, chunks: list[bytes]) -> None:
