@@ -5,9 +5,11 @@ from dockyard.accounts import models as accounts_models
 from dockyard.audit import models as audit_models
 from dockyard.db import Base
 from dockyard.email import models as email_models
+from dockyard.entitlements import models as entitlements_models
 from dockyard.publishing import models as publishing_models
 from dockyard.registry import models as registry_models
 from dockyard.scanning import models as scanning_models
+from dockyard.store import models as store_models
 
 metadata = Base.metadata
 
@@ -15,9 +17,11 @@ __all__ = [
     "accounts_models",
     "audit_models",
     "email_models",
+    "entitlements_models",
     "job_models",
     "metadata",
     "publishing_models",
     "registry_models",
     "scanning_models",
+    "store_models",
 ]
