@@ -99,6 +99,7 @@ def _wire(runtime: Runtime) -> JobRegistry:
     from dockyard.moderation import notifications as moderation_notifications
     from dockyard.publishing import notifications as publishing_notifications
     from dockyard.scanning import jobs as scanning_jobs
+    from dockyard.store import listings
 
     registry = job_queue.JobRegistry()
     job_queue.register(registry)
@@ -109,6 +110,7 @@ def _wire(runtime: Runtime) -> JobRegistry:
     publishing_notifications.subscribe(runtime.bus, runtime.settings)
     scanning_jobs.register(registry, runtime.blobs, runtime.bus, runtime.settings)
     scanning_jobs.subscribe(runtime.bus)
+    listings.subscribe(runtime.bus, runtime.blobs)
     return registry
 
 

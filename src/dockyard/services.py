@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from dockyard.registry.services import RegistryService
     from dockyard.runtime import Runtime
     from dockyard.scanning.services import ScanService
+    from dockyard.store.listings import ListingService
 
 
 class Services:
@@ -90,3 +91,10 @@ class Services:
         from dockyard.publishing.services import ProductService
 
         return ProductService(self.session, self.runtime.bus, self.accounts)
+
+    @cached_property
+    def listings(self) -> ListingService:
+        """The store's listings, kept from live revisions (search and the store pages read them)."""
+        from dockyard.store.listings import ListingService
+
+        return ListingService(self.session, self.runtime.blobs)
