@@ -17,6 +17,7 @@ import typer
 from rich.console import Console
 
 from dockyard.authz import StaffRole, parse_scopes
+from dockyard.cli.demo import demo
 from dockyard.cli.product import product_app
 from dockyard.cli.scan import scan
 from dockyard.cli.vulndb import vulndb_app
@@ -45,6 +46,7 @@ app.add_typer(vulndb_app, name="vulndb")
 app.add_typer(product_app, name="product")
 app.command("scan")(scan)
 app.command("worker")(worker)
+app.command("demo")(demo)
 console = Console()
 T = TypeVar("T")
 STAFF_ROLES = ", ".join(r.value for r in StaffRole)

@@ -1,0 +1,225 @@
+"""`dockyard demo`: a living store for a newcomer to look at. Six publishers with logos and complete
+profiles, their products' images pushed into private staging repositories, products in every state of
+review (most published, a few certified), customers with entitlements and a history of downloads.
+
+Everything goes through the services a user's request would use (so every rule and audit event applies),
+one unit of work per step. Two shortcuts, both what the store team could do by hand: the publishers'
+company addresses are marked verified (no mailbox to click a link in), and the downloads of the past weeks
+are written as download events with past times.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from sqlalchemy import select
+
+from dockyard.accounts.authentication import staff_roles_of
+from dockyard.accounts.models import Namespace, User
+from dockyard.authz import Principal
+from dockyard.db import utcnow
+from dockyard.demo import artwork
+from dockyard.demo.catalog import CUSTOMERS, PRODUCTS, PUBLISHERS, DemoProduct, DemoPublisher
+from dockyard.demo.images import DemoImages
+from dockyard.events import Actor
+from dockyard.publishing.agreement import AGREEMENT_VERSION
+from dockyard.publishing.models import Publisher
+from dockyard.publishing.reads import publisher_for
+from dockyard.runtime import Runtime
+from dockyard.services import Services
+
+T = TypeVar("T")
+PASSWORD = "dockyard-demo"  # every demo account's; printed by the command
+REVIEWER, ADMIN = "reviewer", "storeadmin"
+VERSIONS = ("2.4.1", "2.4")
+
+
+@dataclass
+class Seeded:
+    accounts: list[tuple[str, str]] = field(default_factory=list)  # (username, what it is)
+    products: dict[str, str] = field(default_factory=dict)  # "org/slug" -> state
+    skipped: bool = False
+
+
+def who(services: Services, username: str) -> tuple[Principal, Actor]:
+    user = services.session.scalar(select(User).where(User.username == username))
+    assert user is not None, username
+    roles = frozenset(staff_roles_of(services.session, user.id))
+    return (
+        Principal(kind="user", name=username, user_id=user.id, staff=roles),
+        Actor(user_id=user.id, name=username, kind="user"),
+    )
+
+
+class DemoSeeder:
+    def __init__(self, runtime: Runtime, *, log: Callable[[str], None] = lambda _: None) -> None:
+        self.runtime = runtime
+        self.log = log
+        self.rng = random.Random(2026)
+
+    def step(self, action: Callable[[Services], T]) -> T:
+        with self.runtime.unit_of_work() as services:
+            return action(services)
+
+    # -- the whole store -------------------------------------------------------------------------------------
+    def seed(self) -> Seeded:
+        done = Seeded()
+        if self.step(
+            lambda sv: sv.session.scalar(select(Namespace.id).where(Namespace.name == PUBLISHERS[0].org))
+        ):
+            done.skipped = True
+            return done
+        self.step(lambda sv: self._staff(sv, done))
+        for publisher in PUBLISHERS:
+            self.step(lambda sv, p=publisher: self._publisher(sv, p, done))
+            for product in (p for p in PRODUCTS if p.org == publisher.org):
+                self.step(lambda sv, p=product: self._product(sv, p))
+                self._review(product)
+                done.products[f"{product.org}/{product.slug}"] = product.state
+                self.log(f"  {product.org}/{product.slug}: {product.state}")
+        self.step(lambda sv: self._customers(sv, done))
+        return done
+
+    def _staff(self, sv: Services, done: Seeded) -> None:
+        sv.accounts.create_user(REVIEWER, PASSWORD, email="reviewer@store.example", staff=("store-reviewer",))
+        sv.accounts.create_user(ADMIN, PASSWORD, email="admin@store.example", staff=("store-admin",))
+        done.accounts += [(REVIEWER, "store-reviewer"), (ADMIN, "store-admin")]
+
+    def _publisher(self, sv: Services, p: DemoPublisher, done: Seeded) -> None:
+        owner = f"{p.org}-owner"
+        sv.accounts.create_user(owner, PASSWORD, email=f"owner@{p.org}.example")
+        sv.accounts.create_org(p.org, owner)
+        done.accounts.append((owner, f"owner of {p.org}"))
+        principal, actor = who(sv, owner)
+        logo = sv.publishers.upload_image(
+            p.org, "logo", artwork.logo(p.legal_name, p.colour), principal, actor
+        )
+        changes = {
+            "legal_name": p.legal_name, "website": p.website, "phone": p.phone,
+            "email": f"hello@{p.org}.example", "story": p.story, "logo_id": logo.id,
+        }  # fmt: skip
+        sv.publishers.update(p.org, changes, principal, actor)
+        sv.publishers.accept_agreement(p.org, AGREEMENT_VERSION, principal, actor)
+        publisher = publisher_for(sv.session, p.org)
+        assert isinstance(publisher, Publisher)
+        publisher.email_verified_at = utcnow()  # the demo's shortcut: no mailbox to open the link from
+
+    def _product(self, sv: Services, product: DemoProduct) -> None:
+        owner = f"{product.org}-owner"
+        principal, actor = who(sv, owner)
+        publisher = next(p for p in PUBLISHERS if p.org == product.org)
+        images = DemoImages(sv.registry, self.runtime.blobs, actor)
+        for image in product.images:
+            repository = f"{product.org}/{product.slug}-{image}"
+            for tag in VERSIONS:
+                images.multi_arch(
+                    repository, tag, product=product.name, image=image, packages=product.packages,
+                    arches=product.arches,
+                )  # fmt: skip
+        logo = sv.publishers.upload_image(
+            product.org, "logo", artwork.logo(product.name, publisher.colour), principal, actor
+        )
+        shots = [
+            sv.publishers.upload_image(
+                product.org,
+                "screenshot",
+                artwork.screenshot(product.name, publisher.colour, seed),
+                principal,
+                actor,
+            ).id
+            for seed in (1, 2)
+        ]
+        sv.products.create(product.org, manifest(product, logo.id, shots), principal, actor)
+
+    def _review(self, product: DemoProduct) -> None:
+        """Take the product's first revision as far as its demo state says."""
+        org, slug, owner = product.org, product.slug, f"{product.org}-owner"
+        if product.state == "draft":
+            return
+        rid = self._as(owner, lambda sv, p, a: sv.reviews.submit(org, slug, p, a, "Ready for review.").id)
+        if product.state == "submitted":
+            return
+        self._as(REVIEWER, lambda sv, p, a: sv.reviews.claim(rid, p, a))
+        if product.state == "in_review":
+            return
+        if product.state == "changes_requested":
+            message = (
+                "Please add the SLA's response times for the paid tier and a screenshot of the admin UI."
+            )
+            self._as(REVIEWER, lambda sv, p, a: sv.reviews.request_changes(rid, p, a, message))
+            return
+        if product.state == "rejected":
+            message = "A host operating system cannot run as a container product of this store."
+            self._as(REVIEWER, lambda sv, p, a: sv.reviews.reject(rid, p, a, message))
+            return
+        reason = "Demo images: the packages are examples, nothing runs."
+        self._as(
+            REVIEWER, lambda sv, p, a: sv.reviews.approve(rid, p, a, "Looks good.", override_reason=reason)
+        )
+        if product.state == "approved":
+            return
+        self._as(ADMIN, lambda sv, p, a: sv.reviews.publish(rid, p, a, "Welcome to the store."))
+
+    def _as(self, username: str, action: Callable[[Services, Principal, Actor], T]) -> T:
+        def run(sv: Services) -> T:
+            principal, actor = who(sv, username)
+            return action(sv, principal, actor)
+
+        return self.step(run)
+
+    def _customers(self, sv: Services, done: Seeded) -> None:
+        for name in CUSTOMERS:
+            sv.accounts.create_user(name, PASSWORD, email=f"{name}@customers.example")
+            done.accounts.append((name, "customer"))
+
+
+def manifest(product: DemoProduct, logo: int, screenshots: list[int]) -> dict[str, Any]:
+    """The product's manifest as its publisher would write it."""
+    publisher = next(p for p in PUBLISHERS if p.org == product.org)
+    site = publisher.website
+    community = f"{product.name} for evaluation and small teams; community support."
+    tiers: list[dict[str, Any]] = [
+        {"name": "Community", "description": community, "price": "free", "images": [product.images[0]]}
+    ]
+    if product.price is not None:
+        tiers.append({
+            "name": "Business",
+            "description": "Every image, production use, support within the SLA.",
+            "price": {"amount": product.price, "currency": "USD", "period": "month"},
+            "images": list(product.images),
+        })  # fmt: skip
+    first = product.images[0]
+    return {
+        "name": product.name,
+        "slug": product.slug,
+        "logo": logo,
+        "short_description": product.short,
+        "category": product.category,
+        "tags": list(product.tags),
+        "long_description": (
+            f"# {product.name}\n\n{product.short}\n\n## Features\n\n"
+            + "".join(f"- **{tag}** support out of the box\n" for tag in product.tags)
+            + f"\n## Documentation\n\nRead the [guide]({site}/docs/{product.slug}) to get started."
+        ),
+        "screenshots": screenshots,
+        "support": {
+            "url": f"{site}/support",
+            "email": f"support@{product.org}.example",
+            "resources": [f"{site}/docs/{product.slug}", f"{site}/community"],
+            "sla": {"hours": "Mon-Fri 8-18 UTC", "response": "1 business day (4 hours on Business)"},
+        },
+        "compatibility": "enterprise" if product.price is not None else "community",
+        "images": [
+            {"name": image, "repository": f"{product.org}/{product.slug}-{image}", "tags": list(VERSIONS)}
+            for image in product.images
+        ],
+        "tiers": tiers,
+        "install": (
+            f"Pull the image with the command your subscription page shows, then run it:\n\n"
+            f"```\ndocker run -d --name {product.slug} <store path of {first}>:{VERSIONS[0]}\n```"
+        ),
+        "license_url": f"{site}/legal/eula",
+    }
