@@ -25,8 +25,10 @@ run: deps
 	if [ "$${DOCKYARD_DEMO:-0}" = 1 ]; then $(BIN)/dockyard demo; fi
 	DOCKYARD_VULNDB_SOURCES="$${DOCKYARD_VULNDB_SOURCES:-$(LOCAL_VULNDB_SOURCES)}" $(BIN)/dockyard serve
 
+# Debian's packages, then axe-core from npm (the browser tests inject it to check pages' accessibility).
 system-deps:
 	scripts/install-test-deps.sh
+	[ -f .test-tools/node_modules/axe-core/axe.min.js ] || npm install --no-audit --no-fund --silent --prefix .test-tools axe-core@4.14.1
 
 lint: deps
 	$(BIN)/ruff check src tests benchmarks

@@ -4,6 +4,8 @@
 set -euo pipefail
 # rpm: rpmbuild and rpmdb write the real RPM databases tests/unit/scanning/test_rpm.py reads.
 packages=(skopeo podman buildah umoci mmdebstrap postgresql docker-registry uidmap fuse-overlayfs tar gzip zstd golang-go chromium rpm)
+# npm fetches axe-core for the accessibility checks; Node.js images ship it, Debian packages it apart.
+command -v npm >/dev/null || packages+=(npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
