@@ -30,6 +30,7 @@ class DemoProduct:
     # What the store team did with it: published, certified (published with a badge), submitted,
     # in_review, changes_requested, approved, rejected, draft.
     state: str = "published"
+    free_tier: bool = True  # a free Community tier besides the paid one
     # Alpine packages in its base layer ("name", "version"): old ones give the scanner real findings.
     packages: tuple[tuple[str, str], ...] = field(default=(("musl", "1.2.4_git20230717-r4"),))
 
@@ -120,6 +121,7 @@ PRODUCTS = [
         "An append-only, verifiable key-value store for audit trails.",
         ("audit", "key-value"),
         price=9900,
+        free_tier=False,
     ),
     DemoProduct(
         "northwind",
@@ -152,6 +154,7 @@ PRODUCTS = [
         ("sidecar", "control-plane"),
         price=19900,
         packages=CURL_OLD,
+        free_tier=False,
     ),
     DemoProduct(
         "bluefin",
@@ -191,6 +194,7 @@ PRODUCTS = [
         ("waf", "owasp", "firewall"),
         price=7900,
         packages=OPENSSL_OLD,
+        free_tier=False,
     ),
     DemoProduct(
         "kestrel",
@@ -330,6 +334,7 @@ PRODUCTS = [
         "Business dashboards and reports on your own database.",
         ("bi", "reports", "dashboards"),
         price=2400,
+        free_tier=False,
     ),
     DemoProduct(
         "harbourline",

@@ -181,9 +181,11 @@ def manifest(product: DemoProduct, logo: int, screenshots: list[int]) -> dict[st
     publisher = next(p for p in PUBLISHERS if p.org == product.org)
     site = publisher.website
     community = f"{product.name} for evaluation and small teams; community support."
-    tiers: list[dict[str, Any]] = [
-        {"name": "Community", "description": community, "price": "free", "images": [product.images[0]]}
-    ]
+    tiers: list[dict[str, Any]] = []
+    if product.free_tier or product.price is None:
+        tiers.append(
+            {"name": "Community", "description": community, "price": "free", "images": [product.images[0]]}
+        )
     if product.price is not None:
         tiers.append({
             "name": "Business",
