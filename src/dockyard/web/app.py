@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from dockyard.config import Settings
 from dockyard.delivery.server import DeliveryServer
 from dockyard.delivery.urls import BlobUrlSigner
+from dockyard.entitlements.downloads import DownloadRecorder
 from dockyard.jobs import JobRegistry, Worker
 from dockyard.registry import auth_views
 from dockyard.registry import views as registry_views
@@ -111,6 +112,9 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         if settings.pull_event_interval > 0 and state.pull_recorder is None:
             state.pull_recorder = PullRecorder(state.sessions, settings.pull_event_interval)
             state.pull_recorder.start()
+        if settings.pull_event_interval > 0 and state.download_recorder is None:
+            state.download_recorder = DownloadRecorder(state.sessions, settings.pull_event_interval)
+            state.download_recorder.start()
         for worker in workers:
             worker.start()
         try:
@@ -124,6 +128,9 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
             if state.pull_recorder is not None:
                 await asyncio.to_thread(state.pull_recorder.stop)
                 state.pull_recorder = None
+            if state.download_recorder is not None:
+                await asyncio.to_thread(state.download_recorder.stop)
+                state.download_recorder = None
 
     async def healthz(request: Request) -> Response:
         def check() -> None:
