@@ -12,6 +12,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 from starlette.testclient import TestClient
+from tests.support.factories import PASSWORD, make_org, make_user
+from tests.support.registry_client import access_of, assert_oci_error, bearer, get_token, request_token
+from tests.support.review_world import World
+from tests.support.scanimages import Images, file_layer
+from tests.support.store_world import as_user, published_world, who
 
 from dockyard.audit.models import AuditEvent
 from dockyard.entitlements.models import DownloadEvent, Entitlement
@@ -19,11 +24,6 @@ from dockyard.entitlements.services import PaymentUnavailable
 from dockyard.errors import Conflict, Invalid, NotFound
 from dockyard.publishing.manifest import ManifestInvalid, parse_manifest
 from dockyard.web.context import AppState
-from tests.support.factories import PASSWORD, make_org, make_user
-from tests.support.registry_client import access_of, assert_oci_error, bearer, get_token, request_token
-from tests.support.review_world import World
-from tests.support.scanimages import Images, file_layer
-from tests.support.store_world import as_user, published_world, who
 
 MANIFEST_TYPES = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json"
 
