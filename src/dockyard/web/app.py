@@ -147,6 +147,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     from dockyard.accounts import pages as account_pages
+    from dockyard.entitlements import pages as entitlement_pages
     from dockyard.moderation import pages as moderation_pages
     from dockyard.publishing import pages as publishing_pages
     from dockyard.publishing import product_pages
@@ -171,6 +172,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         *registry_pages.routes,
         *moderation_pages.routes,
         *publishing_pages.routes,
+        *entitlement_pages.routes,
     ]
     from starlette.exceptions import HTTPException
 
@@ -201,6 +203,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
 def api_routers() -> list[Any]:
     """The routers of the JSON API under /api/v1, one per domain."""
     from dockyard.accounts import views as account_views
+    from dockyard.entitlements import views as entitlement_views
     from dockyard.moderation import views as moderation_views
     from dockyard.publishing import product_views
     from dockyard.publishing import views as publishing_views
@@ -212,6 +215,7 @@ def api_routers() -> list[Any]:
         publishing_views.router,
         product_views.router,
         moderation_views.router,
+        entitlement_views.router,
     ]
 
 
