@@ -413,10 +413,8 @@ def product_images(repo: str) -> dict[str, Any]:
 
 
 def needs_publishing(key: str) -> bool:
-    return any(
-        word in key
-        for word in ("publisher", "product", "/review", "catalog-images", "dashboard", "entitlement", "subscri")
-    )
+    words = ("publisher", "product", "/review", "catalog-images", "dashboard", "entitlement", "subscri")
+    return any(word in key for word in words)
 
 
 @dataclass
