@@ -75,6 +75,9 @@ class Permission(StrEnum):
     REPORTS_READ = "reports:read"
     USER_MANAGE = "user:manage"
     STAFF_MANAGE = "staff:manage"
+    # the store's customers (issue 10)
+    ENTITLEMENT_MANAGE = "entitlement:manage"  # get a free tier, list and cancel one's own entitlements
+    ENTITLEMENT_REVOKE = "entitlement:revoke"  # revoke anyone's (store-admins; publishers: PRODUCT_EDIT)
 
 
 P = Permission
@@ -134,7 +137,7 @@ STAFF_GRANTS: dict[StaffRole, frozenset[Permission]] = {
 }
 
 # What any signed-in user may do for themself (robots manage no account).
-USER_GRANTS = frozenset({P.ACCOUNT_MANAGE, P.ORG_CREATE})
+USER_GRANTS = frozenset({P.ACCOUNT_MANAGE, P.ORG_CREATE, P.ENTITLEMENT_MANAGE})
 
 # What anyone may do to a public repository.
 PUBLIC_GRANTS = frozenset({P.REPOSITORY_PULL})

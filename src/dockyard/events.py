@@ -72,6 +72,11 @@ class EventTag(StrEnum):
     PRODUCT_UNPUBLISH = "product:unpublish"
     REVIEW_COMMENT = "review:comment"  # data: internal, anchor; never the body of an internal note
     REVIEW_COMMENT_RESOLVE = "review:comment_resolve"  # a thread marked resolved (data: comment, internal)
+    # A customer got a tier (data: product, tier, licence link accepted, reactivated), cancelled it, or the
+    # store team or the publisher revoked it (data: reason).
+    ENTITLEMENT_CREATE = "entitlement:create"
+    ENTITLEMENT_CANCEL = "entitlement:cancel"
+    ENTITLEMENT_REVOKE = "entitlement:revoke"
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from dockyard.accounts.credential_cache import VerifiedPasswords
 from dockyard.config import Settings
 from dockyard.db import finish, make_engine, make_session_factory, migrate
+from dockyard.entitlements.store import StoreCache
 from dockyard.events import EventBus
 from dockyard.registry.auth import TokenSigner
 from dockyard.storage.blobstore import BlobStore
@@ -29,6 +30,7 @@ from dockyard.storage.local import LocalDriver
 
 if TYPE_CHECKING:
     from dockyard.delivery.urls import BlobUrlSigner
+    from dockyard.entitlements.downloads import DownloadRecorder
     from dockyard.jobs import JobRegistry
     from dockyard.registry.pulls import PullRecorder
     from dockyard.services import Services
@@ -45,6 +47,10 @@ class Runtime:
     bus: EventBus
     signer: TokenSigner
     pull_recorder: PullRecorder | None = None
+    # Download events of store paths, batched like pull events (None: written in the request).
+    download_recorder: DownloadRecorder | None = None
+    # What published revisions offer, by revision id (entitlements/store.py): a store pull reads no manifest.
+    store_cache: StoreCache = field(default_factory=StoreCache)
     # Signs blob redirects while this process's blob delivery server runs (None: blobs are sent inline).
     blob_urls: BlobUrlSigner | None = None
     # SQLite allows one writer: this process's writing requests queue here, holding no worker thread.

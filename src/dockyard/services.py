@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from dockyard.accounts.reads import AccountReads
     from dockyard.accounts.selfservice import SelfService
     from dockyard.accounts.services import AccountService
+    from dockyard.entitlements.services import EntitlementService
     from dockyard.moderation.services import ReviewService
     from dockyard.publishing.profiles import PublisherService
     from dockyard.publishing.services import ProductService
@@ -54,7 +55,10 @@ class Services:
         from dockyard.registry.services import RegistryService
 
         rt = self.runtime
-        return RegistryService(self.session, rt.blobs, rt.bus, rt.settings, rt.pull_recorder)
+        registry = RegistryService(self.session, rt.blobs, rt.bus, rt.settings, rt.pull_recorder)
+        # Store paths (store/<publisher>/<product>/<image>) are granted by the entitlements' rules.
+        registry.store_grant = lambda principal, *parts: self.entitlements.pull_grant(principal, *parts)
+        return registry
 
     @cached_property
     def browser(self) -> RegistryBrowser:
@@ -98,3 +102,10 @@ class Services:
         from dockyard.store.listings import ListingService
 
         return ListingService(self.session, self.runtime.blobs)
+
+    @cached_property
+    def entitlements(self) -> EntitlementService:
+        """Customers' entitlements to products' tiers, and who may pull a store path."""
+        from dockyard.entitlements.services import EntitlementService
+
+        return EntitlementService(self.session, self.runtime.bus, self.accounts, self.runtime.store_cache)

@@ -257,6 +257,17 @@ EXPECTED: dict[str, tuple[str, str, str, str, str, str]] = {
     "POST /ui/orgs/{org}/products/{slug}/comments/{comment_id:int}/resolve":
                                                           (UNAUTH, HIDDEN, UNAUTH, OK,     OK,     OK),
     "GET /ui/publishing":                                 (UNAUTH, OK,     UNAUTH, OK,     OK,     OK),
+    # entitlements (issue 10): any signed-in user gets free tiers and cancels their own (robots hold no api
+    # scope and cannot sign in); revoking a customer's is the publisher's editors' and the store-admin's, and
+    # anyone else is told the entitlement does not exist
+    "GET /api/v1/entitlements":                           (UNAUTH, OK,     DENIED, OK,     OK,     OK),
+    "POST /api/v1/entitlements":                          (UNAUTH, OK,     DENIED, OK,     OK,     OK),
+    "DELETE /api/v1/entitlements/{entitlement_id}":       (UNAUTH, OK,     DENIED, OK,     OK,     OK),
+    "POST /api/v1/entitlements/{entitlement_id}/revoke":  (UNAUTH, HIDDEN, DENIED, OK,     OK,     OK),
+    "GET /products/{publisher}/{product}/get":            (UNAUTH, OK,     UNAUTH, OK,     OK,     OK),
+    "POST /products/{publisher}/{product}/get":           (UNAUTH, OK,     UNAUTH, OK,     OK,     OK),
+    "GET /ui/subscriptions":                              (UNAUTH, OK,     UNAUTH, OK,     OK,     OK),
+    "POST /ui/subscriptions/{entitlement_id:int}/cancel": (UNAUTH, OK,     UNAUTH, OK,     OK,     OK),
 }
 # fmt: on
 
@@ -402,7 +413,8 @@ def product_images(repo: str) -> dict[str, Any]:
 
 
 def needs_publishing(key: str) -> bool:
-    return any(word in key for word in ("publisher", "product", "/review", "catalog-images", "dashboard"))
+    words = ("publisher", "product", "/review", "catalog-images", "dashboard", "entitlement", "subscri")
+    return any(word in key for word in words)
 
 
 @dataclass
@@ -1331,12 +1343,88 @@ def publishing_page(c: Cell, m: str, t: Target) -> httpx.Response:
     return c.page(m, "/ui/publishing")
 
 
+# entitlements: the world's product made live (as publishing leaves it: pins, a live revision), and
+# entitlements of its free tier
+def live_product(c: Cell) -> int:
+    """The world's product on the store (its revision published with the pushed tag pinned); its id."""
+    from dockyard.publishing.models import ProductRevision
+
+    with c.state.sessions.begin() as s:
+        revision = s.get(ProductRevision, c.world.revision)
+        revision.state = "published"
+        revision.pins = {"server": {"repository": c.world.repo, "tags": {c.world.tag: c.world.digest}}}
+        revision.product.live_revision_id = revision.id
+        return revision.product_id
+
+
+def fresh_entitlement(c: Cell, username: str | None = None) -> int:
+    """An active entitlement to the live product's free tier, of ``username`` (default: the caller; the
+    anonymous caller and robots: a new user's)."""
+    from dockyard.entitlements.models import Entitlement
+
+    product_id = live_product(c)
+    username = username or c.world.users.get(c.role) or c.fresh_user()
+    with c.state.sessions.begin() as s:
+        user_id = s.scalar(select(User.id).where(User.username == username))
+        row = Entitlement(user_id=user_id, product_id=product_id, tier="Community", license_url=None)
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+@builds("GET /api/v1/entitlements")
+def list_entitlements(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, "/api/v1/entitlements")
+
+
+@builds("POST /api/v1/entitlements")
+def get_entitlement(c: Cell, m: str, t: Target) -> httpx.Response:
+    live_product(c)
+    body = {"publisher": t.org, "product": t.slug, "tier": "Community", "accept_license": True}
+    return c.api(m, "/api/v1/entitlements", json=body)
+
+
+@builds("DELETE /api/v1/entitlements/{entitlement_id}")
+def cancel_entitlement_api(c: Cell, m: str, t: Target) -> httpx.Response:
+    eid = fresh_entitlement(c) if t.slug == c.world.slug else t.revision
+    return c.api(m, f"/api/v1/entitlements/{eid}")
+
+
+@builds("POST /api/v1/entitlements/{entitlement_id}/revoke")
+def revoke_entitlement_api(c: Cell, m: str, t: Target) -> httpx.Response:
+    eid = fresh_entitlement(c, c.fresh_user()) if t.slug == c.world.slug else t.revision
+    return c.api(m, f"/api/v1/entitlements/{eid}/revoke", json={"reason": "abuse"})
+
+
+@builds("GET /products/{publisher}/{product}/get")
+def get_tier_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    live_product(c)
+    return c.page(m, f"/products/{t.org}/{t.slug}/get?tier=Community")
+
+
+@builds("POST /products/{publisher}/{product}/get")
+def get_tier_post(c: Cell, m: str, t: Target) -> httpx.Response:
+    live_product(c)
+    return c.page(m, f"/products/{t.org}/{t.slug}/get", data={"tier": "Community", "accept_license": "on"})
+
+
+@builds("GET /ui/subscriptions")
+def subscriptions_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, "/ui/subscriptions")
+
+
+@builds("POST /ui/subscriptions/{entitlement_id:int}/cancel")
+def cancel_subscription_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    eid = fresh_entitlement(c) if t.slug == c.world.slug else t.revision
+    return c.page(m, f"/ui/subscriptions/{eid}/cancel")
+
+
 # -- outcomes ----------------------------------------------------------------------------------------------
 def protocol(key: str) -> str:
     path = key.split(" ", 1)[1]
     if path.startswith("/v2"):
         return "registry"
-    if path.startswith("/ui"):
+    if path.startswith(("/ui", "/products/")):
         return "page"
     return "api"
 

@@ -30,6 +30,7 @@ from dockyard.accounts.passwords import MAX_PASSWORD_LENGTH, hash_secret, new_se
 from dockyard.accounts.services import (
     MIN_PASSWORD_LENGTH,
     NAME_RE,
+    STORE_NAMES,
     TOKEN_PREFIX,
     AccountService,
 )
@@ -56,6 +57,7 @@ EMAIL_RE = re.compile(rf"^{_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+[a-z]{{2,63}}$")
 RESERVED_NAMES = frozenset(
     {"admin", "administrator", "root", "dockyard", "staff", "support", "security", "system", "abuse"}
     | {"postmaster", "webmaster", "help", "api", "www", "ui", "v2", "static", "library", "official"}
+    | STORE_NAMES
 )
 
 

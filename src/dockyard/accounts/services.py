@@ -69,6 +69,11 @@ def validate_password(password: str) -> str:
     return password
 
 
+# Namespaces the store's own addresses use: /v2/store/... is where customers pull, and the storefront's
+# pages live at /products, /publishers and /search. No user or organisation may take them.
+STORE_NAMES = frozenset({"store", "products", "publishers", "search"})
+
+
 def validate_account_name(name: str) -> str:
     if not (2 <= len(name) <= 64) or not NAME_RE.match(name):
         raise Invalid(f"invalid name {name!r}: lowercase letters, digits and . _ - separators, 2-64 chars")
@@ -167,6 +172,8 @@ class AccountService(Authentication):
         return list(self.session.scalars(select(User).order_by(User.username)))
 
     def _ensure_name_free(self, name: str) -> None:
+        if name in STORE_NAMES:
+            raise Conflict(f"name {name!r} is reserved for the store")
         if self.session.scalar(select(Namespace.id).where(Namespace.name == name)) is not None:
             raise Conflict(f"name {name!r} is taken")
 

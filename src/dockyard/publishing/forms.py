@@ -84,6 +84,7 @@ def _tier(data: FormData, i: int) -> dict[str, Any] | None:
         "description": _text(data, f"{p}.description", 2000),
         "images": _list(_text(data, f"{p}.images", 1000)),
     }
+    anonymous = _text(data, f"{p}.anonymous_pulls") == "on"
     amount = _text(data, f"{p}.price.amount", 20)
     if not any(row.values()) and not amount:
         return None
@@ -95,6 +96,8 @@ def _tier(data: FormData, i: int) -> dict[str, Any] | None:
         }
     else:
         row["price"] = "free"
+    if anonymous:
+        row["anonymous_pulls"] = True
     return row
 
 
@@ -118,6 +121,7 @@ def form_rows(manifest: dict[str, Any]) -> dict[str, Any]:
                 "amount": price.get("amount", "") if paid else "",
                 "currency": price.get("currency", "") if paid else "",
                 "period": price.get("period", "month") if paid else "month",
+                "anonymous_pulls": bool(row.get("anonymous_pulls")),
             }
         )
     blank_tier = {
@@ -128,6 +132,7 @@ def form_rows(manifest: dict[str, Any]) -> dict[str, Any]:
         "amount": "",
         "currency": "",
         "period": "month",
+        "anonymous_pulls": False,
     }
     return {
         "name": manifest.get("name") or "",

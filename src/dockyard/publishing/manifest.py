@@ -158,6 +158,10 @@ class Tier(_Model):
     images: list[Annotated[str, StringConstraints(pattern=IMAGE_NAME)]] = Field(
         min_length=1, max_length=MAX_IMAGES, description="the names of the images this tier entitles"
     )
+    anonymous_pulls: bool = Field(
+        default=False,
+        description="a free tier only: anyone may pull its images at the store path without an account",
+    )
 
     @property
     def is_free(self) -> bool:
@@ -239,6 +243,10 @@ class ProductManifest(_Model):
         for i, tier in enumerate(self.tiers):
             if tier_names[i] in tier_names[:i]:
                 problems.append(Problem(f"tiers[{i}].name", f"{tier.name!r} is used by another tier"))
+            if tier.anonymous_pulls and not tier.is_free:  # a paid tier pulled anonymously is given away
+                problems.append(
+                    Problem(f"tiers[{i}].anonymous_pulls", "only a free tier may allow anonymous pulls")
+                )
             for j, image in enumerate(tier.images):
                 if image not in names:
                     problems.append(Problem(f"tiers[{i}].images[{j}]", f"no image is named {image!r}"))

@@ -1,9 +1,10 @@
-"""Pull events, written in batches off the request path.
+"""Rows written in batches off the request path: pull events (audit rows of manifest GETs) and, through the
+same ``BatchWriter``, the store's download events (entitlements/downloads.py).
 
-A manifest GET is the hottest request a registry serves. Writing its audit row in the request would make
-every pull a write transaction (on SQLite: one writer at a time). Instead the row is queued here and a
-background thread writes what has accumulated every ``interval`` seconds, in one transaction. A crash can
-lose at most that interval's pull events; pushes, deletes and logins are still written in their request.
+A manifest GET is the hottest request a registry serves. Writing its row in the request would make every
+pull a write transaction (on SQLite: one writer at a time). Instead the row is queued here and a background
+thread writes what has accumulated every ``interval`` seconds, in one transaction. A crash can lose at most
+that interval's rows; pushes, deletes and logins are still written in their request.
 """
 
 from __future__ import annotations
@@ -20,7 +21,12 @@ from dockyard.events import Event
 log = logging.getLogger("dockyard.registry")
 
 
-class PullRecorder:
+class BatchWriter:
+    """Queue rows from any thread; a background thread writes them every ``interval`` seconds with
+    ``write`` (subclasses say how), in one transaction, keeping them for the next round if it fails."""
+
+    name = "batch-writer"
+
     def __init__(self, sessions: sessionmaker[Session], interval: float) -> None:
         self.sessions = sessions
         self.interval = interval
@@ -29,11 +35,13 @@ class PullRecorder:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def record(self, event: Event) -> None:
-        """Queue one pull event's audit row."""
-        row = AuditEvent.row_from_event(event)
+    def add(self, row: dict[str, Any]) -> None:
+        """Queue one row."""
         with self._lock:
             self._rows.append(row)
+
+    def write(self, session: Session, rows: list[dict[str, Any]]) -> None:
+        raise NotImplementedError
 
     def flush(self) -> int:
         """Write every queued row now; returns how many."""
@@ -44,16 +52,16 @@ class PullRecorder:
         try:
             with self.sessions() as session, session.begin():
                 session.connection(execution_options={"sqlite_write": True})
-                session.execute(AuditEvent.__table__.insert(), rows)
+                self.write(session, rows)
         except Exception:  # keep the rows for the next round rather than lose them to a busy database
-            log.exception("writing %d pull events failed; retrying", len(rows))
+            log.exception("writing %d rows (%s) failed; retrying", len(rows), self.name)
             with self._lock:
                 self._rows[:0] = rows
             return 0
         return len(rows)
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="pull-recorder", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -65,3 +73,16 @@ class PullRecorder:
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             self.flush()
+
+
+class PullRecorder(BatchWriter):
+    """Pull events' audit rows."""
+
+    name = "pull-recorder"
+
+    def record(self, event: Event) -> None:
+        """Queue one pull event's audit row."""
+        self.add(AuditEvent.row_from_event(event))
+
+    def write(self, session: Session, rows: list[dict[str, Any]]) -> None:
+        session.execute(AuditEvent.__table__.insert(), rows)

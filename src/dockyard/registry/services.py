@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +17,8 @@ from dockyard.accounts.services import AccountService
 from dockyard.authz import ACTION_PERMISSIONS, Permission, Principal, allowed
 from dockyard.config import Settings
 from dockyard.db import upsert, utcnow
-from dockyard.errors import Invalid, NotFound, TooLarge
+from dockyard.entitlements.store import STORE_PREFIX, pinned_manifests, split_store_name
+from dockyard.errors import Forbidden, Invalid, NotFound, TooLarge
 from dockyard.events import Actor, Event, EventBus, EventTag
 from dockyard.oci import mediatypes as mt
 from dockyard.oci.manifest import Descriptor, ParsedManifest
@@ -94,6 +95,9 @@ class RegistryService:
         self.bus = bus
         self.settings = settings
         self.pulls = pulls  # a PullRecorder: pull events batched off the request path
+        # (principal, publisher, product, image) -> may pull store/<publisher>/<product>/<image>; set by the
+        # services factory (entitlements decide); None: store paths grant nothing.
+        self.store_grant: Callable[[Principal, str, str, str], bool] | None = None
 
     # -- access --------------------------------------------------------------------------------
     def allowed_actions(self, principal: Principal, name: str) -> set[str]:
@@ -104,6 +108,12 @@ class RegistryService:
             validate_name(name)
         except Invalid:
             return set()
+        if name.startswith(STORE_PREFIX):
+            # A store path is only ever pulled, and only as the entitlement rules say (never push/delete).
+            parts = split_store_name(name)
+            if parts is None or self.store_grant is None:
+                return set()
+            return {"pull"} if self.store_grant(principal, *parts) else set()
         role = AccountService(self.session, self.bus).role_in(principal, namespace_of(name))
         public = bool(self.session.scalar(select(Repository.is_public).where(Repository.name == name)))
         return {
@@ -468,6 +478,16 @@ class RegistryService:
         )
         if manifest is None:
             raise NotFound("manifest unknown", code="MANIFEST_UNKNOWN", detail={"digest": ref})
+        pinned_by = pinned_manifests(self.session, name).get(ref)
+        if pinned_by is not None:
+            # Customers pull this digest at the store path (or will, once an approved revision is live):
+            # refused rather than taken from under them. Deleting a tag is fine: the store serves pins.
+            raise Forbidden(
+                f"manifest {ref} is pinned by the store product {pinned_by}: publish a revision without it, "
+                "or have it unpublished, before deleting it",
+                code="DENIED",
+                detail={"digest": ref, "product": pinned_by},
+            )
         self.session.execute(delete(Tag).where(Tag.manifest_id == manifest.id))
         self.session.delete(manifest)
         self.bus.publish(

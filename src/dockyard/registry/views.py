@@ -119,11 +119,20 @@ async def dispatch(request: Request) -> Response:
         if match:
             request.scope["dockyard.route"] = kind
             request.scope["path_params"].update(match.groupdict())
-            view = VIEWS.get((kind, request.method))
+            view = None
+            if rest.startswith("store/"):  # the store's paths: served from the live revision's pins
+                view = _store_views().get((kind, request.method))
+            view = view or VIEWS.get((kind, request.method))
             if view is None:
                 return oci_error_response(request, Invalid("method not allowed", code="UNSUPPORTED"))
             return await view(request)
     return oci_error_response(request, NotFound("no such endpoint", code="NAME_UNKNOWN"))
+
+
+def _store_views() -> dict[tuple[str, str], Any]:
+    from dockyard.registry.store_views import STORE_VIEWS  # imports this module's helpers
+
+    return STORE_VIEWS
 
 
 def _name(request: Request) -> str:
@@ -236,6 +245,12 @@ async def get_blob(request: Request, ctx: RequestContext) -> Response:
         return registry.blob_size(name, digest)
 
     size = await ctx.transact(linked_size)
+    return blob_response(request, ctx, digest, size)
+
+
+def blob_response(request: Request, ctx: RequestContext, digest: str, size: int) -> Response:
+    """A blob's bytes (GET) or headers (HEAD), once access is checked: a redirect to the delivery server,
+    the local file, or a stream from the driver."""
     path = ctx.state.blobs.local_path(digest)
     urls = ctx.state.blob_urls
     if request.method == "GET" and path is not None and urls is not None:

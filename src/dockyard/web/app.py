@@ -22,6 +22,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from dockyard.config import Settings
 from dockyard.delivery.server import DeliveryServer
 from dockyard.delivery.urls import BlobUrlSigner
+from dockyard.entitlements.downloads import DownloadRecorder
 from dockyard.jobs import JobRegistry, Worker
 from dockyard.registry import auth_views
 from dockyard.registry import views as registry_views
@@ -111,6 +112,9 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         if settings.pull_event_interval > 0 and state.pull_recorder is None:
             state.pull_recorder = PullRecorder(state.sessions, settings.pull_event_interval)
             state.pull_recorder.start()
+        if settings.pull_event_interval > 0 and state.download_recorder is None:
+            state.download_recorder = DownloadRecorder(state.sessions, settings.pull_event_interval)
+            state.download_recorder.start()
         for worker in workers:
             worker.start()
         try:
@@ -124,6 +128,9 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
             if state.pull_recorder is not None:
                 await asyncio.to_thread(state.pull_recorder.stop)
                 state.pull_recorder = None
+            if state.download_recorder is not None:
+                await asyncio.to_thread(state.download_recorder.stop)
+                state.download_recorder = None
 
     async def healthz(request: Request) -> Response:
         def check() -> None:
@@ -140,6 +147,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     from dockyard.accounts import pages as account_pages
+    from dockyard.entitlements import pages as entitlement_pages
     from dockyard.moderation import pages as moderation_pages
     from dockyard.publishing import pages as publishing_pages
     from dockyard.publishing import product_pages
@@ -164,6 +172,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         *registry_pages.routes,
         *moderation_pages.routes,
         *publishing_pages.routes,
+        *entitlement_pages.routes,
     ]
     from starlette.exceptions import HTTPException
 
@@ -194,6 +203,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
 def api_routers() -> list[Any]:
     """The routers of the JSON API under /api/v1, one per domain."""
     from dockyard.accounts import views as account_views
+    from dockyard.entitlements import views as entitlement_views
     from dockyard.moderation import views as moderation_views
     from dockyard.publishing import product_views
     from dockyard.publishing import views as publishing_views
@@ -205,6 +215,7 @@ def api_routers() -> list[Any]:
         publishing_views.router,
         product_views.router,
         moderation_views.router,
+        entitlement_views.router,
     ]
 
 
