@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from dockyard.demo.catalog import PUBLISHERS
 from dockyard.demo.seed import DemoSeeder
+from dockyard.entitlements.models import DownloadEvent, Entitlement
 from dockyard.publishing.models import ProductRevision, Publisher
 from dockyard.store.models import Listing, ListingPlatform
 from dockyard.web.context import AppState
@@ -41,6 +42,12 @@ def test_the_demo_store(app_state: AppState) -> None:
         states = Counter(s.scalars(select(ProductRevision.state)))
     assert {"submitted", "in_review", "changes_requested", "approved", "rejected", "published"} <= set(states)
     assert states["published"] == len(listings)
+    with app_state.sessions() as s:
+        entitled = s.scalars(select(Entitlement)).all()
+        assert len({e.user_id for e in entitled}) == 3 and len(entitled) >= 12
+        assert all(e.status == "active" and e.license_accepted_at is not None for e in entitled)
+        downloads = s.scalar(select(func.count()).select_from(DownloadEvent))
+        assert downloads and downloads == sum(listing.downloads for listing in s.scalars(select(Listing)))
 
     again = DemoSeeder(app_state).seed()
     assert again.skipped

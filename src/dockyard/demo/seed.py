@@ -10,6 +10,7 @@ are written as download events with past times.
 
 from __future__ import annotations
 
+import datetime as dt
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -81,6 +82,9 @@ class DemoSeeder:
                 done.products[f"{product.org}/{product.slug}"] = product.state
                 self.log(f"  {product.org}/{product.slug}: {product.state}")
         self.step(lambda sv: self._customers(sv, done))
+        for index, customer in enumerate(CUSTOMERS):
+            self._entitle(customer, index)
+        self.step(self._download_history)
         return done
 
     def _staff(self, sv: Services, done: Seeded) -> None:
@@ -174,6 +178,46 @@ class DemoSeeder:
         for name in CUSTOMERS:
             sv.accounts.create_user(name, PASSWORD, email=f"{name}@customers.example")
             done.accounts.append((name, "customer"))
+
+    def _entitle(self, customer: str, index: int) -> None:
+        """Each customer gets the free tier of a few products (a different few each)."""
+        free = [
+            p for p in PRODUCTS if p.state in ("published", "certified") and (p.free_tier or p.price is None)
+        ]
+        for product in free[index::3][:5]:
+            self._as(
+                customer,
+                lambda sv, p, a, product=product: sv.entitlements.get_tier(
+                    product.org, product.slug, "Community", p, a, accept_license=True
+                ),
+            )
+
+    def _download_history(self, sv: Services) -> None:
+        """Four weeks of pulls by the entitled customers (download events with past times), so that the
+        store's "most downloaded" and the publishers' reports have something to show."""
+        from dockyard.entitlements.downloads import download_row, write_downloads
+        from dockyard.entitlements.models import Entitlement
+
+        now = utcnow()
+        agents = ("docker/27.3.1 go/go1.22.7 git-commit/41ca978 os/linux arch/amd64", "skopeo/1.13.3",
+                  "containers/5.29.1 (github.com/containers/image)", "containerd/1.7.22")  # fmt: skip
+        rows = []
+        for entitlement in sv.session.scalars(select(Entitlement)).all():
+            info = sv.entitlements.info(entitlement)
+            org, slug = info.publisher, info.product
+            live = sv.entitlements.catalog.live(org, slug)
+            if live is None:
+                continue
+            product = next(p for p in PRODUCTS if p.org == org and p.slug == slug)
+            image = product.images[0]
+            for _ in range(self.rng.randint(3, 60)):
+                tag = self.rng.choice(VERSIONS)
+                digest = live.pins[image].tags[tag]
+                row = download_row(live, image, tag, digest, entitlement.user_id, self.rng.choice(agents))
+                row["at"] = now - dt.timedelta(minutes=self.rng.randint(5, 28 * 24 * 60))
+                rows.append(row)
+        if rows:
+            write_downloads(sv.session, rows)
 
 
 def manifest(product: DemoProduct, logo: int, screenshots: list[int]) -> dict[str, Any]:
