@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from dockyard.runtime import Runtime
     from dockyard.scanning.services import ScanService
     from dockyard.store.listings import ListingService
+    from dockyard.store.search import SearchService
 
 
 class Services:
@@ -98,3 +99,10 @@ class Services:
         from dockyard.store.listings import ListingService
 
         return ListingService(self.session, self.runtime.blobs)
+
+    @cached_property
+    def search(self) -> SearchService:
+        """Full-text search of the store's listings, with filters and facet counts."""
+        from dockyard.store.search import SearchService
+
+        return SearchService(self.session)
