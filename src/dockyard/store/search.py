@@ -328,8 +328,8 @@ class _Matcher:
             if positive is not None:
                 out["text"] = _ts_match(positive)
             if excluded is not None:
-                document = func.coalesce(_TS_DOCUMENT, cast(literal(""), TSVECTOR))
-                out["not_text"] = not_(document.op("@@")(cast(literal(excluded), TSQUERY)))
+                # A listing not indexed yet (NULL) matches no excluded word: it stays.
+                out["not_text"] = not_(func.coalesce(_ts_match(excluded), False))
         return out
 
     def score(self) -> Any:
