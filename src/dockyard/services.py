@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from dockyard.runtime import Runtime
     from dockyard.scanning.services import ScanService
     from dockyard.store.listings import ListingService
+    from dockyard.store.search import SearchService
 
 
 class Services:
@@ -109,3 +110,10 @@ class Services:
         from dockyard.entitlements.services import EntitlementService
 
         return EntitlementService(self.session, self.runtime.bus, self.accounts, self.runtime.store_cache)
+
+    @cached_property
+    def search(self) -> SearchService:
+        """Full-text search of the store's listings, with filters and facet counts."""
+        from dockyard.store.search import SearchService
+
+        return SearchService(self.session)

@@ -139,6 +139,9 @@ EXPECTED: dict[str, tuple[str, str, str, str, str, str]] = {
     "POST /api/v1/findings/{finding_id}/reclassify":      (UNAUTH, DENIED, DENIED, DENIED, DENIED, OK),
     # pages: users only (robots cannot sign in); HEAD /ui/login must show the form as GET does, not be a login
     "GET /ui/login":                                      (OK,     OK,     OK,     OK,     OK,     OK),
+    # store search: public, page and API
+    "GET /search":                                        (OK,     OK,     OK,     OK,     OK,     OK),
+    "GET /api/v1/search":                                 (OK,     OK,     OK,     OK,     OK,     OK),
     "POST /ui/login":                                     (UNAUTH, OK,     UNAUTH, OK,     OK,     OK),
     "POST /ui/logout":                                    (OK,     OK,     OK,     OK,     OK,     OK),
     "POST /ui/sign-out-everywhere":                       (UNAUTH, OK,     UNAUTH, OK,     OK,     OK),
@@ -779,6 +782,16 @@ def scan_sbom(c: Cell, m: str, t: Target) -> httpx.Response:
 def reclassify(c: Cell, m: str, t: Target) -> httpx.Response:
     body = {"severity": "Minor", "reason": "accepted risk (permission matrix)"}
     return c.api(m, f"/api/v1/findings/{t.finding}/reclassify", json=body)
+
+
+@builds("GET /search")
+def search_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, "/search?q=app&certified=1")
+
+
+@builds("GET /api/v1/search")
+def search_api(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, "/api/v1/search?q=app&free=1")
 
 
 @builds("GET /ui/login")

@@ -22,6 +22,7 @@ from dockyard.registry import imagefacts as facts
 from dockyard.registry.models import Manifest, Repository, RepositoryBlob
 from dockyard.storage.blobstore import BlobStore
 from dockyard.store.models import CERTIFIED_KINDS, Listing, ListingPlatform, ListingStatus, ProductBadge
+from dockyard.store.search import SearchService
 
 log = logging.getLogger("dockyard.store")
 
@@ -45,6 +46,7 @@ class ListingService:
         listing = self.session.scalar(select(Listing).where(Listing.product_id == product_id))
         if product is None or live is None:
             if listing is not None:
+                SearchService(self.session).unindex(listing.id)
                 self.session.delete(listing)
                 self.session.flush()
             return None
@@ -75,6 +77,7 @@ class ListingService:
                 ListingPlatform.__table__.insert(),
                 [{"listing_id": listing.id, "platform": p} for p in platforms],
             )
+        SearchService(self.session).index(listing)
         return listing
 
     def sync_publisher(self, publisher_id: int) -> int:

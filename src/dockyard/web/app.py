@@ -153,6 +153,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
     from dockyard.publishing import product_pages
     from dockyard.registry import pages as registry_pages
     from dockyard.scanning import pages as scan_pages
+    from dockyard.store import search_pages
     from dockyard.web import pages
     from dockyard.web.api import API_PREFIX, DOCS_PATH, create_api, docs
 
@@ -173,6 +174,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         *moderation_pages.routes,
         *publishing_pages.routes,
         *entitlement_pages.routes,
+        *search_pages.routes,
     ]
     from starlette.exceptions import HTTPException
 
@@ -208,6 +210,7 @@ def api_routers() -> list[Any]:
     from dockyard.publishing import product_views
     from dockyard.publishing import views as publishing_views
     from dockyard.scanning import views as scan_views
+    from dockyard.store import search_views
 
     return [
         account_views.router,
@@ -216,6 +219,7 @@ def api_routers() -> list[Any]:
         product_views.router,
         moderation_views.router,
         entitlement_views.router,
+        search_views.router,
     ]
 
 

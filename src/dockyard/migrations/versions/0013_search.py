@@ -1,0 +1,81 @@
+"""search: the listings' full-text index (FTS5 on SQLite, a tsvector column with a GIN index on PostgreSQL)
+
+Neither is declared in the models (dockyard.store.search.outside_metadata keeps them out of Alembic's
+comparison): the index is written by dockyard.store.search.SearchService, from the tokens of
+dockyard.store.query, never by the database's own parser.
+
+Revision ID: 0013
+Revises: 0012
+"""
+
+from __future__ import annotations
+
+import json
+
+import sqlalchemy as sa
+from alembic import op
+from sqlalchemy.orm import Session
+
+from dockyard.store.search import SearchService
+
+revision = "0013"
+down_revision = "0012"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        # The 'ascii' tokenizer splits on ASCII punctuation and spaces only: the text it gets is already
+        # our tokens, space-joined. Prefix indexes for search as you type.
+        op.execute(
+            "CREATE VIRTUAL TABLE IF NOT EXISTS listing_fts USING fts5("
+            "name, tags, publisher, short, category, long, tokenize='ascii', prefix='2 3')"
+        )
+        # A listing removed (unpublished, or its product deleted by a cascade) leaves the index with it.
+        op.execute(
+            "CREATE TRIGGER IF NOT EXISTS listing_fts_delete AFTER DELETE ON listing "
+            "BEGIN DELETE FROM listing_fts WHERE rowid = old.id; END"
+        )
+        _reindex()
+    else:
+        op.execute("ALTER TABLE listing ADD COLUMN search_document tsvector")
+        op.execute("CREATE INDEX ix_listing_search_document ON listing USING gin (search_document)")
+        _reindex()
+
+
+def _reindex() -> None:
+    """Index the listings already there (written before this migration)."""
+    session = Session(bind=op.get_bind())
+    rows = session.execute(
+        sa.text(
+            "SELECT id, name, tags, publisher_name, short_description, category, long_description "
+            "FROM listing"
+        )
+    ).all()
+    SearchService(session).index_rows(
+        [
+            (
+                r.id,
+                {
+                    "name": r.name,
+                    "tags": " ".join(r.tags if isinstance(r.tags, list) else json.loads(r.tags or "[]")),
+                    "publisher": r.publisher_name,
+                    "short": r.short_description,
+                    "category": r.category or "",
+                    "long": r.long_description,
+                },
+            )
+            for r in rows
+        ]
+    )
+    session.flush()
+
+
+def downgrade() -> None:
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute("DROP TRIGGER IF EXISTS listing_fts_delete")
+        op.execute("DROP TABLE IF EXISTS listing_fts")
+    else:
+        op.execute("DROP INDEX IF EXISTS ix_listing_search_document")
+        op.execute("ALTER TABLE listing DROP COLUMN IF EXISTS search_document")
