@@ -75,6 +75,7 @@ class Permission(StrEnum):
     REPORTS_READ = "reports:read"
     USER_MANAGE = "user:manage"
     STAFF_MANAGE = "staff:manage"
+    BADGE_MANAGE = "badge:manage"  # grant and withdraw store badges (store-admin: every permission but own)
 
 
 P = Permission

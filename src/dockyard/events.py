@@ -72,6 +72,8 @@ class EventTag(StrEnum):
     PRODUCT_UNPUBLISH = "product:unpublish"
     REVIEW_COMMENT = "review:comment"  # data: internal, anchor; never the body of an internal note
     REVIEW_COMMENT_RESOLVE = "review:comment_resolve"  # a thread marked resolved (data: comment, internal)
+    BADGE_GRANT = "badge:grant"  # a store badge granted or re-granted (data: product, kind, reason)
+    BADGE_WITHDRAW = "badge:withdraw"  # a store badge withdrawn (data: product, kind, reason)
 
 
 @dataclass(frozen=True)

@@ -145,6 +145,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
     from dockyard.publishing import product_pages
     from dockyard.registry import pages as registry_pages
     from dockyard.scanning import pages as scan_pages
+    from dockyard.store import pages as store_pages
     from dockyard.web import pages
     from dockyard.web.api import API_PREFIX, DOCS_PATH, create_api, docs
 
@@ -164,6 +165,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         *registry_pages.routes,
         *moderation_pages.routes,
         *publishing_pages.routes,
+        *store_pages.routes,
     ]
     from starlette.exceptions import HTTPException
 
@@ -198,6 +200,7 @@ def api_routers() -> list[Any]:
     from dockyard.publishing import product_views
     from dockyard.publishing import views as publishing_views
     from dockyard.scanning import views as scan_views
+    from dockyard.store import views as store_views
 
     return [
         account_views.router,
@@ -205,6 +208,7 @@ def api_routers() -> list[Any]:
         publishing_views.router,
         product_views.router,
         moderation_views.router,
+        store_views.router,
     ]
 
 
