@@ -26,7 +26,9 @@ def world(app_state: AppState, tmp_path: Path):  # type: ignore[no-untyped-def]
 def set_listing(state: AppState, org: str, slug: str, **values: object) -> None:
     with state.sessions.begin() as s:
         s.execute(
-            update(Listing).where(Listing.publisher_slug == org, Listing.product_slug == slug).values(**values)
+            update(Listing)
+            .where(Listing.publisher_slug == org, Listing.product_slug == slug)
+            .values(**values)
         )
 
 
@@ -36,7 +38,9 @@ def badge(state: AppState, org: str, slug: str, kind: str) -> None:
             select(Listing.product_id).where(Listing.publisher_slug == org, Listing.product_slug == slug)
         )
         s.add(ProductBadge(product_id=product_id, kind=kind, reason="tested"))
-        s.execute(update(Listing).where(Listing.product_id == product_id).values(certified=kind != "official"))
+        s.execute(
+            update(Listing).where(Listing.product_id == product_id).values(certified=kind != "official")
+        )
 
 
 def text_of(html: str) -> str:
@@ -54,12 +58,14 @@ def test_the_product_page_shows_every_manifest_item(client: TestClient, app_stat
     assert "<h1>Acme Database</h1>" in html
     assert f'src="/catalog-images/{manifest["logo"]}/128"' in html  # the logo
     assert "A fast SQL database for containers." in text  # short description
-    assert "<strong>fast</strong>" in html and "<script>alert" not in html  # long description, rendered safely
+    assert (
+        "<strong>fast</strong>" in html and "<script>alert" not in html
+    )  # long description, rendered safely
     assert 'href="/search?category=Database"' in html
     for tag in manifest["tags"]:
         assert f'href="/search?q={tag}"' in html
     shot = manifest["screenshots"][0]
-    assert f'src="/catalog-images/{shot}/thumb"' in html and f'href="#shot-1"' in html
+    assert f'src="/catalog-images/{shot}/thumb"' in html and 'href="#shot-1"' in html
     assert f'src="/catalog-images/{shot}/full"' in html and 'id="shot-1"' in html  # full size, no JS
     assert 'href="https://acme.example/support"' in html and "mailto:support@acme.example" in html
     assert 'href="https://acme.example/docs"' in html  # self-help resource
@@ -85,7 +91,8 @@ def test_the_product_page_shows_every_manifest_item(client: TestClient, app_stat
 
 
 def test_the_staging_repositories_never_reach_the_page_or_the_api(
-    client: TestClient, world  # type: ignore[no-untyped-def]
+    client: TestClient,
+    world,  # type: ignore[no-untyped-def]
 ) -> None:
     for path in (f"/products/{world.org}/{world.slug}", f"/api/v1/products/{world.org}/{world.slug}", "/"):
         body = client.get(path).text
@@ -110,7 +117,9 @@ def test_on_hold_shows_the_warning_label(client: TestClient, app_state: AppState
 
 
 def test_a_revoked_product_says_it_was_withdrawn_and_leaves_the_home_page(
-    client: TestClient, app_state: AppState, world  # type: ignore[no-untyped-def]
+    client: TestClient,
+    app_state: AppState,
+    world,  # type: ignore[no-untyped-def]
 ) -> None:
     assert "Acme Database" in client.get("/").text
     set_listing(

@@ -56,7 +56,9 @@ class BadgeService:
         listing = self._listing(publisher, product)
         return list(
             self.session.scalars(
-                select(ProductBadge).where(ProductBadge.product_id == listing.product_id).order_by(ProductBadge.id)
+                select(ProductBadge)
+                .where(ProductBadge.product_id == listing.product_id)
+                .order_by(ProductBadge.id)
             )
         )
 

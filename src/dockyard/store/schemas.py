@@ -117,7 +117,12 @@ class BadgeChange(BaseModel):
 
 
 def badge_out(badge: Badge) -> dict[str, Any]:
-    return {"kind": badge.kind, "title": badge.title, "meaning": badge.meaning, "granted_at": badge.granted_at}
+    return {
+        "kind": badge.kind,
+        "title": badge.title,
+        "meaning": badge.meaning,
+        "granted_at": badge.granted_at,
+    }
 
 
 def details(page: ProductPage) -> dict[str, Any]:
@@ -167,7 +172,13 @@ def details(page: ProductPage) -> dict[str, Any]:
                 "name": i.name,
                 "tiers": i.tiers,
                 "tags": [
-                    {"tag": t.tag, "digest": t.digest, "platforms": t.platforms, "size": t.size, "pull": t.pull}
+                    {
+                        "tag": t.tag,
+                        "digest": t.digest,
+                        "platforms": t.platforms,
+                        "size": t.size,
+                        "pull": t.pull,
+                    }
                     for t in i.tags
                 ],
             }
