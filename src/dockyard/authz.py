@@ -78,6 +78,7 @@ class Permission(StrEnum):
     # the store's customers (issue 10)
     ENTITLEMENT_MANAGE = "entitlement:manage"  # get a free tier, list and cancel one's own entitlements
     ENTITLEMENT_REVOKE = "entitlement:revoke"  # revoke anyone's (store-admins; publishers: PRODUCT_EDIT)
+    BADGE_MANAGE = "badge:manage"  # grant and withdraw store badges (store-admin: every permission but own)
 
 
 P = Permission

@@ -77,6 +77,8 @@ class EventTag(StrEnum):
     ENTITLEMENT_CREATE = "entitlement:create"
     ENTITLEMENT_CANCEL = "entitlement:cancel"
     ENTITLEMENT_REVOKE = "entitlement:revoke"
+    BADGE_GRANT = "badge:grant"  # a store badge granted or re-granted (data: product, kind, reason)
+    BADGE_WITHDRAW = "badge:withdraw"  # a store badge withdrawn (data: product, kind, reason)
 
 
 @dataclass(frozen=True)

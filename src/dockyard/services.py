@@ -23,7 +23,9 @@ if TYPE_CHECKING:
     from dockyard.registry.services import RegistryService
     from dockyard.runtime import Runtime
     from dockyard.scanning.services import ScanService
+    from dockyard.store.badges import BadgeService
     from dockyard.store.listings import ListingService
+    from dockyard.store.reads import StoreReads
     from dockyard.store.search import SearchService
 
 
@@ -117,3 +119,17 @@ class Services:
         from dockyard.store.search import SearchService
 
         return SearchService(self.session)
+
+    @cached_property
+    def store_reads(self) -> StoreReads:
+        """What the store's customer pages and the product details API read (listings, a live manifest)."""
+        from dockyard.store.reads import StoreReads
+
+        return StoreReads(self.session)
+
+    @cached_property
+    def badges(self) -> BadgeService:
+        """Store badges, granted and withdrawn by store-admins (audited; the listing's certified follows)."""
+        from dockyard.store.badges import BadgeService
+
+        return BadgeService(self.session, self.runtime.bus, self.runtime.blobs)

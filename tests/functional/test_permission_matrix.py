@@ -73,7 +73,7 @@ from dockyard.jobs import Worker
 from dockyard.publishing import imaging
 from dockyard.publishing.agreement import AGREEMENT_VERSION
 from dockyard.publishing.assets import AssetStore
-from dockyard.publishing.models import CatalogImage, Publisher, PublisherEmailToken
+from dockyard.publishing.models import CatalogImage, ProductRevision, Publisher, PublisherEmailToken
 from dockyard.registry.views import PATTERNS, VIEWS
 from dockyard.scanning.models import ScanFinding
 from dockyard.scanning.services import ScanService
@@ -100,6 +100,7 @@ PRODUCT = PUB + "/products/{slug}"
 PUB_PAGE = "/ui/orgs/{org}/publisher"
 PRODUCT_PAGE = "/ui/orgs/{org}/products/{slug}"
 REVISION_PAGE = "/ui/review/revisions/{revision_id:int}"
+STORE_PRODUCT = "/products/{publisher}/{product}"
 
 # One row per route key, one column per role (in ROLES order).
 # fmt: off
@@ -271,6 +272,15 @@ EXPECTED: dict[str, tuple[str, str, str, str, str, str]] = {
     "POST /products/{publisher}/{product}/get":           (UNAUTH, OK,     UNAUTH, OK,     OK,     OK),
     "GET /ui/subscriptions":                              (UNAUTH, OK,     UNAUTH, OK,     OK,     OK),
     "POST /ui/subscriptions/{entitlement_id:int}/cancel": (UNAUTH, OK,     UNAUTH, OK,     OK,     OK),
+    # the store (issue 10, storepages): its pages and product details are public; badges are the
+    # store-admin's (checked before the product is looked up, so a missing product is refused alike)
+    "GET /ui/start":                                      (OK,     OK,     OK,     OK,     OK,     OK),
+    "GET " + STORE_PRODUCT:                               (OK,     OK,     OK,     OK,     OK,     OK),
+    "POST " + STORE_PRODUCT + "/badges":                  (UNAUTH, DENIED, UNAUTH, DENIED, DENIED, OK),
+    "GET /publishers/{publisher}":                        (OK,     OK,     OK,     OK,     OK,     OK),
+    "GET /api/v1" + STORE_PRODUCT:                        (OK,     OK,     OK,     OK,     OK,     OK),
+    "PUT /api/v1" + STORE_PRODUCT + "/badges/{kind}":     (UNAUTH, DENIED, DENIED, DENIED, DENIED, OK),
+    "DELETE /api/v1" + STORE_PRODUCT + "/badges/{kind}":  (UNAUTH, DENIED, DENIED, DENIED, DENIED, OK),
 }
 # fmt: on
 
@@ -1430,6 +1440,72 @@ def subscriptions_page(c: Cell, m: str, t: Target) -> httpx.Response:
 def cancel_subscription_page(c: Cell, m: str, t: Target) -> httpx.Response:
     eid = fresh_entitlement(c) if t.slug == c.world.slug else t.revision
     return c.page(m, f"/ui/subscriptions/{eid}/cancel")
+
+
+# -- the store (storepages) ----------------------------------------------------------------------------------
+def store_listed(c: Cell, t: Target, *, badge: str | None = None) -> str:
+    """The world's product as the store lists it (a listing row over its draft revision: the pages read
+    listings only), optionally holding ``badge``; the twin's missing product is left missing."""
+    if t.slug != c.world.slug:
+        return t.slug
+    from dockyard.store.models import Listing, ProductBadge
+
+    with c.state.sessions.begin() as s:
+        publisher = s.scalar(select(Publisher).join(Namespace).where(Namespace.name == c.world.org))
+        revision = s.get(ProductRevision, c.world.revision)
+        product_id = revision.product_id
+        if s.scalar(select(Listing.id).where(Listing.product_id == product_id)) is None:
+            s.add(
+                Listing(
+                    product_id=product_id, publisher_id=publisher.id, revision_id=c.world.revision,
+                    publisher_slug=c.world.org, product_slug=c.world.slug, publisher_name="Acme Ltd",
+                    name="Acme Database", category="Database",
+                )
+            )  # fmt: skip
+        found = select(ProductBadge.id).where(ProductBadge.product_id == product_id)
+        found = found.where(ProductBadge.kind == badge)
+        if badge and s.scalar(found) is None:
+            s.add(ProductBadge(product_id=product_id, kind=badge, reason="for the cell"))
+    return t.slug
+
+
+@builds("GET /ui/start")
+def registry_start(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, "/ui/start")
+
+
+@builds("GET " + STORE_PRODUCT)
+def store_product(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, f"/products/{t.org}/{store_listed(c, t)}")
+
+
+@builds("POST " + STORE_PRODUCT + "/badges")
+def store_badge_form(c: Cell, m: str, t: Target) -> httpx.Response:
+    data = {"kind": "official", "action": "grant", "reason": "the maker"}
+    return c.page(m, f"/products/{t.org}/{store_listed(c, t)}/badges", data=data)
+
+
+@builds("GET /publishers/{publisher}")
+def store_publisher(c: Cell, m: str, t: Target) -> httpx.Response:
+    store_listed(c, t)
+    return c.page(m, f"/publishers/{t.org}")
+
+
+@builds("GET /api/v1" + STORE_PRODUCT)
+def store_product_api(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, f"/api/v1/products/{t.org}/{store_listed(c, t)}")
+
+
+@builds("PUT /api/v1" + STORE_PRODUCT + "/badges/{kind}")
+def store_badge_grant(c: Cell, m: str, t: Target) -> httpx.Response:
+    url = f"/api/v1/products/{t.org}/{store_listed(c, t)}/badges/official"
+    return c.api(m, url, json={"reason": "the maker"})
+
+
+@builds("DELETE /api/v1" + STORE_PRODUCT + "/badges/{kind}")
+def store_badge_withdraw(c: Cell, m: str, t: Target) -> httpx.Response:
+    url = f"/api/v1/products/{t.org}/{store_listed(c, t, badge='official')}/badges/official"
+    return c.api(m, url, json={"reason": "not the maker"})
 
 
 # -- outcomes ----------------------------------------------------------------------------------------------

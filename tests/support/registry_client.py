@@ -257,7 +257,8 @@ def _check_response_shape(response: httpx.Response, problems: list[str]) -> None
         return
     response.read()
     path = request.url.path
-    if path.startswith(("/ui/", "/catalog-images/")):  # pages, and the images they show: HTML errors
+    # pages (the store's customer pages too), and the images they show: HTML errors
+    if path.startswith(("/ui/", "/catalog-images/", "/products/", "/publishers/")):
         if "text/html" not in response.headers.get("content-type", ""):
             problems.append(f"{where}: a page error that is not an HTML page")
         return

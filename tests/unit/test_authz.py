@@ -95,6 +95,7 @@ TABLE: dict[Permission, tuple[bool, ...]] = {
     P.REPORTS_READ:        (N, N, N, N, N, N, N, Y, N, N, Y, N, N, N, N, N, N),
     P.USER_MANAGE:         (N, N, N, N, N, N, N, Y, N, N, N, N, N, N, N, N, N),
     P.STAFF_MANAGE:        (N, N, N, N, N, N, N, Y, N, N, N, N, N, N, N, N, N),
+    P.BADGE_MANAGE:        (N, N, N, N, N, N, N, Y, N, N, N, N, N, N, N, N, N),
 }
 # fmt: on
 

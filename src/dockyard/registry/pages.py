@@ -48,7 +48,7 @@ def _path(request: Request, route: str, **params: str) -> str:
 
 @page
 async def home(request: Request, ctx: RequestContext) -> Response:
-    """The start page: what dockyard is and how to push a first image (the storefront replaces it later)."""
+    """The registry's start page: what dockyard is and how to push a first image (``/`` is the store's)."""
     await optional_session_principal(ctx)
     return render(request, "registry/home.html", {"host": registry_host(request)})
 
@@ -203,7 +203,7 @@ async def set_visibility(request: Request, ctx: RequestContext) -> Response:
 # (scanning/pages.py, ".../-/scans/...") is mounted before these.
 REPOSITORY = "/ui/repositories/{name:path}"
 routes = [
-    Route("/", home, methods=["GET"], name="home"),
+    Route("/ui/start", home, methods=["GET"], name="start"),
     Route("/ui/", dashboard, methods=["GET"], name="dashboard"),
     Route("/ui/namespaces/{name}", namespace, methods=["GET"], name="namespace"),
     Route(REPOSITORY + "/-/manifests/{digest}", manifest, methods=["GET"], name="manifest"),

@@ -153,6 +153,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
     from dockyard.publishing import product_pages
     from dockyard.registry import pages as registry_pages
     from dockyard.scanning import pages as scan_pages
+    from dockyard.store import pages as store_pages
     from dockyard.store import search_pages
     from dockyard.web import pages
     from dockyard.web.api import API_PREFIX, DOCS_PATH, create_api, docs
@@ -175,6 +176,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         *publishing_pages.routes,
         *entitlement_pages.routes,
         *search_pages.routes,
+        *store_pages.routes,
     ]
     from starlette.exceptions import HTTPException
 
@@ -211,6 +213,7 @@ def api_routers() -> list[Any]:
     from dockyard.publishing import views as publishing_views
     from dockyard.scanning import views as scan_views
     from dockyard.store import search_views
+    from dockyard.store import views as store_views
 
     return [
         account_views.router,
@@ -220,6 +223,7 @@ def api_routers() -> list[Any]:
         moderation_views.router,
         entitlement_views.router,
         search_views.router,
+        store_views.router,
     ]
 
 
