@@ -32,6 +32,7 @@ def test_the_demo_store(app_state: AppState) -> None:
         assert len(listings) >= 20
         assert len({listing.category for listing in listings}) >= 10
         assert any(listing.free for listing in listings) and not all(listing.free for listing in listings)
+        assert 3 <= sum(listing.certified for listing in listings) < len(listings)
         arm = s.scalar(
             select(func.count()).select_from(ListingPlatform).where(ListingPlatform.platform == "linux/arm64")
         )

@@ -166,6 +166,13 @@ class DemoSeeder:
         if product.state == "approved":
             return
         self._as(ADMIN, lambda sv, p, a: sv.reviews.publish(rid, p, a, "Welcome to the store."))
+        if product.state == "certified":
+            kind = "certified_infrastructure" if product.category == "Networking" else "certified_container"
+            why = "Passed the best-practice review; no open Critical findings at certification."
+            self._as(ADMIN, lambda sv, p, a: sv.badges.grant(org, slug, kind, why, p, a))
+            if product.org == "northwind":
+                official = "Published by the maker of the software it contains."
+                self._as(ADMIN, lambda sv, p, a: sv.badges.grant(org, slug, "official", official, p, a))
 
     def _as(self, username: str, action: Callable[[Services, Principal, Actor], T]) -> T:
         def run(sv: Services) -> T:
