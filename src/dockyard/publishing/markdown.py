@@ -44,9 +44,20 @@ def _only_web_images(tag: str, attribute: str, value: str) -> str | None:
     return value
 
 
-def render_markdown(text: str) -> Markup:
-    """``text`` (Markdown) as safe HTML: no raw HTML, links rel="nofollow noopener", images only http(s)."""
-    html = _parser().render(text or "")
+def render_markdown(text: str, *, headings_from: int = 1) -> Markup:
+    """``text`` (Markdown) as safe HTML: no raw HTML, links rel="nofollow noopener", images only http(s).
+
+    ``headings_from``: the level a ``#`` heading gets, the others following (capped at h6), so a
+    publisher's headings sit under the page's own (a product page's sections are h2: its Markdown starts
+    at h3) and the page keeps one h1 and headings in order."""
+    md = _parser()
+    tokens = md.parse(text or "")
+    if headings_from > 1:
+        for token in tokens:
+            if token.type in ("heading_open", "heading_close"):
+                level = min(6, int(token.tag[1]) + headings_from - 1)
+                token.tag = f"h{level}"
+    html = md.renderer.render(tokens, md.options, {})
     clean = nh3.clean(
         html,
         tags=TAGS,

@@ -42,8 +42,8 @@ def _product_context(
     return {
         "p": view,
         "m": m,
-        "long_description": render_markdown(m.long_description),
-        "install": render_markdown(m.install),
+        "long_description": render_markdown(m.long_description, headings_from=3),
+        "install": render_markdown(m.install, headings_from=3),
         "story_link": f"/publishers/{view.publisher.org}#story",
         "get_base": f"/products/{view.card.publisher}/{view.card.product}/get",
         "manage_badges": allowed(principal, Permission.BADGE_MANAGE),
@@ -108,7 +108,11 @@ async def publisher(request: Request, ctx: RequestContext) -> Response:
     await optional_session_principal(ctx)
     org = request.path_params["publisher"]
     view = await ctx.call(lambda sv: sv.store_reads.publisher(org))
-    context = {"pub": view, "story": render_markdown(view.publisher.story), "section": "store"}
+    context = {
+        "pub": view,
+        "story": render_markdown(view.publisher.story, headings_from=3),
+        "section": "store",
+    }
     return render(request, "store/publisher.html", context)
 
 

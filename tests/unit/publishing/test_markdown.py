@@ -86,3 +86,10 @@ def test_code_keeps_its_language_and_escapes_its_text() -> None:
 
 def test_empty_text_is_empty() -> None:
     assert render_markdown("") == ""
+
+
+def test_headings_start_at_the_level_the_page_gives_them() -> None:
+    html = str(render_markdown("# Title\n\n## Part\n\n##### Deep\n\ntext", headings_from=3))
+    assert "<h3>Title</h3>" in html and "<h4>Part</h4>" in html and "<h6>Deep</h6>" in html
+    assert "<h1>" not in html and "<h2>" not in html
+    assert "<h1>Title</h1>" in str(render_markdown("# Title"))  # by default, as written
