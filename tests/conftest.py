@@ -177,16 +177,23 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 DATABASE_FIXTURES = frozenset({"database_url", "fresh_database_url", "module_live_server", "server"})
 
 
+# Tests in a real browser check what the pages show and how they behave there; what they read and write
+# underneath is tested on both databases by the page tests (tests/functional), so they run on SQLite only.
+SQLITE_ONLY_FIXTURES = frozenset({"browser"})
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """On PostgreSQL (the second run of `make test`), deselect the tests that reach no database through
-    any fixture: they ran on SQLite already and would only repeat themselves. A test that starts servers or
-    CLI commands on a database of its own making keeps running on SQLite only, as it did."""
+    any fixture: they ran on SQLite already and would only repeat themselves; and the browser tests (see
+    SQLITE_ONLY_FIXTURES). A test that starts servers or CLI commands on a database of its own making keeps
+    running on SQLite only, as it did. `DOCKYARD_PG_ALL_TESTS=1` runs everything on PostgreSQL too."""
     if not PG_URL or os.environ.get("DOCKYARD_PG_ALL_TESTS") == "1":
         return
     keep, drop = [], []
     for item in items:
-        reaches = DATABASE_FIXTURES & set(getattr(item, "fixturenames", ()))
-        (keep if reaches or item.get_closest_marker("database") else drop).append(item)
+        fixtures = set(getattr(item, "fixturenames", ()))
+        reaches = DATABASE_FIXTURES & fixtures or item.get_closest_marker("database")
+        (keep if reaches and not SQLITE_ONLY_FIXTURES & fixtures else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
