@@ -17,12 +17,15 @@ NVD_FEED, GHSA_FEED = "nvd", "ghsa"
 # The Node.js security WG's advisories of the runtime itself (osv.dev carries none): one index of them all.
 NODEJS_CORE_INDEX = "https://raw.githubusercontent.com/nodejs/security-wg/main/vuln/core/index.json"
 GHSA_ARCHIVE = "https://github.com/github/advisory-database/archive/refs/heads/main.zip"
+# Alpine's own security database for edge, the rolling branch: osv.dev's Alpine export has releases only.
+ALPINE_EDGE_SECDB = tuple(f"https://secdb.alpinelinux.org/edge/{repo}.json" for repo in ("main", "community"))
 # Then the two severity sources: NVD's CVE API 2.0 and GitHub's advisory database (scanning.severity).
 DEFAULT_VULNDB_SOURCES: tuple[str, ...] = (
     *(
         f"{OSV_EXPORTS}/{ecosystem}/all.zip"
         for ecosystem in ("Debian", "Alpine", "PyPI", "npm", "Go", "Maven")
     ),
+    *ALPINE_EDGE_SECDB,
     NODEJS_CORE_INDEX,
     NVD_FEED,
     GHSA_FEED,

@@ -193,6 +193,8 @@ def test_vulndb_sources_default_to_the_osv_exports_and_the_severity_sources() ->
             f"https://osv-vulnerabilities.storage.googleapis.com/{e}/all.zip"
             for e in ("Debian", "Alpine", "PyPI", "npm", "Go", "Maven")
         ),
+        "https://secdb.alpinelinux.org/edge/main.json",
+        "https://secdb.alpinelinux.org/edge/community.json",
         "https://raw.githubusercontent.com/nodejs/security-wg/main/vuln/core/index.json",
         "nvd",
         "ghsa",
