@@ -84,6 +84,8 @@ def test_a_revoked_entitlement_cannot_be_got_again_but_a_cancelled_one_can(
         follow_redirects=False,
     )
     assert page.status_code == 403 and "revoked" in page.text
+    mine = client.get("/ui/subscriptions").text
+    assert "it was revoked" in mine and "Get it again" not in mine
     # A customer's own cancellation is theirs to undo.
     other = make_customer(app_state)
     eid2 = get_community(client, world, other).json()["id"]
