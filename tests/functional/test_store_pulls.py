@@ -1,8 +1,9 @@
 """Entitlements on a real database, registry and review: getting a free tier (licence recorded, re-getting
-re-activates the row), paid tiers refused, cancel and revoke (audited), and pulling at the store path
-through /token and /v2 with the Python registry client: who is granted, what a refusal looks like (the
-very answer a missing repository gets), pins (a later push changes nothing), digests reachable from a pin
-only, the staging repository never named, download events, and pinned manifests that cannot be deleted."""
+re-activates a cancelled row, never a revoked one), paid tiers refused, cancel and revoke (audited), and
+pulling at the store path through /token and /v2 with the Python registry client: who is granted, what a
+refusal looks like (the very answer a missing repository gets), pins (a later push changes nothing),
+digests reachable from a pin only, the staging repository never named, download events, and pinned
+manifests that cannot be deleted."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from tests.support.store_world import as_user, published_world, who
 from dockyard.audit.models import AuditEvent
 from dockyard.entitlements.models import DownloadEvent, Entitlement
 from dockyard.entitlements.services import PaymentUnavailable
-from dockyard.errors import Conflict, Invalid, NotFound
+from dockyard.errors import Conflict, Forbidden, Invalid, NotFound
 from dockyard.publishing.manifest import ManifestInvalid, parse_manifest
 from dockyard.web.context import AppState
 
@@ -132,9 +133,10 @@ def test_revoking_needs_the_store_admin_or_the_publishers_editors_and_a_reason(
         assert s.get(Entitlement, eid).status == "revoked"
         event = s.scalar(select(AuditEvent).where(AuditEvent.tag == "entitlement:revoke"))
         assert event.data["reason"] == "abuse" and event.actor_name == world.users["maintainer"]
-    eid2 = get_free(app_state, world)  # got again: active
-    assert eid2 == eid
-    as_user(app_state, world.users["admin"], lambda sv, p, a: sv.entitlements.revoke(eid, p, a, "chargeback"))
+    with pytest.raises(Forbidden, match="revoked"):  # getting it again does not undo a revocation
+        get_free(app_state, world)
+    with pytest.raises(Conflict, match="revoked already"):
+        as_user(app_state, world.users["admin"], lambda sv, p, a: sv.entitlements.revoke(eid, p, a, "again"))
 
 
 def test_only_a_free_tier_may_allow_anonymous_pulls(world: World) -> None:

@@ -30,7 +30,7 @@ from dockyard.accounts.passwords import MAX_PASSWORD_LENGTH, hash_secret, new_se
 from dockyard.accounts.services import (
     MIN_PASSWORD_LENGTH,
     NAME_RE,
-    STORE_NAMES,
+    RESERVED_NAMES,
     TOKEN_PREFIX,
     AccountService,
 )
@@ -52,13 +52,6 @@ MAX_EMAIL_LENGTH = 254  # RFC 5321's longest forward path, less its angle bracke
 _ATOM = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 EMAIL_RE = re.compile(rf"^{_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+[a-z]{{2,63}}$")
-
-# Names a stranger must not sign up as: they would pass for the store itself in a repository name.
-RESERVED_NAMES = frozenset(
-    {"admin", "administrator", "root", "dockyard", "staff", "support", "security", "system", "abuse"}
-    | {"postmaster", "webmaster", "help", "api", "www", "ui", "v2", "static", "library", "official"}
-    | STORE_NAMES
-)
 
 
 class LinkInvalid(Invalid):

@@ -72,6 +72,13 @@ def validate_password(password: str) -> str:
 # Namespaces the store's own addresses use: /v2/store/... is where customers pull, and the storefront's
 # pages live at /products, /publishers and /search. No user or organisation may take them.
 STORE_NAMES = frozenset({"store", "products", "publishers", "search"})
+# Names a stranger must not take (signing up, or creating an organisation, which may then become a
+# publisher): they would pass for the store itself in a repository name or on the store's pages.
+RESERVED_NAMES = frozenset(
+    {"admin", "administrator", "root", "dockyard", "staff", "support", "security", "system", "abuse"}
+    | {"postmaster", "webmaster", "help", "api", "www", "ui", "v2", "static", "library", "official"}
+    | STORE_NAMES
+)
 
 
 def validate_account_name(name: str) -> str:
@@ -171,8 +178,8 @@ class AccountService(Authentication):
         """Every user, by name."""
         return list(self.session.scalars(select(User).order_by(User.username)))
 
-    def _ensure_name_free(self, name: str) -> None:
-        if name in STORE_NAMES:
+    def _ensure_name_free(self, name: str, reserved: frozenset[str] = STORE_NAMES) -> None:
+        if name in reserved:
             raise Conflict(f"name {name!r} is reserved for the store")
         if self.session.scalar(select(Namespace.id).where(Namespace.name == name)) is not None:
             raise Conflict(f"name {name!r} is taken")
@@ -181,7 +188,9 @@ class AccountService(Authentication):
     def create_org(self, name: str, owner: str, *, actor: Actor | None = None) -> Namespace:
         """Create an organisation namespace with ``owner`` as its first owner."""
         validate_account_name(name)
-        self._ensure_name_free(name)
+        # Users are created by sign-up (which refuses every reserved name) or by an administrator (who may
+        # name one "admin"); an organisation is anyone's to create, so it gets the whole list here.
+        self._ensure_name_free(name, RESERVED_NAMES)
         user = self.get_user(owner)
         ns = Namespace(name=name, kind=NamespaceKind.ORG.value)
         self.session.add(ns)

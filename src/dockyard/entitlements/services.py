@@ -11,12 +11,13 @@ from sqlalchemy.orm import Session
 
 from dockyard.accounts.services import AccountService
 from dockyard.authz import Permission, Principal, Scope, StaffRole, allowed, require
-from dockyard.db import utcnow
+from dockyard.db import MAX_ID, utcnow
 from dockyard.entitlements.models import Entitlement, EntitlementKind, EntitlementStatus
 from dockyard.entitlements.store import LiveRevision, StoreCache, StoreCatalog, TierFacts
 from dockyard.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
 from dockyard.events import Actor, Event, EventBus, EventTag
 from dockyard.publishing.models import Product, Publisher
+from dockyard.store.models import Listing, ListingStatus
 
 REASON_MAX = 2000
 # The store team members who may pull any product (to check what customers get).
@@ -71,7 +72,7 @@ class EntitlementService:
     def tier_offer(self, publisher: str, product: str, tier: str) -> tuple[LiveRevision, TierFacts]:
         """The live revision of a product on the store and one of its tiers (NotFound otherwise)."""
         live = self.catalog.live(publisher, product)
-        if live is None:
+        if live is None or self._withdrawn(live.product_id):
             raise NotFound(f"no product {publisher}/{product} on the store")
         facts = live.tier(tier)
         if facts is None:
@@ -107,6 +108,10 @@ class EntitlementService:
                 Entitlement.tier == facts.name,
             )
         )
+        if row is not None and row.status == EntitlementStatus.REVOKED.value:
+            # A revocation (abuse, a chargeback) is the store's or the publisher's call: getting the tier
+            # again must not undo it. Cancelled ones (the customer's own choice) are re-activated below.
+            raise Forbidden("this entitlement was revoked: ask the publisher or the store team about it")
         reactivated = row is not None
         if row is None:
             row = Entitlement(user_id=principal.user_id, product_id=live.product_id, tier=facts.name)
@@ -135,7 +140,7 @@ class EntitlementService:
     def cancel(self, entitlement_id: int, principal: Principal, actor: Actor) -> Entitlement:
         """Cancel one of one's own entitlements (pulls stop with the next token)."""
         self._customer(principal)
-        row = self.session.get(Entitlement, entitlement_id)
+        row = self._row(entitlement_id)
         if row is None or row.user_id != principal.user_id:
             raise NotFound("no such entitlement")
         if row.status != EntitlementStatus.ACTIVE.value:
@@ -155,7 +160,7 @@ class EntitlementService:
 
     def revoke(self, entitlement_id: int, principal: Principal, actor: Actor, reason: str) -> Entitlement:
         """Revoke a customer's entitlement (a store-admin, or the publisher's editors), with a reason."""
-        row = self.session.get(Entitlement, entitlement_id)
+        row = self._row(entitlement_id)
         if row is None:
             raise NotFound("no such entitlement")
         publisher, product = self._names(row.product_id)
@@ -265,6 +270,15 @@ class EntitlementService:
         return self.session.scalar(query.limit(1)) is not None
 
     # -- helpers ---------------------------------------------------------------------------------------
+    def _row(self, entitlement_id: int) -> Entitlement | None:
+        # An id past the column's range is simply unknown (SQLite raises OverflowError on it).
+        return self.session.get(Entitlement, entitlement_id) if 1 <= entitlement_id <= MAX_ID else None
+
+    def _withdrawn(self, product_id: int) -> bool:
+        """Whether the product's listing is revoked: withdrawn from the store, it offers nothing new."""
+        status = self.session.scalar(select(Listing.status).where(Listing.product_id == product_id))
+        return status == ListingStatus.REVOKED.value
+
     def _customer(self, principal: Principal) -> None:
         require(principal, Permission.ENTITLEMENT_MANAGE)
         if principal.kind != "user" or principal.user_id is None:

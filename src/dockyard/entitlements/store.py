@@ -204,6 +204,17 @@ def pinned_manifests(session: Session, repository: str) -> dict[str, str]:
     """Digests of ``repository`` that an approved or live revision pins (with what can reach them: index
     children), each with the product that pins it as ``publisher/product``. A manifest delete must not
     take what customers pull (or are about to) from under them."""
+    return _pinned(session, repository)[0]
+
+
+def pinned_blobs(session: Session, repository: str) -> dict[str, str]:
+    """The configs and layers of ``repository`` that the manifests ``pinned_manifests`` names reference,
+    each with the product that pins it: unlinking one would break every customer's pull of the product
+    (and let gc free its bytes) as surely as deleting the manifest."""
+    return _pinned(session, repository)[1]
+
+
+def _pinned(session: Session, repository: str) -> tuple[dict[str, str], dict[str, str]]:
     namespace = repository.split("/", 1)[0]
     rows = session.execute(
         select(ProductRevision.id, ProductRevision.pins, Product.slug)
@@ -217,13 +228,16 @@ def pinned_manifests(session: Session, repository: str) -> dict[str, str]:
         )
     ).all()
     pinned: dict[str, str] = {}
+    blobs: dict[str, str] = {}
     catalog = StoreCatalog(session)
     for revision_id, pins, slug in rows:
         for image, pin in (pins or {}).items():
             if pin.get("repository") != repository:
                 continue
             live = catalog.revision(revision_id)
-            manifests, _ = catalog.reachable(live, image)
+            manifests, layers = catalog.reachable(live, image)
             for digest in manifests:
                 pinned.setdefault(digest, f"{namespace}/{slug}")
-    return pinned
+            for digest in layers:
+                blobs.setdefault(digest, f"{namespace}/{slug}")
+    return pinned, blobs

@@ -17,7 +17,7 @@ from dockyard.accounts.services import AccountService
 from dockyard.authz import ACTION_PERMISSIONS, Permission, Principal, allowed
 from dockyard.config import Settings
 from dockyard.db import upsert, utcnow
-from dockyard.entitlements.store import STORE_PREFIX, pinned_manifests, split_store_name
+from dockyard.entitlements.store import STORE_PREFIX, pinned_blobs, pinned_manifests, split_store_name
 from dockyard.errors import Forbidden, Invalid, NotFound, TooLarge
 from dockyard.events import Actor, Event, EventBus, EventTag
 from dockyard.oci import mediatypes as mt
@@ -263,6 +263,15 @@ class RegistryService:
         """Unlink a blob from a repository; gc frees its bytes once nothing uses them."""
         repo = self.repository(name)
         self.blob_size(name, digest)
+        pinned_by = pinned_blobs(self.session, name).get(digest)
+        if pinned_by is not None:
+            # A pinned image's config or layer: customers pull it at the store path (see delete_manifest).
+            raise Forbidden(
+                f"blob {digest} belongs to an image pinned by the store product {pinned_by}: publish a "
+                "revision without it, or have it unpublished, before deleting it",
+                code="DENIED",
+                detail={"digest": digest, "product": pinned_by},
+            )
         self.session.execute(
             delete(RepositoryBlob).where(
                 RepositoryBlob.repository_id == repo.id, RepositoryBlob.digest == digest
