@@ -24,6 +24,7 @@ from dockyard.entitlements.models import DownloadEvent, Entitlement
 from dockyard.entitlements.services import PaymentUnavailable
 from dockyard.errors import Conflict, Forbidden, Invalid, NotFound
 from dockyard.publishing.manifest import ManifestInvalid, parse_manifest
+from dockyard.store.models import Listing
 from dockyard.web.context import AppState
 
 MANIFEST_TYPES = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json"
@@ -281,6 +282,10 @@ def test_every_manifest_get_is_a_download_event(
     ]
     assert facts[2][:6] == (reader_id, None, None, False, "agent", "1.4")
     assert all(r.at is not None and r.product_id == rows[0].product_id for r in rows)
+    # The store's count: the customer's two pulls; not the publisher's member's own.
+    with app_state.sessions() as s:
+        listing = s.scalar(select(Listing).where(Listing.product_id == rows[0].product_id))
+        assert listing is not None and listing.downloads == 2
 
 
 def test_basic_credentials_on_the_store_path_get_the_same_answers(
@@ -297,3 +302,17 @@ def test_basic_credentials_on_the_store_path_get_the_same_answers(
     )
     assert r.status_code == 200
     assert request_token(client, f"repository:{name}:push", customer, PASSWORD).status_code == 200
+
+
+def test_a_platform_manifest_fetched_after_its_index_is_not_a_second_pull(
+    app_state: AppState, world: World
+) -> None:
+    from dockyard.entitlements.downloads import download_row
+
+    with app_state.sessions() as s:
+        live = app_state.services(s).entitlements.catalog.live(world.org, world.slug)
+    assert live is not None
+    by_tag = download_row(live, "server", "16", world.server, 1, "docker/27")
+    by_pin = download_row(live, "server", None, world.server, 1, "docker/27")
+    child = download_row(live, "server", None, "sha256:" + "c" * 64, 1, "docker/27")
+    assert by_tag["_whole_pull"] and by_pin["_whole_pull"] and not child["_whole_pull"]

@@ -1,6 +1,11 @@
 """Download events: every manifest GET on a store path, written off the pull path in batches (the same
 ``BatchWriter`` as pull events). Which entitlement a pull used is looked up when the batch is written, not
-in the request; each batch also adds its downloads to the products' listings (``listing.downloads``)."""
+in the request; each batch also adds its downloads to the products' listings (``listing.downloads``).
+
+Every GET is an event (the raw facts of the publishers' reports), but the listing's count is of customers'
+pulls only: one per pull (the tag, or a pinned digest; not the platform manifest a client fetches after an
+index), by an entitled customer or anonymously, never by the publisher's own people or the store team, so
+that nobody moves a product up "most downloaded" by pulling it themselves."""
 
 from __future__ import annotations
 
@@ -40,6 +45,8 @@ def download_row(
         "user_agent": (user_agent or "")[:USER_AGENT_MAX],
         "at": utcnow(),
         "_tiers": [t.name for t in tiers],
+        # One pull, not one of the platform manifests a client fetches after the index it pulled.
+        "_whole_pull": tag is not None or digest in live.pins[image].tags.values(),
         "_anonymous": next((t.name for t in tiers if t.anonymous), None),
     }
 
@@ -48,7 +55,7 @@ def write_downloads(session: Session, rows: list[dict[str, Any]]) -> None:
     """Insert download events (each with the entitlement it was pulled under, if any) and count them into
     the products' listings (a product without a listing row yet is simply not counted)."""
     found: dict[tuple[int, int], list[tuple[int, str, str]]] = {}
-    events = []
+    events, counted = [], []
     for row in rows:
         tiers, anonymous = row["_tiers"], row["_anonymous"]
         entitlement: tuple[int, str, str] | None = None
@@ -76,8 +83,10 @@ def write_downloads(session: Session, rows: list[dict[str, Any]]) -> None:
         else:  # the publisher's people or the store team; or an anonymous pull of a tier that allows it
             event.update(entitlement_id=None, tier=anonymous if row["user_id"] is None else None, paid=False)
         events.append(event)
+        if row["_whole_pull"] and (entitlement is not None or row["user_id"] is None):
+            counted.append(row["product_id"])
     session.execute(DownloadEvent.__table__.insert(), events)
-    for product_id, count in Counter(e["product_id"] for e in events).items():
+    for product_id, count in Counter(counted).items():
         session.execute(
             update(Listing)
             .where(Listing.product_id == product_id)
