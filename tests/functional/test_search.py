@@ -262,3 +262,18 @@ def test_query_limits() -> None:
         "proxy",
         "cache",
     ]
+
+
+@pytest.mark.parametrize("text", ["redis", "cache", "web OR kafka", "data", "dat", "reliable", "-redis"])
+def test_pages_of_any_size_make_up_the_whole_order(
+    ids: dict[str, int], service: SearchService, text: str
+) -> None:
+    # A relevance page is first taken from the name hits alone; small pages exercise that path and its
+    # fallback to every match scored (a page running past the name hits).
+    whole = service.search(text, page_size=MAX_PAGE_SIZE)
+    for size in (1, 2, 3):
+        pages = [service.search(text, page=n, page_size=size) for n in range(1, whole.total // size + 2)]
+        assert [(h.listing.id, h.score) for p in pages for h in p.hits] == [
+            (h.listing.id, h.score) for h in whole.hits
+        ]
+        assert all(p.total == whole.total for p in pages)

@@ -193,11 +193,7 @@ class SearchService:
         if parsed.empty:
             total, facets, scored = self._browse(filters, sort, page_size, offset)
         else:
-            matched = sql.Matcher(parsed, self.sqlite).matched(scored=sort == "relevance")
-            stmt = sql.results_statement(matched, filters, sort, page_size, offset)
-            total, facets, scored = _read(self.session.execute(stmt).all(), filters)
-            if sort != "relevance":
-                scored = [(listing_id, None) for listing_id, _ in scored]
+            total, facets, scored = self._match(parsed, filters, sort, page_size, offset)
         listings = {
             listing.id: listing
             for listing in self.session.scalars(select(Listing).where(Listing.id.in_([i for i, _ in scored])))
@@ -205,6 +201,27 @@ class SearchService:
         platforms = self._platforms(list(listings))
         hits = [Hit(listings[i], platforms.get(i, []), score) for i, score in scored if i in listings]
         return Results(text_query or "", filters, sort, page, page_size, total, hits, facets)
+
+    def _match(
+        self, parsed: q.Query, filters: Filters, sort: str, limit: int, offset: int
+    ) -> tuple[int, Facets, list[tuple[int, int | None]]]:
+        """Words: one statement over the match for the total, facets and page (see ``search_sql``)."""
+        matcher = sql.Matcher(parsed, self.sqlite)
+        if sort != "relevance":
+            stmt = sql.results_statement(matcher.matched(scored=False), filters, sort, limit, offset)
+            total, facets, hits = _read(self.session.execute(stmt).all(), filters)
+            return total, facets, [(listing_id, None) for listing_id, _ in hits]
+        # By relevance, first from the name hits alone (scores for a few per cent of a broad match); when
+        # they do not fill the page and there are other matches, again with every match scored.
+        stmt = sql.results_statement(
+            matcher.matched(scored=False), filters, sort, limit, offset, ranked=matcher.top_class()
+        )
+        total, facets, hits = _read(self.session.execute(stmt).all(), filters)
+        if len(hits) < limit and offset + len(hits) < total:
+            every = matcher.matched(scored=True)
+            stmt = sql.results_statement(every, filters, sort, limit, offset, facets=False)
+            _total, _facets, hits = _read(self.session.execute(stmt).all(), filters)
+        return total, facets, hits
 
     def _browse(
         self, filters: Filters, sort: str, limit: int, offset: int

@@ -109,23 +109,8 @@ class Matcher:
         if not self.parsed.clauses:
             return select(*columns, literal(0, Integer).label("score")).where(*conditions)
         if self.sqlite:
-            # The FTS5 query once: its rowids, and (sorted by relevance) each class's hit from bm25 with only
-            # that class's columns weighted, below zero when a phrase occurs there.
-            fts_columns: list[Any] = [_FTS_ROWID.label("listing_id")]
-            if scored:
-                parts = []
-                for weight, points in q.CLASS_SCORES.items():
-                    weights = [literal_column("1" if w == weight else "0") for _name, w in q.FIELDS]
-                    parts.append(case((func.bm25(_FTS, *weights) < 0, points), else_=0))
-                fts_columns.append(sum(parts[1:], parts[0]).label("score"))
-            else:
-                fts_columns.append(literal(0, Integer).label("score"))
-            fts = (
-                select(*fts_columns)
-                .select_from(_FTS_FROM)
-                .where(_FTS.op("MATCH")(literal(q.fts_positive(self.parsed))))
-                .subquery("fts")
-            )
+            # The FTS5 query once: its rowids (and, sorted by relevance, each one's score).
+            fts = self._fts_scored(q.fts_positive(self.parsed) or "", scored)
             return (
                 select(*columns, fts.c.score)
                 .select_from(Listing)
@@ -133,21 +118,56 @@ class Matcher:
                 .where(*conditions)
             )
         conditions.append(_ts_match(q.ts_positive(self.parsed) or ""))
-        if scored:
-            parts = [
-                case((_ts_match(q.ts_any_in_class(self.parsed, weight)), points), else_=0)
-                for weight, points in q.CLASS_SCORES.items()
-            ]
-            score: Any = sum(parts[1:], parts[0])
-        else:
-            score = literal(0, Integer)
+        score = self._ts_score() if scored else literal(0, Integer)
         return select(*columns, score.label("score")).where(*conditions)
+
+    def top_class(self) -> Any:
+        """(listing_id, score) of the matches an included item hits by name. Each outranks every other
+        match (8 points against 4 + 2 + 1 at most), so a page within them needs only their scores: a few
+        per cent of a broad match's rows. (Not filtered by status: joined to the match, which is.)"""
+        if self.sqlite:
+            return self._fts_scored(q.fts_in_class(self.parsed, "A"), True)
+        return (
+            select(Listing.id.label("listing_id"), self._ts_score().label("score"))
+            .where(_ts_match(q.ts_in_class(self.parsed, "A")))
+            .subquery("top_class")
+        )
+
+    def _fts_scored(self, expression: str, scored: bool) -> Any:
+        columns: list[Any] = [_FTS_ROWID.label("listing_id")]
+        if scored:
+            # Each class's hit: bm25 with only that class's columns weighted is below zero when a phrase
+            # occurs there.
+            parts = []
+            for weight, points in q.CLASS_SCORES.items():
+                weights = [literal_column("1" if w == weight else "0") for _name, w in q.FIELDS]
+                parts.append(case((func.bm25(_FTS, *weights) < 0, points), else_=0))
+            columns.append(sum(parts[1:], parts[0]).label("score"))
+        else:
+            columns.append(literal(0, Integer).label("score"))
+        match = _FTS.op("MATCH")(literal(expression))
+        return select(*columns).select_from(_FTS_FROM).where(match).subquery("fts")
+
+    def _ts_score(self) -> Any:
+        parts = [
+            case((_ts_match(q.ts_any_in_class(self.parsed, weight)), points), else_=0)
+            for weight, points in q.CLASS_SCORES.items()
+        ]
+        return sum(parts[1:], parts[0])
 
 
 def results_statement(
-    matched: Select[Any], filters: Any, order: str, limit: int, offset: int, facets: bool = True
+    matched: Select[Any],
+    filters: Any,
+    order: str,
+    limit: int,
+    offset: int,
+    *,
+    ranked: Any = None,
+    facets: bool = True,
 ) -> Select[Any]:
-    """One statement over the materialised match: rows (kind, key, label, n, n2) tagged by kind."""
+    """One statement over the materialised match: rows (kind, key, label, n, n2) tagged by kind. With
+    ``ranked`` (listing_id, score), the page is taken from the matches in it, by that score."""
     m = matched.add_columns(*_arch_column(filters)).cte("m").prefix_with("MATERIALIZED")
     conditions: dict[str, ColumnElement[bool]] = {}
     if filters.certified:
@@ -180,7 +200,12 @@ def results_statement(
         "newest": [m.c.published_at.desc(), m.c.id.desc()],
         "downloads": [m.c.downloads.desc(), m.c.id.desc()],
     }[order]
-    page = select(m.c.id, m.c.score).where(where()).order_by(*by).limit(limit).offset(offset).subquery("page")
+    if ranked is not None:
+        by = [ranked.c.score.desc(), m.c.downloads.desc(), m.c.id]
+        page = select(m.c.id, ranked.c.score).join(ranked, ranked.c.listing_id == m.c.id)
+    else:
+        page = select(m.c.id, m.c.score)
+    page = page.where(where()).order_by(*by).limit(limit).offset(offset).subquery("page")
     parts: list[Select[Any]] = [
         select(*row("total", null(), null(), count, null())).select_from(m).where(where()),
         select(*row("hit", null(), null(), page.c.id, page.c.score)).select_from(page),
