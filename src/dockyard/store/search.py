@@ -36,11 +36,16 @@ PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 MAX_PAGE = 1000  # deeper than any customer pages; the API refuses more, the page clamps
 MAX_FILTER_CHARS = 200
+# Matches counted exactly (total and facets); a broader match is counted up to here (the page is exact
+# always). Counting every one of 45,000 matches costs more than a request may (issue 10: p95 under 50 ms).
+COUNT_LIMIT = 1000
 VISIBLE = sql.VISIBLE
 
 FTS_TABLE = sql.FTS_TABLE
 TS_COLUMN = sql.TS_COLUMN
 TS_INDEX = "ix_listing_search_document"
+TS_NAME_COLUMN = sql.TS_NAME_COLUMN  # the name's own tsvector: the name hits of relevance pages
+TS_NAME_INDEX = "ix_listing_search_name"
 VISIBLE_SQL = sql.VISIBLE_SQL
 # Partial indexes (visible listings only) in the orders of browsing; written with the literal condition
 # of search_sql.visible(), which is what lets the planners use them.
@@ -56,9 +61,9 @@ def outside_metadata(name: str | None, type_: str, parent_names: dict[str, Any])
     if type_ == "table":
         return not (name or "").startswith(FTS_TABLE) and name != cache.VERSION_TABLE
     if type_ == "column":
-        return not (parent_names.get("table_name") == "listing" and name == TS_COLUMN)
+        return not (parent_names.get("table_name") == "listing" and name in (TS_COLUMN, TS_NAME_COLUMN))
     if type_ == "index":
-        return name != TS_INDEX and name not in BROWSE_INDEXES
+        return name not in (TS_INDEX, TS_NAME_INDEX) and name not in BROWSE_INDEXES
     return True
 
 
@@ -114,6 +119,9 @@ class Results:
     total: int
     hits: list[Hit]
     facets: Facets
+    # False when more than COUNT_LIMIT listings match the words: the total is then the filtered matches
+    # up to COUNT_LIMIT ("at least"), the facets are counted over the first COUNT_LIMIT matches.
+    exact: bool = True
 
     @property
     def pages(self) -> int:
@@ -159,9 +167,16 @@ class SearchService:
                 docs,
             )
         else:
-            docs = [{"id": listing_id, "doc": q.ts_document(fields)} for listing_id, fields in rows]
+            docs = [
+                {"id": i, "doc": q.ts_document(fields), "name": q.ts_document({"name": fields["name"]})}
+                for i, fields in rows
+            ]
             self.session.execute(
-                text(f"UPDATE listing SET {TS_COLUMN} = CAST(:doc AS tsvector) WHERE id = :id"), docs
+                text(
+                    f"UPDATE listing SET {TS_COLUMN} = CAST(:doc AS tsvector), "
+                    f"{TS_NAME_COLUMN} = CAST(:name AS tsvector) WHERE id = :id"
+                ),
+                docs,
             )
 
     def unindex(self, listing_id: int) -> None:
@@ -190,38 +205,50 @@ class SearchService:
         page = min(max(page, 1), MAX_PAGE)
         page_size = min(max(page_size, 1), MAX_PAGE_SIZE)
         offset = (page - 1) * page_size
+        exact = True
         if parsed.empty:
             total, facets, scored = self._browse(filters, sort, page_size, offset)
         else:
-            total, facets, scored = self._match(parsed, filters, sort, page_size, offset)
+            total, facets, scored, exact = self._match(parsed, filters, sort, page_size, offset)
         listings = {
             listing.id: listing
             for listing in self.session.scalars(select(Listing).where(Listing.id.in_([i for i, _ in scored])))
         }
         platforms = self._platforms(list(listings))
         hits = [Hit(listings[i], platforms.get(i, []), score) for i, score in scored if i in listings]
-        return Results(text_query or "", filters, sort, page, page_size, total, hits, facets)
+        return Results(text_query or "", filters, sort, page, page_size, total, hits, facets, exact)
 
     def _match(
         self, parsed: q.Query, filters: Filters, sort: str, limit: int, offset: int
-    ) -> tuple[int, Facets, list[tuple[int, int | None]]]:
-        """Words: one statement over the match for the total, facets and page (see ``search_sql``)."""
+    ) -> tuple[int, Facets, list[tuple[int, int | None]], bool]:
+        """Words: one statement over the match for the total, facets and page (see ``search_sql``); the
+        match counted up to COUNT_LIMIT rows, the page always from every match."""
         matcher = sql.Matcher(parsed, self.sqlite)
-        if sort != "relevance":
-            stmt = sql.results_statement(matcher.matched(scored=False), filters, sort, limit, offset)
-            total, facets, hits = _read(self.session.execute(stmt).all(), filters)
-            return total, facets, [(listing_id, None) for listing_id, _ in hits]
-        # By relevance, first from the name hits alone (scores for a few per cent of a broad match); when
-        # they do not fill the page and there are other matches, again with every match scored.
+        # By relevance the page is first taken from the name hits alone (they outrank every other match).
+        ranked = matcher.top_class_page(filters, limit, offset) if sort == "relevance" else None
         stmt = sql.results_statement(
-            matcher.matched(scored=False), filters, sort, limit, offset, ranked=matcher.top_class()
+            matcher.matched(scored=False, cap=COUNT_LIMIT), filters, sort, limit, offset, ranked=ranked
         )
-        total, facets, hits = _read(self.session.execute(stmt).all(), filters)
-        if len(hits) < limit and offset + len(hits) < total:
-            every = matcher.matched(scored=True)
-            stmt = sql.results_statement(every, filters, sort, limit, offset, facets=False)
-            _total, _facets, hits = _read(self.session.execute(stmt).all(), filters)
-        return total, facets, hits
+        figures = _read(self.session.execute(stmt).all(), filters)
+        total, facets, hits, exact = figures
+        if not exact:
+            total = min(total, COUNT_LIMIT)
+        if not exact and filters != Filters():
+            # The filtered total counted on its own (the capped match may hold few of the filtered rows).
+            total = self.session.scalar(matcher.filtered_count(filters, COUNT_LIMIT)) or 0
+        if sort == "relevance":
+            if len(hits) < limit and (not exact or offset + len(hits) < total):
+                # The name hits do not fill the page: every match scored.
+                stmt = sql.results_statement(
+                    matcher.matched(scored=True), filters, sort, limit, offset, facets=False
+                )
+                hits = _read(self.session.execute(stmt).all(), filters)[2]
+            return total, facets, hits, exact
+        if not exact:
+            # The page is over every match, in index order (a broad match fills it in a few rows).
+            ordered = matcher.ordered_page(filters, sort, limit, offset)
+            hits = [(i, None) for i in self.session.scalars(ordered)]
+        return total, facets, [(i, None) for i, _ in hits], exact
 
     def _browse(
         self, filters: Filters, sort: str, limit: int, offset: int
@@ -237,7 +264,7 @@ class SearchService:
         if figures is None:
             matched = sql.Matcher(q.Query(), self.sqlite).matched(scored=False)
             stmt = sql.results_statement(matched, filters, sort, 0, 0)
-            total, facets, _ = _read(self.session.execute(stmt).all(), filters)
+            total, facets, _, _ = _read(self.session.execute(stmt).all(), filters)
             figures = (total, facets)
             cache.put(self.session, version, key, figures)
         total, facets = figures
@@ -267,13 +294,15 @@ def _order(sort: str) -> list[Any]:
     return [Listing.downloads.desc(), Listing.id.desc()]
 
 
-def _read(rows: list[Any], filters: Filters) -> tuple[int, Facets, list[tuple[int, int | None]]]:
-    """The total, facets and page of the tagged rows of ``search_sql.results_statement``."""
-    total, facets, hits = 0, Facets(), []
+def _read(rows: list[Any], filters: Filters) -> tuple[int, Facets, list[tuple[int, int | None]], bool]:
+    """The total, facets, page and exactness of the tagged rows of ``search_sql.results_statement``."""
+    total, facets, hits, exact = 0, Facets(), [], True
     chosen = None
     for kind, key, label, n, n2 in rows:
         if kind == "total":
             total = n
+        elif kind == "matched":
+            exact = n <= COUNT_LIMIT
         elif kind == "hit":
             hits.append((n, n2))
         elif kind == "flags":
@@ -288,11 +317,11 @@ def _read(rows: list[Any], filters: Filters) -> tuple[int, Facets, list[tuple[in
             facets.publisher.append(Facet(key, label, n))
         elif kind == "chosen":
             chosen = Facet(key, label or key, n)
-        elif kind == "arch":
+        elif kind == "arch" and key is not None:
             facets.arch.append(Facet(key, key, n))
     facets.category = _ordered(facets.category)
     facets.arch = _ordered(facets.arch)
     facets.publisher.sort(key=lambda f: (-f.count, f.value))
     if chosen is not None and all(f.value != chosen.value for f in facets.publisher):
         facets.publisher.append(chosen)
-    return total, facets, hits
+    return total, facets, hits, exact

@@ -40,12 +40,14 @@ from dockyard.store.models import Listing, ListingPlatform, ListingStatus
 VISIBLE = (ListingStatus.LISTED.value, ListingStatus.ON_HOLD.value)
 FTS_TABLE = "listing_fts"
 TS_COLUMN = "search_document"
+TS_NAME_COLUMN = "search_name"
 PUBLISHER_FACETS = 20  # the publishers with most results (and the chosen one, always)
 
 _FTS = literal_column(FTS_TABLE)
 _FTS_FROM = table(FTS_TABLE)
 _FTS_ROWID = literal_column(f"{FTS_TABLE}.rowid", Integer)
 _TS_DOCUMENT = literal_column(f"listing.{TS_COLUMN}", TSVECTOR)
+_TS_NAME = literal_column(f"listing.{TS_NAME_COLUMN}", TSVECTOR)
 
 
 VISIBLE_SQL = "status IN ('listed', 'on_hold')"
@@ -90,8 +92,41 @@ class Matcher:
         # A listing not indexed yet (NULL) matches no excluded word: it stays.
         return not_(func.coalesce(_ts_match(q.ts_excluded(self.parsed) or ""), False))
 
-    def matched(self, scored: bool) -> Select[Any]:
-        """Visible listings matching the included items: (id, score, the facet and sort columns)."""
+    def matched(self, scored: bool, cap: int | None = None) -> Select[Any]:
+        """Visible listings matching the included items: (id, score, the facet and sort columns); with
+        ``cap``, at most cap + 1 of them (any)."""
+        stmt = self._matched(scored)
+        return stmt.limit(cap + 1) if cap is not None else stmt
+
+    def _conditions(self, filters: Any) -> list[ColumnElement[bool]]:
+        """Every condition on a listing: visible, the words (included and excluded), the filters."""
+        conditions = [visible(), *filter_conditions(filters).values()]
+        excluded = self.excluded()
+        if excluded is not None:
+            conditions.append(excluded)
+        if self.parsed.clauses:
+            if self.sqlite:
+                conditions.append(Listing.id.in_(_fts_rows(q.fts_positive(self.parsed) or "")))
+            else:
+                conditions.append(_ts_match(q.ts_positive(self.parsed) or ""))
+        return conditions
+
+    def ordered_page(self, filters: Any, sort: str, limit: int, offset: int) -> Select[Any]:
+        """A page of ids by downloads or newest, from the listings in index order."""
+        order = (
+            [Listing.published_at.desc(), Listing.id.desc()]
+            if sort == "newest"
+            else [Listing.downloads.desc(), Listing.id.desc()]
+        )
+        stmt = select(Listing.id).where(*self._conditions(filters)).order_by(*order)
+        return stmt.limit(limit).offset(offset)
+
+    def filtered_count(self, filters: Any, cap: int) -> Select[Any]:
+        """The number of listings matching the words and filters, counted up to cap."""
+        some = select(Listing.id).where(*self._conditions(filters)).limit(cap).subquery("some")
+        return select(func.count()).select_from(some)
+
+    def _matched(self, scored: bool) -> Select[Any]:
         columns = [
             Listing.id,
             Listing.category,
@@ -121,16 +156,31 @@ class Matcher:
         score = self._ts_score() if scored else literal(0, Integer)
         return select(*columns, score.label("score")).where(*conditions)
 
-    def top_class(self) -> Any:
-        """(listing_id, score) of the matches an included item hits by name. Each outranks every other
-        match (8 points against 4 + 2 + 1 at most), so a page within them needs only their scores: a few
-        per cent of a broad match's rows. (Not filtered by status: joined to the match, which is.)"""
+    def top_class_page(self, filters: Any, limit: int, offset: int) -> Select[Any]:
+        """A relevance page (id, score) from the matches an included item hits by name alone. Each of
+        them outranks every other match (8 points against 4 + 2 + 1 at most), so when they fill the page it
+        is the page, having scored a few per cent of a broad match's rows."""
         if self.sqlite:
-            return self._fts_scored(q.fts_in_class(self.parsed, "A"), True)
+            ranked = self._fts_scored(q.fts_in_class(self.parsed, "A"), True)
+            stmt = select(Listing.id, ranked.c.score).join(ranked, ranked.c.listing_id == Listing.id)
+            score = ranked.c.score
+        else:
+            # The name's own tsvector and index: exact without re-reading every match's document (a
+            # weight-labelled query on search_document is re-checked on each row its index finds).
+            score = self._ts_score().label("score")
+            in_name = _TS_NAME.op("@@", return_type=Boolean)(
+                cast(literal(q.ts_any_in_class(self.parsed, "")), TSQUERY)
+            )
+            stmt = select(Listing.id, score).where(in_name, _ts_match(q.ts_positive(self.parsed) or ""))
+        conditions = [visible(), *filter_conditions(filters).values()]
+        excluded = self.excluded()
+        if excluded is not None:
+            conditions.append(excluded)
         return (
-            select(Listing.id.label("listing_id"), self._ts_score().label("score"))
-            .where(_ts_match(q.ts_in_class(self.parsed, "A")))
-            .subquery("top_class")
+            stmt.where(*conditions)
+            .order_by(score.desc(), Listing.downloads.desc(), Listing.id)
+            .limit(limit)
+            .offset(offset)
         )
 
     def _fts_scored(self, expression: str, scored: bool) -> Any:
@@ -163,11 +213,11 @@ def results_statement(
     limit: int,
     offset: int,
     *,
-    ranked: Any = None,
+    ranked: Select[Any] | None = None,
     facets: bool = True,
 ) -> Select[Any]:
     """One statement over the materialised match: rows (kind, key, label, n, n2) tagged by kind. With
-    ``ranked`` (listing_id, score), the page is taken from the matches in it, by that score."""
+    ``ranked`` (a page of (id, score) computed otherwise), the page is that."""
     m = matched.add_columns(*_arch_column(filters)).cte("m").prefix_with("MATERIALIZED")
     conditions: dict[str, ColumnElement[bool]] = {}
     if filters.certified:
@@ -201,13 +251,13 @@ def results_statement(
         "downloads": [m.c.downloads.desc(), m.c.id.desc()],
     }[order]
     if ranked is not None:
-        by = [ranked.c.score.desc(), m.c.downloads.desc(), m.c.id]
-        page = select(m.c.id, ranked.c.score).join(ranked, ranked.c.listing_id == m.c.id)
+        page = ranked.subquery("page")
     else:
-        page = select(m.c.id, m.c.score)
-    page = page.where(where()).order_by(*by).limit(limit).offset(offset).subquery("page")
+        page = select(m.c.id, m.c.score).where(where()).order_by(*by).limit(limit).offset(offset)
+        page = page.subquery("page")
     parts: list[Select[Any]] = [
         select(*row("total", null(), null(), count, null())).select_from(m).where(where()),
+        select(*row("matched", null(), null(), count, null())).select_from(m),
         select(*row("hit", null(), null(), page.c.id, page.c.score)).select_from(page),
     ]
     if facets:
@@ -243,7 +293,9 @@ def results_statement(
         parts.append(
             select(*row("arch", ListingPlatform.platform, null(), count, null()))
             .select_from(m)
-            .join(ListingPlatform, ListingPlatform.listing_id == m.c.id)
+            # LEFT: SQLite keeps the match as the outer loop (probing platforms by key) instead of
+            # scanning every platform row; the NULL group (no platforms) is dropped when read.
+            .outerjoin(ListingPlatform, ListingPlatform.listing_id == m.c.id)
             .where(where("arch"))
             .group_by(ListingPlatform.platform)
         )

@@ -43,6 +43,9 @@ def upgrade() -> None:
     else:
         op.execute("ALTER TABLE listing ADD COLUMN search_document tsvector")
         op.execute("CREATE INDEX ix_listing_search_document ON listing USING gin (search_document)")
+        # The name alone (class A): the name hits a relevance page is first taken from.
+        op.execute("ALTER TABLE listing ADD COLUMN search_name tsvector")
+        op.execute("CREATE INDEX ix_listing_search_name ON listing USING gin (search_name)")
         _reindex()
         ddl = search_cache.POSTGRES_DDL
     # Browsing (no words) pages through visible listings in these orders, from the index alone.
@@ -92,4 +95,6 @@ def downgrade() -> None:
         op.execute("DROP TABLE IF EXISTS listing_fts")
     else:
         op.execute("DROP INDEX IF EXISTS ix_listing_search_document")
+        op.execute("DROP INDEX IF EXISTS ix_listing_search_name")
+        op.execute("ALTER TABLE listing DROP COLUMN IF EXISTS search_name")
         op.execute("ALTER TABLE listing DROP COLUMN IF EXISTS search_document")
