@@ -229,20 +229,22 @@ class SearchService:
         stmt = sql.results_statement(
             matcher.matched(scored=False, cap=COUNT_LIMIT), filters, sort, limit, offset, ranked=ranked
         )
-        figures = _read(self.session.execute(stmt).all(), filters)
-        total, facets, hits, exact = figures
+        rows = self.session.execute(stmt).all()
+        total, facets, hits, exact = _read(rows, filters)
         if not exact:
-            total = min(total, COUNT_LIMIT)
-        if not exact and filters != Filters():
-            # The filtered total counted on its own (the capped match may hold few of the filtered rows).
-            total = self.session.scalar(matcher.filtered_count(filters, COUNT_LIMIT)) or 0
-        if sort == "relevance":
-            if len(hits) < limit and (not exact or offset + len(hits) < total):
-                # The name hits do not fill the page: every match scored.
+            total = min(total, COUNT_LIMIT)  # at least this many (see Results.exact)
+        if sort == "relevance" and len(hits) < limit and (not exact or offset + len(hits) < total):
+            # The name hits do not fill the page: the matches scored, those counted (when they are all of
+            # them: no second full-text scan), else every match.
+            if exact:
+                ids = [n for kind, _key, _label, n, _n2 in rows if kind == "id"]
+                hits = [tuple(r) for r in self.session.execute(matcher.scored_page(ids, limit, offset))]
+            else:
                 stmt = sql.results_statement(
                     matcher.matched(scored=True), filters, sort, limit, offset, facets=False
                 )
                 hits = _read(self.session.execute(stmt).all(), filters)[2]
+        if sort == "relevance":
             return total, facets, hits, exact
         if not exact:
             # The page is over every match, in index order (a broad match fills it in a few rows).

@@ -71,8 +71,11 @@ def filter_conditions(filters: Any) -> dict[str, ColumnElement[bool]]:
     if filters.publisher is not None:
         out["publisher"] = Listing.publisher_slug == filters.publisher
     if filters.arch is not None:
-        on_platform = select(ListingPlatform.listing_id).where(ListingPlatform.platform == filters.arch)
-        out["arch"] = Listing.id.in_(on_platform)
+        # Correlated (a key lookup per listing): browsing in index order stops after a page, where an IN
+        # list would first collect every listing on the platform.
+        out["arch"] = exists().where(
+            ListingPlatform.listing_id == Listing.id, ListingPlatform.platform == filters.arch
+        )
     return out
 
 
@@ -106,7 +109,11 @@ class Matcher:
             conditions.append(excluded)
         if self.parsed.clauses:
             if self.sqlite:
-                conditions.append(Listing.id.in_(_fts_rows(q.fts_positive(self.parsed) or "")))
+                # "+id": not an index term, so SQLite scans in the page's index order and checks each
+                # listing against the match's ids (collected once), stopping after a page, instead of
+                # visiting every match and sorting. (Correlated FTS5 probes redo a prefix query each.)
+                ids = _fts_rows(q.fts_positive(self.parsed) or "")
+                conditions.append(literal_column("+listing.id", Integer).in_(ids))
             else:
                 conditions.append(_ts_match(q.ts_positive(self.parsed) or ""))
         return conditions
@@ -121,10 +128,21 @@ class Matcher:
         stmt = select(Listing.id).where(*self._conditions(filters)).order_by(*order)
         return stmt.limit(limit).offset(offset)
 
-    def filtered_count(self, filters: Any, cap: int) -> Select[Any]:
-        """The number of listings matching the words and filters, counted up to cap."""
-        some = select(Listing.id).where(*self._conditions(filters)).limit(cap).subquery("some")
-        return select(func.count()).select_from(some)
+    def scored_page(self, ids: list[int], limit: int, offset: int) -> Select[Any]:
+        """A relevance page (id, score) among the given matches (already filtered)."""
+        if self.sqlite:
+            fts = self._fts_scored(q.fts_positive(self.parsed) or "", True)
+            stmt = select(Listing.id, fts.c.score).join(fts, fts.c.listing_id == Listing.id)
+            score: Any = fts.c.score
+        else:
+            score = self._ts_score().label("score")
+            stmt = select(Listing.id, score)
+        return (
+            stmt.where(Listing.id.in_(ids))
+            .order_by(score.desc(), Listing.downloads.desc(), Listing.id)
+            .limit(limit)
+            .offset(offset)
+        )
 
     def _matched(self, scored: bool) -> Select[Any]:
         columns = [
@@ -161,7 +179,7 @@ class Matcher:
         them outranks every other match (8 points against 4 + 2 + 1 at most), so when they fill the page it
         is the page, having scored a few per cent of a broad match's rows."""
         if self.sqlite:
-            ranked = self._fts_scored(q.fts_in_class(self.parsed, "A"), True)
+            ranked = self._fts_scored(q.fts_in_class(self.parsed, "A"), True, name_hit=True)
             stmt = select(Listing.id, ranked.c.score).join(ranked, ranked.c.listing_id == Listing.id)
             score = ranked.c.score
         else:
@@ -183,13 +201,16 @@ class Matcher:
             .offset(offset)
         )
 
-    def _fts_scored(self, expression: str, scored: bool) -> Any:
+    def _fts_scored(self, expression: str, scored: bool, name_hit: bool = False) -> Any:
         columns: list[Any] = [_FTS_ROWID.label("listing_id")]
         if scored:
             # Each class's hit: bm25 with only that class's columns weighted is below zero when a phrase
             # occurs there.
             parts = []
             for weight, points in q.CLASS_SCORES.items():
+                if name_hit and weight == "A":  # known: every row of this match hits by name
+                    parts.append(literal(points, Integer))
+                    continue
                 weights = [literal_column("1" if w == weight else "0") for _name, w in q.FIELDS]
                 parts.append(case((func.bm25(_FTS, *weights) < 0, points), else_=0))
             columns.append(sum(parts[1:], parts[0]).label("score"))
@@ -290,6 +311,9 @@ def results_statement(
                     *row("chosen", literal(filters.publisher), func.min(m.c.publisher_name), count, null())
                 ).where(where("publisher"), m.c.publisher_slug == filters.publisher)
             )
+        if order == "relevance":
+            # The counted matches' ids: a page past the name hits is scored among them.
+            parts.append(select(*row("id", null(), null(), m.c.id, null())).where(where()))
         parts.append(
             select(*row("arch", ListingPlatform.platform, null(), count, null()))
             .select_from(m)
