@@ -303,3 +303,16 @@ def test_a_match_broader_than_the_count_limit_is_counted_up_to_it_and_its_pages_
     monkeypatch.setattr(search, "COUNT_LIMIT", 10_000)
     exact = service.search(text, Filters(category="Database"), sort=sort, page_size=MAX_PAGE_SIZE)
     assert [h.listing.id for h in narrowed.hits] == [h.listing.id for h in exact.hits]
+
+
+def test_a_capped_match_counts_its_first_matches_by_id_on_both_databases(
+    ids: dict[str, int], service: SearchService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(search, "COUNT_LIMIT", 2)
+    results = service.search("reliable")  # in every listing's long description
+    assert not results.exact and results.total == 2
+    first = sorted((ids[s.key], s) for s in VISIBLE)[:3]  # the limit + 1 counted
+    expected: dict[str, int] = {}
+    for _id, s in first:
+        expected[s.category] = expected.get(s.category, 0) + 1
+    assert {f.value: f.count for f in results.facets.category} == expected

@@ -97,9 +97,14 @@ class Matcher:
 
     def matched(self, scored: bool, cap: int | None = None) -> Select[Any]:
         """Visible listings matching the included items: (id, score, the facet and sort columns); with
-        ``cap``, at most cap + 1 of them (any)."""
+        ``cap``, the first cap + 1 of them by id."""
         stmt = self._matched(scored)
-        return stmt.limit(cap + 1) if cap is not None else stmt
+        if cap is None:
+            return stmt
+        # The first matches by id: the same ones on both databases, whatever the plan. (SQLite: ordered by
+        # the FTS5 rowid, an order the FTS5 scan gives as it is, not by a sort of every match.)
+        by_id = literal_column("fts.listing_id") if self.sqlite and self.parsed.clauses else Listing.id
+        return stmt.order_by(by_id).limit(cap + 1)
 
     def _conditions(self, filters: Any) -> list[ColumnElement[bool]]:
         """Every condition on a listing: visible, the words (included and excluded), the filters."""
@@ -189,7 +194,12 @@ class Matcher:
             in_name = _TS_NAME.op("@@", return_type=Boolean)(
                 cast(literal(q.ts_any_in_class(self.parsed, "")), TSQUERY)
             )
-            stmt = select(Listing.id, score).where(in_name, _ts_match(q.ts_positive(self.parsed) or ""))
+            # The document's condition checked on those rows only (coalesce: not an index condition, or the
+            # planner ANDs in the document index's bitmap of every match, the costly part).
+            in_document = func.coalesce(_TS_DOCUMENT, cast(literal(""), TSVECTOR)).op(
+                "@@", return_type=Boolean
+            )(cast(literal(q.ts_positive(self.parsed) or ""), TSQUERY))
+            stmt = select(Listing.id, score).where(in_name, in_document)
         conditions = [visible(), *filter_conditions(filters).values()]
         excluded = self.excluded()
         if excluded is not None:
