@@ -13,6 +13,16 @@ only when a phrase occurs there); PostgreSQL with the same items restricted to t
 the tsquery (``'redis':A``). The engines' own scores (bm25, ts_rank_cd) differ in their formulas, so they
 are not used to order: equal relevance is broken by downloads, then by the listing's id.
 
+What a request costs (issue 10: p95 under 50 ms at 100,000 listings; see search_sql and search_cache):
+- words: one statement computes the match once (a materialised CTE) and returns the total, the facets and
+  the page from it. A match of more than COUNT_LIMIT listings is counted over its first COUNT_LIMIT + 1 by
+  id (``Results.exact`` false: the total is a lower bound, the facets a count of those); its pages stay
+  exact: by relevance from the name hits (which outrank every other match, so only they are scored; FTS5's
+  column filter, PostgreSQL's ``search_name`` tsvector), else every counted match scored; by downloads or
+  newest from the listings in index order;
+- no words: the page from partial indexes in the sort's order, the total and facets from a per-process
+  cache keyed by a listings version that triggers move on every change a facet reads.
+
 Only listed and on-hold listings are found; revoked ones never.
 """
 
