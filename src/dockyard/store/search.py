@@ -216,6 +216,10 @@ class SearchService:
         page_size = min(max(page_size, 1), MAX_PAGE_SIZE)
         offset = (page - 1) * page_size
         exact = True
+        if not self.sqlite:
+            # A plan for these values: psycopg prepares a statement run often, and PostgreSQL then may
+            # switch to one generic plan for every query of its shape (a broad word and a rare phrase alike).
+            self.session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
         if parsed.empty:
             total, facets, scored = self._browse(filters, sort, page_size, offset)
         else:
