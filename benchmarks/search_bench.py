@@ -275,8 +275,12 @@ def load(url: str, specs: list[Spec]) -> float:
             insert_listings(session, specs[start : start + batch], prefix="")
     # Settled as a live database would be after autovacuum: statistics, and (PostgreSQL) the visibility
     # map and hint bits set once, not by the first timed queries.
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.execute(text("VACUUM ANALYZE" if engine.dialect.name == "postgresql" else "ANALYZE"))
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE"))
+    else:
+        with engine.begin() as conn:  # (dockyard's SQLite engine begins explicitly: committed here)
+            conn.execute(text("ANALYZE"))
     engine.dispose()
     return time.perf_counter() - started
 
