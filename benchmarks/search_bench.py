@@ -14,6 +14,7 @@ all. Target: p95 under 50 ms.
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
@@ -272,8 +273,14 @@ def load(url: str, specs: list[Spec]) -> float:
     for start in range(0, len(specs), batch):
         with Session(engine) as session, session.begin():
             insert_listings(session, specs[start : start + batch], prefix="")
-    with engine.begin() as conn:
-        conn.execute(text("ANALYZE"))
+    # Settled as a live database would be after autovacuum: statistics, and (PostgreSQL) the visibility
+    # map and hint bits set once, not by the first timed queries.
+    if engine.dialect.name == "postgresql":
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE"))
+    else:
+        with engine.begin() as conn:  # (dockyard's SQLite engine begins explicitly: committed here)
+            conn.execute(text("ANALYZE"))
     engine.dispose()
     return time.perf_counter() - started
 
@@ -299,22 +306,36 @@ def pct(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
-def report(name: str, times: dict[str, list[float]], loaded: float, n: int) -> None:
+def database_size(url: str) -> str:
+    """The database's size on disk (SQLite: the file and its WAL; PostgreSQL: pg_database_size)."""
+    if url.startswith("sqlite"):
+        path = Path(url.split("///", 1)[1])
+        size = sum(p.stat().st_size for p in path.parent.glob(path.name + "*"))
+    else:
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            size = conn.scalar(text("SELECT pg_database_size(current_database())"))
+        engine.dispose()
+    return f"{size / 1024 / 1024:.0f} MiB"
+
+
+def report(name: str, times: dict[str, list[float]], loaded: float, n: int, size: str) -> None:
     every = [t for ts in times.values() for t in ts]
-    print(f"\n== {name}: {n} listings, loaded and indexed in {loaded:.1f} s ==")
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"\n== {name}: {n} listings, loaded and indexed in {loaded:.1f} s; database {size}; load {load} ==")
     print(f"{'query':<18} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
     for label, ts in times.items():
         print(f"{label:<18} {statistics.median(ts):8.1f} {pct(ts, 95):8.1f} {max(ts):8.1f}")
     verdict = "meets" if pct(every, 95) < 50 else "MISSES"
     p50, p95 = statistics.median(every), pct(every, 95)
-    print(f"{'all':<18} {p50:8.1f} {p95:8.1f} {max(every):8.1f}  ({verdict} p95 < 50 ms)")
+    print(f"{'all':<18} {p50:8.1f} {p95:8.1f} {max(every):8.1f}  ({verdict} p95 < 50 ms)", flush=True)
 
 
 def run(name: str, url: str, specs: list[Spec], rounds: int, work: Path) -> None:
     loaded = load(url, specs)
     server = LiveServer(work / f"{name}-data", url, extra_env={"DOCKYARD_JOB_WORKERS": "0"}).start()
     try:
-        report(name, measure(server.url, rounds), loaded, len(specs))
+        report(name, measure(server.url, rounds), loaded, len(specs), database_size(url))
     finally:
         server.stop()
 

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from tests.support.search_data import HOSTILE, SHARED, Spec, insert_listings
 
 from dockyard.store import query as q
+from dockyard.store import search
 from dockyard.store.search import MAX_PAGE, MAX_PAGE_SIZE, Filters, Results, SearchService
 
 VISIBLE = [s for s in SHARED if s.status != "revoked"]
@@ -262,3 +263,56 @@ def test_query_limits() -> None:
         "proxy",
         "cache",
     ]
+
+
+@pytest.mark.parametrize("text", ["redis", "cache", "web OR kafka", "data", "dat", "reliable", "-redis"])
+def test_pages_of_any_size_make_up_the_whole_order(
+    ids: dict[str, int], service: SearchService, text: str
+) -> None:
+    # A relevance page is first taken from the name hits alone; small pages exercise that path and its
+    # fallback to every match scored (a page running past the name hits).
+    whole = service.search(text, page_size=MAX_PAGE_SIZE)
+    for size in (1, 2, 3):
+        pages = [service.search(text, page=n, page_size=size) for n in range(1, whole.total // size + 2)]
+        assert [(h.listing.id, h.score) for p in pages for h in p.hits] == [
+            (h.listing.id, h.score) for h in whole.hits
+        ]
+        assert all(p.total == whole.total for p in pages)
+
+
+@pytest.mark.parametrize("sort", ["relevance", "newest", "downloads"])
+@pytest.mark.parametrize("text", ["cache", "reliable", "dat", "web OR kafka", "reliable -redis"])
+def test_a_match_broader_than_the_count_limit_is_counted_up_to_it_and_its_pages_stay_exact(
+    ids: dict[str, int], service: SearchService, monkeypatch: pytest.MonkeyPatch, text: str, sort: str
+) -> None:
+    whole = service.search(text, sort=sort, page_size=MAX_PAGE_SIZE)
+    assert whole.exact
+    monkeypatch.setattr(search, "COUNT_LIMIT", 2)
+    capped = service.search(text, sort=sort, page_size=MAX_PAGE_SIZE)
+    assert capped.exact is (whole.total <= 2)
+    assert capped.total == min(whole.total, 2)
+    # The facets are counted over the first matches only (no more than the limit + 1 of them).
+    assert sum(f.count for f in capped.facets.category) <= 3
+    for size in (1, 2, 3):
+        pages = [service.search(text, sort=sort, page=n, page_size=size) for n in range(1, whole.total + 2)]
+        assert [(h.listing.id, h.score) for p in pages for h in p.hits] == [
+            (h.listing.id, h.score) for h in whole.hits
+        ]
+    # Filters on a broad match: the page is still every filtered match, in order.
+    narrowed = service.search(text, Filters(category="Database"), sort=sort, page_size=MAX_PAGE_SIZE)
+    monkeypatch.setattr(search, "COUNT_LIMIT", 10_000)
+    exact = service.search(text, Filters(category="Database"), sort=sort, page_size=MAX_PAGE_SIZE)
+    assert [h.listing.id for h in narrowed.hits] == [h.listing.id for h in exact.hits]
+
+
+def test_a_capped_match_counts_its_first_matches_by_id_on_both_databases(
+    ids: dict[str, int], service: SearchService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(search, "COUNT_LIMIT", 2)
+    results = service.search("reliable")  # in every listing's long description
+    assert not results.exact and results.total == 2
+    first = sorted((ids[s.key], s) for s in VISIBLE)[:3]  # the limit + 1 counted
+    expected: dict[str, int] = {}
+    for _id, s in first:
+        expected[s.category] = expected.get(s.category, 0) + 1
+    assert {f.value: f.count for f in results.facets.category} == expected

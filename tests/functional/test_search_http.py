@@ -137,8 +137,13 @@ def test_a_product_published_through_review_is_found_and_gone_when_unpublished(
     assert body["results"][0]["platforms"] == ["linux/amd64"]
     body = client.get("/api/v1/search", params={"q": "sql", "arch": "linux/amd64"}).json()  # a tag
     assert body["total"] == 1
+    browse = client.get("/api/v1/search").json()  # browsing figures, kept by the cache from here
+    assert browse["total"] == 1
+    assert [f["count"] for f in browse["facets"]["publisher"]] == [1]
     with app_state.sessions.begin() as s:
         p, actor = principal(s, world.users["admin"])
         app_state.services(s).reviews.unpublish(world.revision, p, actor, "taken down")
     assert client.get("/api/v1/search", params={"q": "acme database"}).json()["total"] == 0
-    assert client.get("/api/v1/search").json()["total"] == 0
+    browse = client.get("/api/v1/search").json()
+    assert browse["total"] == 0 and browse["results"] == []
+    assert browse["facets"]["publisher"] == [] and browse["facets"]["category"] == []

@@ -177,6 +177,14 @@ def fts_excluded(query: Query) -> str | None:
     return " OR ".join(_fts_item(i) for i in query.excluded)
 
 
+def fts_in_class(query: Query, weight: str) -> str:
+    """The FTS5 MATCH expression of the included items that also hit a field of weight class ``weight``
+    (a column filter over the class's columns)."""
+    columns = " ".join(name for name, w in FIELDS if w == weight)
+    items = " OR ".join(_fts_item(i) for i in query.positive)
+    return f"({fts_positive(query)}) AND {{{columns}}} : ({items})"
+
+
 def fts_document(fields: dict[str, str]) -> dict[str, str]:
     """The FTS5 row of a listing's fields: each field's tokens, space-joined (after the document limits)."""
     return {name: " ".join(toks) for name, toks in document_tokens(fields).items()}
@@ -209,6 +217,11 @@ def ts_excluded(query: Query) -> str | None:
 def ts_any_in_class(query: Query, weight: str) -> str:
     """A tsquery matching when any included item occurs in the fields of weight class ``weight``."""
     return " | ".join(_ts_item(i, weight) for i in query.positive)
+
+
+def ts_in_class(query: Query, weight: str) -> str:
+    """The tsquery literal of the included items that also hit a field of weight class ``weight``."""
+    return f"( {ts_positive(query)} ) & ( {ts_any_in_class(query, weight)} )"
 
 
 def ts_document(fields: dict[str, str]) -> str:

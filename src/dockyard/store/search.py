@@ -13,58 +13,67 @@ only when a phrase occurs there); PostgreSQL with the same items restricted to t
 the tsquery (``'redis':A``). The engines' own scores (bm25, ts_rank_cd) differ in their formulas, so they
 are not used to order: equal relevance is broken by downloads, then by the listing's id.
 
+What a request costs (issue 10: p95 under 50 ms at 100,000 listings; see search_sql and search_cache):
+- words: one statement computes the match once (a materialised CTE) and returns the total, the facets and
+  the page from it. A match of more than COUNT_LIMIT listings is counted over its first COUNT_LIMIT + 1 by
+  id (``Results.exact`` false: the total is a lower bound, the facets a count of those); its pages stay
+  exact: by relevance from the name hits (which outrank every other match, so only they are scored; FTS5's
+  column filter, PostgreSQL's ``search_name`` tsvector), else every counted match scored; by downloads or
+  newest from the listings in index order;
+- no words: the page from partial indexes in the sort's order, the total and facets from a per-process
+  cache keyed by a listings version that triggers move on every change a facet reads.
+
 Only listed and on-hold listings are found; revoked ones never.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import (
-    Boolean,
-    ColumnElement,
-    Integer,
-    case,
-    cast,
-    func,
-    literal,
-    literal_column,
-    not_,
-    select,
-    table,
-    text,
-)
-from sqlalchemy.dialects.postgresql import TSQUERY, TSVECTOR
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import Select
 
 from dockyard.store import query as q
-from dockyard.store.models import Listing, ListingPlatform, ListingStatus
+from dockyard.store import search_cache as cache
+from dockyard.store import search_sql as sql
+from dockyard.store.models import Listing, ListingPlatform
 
 SORTS = ("relevance", "newest", "downloads")
 PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 MAX_PAGE = 1000  # deeper than any customer pages; the API refuses more, the page clamps
 MAX_FILTER_CHARS = 200
-PUBLISHER_FACETS = 20  # the publishers with most results (and the chosen one, always)
-VISIBLE = (ListingStatus.LISTED.value, ListingStatus.ON_HOLD.value)
+# Matches counted exactly (total and facets); a broader match is counted up to here (the page is exact
+# always). Counting every one of 45,000 matches costs more than a request may (issue 10: p95 under 50 ms).
+COUNT_LIMIT = 1000
+VISIBLE = sql.VISIBLE
 
-FTS_TABLE = "listing_fts"
-TS_COLUMN = "search_document"
+FTS_TABLE = sql.FTS_TABLE
+TS_COLUMN = sql.TS_COLUMN
 TS_INDEX = "ix_listing_search_document"
+TS_NAME_COLUMN = sql.TS_NAME_COLUMN  # the name's own tsvector: the name hits of relevance pages
+TS_NAME_INDEX = "ix_listing_search_name"
+VISIBLE_SQL = sql.VISIBLE_SQL
+# Partial indexes (visible listings only) in the orders of browsing; written with the literal condition
+# of search_sql.visible(), which is what lets the planners use them.
+BROWSE_INDEXES = {
+    "ix_listing_visible_downloads": "downloads DESC, id DESC",
+    "ix_listing_visible_published": "published_at DESC, id DESC",
+}
 
 
 def outside_metadata(name: str | None, type_: str, parent_names: dict[str, Any]) -> bool:
     """False for the search index's database objects, which the models do not declare (Alembic's
     ``include_name``): the FTS5 table and its shadow tables, the tsvector column and its index."""
     if type_ == "table":
-        return not (name or "").startswith(FTS_TABLE)
+        return not (name or "").startswith(FTS_TABLE) and name != cache.VERSION_TABLE
     if type_ == "column":
-        return not (parent_names.get("table_name") == "listing" and name == TS_COLUMN)
+        return not (parent_names.get("table_name") == "listing" and name in (TS_COLUMN, TS_NAME_COLUMN))
     if type_ == "index":
-        return name != TS_INDEX
+        return name not in (TS_INDEX, TS_NAME_INDEX) and name not in BROWSE_INDEXES
     return True
 
 
@@ -120,6 +129,9 @@ class Results:
     total: int
     hits: list[Hit]
     facets: Facets
+    # False when more than COUNT_LIMIT listings match the words: the total is then the filtered matches
+    # up to COUNT_LIMIT ("at least"), the facets are counted over the first COUNT_LIMIT matches.
+    exact: bool = True
 
     @property
     def pages(self) -> int:
@@ -165,9 +177,16 @@ class SearchService:
                 docs,
             )
         else:
-            docs = [{"id": listing_id, "doc": q.ts_document(fields)} for listing_id, fields in rows]
+            docs = [
+                {"id": i, "doc": q.ts_document(fields), "name": q.ts_document({"name": fields["name"]})}
+                for i, fields in rows
+            ]
             self.session.execute(
-                text(f"UPDATE listing SET {TS_COLUMN} = CAST(:doc AS tsvector) WHERE id = :id"), docs
+                text(
+                    f"UPDATE listing SET {TS_COLUMN} = CAST(:doc AS tsvector), "
+                    f"{TS_NAME_COLUMN} = CAST(:name AS tsvector) WHERE id = :id"
+                ),
+                docs,
             )
 
     def unindex(self, listing_id: int) -> None:
@@ -195,91 +214,77 @@ class SearchService:
             sort = "downloads"  # nothing to be relevant to
         page = min(max(page, 1), MAX_PAGE)
         page_size = min(max(page_size, 1), MAX_PAGE_SIZE)
-        matcher = _Matcher(parsed, self.sqlite)
-
-        conditions = self._conditions(matcher, filters)
-        total = (
-            self.session.scalar(select(func.count()).select_from(Listing).where(*conditions.values())) or 0
-        )
-
-        score = matcher.score() if sort == "relevance" else None
-        stmt = select(Listing, score if score is not None else literal(None)).where(*conditions.values())
-        if score is not None:
-            stmt = matcher.join(stmt)
-        stmt = stmt.order_by(*_order(sort, score)).limit(page_size).offset((page - 1) * page_size)
-        rows = self.session.execute(stmt).all()
-        platforms = self._platforms([row[0].id for row in rows])
-        hits = [Hit(row[0], platforms.get(row[0].id, []), row[1]) for row in rows]
-        facets = self._facets(matcher, filters)
-        return Results(text_query or "", filters, sort, page, page_size, total, hits, facets)
-
-    def _conditions(self, matcher: _Matcher, filters: Filters) -> dict[str, ColumnElement[bool]]:
-        """The WHERE conditions, by the filter each comes from (a facet leaves out its own)."""
-        conditions: dict[str, ColumnElement[bool]] = {"status": Listing.status.in_(VISIBLE)}
-        conditions.update(matcher.conditions())
-        if filters.certified:
-            conditions["certified"] = Listing.certified.is_(True)
-        if filters.free:
-            conditions["free"] = Listing.free.is_(True)
-        if filters.category is not None:
-            conditions["category"] = Listing.category == filters.category
-        if filters.publisher is not None:
-            conditions["publisher"] = Listing.publisher_slug == filters.publisher
-        if filters.arch is not None:
-            on_platform = select(ListingPlatform.listing_id).where(ListingPlatform.platform == filters.arch)
-            conditions["arch"] = Listing.id.in_(on_platform)
-        return conditions
-
-    def _facets(self, matcher: _Matcher, filters: Filters) -> Facets:
-        conditions = self._conditions(matcher, filters)
-
-        def without(name: str) -> list[ColumnElement[bool]]:
-            return [c for key, c in conditions.items() if key != name]
-
-        facets = Facets()
-        # free and certified: one query when neither is a filter (the usual case), else one each.
-        flags = select(
-            func.coalesce(func.sum(case((Listing.free.is_(True), 1), else_=0)), 0),
-            func.coalesce(func.sum(case((Listing.certified.is_(True), 1), else_=0)), 0),
-        )
-        if "free" not in conditions and "certified" not in conditions:
-            facets.free, facets.certified = self.session.execute(flags.where(*conditions.values())).one()
+        offset = (page - 1) * page_size
+        exact = True
+        if not self.sqlite:
+            # A plan for these values: psycopg prepares a statement run often, and PostgreSQL then may
+            # switch to one generic plan for every query of its shape (a broad word and a rare phrase alike).
+            self.session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+        if parsed.empty:
+            total, facets, scored = self._browse(filters, sort, page_size, offset)
         else:
-            facets.free = self.session.execute(flags.where(*without("free"))).one()[0]
-            facets.certified = self.session.execute(flags.where(*without("certified"))).one()[1]
+            total, facets, scored, exact = self._match(parsed, filters, sort, page_size, offset)
+        listings = {
+            listing.id: listing
+            for listing in self.session.scalars(select(Listing).where(Listing.id.in_([i for i, _ in scored])))
+        }
+        platforms = self._platforms(list(listings))
+        hits = [Hit(listings[i], platforms.get(i, []), score) for i, score in scored if i in listings]
+        return Results(text_query or "", filters, sort, page, page_size, total, hits, facets, exact)
 
-        count = func.count().label("n")
-        rows = self.session.execute(
-            select(Listing.category, count)
-            .where(*without("category"), Listing.category.is_not(None))
-            .group_by(Listing.category)
-        ).all()
-        facets.category = _ordered([Facet(c, c, n) for c, n in rows])
-
-        rows = self.session.execute(
-            select(Listing.publisher_slug, func.min(Listing.publisher_name), count)
-            .where(*without("publisher"))
-            .group_by(Listing.publisher_slug)
-            .order_by(count.desc(), Listing.publisher_slug)
-            .limit(PUBLISHER_FACETS)
-        ).all()
-        facets.publisher = [Facet(slug, name, n) for slug, name, n in rows]
-        if filters.publisher is not None and all(f.value != filters.publisher for f in facets.publisher):
-            chosen = self.session.execute(
-                select(func.min(Listing.publisher_name), count).where(
-                    *without("publisher"), Listing.publisher_slug == filters.publisher
+    def _match(
+        self, parsed: q.Query, filters: Filters, sort: str, limit: int, offset: int
+    ) -> tuple[int, Facets, list[tuple[int, int | None]], bool]:
+        """Words: one statement over the match for the total, facets and page (see ``search_sql``); the
+        match counted up to COUNT_LIMIT rows, the page always from every match."""
+        matcher = sql.Matcher(parsed, self.sqlite)
+        # By relevance the page is first taken from the name hits alone (they outrank every other match).
+        ranked = matcher.top_class_page(filters, limit, offset) if sort == "relevance" else None
+        stmt = sql.results_statement(
+            matcher.matched(scored=False, cap=COUNT_LIMIT), filters, sort, limit, offset, ranked=ranked
+        )
+        rows = self.session.execute(stmt).all()
+        total, facets, hits, exact = _read(rows, filters)
+        if not exact:
+            total = min(total, COUNT_LIMIT)  # at least this many (see Results.exact)
+        if sort == "relevance" and len(hits) < limit and (not exact or offset + len(hits) < total):
+            # The name hits do not fill the page: the matches scored, those counted (when they are all of
+            # them: no second full-text scan), else every match.
+            if exact:
+                ids = [n for kind, _key, _label, n, _n2 in rows if kind == "id"]
+                hits = [tuple(r) for r in self.session.execute(matcher.scored_page(ids, limit, offset))]
+            else:
+                stmt = sql.results_statement(
+                    matcher.matched(scored=True), filters, sort, limit, offset, facets=False
                 )
-            ).one()
-            facets.publisher.append(Facet(filters.publisher, chosen[0] or filters.publisher, chosen[1]))
+                hits = _read(self.session.execute(stmt).all(), filters)[2]
+        if sort == "relevance":
+            return total, facets, hits, exact
+        if not exact:
+            # The page is over every match, in index order (a broad match fills it in a few rows).
+            ordered = matcher.ordered_page(filters, sort, limit, offset)
+            hits = [(i, None) for i in self.session.scalars(ordered)]
+        return total, facets, [(i, None) for i, _ in hits], exact
 
-        rows = self.session.execute(
-            select(ListingPlatform.platform, count)
-            .join(Listing, Listing.id == ListingPlatform.listing_id)
-            .where(*without("arch"))
-            .group_by(ListingPlatform.platform)
-        ).all()
-        facets.arch = _ordered([Facet(p, p, n) for p, n in rows])
-        return facets
+    def _browse(
+        self, filters: Filters, sort: str, limit: int, offset: int
+    ) -> tuple[int, Facets, list[tuple[int, int | None]]]:
+        """No words: the page straight from the listings in index order (no full-text work), the total and
+        facets from the per-process cache of browsing figures (see ``search_cache``)."""
+        conditions = sql.filter_conditions(filters)
+        page = select(Listing.id).where(sql.visible(), *conditions.values()).order_by(*_order(sort))
+        ids = self.session.scalars(page.limit(limit).offset(offset)).all()
+        version = cache.version(self.session)
+        key = (filters.certified, filters.free, filters.category, filters.publisher, filters.arch)
+        figures = cache.get(self.session, version, key)
+        if figures is None:
+            matched = sql.Matcher(q.Query(), self.sqlite).matched(scored=False)
+            stmt = sql.results_statement(matched, filters, sort, 0, 0)
+            total, facets, _, _ = _read(self.session.execute(stmt).all(), filters)
+            figures = (total, facets)
+            cache.put(self.session, version, key, figures)
+        total, facets = figures
+        return total, copy.deepcopy(facets), [(i, None) for i in ids]
 
     def _platforms(self, ids: list[int]) -> dict[int, list[str]]:
         if not ids:
@@ -299,81 +304,40 @@ def _ordered(facets: list[Facet]) -> list[Facet]:
     return sorted(facets, key=lambda f: (-f.count, f.value))
 
 
-def _order(sort: str, score: Any) -> list[Any]:
-    if sort == "relevance" and score is not None:
-        return [score.desc(), Listing.downloads.desc(), Listing.id]
+def _order(sort: str) -> list[Any]:
     if sort == "newest":
         return [Listing.published_at.desc(), Listing.id.desc()]
     return [Listing.downloads.desc(), Listing.id.desc()]
 
 
-class _Matcher:
-    """The dialect's full-text conditions and relevance score for one parsed query."""
-
-    def __init__(self, parsed: q.Query, sqlite: bool) -> None:
-        self.parsed = parsed
-        self.sqlite = sqlite
-        self._scores: Any = None
-
-    def conditions(self) -> dict[str, ColumnElement[bool]]:
-        out: dict[str, ColumnElement[bool]] = {}
-        if self.sqlite:
-            positive, excluded = q.fts_positive(self.parsed), q.fts_excluded(self.parsed)
-            if positive is not None:
-                out["text"] = Listing.id.in_(_fts_rows(positive))
-            if excluded is not None:
-                out["not_text"] = Listing.id.not_in(_fts_rows(excluded))
-        else:
-            positive, excluded = q.ts_positive(self.parsed), q.ts_excluded(self.parsed)
-            if positive is not None:
-                out["text"] = _ts_match(positive)
-            if excluded is not None:
-                # A listing not indexed yet (NULL) matches no excluded word: it stays.
-                out["not_text"] = not_(func.coalesce(_ts_match(excluded), False))
-        return out
-
-    def score(self) -> Any:
-        """The relevance column (see the module's docstring): the points of the classes hit."""
-        if self.sqlite:
-            return self._sqlite_scores().c.score
-        parts = [
-            case((_ts_match(q.ts_any_in_class(self.parsed, weight)), points), else_=0)
-            for weight, points in q.CLASS_SCORES.items()
-        ]
-        return sum(parts[1:], parts[0]).label("score")
-
-    def join(self, stmt: Select[Any]) -> Select[Any]:
-        """The statement joined to what ``score`` needs (SQLite's bm25 lives in the FTS5 query)."""
-        if self.sqlite:
-            scores = self._sqlite_scores()
-            return stmt.join(scores, scores.c.listing_id == Listing.id)
-        return stmt
-
-    def _sqlite_scores(self) -> Any:
-        if self._scores is None:
-            parts = []
-            for weight, points in q.CLASS_SCORES.items():
-                # bm25 with only this class's columns weighted: below zero when a phrase occurs there.
-                weights = [literal_column("1" if w == weight else "0") for _name, w in q.FIELDS]
-                parts.append(case((func.bm25(_FTS, *weights) < 0, points), else_=0))
-            self._scores = (
-                select(_FTS_ROWID.label("listing_id"), sum(parts[1:], parts[0]).label("score"))
-                .select_from(_FTS_FROM)
-                .where(_FTS.op("MATCH")(literal(q.fts_positive(self.parsed))))
-                .subquery("scores")
-            )
-        return self._scores
-
-
-_FTS = literal_column(FTS_TABLE)
-_FTS_FROM = table(FTS_TABLE)
-_FTS_ROWID = literal_column(f"{FTS_TABLE}.rowid", Integer)
-_TS_DOCUMENT = literal_column(f"listing.{TS_COLUMN}", TSVECTOR)
-
-
-def _fts_rows(expression: str) -> Select[Any]:
-    return select(_FTS_ROWID).select_from(_FTS_FROM).where(_FTS.op("MATCH")(literal(expression)))
-
-
-def _ts_match(expression: str) -> ColumnElement[bool]:
-    return _TS_DOCUMENT.op("@@", return_type=Boolean)(cast(literal(expression), TSQUERY))
+def _read(rows: list[Any], filters: Filters) -> tuple[int, Facets, list[tuple[int, int | None]], bool]:
+    """The total, facets, page and exactness of the tagged rows of ``search_sql.results_statement``."""
+    total, facets, hits, exact = 0, Facets(), [], True
+    chosen = None
+    for kind, key, label, n, n2 in rows:
+        if kind == "total":
+            total = n
+        elif kind == "matched":
+            exact = n <= COUNT_LIMIT
+        elif kind == "hit":
+            hits.append((n, n2))
+        elif kind == "flags":
+            facets.free, facets.certified = n, n2
+        elif kind == "free":
+            facets.free = n
+        elif kind == "certified":
+            facets.certified = n
+        elif kind == "category":
+            facets.category.append(Facet(key, key, n))
+        elif kind == "publisher":
+            facets.publisher.append(Facet(key, label, n))
+        elif kind == "chosen":
+            chosen = Facet(key, label or key, n)
+        elif kind == "arch" and key is not None:
+            facets.arch.append(Facet(key, key, n))
+    facets.category = _ordered(facets.category)
+    facets.arch = _ordered(facets.arch)
+    facets.publisher.sort(key=lambda f: (-f.count, f.value))
+    if chosen is not None and all(f.value != chosen.value for f in facets.publisher):
+        facets.publisher.append(chosen)
+    return total, facets, hits, exact

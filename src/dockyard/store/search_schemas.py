@@ -59,7 +59,11 @@ class SearchResults(BaseModel):
     page: int
     page_size: int
     pages: int
-    total: int = Field(description="results in all pages")
+    total: int = Field(description="results in all pages (when exact is false: at least this many)")
+    exact: bool = Field(
+        description="false when the words match more products than are counted (1,000): total is then a "
+        "lower bound and the facet counts are over the first 1,000 matches; the pages stay exact"
+    )
     results: list[SearchHit]
     facets: SearchFacets
 
@@ -107,6 +111,7 @@ def results_out(results: Results) -> dict[str, Any]:
         "page_size": results.page_size,
         "pages": results.pages,
         "total": results.total,
+        "exact": results.exact,
         "results": [hit_out(h) for h in results.hits],
         "facets": {
             "category": _facets(results.facets.category),

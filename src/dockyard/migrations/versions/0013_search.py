@@ -16,7 +16,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.orm import Session
 
-from dockyard.store.search import SearchService
+from dockyard.store import search_cache
+from dockyard.store.search import BROWSE_INDEXES, VISIBLE_SQL, SearchService
 
 revision = "0013"
 down_revision = "0012"
@@ -38,10 +39,29 @@ def upgrade() -> None:
             "BEGIN DELETE FROM listing_fts WHERE rowid = old.id; END"
         )
         _reindex()
+        ddl = search_cache.SQLITE_DDL
     else:
         op.execute("ALTER TABLE listing ADD COLUMN search_document tsvector")
-        op.execute("CREATE INDEX ix_listing_search_document ON listing USING gin (search_document)")
+        # fastupdate off: every search reads these, listings change rarely (a pending list of recent
+        # entries, scanned by every query until a vacuum merges it, would cost each search more than it
+        # saves a publish).
+        op.execute(
+            "CREATE INDEX ix_listing_search_document ON listing USING gin (search_document) "
+            "WITH (fastupdate = off)"
+        )
+        # The name alone (class A): the name hits a relevance page is first taken from.
+        op.execute("ALTER TABLE listing ADD COLUMN search_name tsvector")
+        op.execute(
+            "CREATE INDEX ix_listing_search_name ON listing USING gin (search_name) WITH (fastupdate = off)"
+        )
         _reindex()
+        ddl = search_cache.POSTGRES_DDL
+    # Browsing (no words) pages through visible listings in these orders, from the index alone.
+    for name, columns in BROWSE_INDEXES.items():
+        op.execute(f"CREATE INDEX IF NOT EXISTS {name} ON listing ({columns}) WHERE {VISIBLE_SQL}")
+    # The listings' version, which the per-process cache of browsing figures is keyed by.
+    for statement in ddl:
+        op.execute(statement)
 
 
 def _reindex() -> None:
@@ -73,9 +93,16 @@ def _reindex() -> None:
 
 
 def downgrade() -> None:
-    if op.get_bind().dialect.name == "sqlite":
+    sqlite = op.get_bind().dialect.name == "sqlite"
+    for statement in search_cache.SQLITE_DROP if sqlite else search_cache.POSTGRES_DROP:
+        op.execute(statement)
+    for name in BROWSE_INDEXES:
+        op.execute(f"DROP INDEX IF EXISTS {name}")
+    if sqlite:
         op.execute("DROP TRIGGER IF EXISTS listing_fts_delete")
         op.execute("DROP TABLE IF EXISTS listing_fts")
     else:
         op.execute("DROP INDEX IF EXISTS ix_listing_search_document")
+        op.execute("DROP INDEX IF EXISTS ix_listing_search_name")
+        op.execute("ALTER TABLE listing DROP COLUMN IF EXISTS search_name")
         op.execute("ALTER TABLE listing DROP COLUMN IF EXISTS search_document")
