@@ -147,3 +147,18 @@ def test_a_product_published_through_review_is_found_and_gone_when_unpublished(
     browse = client.get("/api/v1/search").json()
     assert browse["total"] == 0 and browse["results"] == []
     assert browse["facets"]["publisher"] == [] and browse["facets"]["category"] == []
+
+
+def test_the_page_says_when_counts_are_of_the_first_matches_only(
+    client: TestClient, shared: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dockyard.store import search
+
+    monkeypatch.setattr(search, "COUNT_LIMIT", 1)
+    r = client.get("/search", params={"q": "cache"})
+    assert r.status_code == 200
+    assert "At least 1 product" in r.text and "are of the first 1 of them" in r.text
+    assert client.get("/api/v1/search", params={"q": "cache"}).json()["exact"] is False
+    monkeypatch.setattr(search, "COUNT_LIMIT", 1000)
+    r = client.get("/search", params={"q": "cache"})
+    assert "At least" not in r.text and "are of the first" not in r.text

@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from dockyard.registry.pages import wants_fragment
+from dockyard.store import search as search_rules
 from dockyard.store.search import MAX_PAGE, SORTS, Filters, Results
 from dockyard.web.context import RequestContext
 from dockyard.web.identity import optional_session_principal
@@ -79,6 +80,7 @@ async def search(request: Request, ctx: RequestContext) -> Response:
         "results": results,
         "links": Links(base, params),
         "sort_labels": SORT_LABELS,
+        "count_limit": search_rules.COUNT_LIMIT,
         "base": base,
     }
     if wants_fragment(request, "search-area"):
