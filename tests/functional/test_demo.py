@@ -41,7 +41,8 @@ def test_the_demo_store(app_state: AppState) -> None:
             for tags in listing.images.values():
                 assert tags and all(t["digest"].startswith("sha256:") and t["size"] for t in tags.values())
         states = Counter(s.scalars(select(ProductRevision.state)))
-    assert {"submitted", "in_review", "changes_requested", "approved", "rejected", "published"} <= set(states)
+    every = {"draft", "submitted", "in_review", "changes_requested", "resubmitted", "approved", "rejected"}
+    assert every | {"withdrawn", "published", "superseded"} <= set(states), states
     assert states["published"] == len(listings)
     with app_state.sessions() as s:
         entitled = s.scalars(select(Entitlement)).all()

@@ -25,7 +25,7 @@ def demo() -> None:
     if done.skipped:
         console.print("the demo store is there already: nothing to do")
         raise typer.Exit(0)
-    published = sum(state in ("published", "certified") for state in done.products.values())
+    published = sum(state in ("published", "certified", "updated") for state in done.products.values())
     console.print(f"[bold]{len(done.products)} products[/bold], {published} on the store")
     console.print(f"accounts (password [bold]{PASSWORD}[/bold] for each):")
     for username, what in done.accounts:

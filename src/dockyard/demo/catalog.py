@@ -27,8 +27,9 @@ class DemoProduct:
     images: tuple[str, ...] = ("server",)
     price: int | None = None  # the paid tier's monthly price in cents (None: free only)
     arches: tuple[str, ...] = ("amd64",)
-    # What the store team did with it: published, certified (published with a badge), submitted,
-    # in_review, changes_requested, approved, rejected, draft.
+    # What the store team did with it: published, certified (published with a badge), updated (a second
+    # revision published over the first), submitted, in_review, changes_requested, resubmitted, approved,
+    # rejected, withdrawn, draft.
     state: str = "published"
     free_tier: bool = True  # a free Community tier besides the paid one
     # Alpine packages in its base layer ("name", "version"): old ones give the scanner real findings.
@@ -112,6 +113,7 @@ PRODUCTS = [
         "An in-memory key-value cache, Redis-protocol compatible, with persistence.",
         ("cache", "redis", "key-value"),
         arches=("amd64", "arm64"),
+        state="updated",
     ),
     DemoProduct(
         "northwind",
@@ -344,6 +346,33 @@ PRODUCTS = [
         "Incremental, encrypted backups of volumes to any object store.",
         ("backup", "encryption", "volumes"),
         packages=CURL_OLD,
+    ),
+    DemoProduct(
+        "kestrel",
+        "keyward",
+        "Keyward",
+        "Security",
+        "An SSH certificate authority for fleets of servers.",
+        ("ssh", "certificates"),
+        state="draft",
+    ),
+    DemoProduct(
+        "bluefin",
+        "edgegate",
+        "EdgeGate",
+        "Networking",
+        "An edge router for IoT sites.",
+        ("router", "iot"),
+        state="resubmitted",
+    ),
+    DemoProduct(
+        "harbourline",
+        "tidewatch",
+        "Tidewatch",
+        "Monitoring",
+        "Uptime checks for web services.",
+        ("uptime", "http"),
+        state="withdrawn",
     ),
 ]
 

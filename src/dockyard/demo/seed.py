@@ -148,14 +148,21 @@ class DemoSeeder:
         rid = self._as(owner, lambda sv, p, a: sv.reviews.submit(org, slug, p, a, "Ready for review.").id)
         if product.state == "submitted":
             return
+        if product.state == "withdrawn":
+            note = "Withdrawn: we will submit it again with the 2.5 images."
+            self._as(owner, lambda sv, p, a: sv.reviews.withdraw(org, slug, p, a, note))
+            return
         self._as(REVIEWER, lambda sv, p, a: sv.reviews.claim(rid, p, a))
         if product.state == "in_review":
             return
-        if product.state == "changes_requested":
+        if product.state in ("changes_requested", "resubmitted"):
             message = (
                 "Please add the SLA's response times for the paid tier and a screenshot of the admin UI."
             )
             self._as(REVIEWER, lambda sv, p, a: sv.reviews.request_changes(rid, p, a, message))
+            if product.state == "resubmitted":
+                self._edit(product, owner, f"{product.short} Now with a documented SLA.")
+                self._as(owner, lambda sv, p, a: sv.reviews.submit(org, slug, p, a, "SLA added."))
             return
         if product.state == "rejected":
             message = "A host operating system cannot run as a container product of this store."
@@ -168,6 +175,14 @@ class DemoSeeder:
         if product.state == "approved":
             return
         self._as(ADMIN, lambda sv, p, a: sv.reviews.publish(rid, p, a, "Welcome to the store."))
+        if product.state == "updated":  # a second revision through review, the first superseded
+            self._edit(product, owner, f"{product.short} Version 2.5 adds TLS everywhere.")
+            rid2 = self._as(owner, lambda sv, p, a: sv.reviews.submit(org, slug, p, a, "The 2.5 release.").id)
+            self._as(REVIEWER, lambda sv, p, a: sv.reviews.claim(rid2, p, a))
+            self._as(
+                REVIEWER, lambda sv, p, a: sv.reviews.approve(rid2, p, a, "Fine.", override_reason=reason)
+            )
+            self._as(ADMIN, lambda sv, p, a: sv.reviews.publish(rid2, p, a))
         if product.state == "certified":
             kind = "certified_infrastructure" if product.category == "Networking" else "certified_container"
             why = "Passed the best-practice review; no open Critical findings at certification."
@@ -175,6 +190,19 @@ class DemoSeeder:
             if product.org == "northwind":
                 official = "Published by the maker of the software it contains."
                 self._as(ADMIN, lambda sv, p, a: sv.badges.grant(org, slug, "official", official, p, a))
+
+    def _edit(self, product: DemoProduct, owner: str, short: str) -> None:
+        """The publisher changes the short description of the working revision (or of a new one, from the
+        live revision)."""
+
+        def edit(sv: Services, p: Principal, a: Actor) -> None:
+            current = sv.products.get(product.org, product.slug, p)
+            revision = current.working_revision or current.live_revision
+            assert revision is not None
+            changed = {**revision.manifest, "short_description": short}
+            sv.products.update_draft(product.org, product.slug, changed, p, a)
+
+        self._as(owner, edit)
 
     def _as(self, username: str, action: Callable[[Services, Principal, Actor], T]) -> T:
         def run(sv: Services) -> T:
@@ -191,7 +219,9 @@ class DemoSeeder:
     def _entitle(self, customer: str, index: int) -> None:
         """Each customer gets the free tier of a few products (a different few each)."""
         free = [
-            p for p in PRODUCTS if p.state in ("published", "certified") and (p.free_tier or p.price is None)
+            p
+            for p in PRODUCTS
+            if p.state in ("published", "certified", "updated") and (p.free_tier or p.price is None)
         ]
         for product in free[index::3][:5]:
             self._as(
