@@ -22,6 +22,8 @@ type), if it has at least PREFIX_MIN characters. Anything else is text: no input
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -191,13 +193,33 @@ def fts_document(fields: dict[str, str]) -> dict[str, str]:
 
 
 # -- PostgreSQL tsvector / tsquery ------------------------------------------------------------------------
+# Phrases on PostgreSQL: the tsvector also holds each pair of adjacent tokens of a field (a bigram) as a
+# lexeme of its own, at the first token's position with the field's weight. A two-token phrase is then one
+# lexeme (the GIN index answers it exactly, where ``'a' <-> 'b'`` re-reads the positions of every listing
+# with both words), and a longer one a chain of its pairs, ``'_a_b' <-> '_b_c'``: adjacent pairs at
+# consecutive positions are the tokens at consecutive positions, so the match is the same (and the index
+# narrows it to the listings holding every pair). Tokens hold letters and digits only, so a lexeme starting
+# with BIGRAM_MARK is never a token (nor matched by a token's prefix query: ``'ab':*`` finds no ``_ab_c``).
+BIGRAM_MARK = "_"
+BIGRAM_BYTES = 64  # a longer pair is named by a digest: a tsvector is limited to 1 MB and lexemes to 2 KB
+
+
+def bigram(first: str, second: str) -> str:
+    """The lexeme of two adjacent tokens (see above): ``_first_second``, or ``__`` and a digest if long."""
+    pair = f"{BIGRAM_MARK}{first}{BIGRAM_MARK}{second}"
+    if len(pair.encode()) <= BIGRAM_BYTES:
+        return pair
+    return BIGRAM_MARK * 2 + hashlib.blake2b(pair.encode(), digest_size=16).hexdigest()
+
+
 def _ts_item(item: Item, weight: str = "") -> str:
-    # Lexemes hold letters and digits only: quoting them is always a valid tsquery literal.
-    lexemes = []
-    for index, token in enumerate(item.tokens):
-        flags = ("*" if item.prefix and index == len(item.tokens) - 1 else "") + weight
-        lexemes.append(f"'{token}':{flags}" if flags else f"'{token}'")
-    return "( " + " <-> ".join(lexemes) + " )" if len(lexemes) > 1 else lexemes[0]
+    # Lexemes hold letters, digits and BIGRAM_MARK only: quoting them is always a valid tsquery literal.
+    if len(item.tokens) > 1:  # a phrase (never a prefix): its pairs, adjacent
+        pairs = [bigram(a, b) for a, b in itertools.pairwise(item.tokens)]
+        lexemes = [f"'{pair}':{weight}" if weight else f"'{pair}'" for pair in pairs]
+        return "( " + " <-> ".join(lexemes) + " )" if len(lexemes) > 1 else lexemes[0]
+    flags = ("*" if item.prefix else "") + weight
+    return f"'{item.tokens[0]}':{flags}" if flags else f"'{item.tokens[0]}'"
 
 
 def ts_positive(query: Query) -> str | None:
@@ -229,8 +251,10 @@ def ts_document(fields: dict[str, str]) -> str:
     positions: dict[str, list[str]] = {}
     pos = 1
     for (_name, weight), toks in zip(FIELDS, document_tokens(fields).values(), strict=True):
-        for token in toks:
+        for index, token in enumerate(toks):
             positions.setdefault(token, []).append(f"{pos}{weight}")
+            if index + 1 < len(toks):  # the pair it starts, within the field (see bigram)
+                positions.setdefault(bigram(token, toks[index + 1]), []).append(f"{pos}{weight}")
             pos += 1
         pos += FIELD_GAP
     return " ".join(f"'{lexeme}':{','.join(p)}" for lexeme, p in positions.items())
