@@ -56,6 +56,8 @@ TS_COLUMN = sql.TS_COLUMN
 TS_INDEX = "ix_listing_search_document"
 TS_NAME_COLUMN = sql.TS_NAME_COLUMN  # the name's own tsvector: the name hits of relevance pages
 TS_NAME_INDEX = "ix_listing_search_name"
+TS_PAIRS_COLUMN = sql.TS_PAIRS_COLUMN  # adjacent words' pairs: phrases (see store.query)
+TS_PAIRS_INDEX = "ix_listing_search_pairs"
 VISIBLE_SQL = sql.VISIBLE_SQL
 # Partial indexes (visible listings only) in the orders of browsing; written with the literal condition
 # of search_sql.visible(), which is what lets the planners use them.
@@ -71,9 +73,10 @@ def outside_metadata(name: str | None, type_: str, parent_names: dict[str, Any])
     if type_ == "table":
         return not (name or "").startswith(FTS_TABLE) and name != cache.VERSION_TABLE
     if type_ == "column":
-        return not (parent_names.get("table_name") == "listing" and name in (TS_COLUMN, TS_NAME_COLUMN))
+        ours = (TS_COLUMN, TS_NAME_COLUMN, TS_PAIRS_COLUMN)
+        return not (parent_names.get("table_name") == "listing" and name in ours)
     if type_ == "index":
-        return name not in (TS_INDEX, TS_NAME_INDEX) and name not in BROWSE_INDEXES
+        return name not in (TS_INDEX, TS_NAME_INDEX, TS_PAIRS_INDEX) and name not in BROWSE_INDEXES
     return True
 
 
@@ -178,12 +181,18 @@ class SearchService:
             )
         else:
             docs = [
-                {"id": i, "doc": q.ts_document(fields), "name": q.ts_document({"name": fields["name"]})}
+                {
+                    "id": i,
+                    "doc": q.ts_document(fields),
+                    "pairs": q.ts_document(fields, words=False, pairs=True),
+                    "name": q.ts_document({"name": fields["name"]}, pairs=True),
+                }
                 for i, fields in rows
             ]
             self.session.execute(
                 text(
                     f"UPDATE listing SET {TS_COLUMN} = CAST(:doc AS tsvector), "
+                    f"{TS_PAIRS_COLUMN} = CAST(:pairs AS tsvector), "
                     f"{TS_NAME_COLUMN} = CAST(:name AS tsvector) WHERE id = :id"
                 ),
                 docs,

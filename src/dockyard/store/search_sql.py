@@ -26,6 +26,7 @@ from sqlalchemy import (
     literal_column,
     not_,
     null,
+    or_,
     select,
     table,
     true,
@@ -41,6 +42,7 @@ VISIBLE = (ListingStatus.LISTED.value, ListingStatus.ON_HOLD.value)
 FTS_TABLE = "listing_fts"
 TS_COLUMN = "search_document"
 TS_NAME_COLUMN = "search_name"
+TS_PAIRS_COLUMN = "search_pairs"
 PUBLISHER_FACETS = 20  # the publishers with most results (and the chosen one, always)
 
 _FTS = literal_column(FTS_TABLE)
@@ -48,6 +50,7 @@ _FTS_FROM = table(FTS_TABLE)
 _FTS_ROWID = literal_column(f"{FTS_TABLE}.rowid", Integer)
 _TS_DOCUMENT = literal_column(f"listing.{TS_COLUMN}", TSVECTOR)
 _TS_NAME = literal_column(f"listing.{TS_NAME_COLUMN}", TSVECTOR)
+_TS_PAIRS = literal_column(f"listing.{TS_PAIRS_COLUMN}", TSVECTOR)
 
 
 VISIBLE_SQL = "status IN ('listed', 'on_hold')"
@@ -93,7 +96,8 @@ class Matcher:
         if self.sqlite:
             return Listing.id.not_in(_fts_rows(q.fts_excluded(self.parsed) or ""))
         # A listing not indexed yet (NULL) matches no excluded word: it stays.
-        return not_(func.coalesce(_ts_match(q.ts_excluded(self.parsed) or ""), False))
+        parts = q.ts_any(self.parsed.excluded)
+        return not_(or_(*(func.coalesce(_ts_part(part), False) for part in parts)))
 
     def matched(self, scored: bool, cap: int | None = None) -> Select[Any]:
         """Visible listings matching the included items: (id, score, the facet and sort columns); with
@@ -120,7 +124,7 @@ class Matcher:
                 ids = _fts_rows(q.fts_positive(self.parsed) or "")
                 conditions.append(literal_column("+listing.id", Integer).in_(ids))
             else:
-                conditions.append(_ts_match(q.ts_positive(self.parsed) or ""))
+                conditions.append(_ts_clauses(self.parsed))
         return conditions
 
     def ordered_page(self, filters: Any, sort: str, limit: int, offset: int) -> Select[Any]:
@@ -175,7 +179,7 @@ class Matcher:
                 .join(fts, fts.c.listing_id == Listing.id)
                 .where(*conditions)
             )
-        conditions.append(_ts_match(q.ts_positive(self.parsed) or ""))
+        conditions.append(_ts_clauses(self.parsed))
         score = self._ts_score() if scored else literal(0, Integer)
         return select(*columns, score.label("score")).where(*conditions)
 
@@ -190,16 +194,16 @@ class Matcher:
         else:
             # The name's own tsvector and index: exact without re-reading every match's document (a
             # weight-labelled query on search_document is re-checked on each row its index finds).
-            score = self._ts_score().label("score")
+            # A name hit scores 8 for the name (known, as on SQLite) and the other classes from the document.
+            score = self._ts_score(name_hit=True).label("score")
             in_name = _TS_NAME.op("@@", return_type=Boolean)(
-                cast(literal(q.ts_any_in_class(self.parsed, "")), TSQUERY)
+                cast(literal(q.ts_name_query(q.ts_any(self.parsed.positive))), TSQUERY)
             )
-            # The document's condition checked on those rows only (coalesce: not an index condition, or the
-            # planner ANDs in the document index's bitmap of every match, the costly part).
-            in_document = func.coalesce(_TS_DOCUMENT, cast(literal(""), TSVECTOR)).op(
-                "@@", return_type=Boolean
-            )(cast(literal(q.ts_positive(self.parsed) or ""), TSQUERY))
-            stmt = select(Listing.id, score).where(in_name, in_document)
+            stmt = select(Listing.id, score).where(in_name)
+            if len(self.parsed.clauses) > 1:
+                # The other clauses checked on those rows only (one clause: a name hit is a match). Not an
+                # index condition, or the planner ANDs in the index's bitmap of every match, the costly part.
+                stmt = stmt.where(_ts_clauses(self.parsed, indexed=False))
         conditions = [visible(), *filter_conditions(filters).values()]
         excluded = self.excluded()
         if excluded is not None:
@@ -229,11 +233,14 @@ class Matcher:
         match = _FTS.op("MATCH")(literal(expression))
         return select(*columns).select_from(_FTS_FROM).where(match).subquery("fts")
 
-    def _ts_score(self) -> Any:
-        parts = [
-            case((_ts_match(q.ts_any_in_class(self.parsed, weight)), points), else_=0)
-            for weight, points in q.CLASS_SCORES.items()
-        ]
+    def _ts_score(self, name_hit: bool = False) -> Any:
+        parts: list[Any] = []
+        for weight, points in q.CLASS_SCORES.items():
+            if name_hit and weight == "A":
+                parts.append(literal(points, Integer))
+                continue
+            hit = or_(*(_ts_part(part) for part in q.ts_any(self.parsed.positive, weight)))
+            parts.append(case((hit, points), else_=0))
         return sum(parts[1:], parts[0])
 
 
@@ -347,5 +354,16 @@ def _fts_rows(expression: str) -> Select[Any]:
     return select(_FTS_ROWID).select_from(_FTS_FROM).where(_FTS.op("MATCH")(literal(expression)))
 
 
-def _ts_match(expression: str) -> ColumnElement[bool]:
-    return _TS_DOCUMENT.op("@@", return_type=Boolean)(cast(literal(expression), TSQUERY))
+def _ts_part(part: q.TsPart, indexed: bool = True) -> ColumnElement[bool]:
+    """The listing's words or pairs tsvector @@ the part's tsquery (``indexed`` False: written so that it
+    is no index condition, checked on the rows found otherwise)."""
+    pairs, expression = part
+    column: Any = _TS_PAIRS if pairs else _TS_DOCUMENT
+    if not indexed:
+        column = func.coalesce(column, cast(literal(""), TSVECTOR))
+    return column.op("@@", return_type=Boolean)(cast(literal(expression), TSQUERY))
+
+
+def _ts_clauses(parsed: q.Query, indexed: bool = True) -> ColumnElement[bool]:
+    """The included items' condition: in every clause, one of its parts matches."""
+    return and_(*(or_(*(_ts_part(p, indexed) for p in clause)) for clause in q.ts_clauses(parsed)))
