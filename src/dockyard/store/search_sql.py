@@ -143,12 +143,19 @@ class Matcher:
             fts = self._fts_scored(q.fts_positive(self.parsed) or "", True)
             stmt = select(Listing.id, fts.c.score).join(fts, fts.c.listing_id == Listing.id)
             score: Any = fts.c.score
-        else:
-            score = self._ts_score().label("score")
-            stmt = select(Listing.id, score)
+            return (
+                stmt.where(Listing.id.in_(ids))
+                .order_by(score.desc(), Listing.downloads.desc(), Listing.id)
+                .limit(limit)
+                .offset(offset)
+            )
+        rows = _detoasted(
+            select(Listing.id, Listing.downloads).where(Listing.id.in_(ids)), "scored", self.parsed
+        )
+        score = self._ts_score(columns=(rows.c.words, rows.c.pairs)).label("score")
         return (
-            stmt.where(Listing.id.in_(ids))
-            .order_by(score.desc(), Listing.downloads.desc(), Listing.id)
+            select(rows.c.id, score)
+            .order_by(score.desc(), rows.c.downloads.desc(), rows.c.id)
             .limit(limit)
             .offset(offset)
         )
@@ -187,33 +194,38 @@ class Matcher:
         """A relevance page (id, score) from the matches an included item hits by name alone. Each of
         them outranks every other match (8 points against 4 + 2 + 1 at most), so when they fill the page it
         is the page, having scored a few per cent of a broad match's rows."""
+        conditions = [visible(), *filter_conditions(filters).values()]
         if self.sqlite:
             ranked = self._fts_scored(q.fts_in_class(self.parsed, "A"), True, name_hit=True)
             stmt = select(Listing.id, ranked.c.score).join(ranked, ranked.c.listing_id == Listing.id)
             score = ranked.c.score
-        else:
-            # The name's own tsvector and index: exact without re-reading every match's document (a
-            # weight-labelled query on search_document is re-checked on each row its index finds).
-            # A name hit scores 8 for the name (known, as on SQLite) and the other classes from the document.
-            score = self._ts_score(name_hit=True).label("score")
-            in_name = _TS_NAME.op("@@", return_type=Boolean)(
-                cast(literal(q.ts_name_query(q.ts_any(self.parsed.positive))), TSQUERY)
+            excluded = self.excluded()
+            if excluded is not None:
+                conditions.append(excluded)
+            return (
+                stmt.where(*conditions)
+                .order_by(score.desc(), Listing.downloads.desc(), Listing.id)
+                .limit(limit)
+                .offset(offset)
             )
-            stmt = select(Listing.id, score).where(in_name)
-            if len(self.parsed.clauses) > 1:
-                # The other clauses checked on those rows only (one clause: a name hit is a match). Not an
-                # index condition, or the planner ANDs in the index's bitmap of every match, the costly part.
-                stmt = stmt.where(_ts_clauses(self.parsed, indexed=False))
-        conditions = [visible(), *filter_conditions(filters).values()]
-        excluded = self.excluded()
-        if excluded is not None:
-            conditions.append(excluded)
-        return (
-            stmt.where(*conditions)
-            .order_by(score.desc(), Listing.downloads.desc(), Listing.id)
-            .limit(limit)
-            .offset(offset)
+        # The name's own tsvector and index: exact without re-reading every match's document (a
+        # weight-labelled query on search_document is re-checked on each row its index finds).
+        in_name = _TS_NAME.op("@@", return_type=Boolean)(
+            cast(literal(q.ts_name_query(q.ts_any(self.parsed.positive))), TSQUERY)
         )
+        rows = _detoasted(
+            select(Listing.id, Listing.downloads).where(in_name, *conditions), "named", self.parsed
+        )
+        columns = (rows.c.words, rows.c.pairs)
+        # A name hit scores 8 for the name (known, as on SQLite) and the other classes from the document.
+        score = self._ts_score(name_hit=True, columns=columns).label("score")
+        stmt = select(rows.c.id, score)
+        if len(self.parsed.clauses) > 1:
+            # The other clauses checked on those rows only (one clause: a name hit is a match).
+            stmt = stmt.where(_ts_clauses(self.parsed, columns))
+        if self.parsed.excluded:
+            stmt = stmt.where(not_(or_(*(_ts_part(p, columns) for p in q.ts_any(self.parsed.excluded)))))
+        return stmt.order_by(score.desc(), rows.c.downloads.desc(), rows.c.id).limit(limit).offset(offset)
 
     def _fts_scored(self, expression: str, scored: bool, name_hit: bool = False) -> Any:
         columns: list[Any] = [_FTS_ROWID.label("listing_id")]
@@ -233,13 +245,13 @@ class Matcher:
         match = _FTS.op("MATCH")(literal(expression))
         return select(*columns).select_from(_FTS_FROM).where(match).subquery("fts")
 
-    def _ts_score(self, name_hit: bool = False) -> Any:
+    def _ts_score(self, name_hit: bool = False, columns: tuple[Any, Any] | None = None) -> Any:
         parts: list[Any] = []
         for weight, points in q.CLASS_SCORES.items():
             if name_hit and weight == "A":
                 parts.append(literal(points, Integer))
                 continue
-            hit = or_(*(_ts_part(part) for part in q.ts_any(self.parsed.positive, weight)))
+            hit = or_(*(_ts_part(part, columns) for part in q.ts_any(self.parsed.positive, weight)))
             parts.append(case((hit, points), else_=0))
         return sum(parts[1:], parts[0])
 
@@ -354,16 +366,39 @@ def _fts_rows(expression: str) -> Select[Any]:
     return select(_FTS_ROWID).select_from(_FTS_FROM).where(_FTS.op("MATCH")(literal(expression)))
 
 
-def _ts_part(part: q.TsPart, indexed: bool = True) -> ColumnElement[bool]:
-    """The listing's words or pairs tsvector @@ the part's tsquery (``indexed`` False: written so that it
-    is no index condition, checked on the rows found otherwise)."""
+def _ts_part(part: q.TsPart, columns: tuple[Any, Any] | None = None) -> ColumnElement[bool]:
+    """The listing's words or pairs tsvector @@ the part's tsquery; with ``columns`` (words, pairs), those
+    (see _detoasted) instead of the listing's."""
     pairs, expression = part
-    column: Any = _TS_PAIRS if pairs else _TS_DOCUMENT
-    if not indexed:
-        column = func.coalesce(column, cast(literal(""), TSVECTOR))
+    words_column, pairs_column = columns or (_TS_DOCUMENT, _TS_PAIRS)
+    column: Any = pairs_column if pairs else words_column
     return column.op("@@", return_type=Boolean)(cast(literal(expression), TSQUERY))
 
 
-def _ts_clauses(parsed: q.Query, indexed: bool = True) -> ColumnElement[bool]:
+def _ts_clauses(parsed: q.Query, columns: tuple[Any, Any] | None = None) -> ColumnElement[bool]:
     """The included items' condition: in every clause, one of its parts matches."""
-    return and_(*(or_(*(_ts_part(p, indexed) for p in clause)) for clause in q.ts_clauses(parsed)))
+    return and_(*(or_(*(_ts_part(p, columns) for p in clause)) for clause in q.ts_clauses(parsed)))
+
+
+def _detoasted(rows: Select[Any], name: str, parsed: q.Query) -> Any:
+    """The rows as a subquery with the listing's two tsvectors read once each (``words``, ``pairs``; the
+    pairs only when the query has a phrase, the words only when it has a word: else NULL, not read).
+
+    A document is stored compressed (or out of line), and PostgreSQL decompresses it again for every
+    operator that reads it: checking the other clauses and three weight classes read it four times a row.
+    A copy (``|| ''``, made in memory once) is read as it is. OFFSET 0 keeps the planner from merging the
+    subquery into its reader (which would put the raw column back). NULL (not indexed yet): empty, no match.
+    """
+    empty = cast(literal(""), TSVECTOR)
+
+    def copy(column: Any) -> Any:
+        return func.coalesce(column, empty).op("||", return_type=TSVECTOR)(empty)
+
+    items = [*parsed.positive, *parsed.excluded]
+    words = any(len(i.tokens) == 1 for i in items)
+    pairs = any(len(i.tokens) > 1 for i in items)
+    copies = [
+        (copy(_TS_DOCUMENT) if words else null()).label("words"),
+        (copy(_TS_PAIRS) if pairs else null()).label("pairs"),
+    ]
+    return rows.add_columns(*copies).offset(literal_column("0")).subquery(name)
