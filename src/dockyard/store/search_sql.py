@@ -213,6 +213,11 @@ class Matcher:
         in_name = _TS_NAME.op("@@", return_type=Boolean)(
             cast(literal(q.ts_name_query(q.ts_any(self.parsed.positive))), TSQUERY)
         )
+        if len(self.parsed.clauses) > 1:
+            # Every clause (one clause: a name hit is a match), written as an index condition: the planner
+            # may AND the words' index into the name's (fewer rows read: 'secure gateway', 9,000 name hits
+            # and 400 matches) or check the name hits' documents.
+            conditions.append(_ts_clauses(self.parsed))
         rows = _detoasted(
             select(Listing.id, Listing.downloads).where(in_name, *conditions), "named", self.parsed
         )
@@ -220,9 +225,6 @@ class Matcher:
         # A name hit scores 8 for the name (known, as on SQLite) and the other classes from the document.
         score = self._ts_score(name_hit=True, columns=columns).label("score")
         stmt = select(rows.c.id, score)
-        if len(self.parsed.clauses) > 1:
-            # The other clauses checked on those rows only (one clause: a name hit is a match).
-            stmt = stmt.where(_ts_clauses(self.parsed, columns))
         if self.parsed.excluded:
             stmt = stmt.where(not_(or_(*(_ts_part(p, columns) for p in q.ts_any(self.parsed.excluded)))))
         return stmt.order_by(score.desc(), rows.c.downloads.desc(), rows.c.id).limit(limit).offset(offset)
