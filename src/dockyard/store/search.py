@@ -65,6 +65,12 @@ BROWSE_INDEXES = {
     "ix_listing_visible_downloads": "downloads DESC, id DESC",
     "ix_listing_visible_published": "published_at DESC, id DESC",
 }
+# PostgreSQL only: certified listings (a tenth), which the planner ANDs with a name or word index for the
+# certified filter instead of reading every hit's row (SQLite keeps its plans: it would not use it so).
+CERTIFIED_INDEX = "ix_listing_visible_certified"
+CERTIFIED_INDEX_SQL = (
+    f"CREATE INDEX IF NOT EXISTS {CERTIFIED_INDEX} ON listing (id) WHERE certified IS TRUE AND {VISIBLE_SQL}"
+)
 
 
 def outside_metadata(name: str | None, type_: str, parent_names: dict[str, Any]) -> bool:
@@ -76,7 +82,8 @@ def outside_metadata(name: str | None, type_: str, parent_names: dict[str, Any])
         ours = (TS_COLUMN, TS_NAME_COLUMN, TS_PAIRS_COLUMN)
         return not (parent_names.get("table_name") == "listing" and name in ours)
     if type_ == "index":
-        return name not in (TS_INDEX, TS_NAME_INDEX, TS_PAIRS_INDEX) and name not in BROWSE_INDEXES
+        ours = (TS_INDEX, TS_NAME_INDEX, TS_PAIRS_INDEX, CERTIFIED_INDEX)
+        return name not in ours and name not in BROWSE_INDEXES
     return True
 
 

@@ -360,8 +360,15 @@ def results_statement(
 def _arch_column(filters: Any) -> list[Any]:
     if filters.arch is None:
         return [literal(False, Boolean).label("on_arch")]
-    on = exists().where(ListingPlatform.listing_id == Listing.id, ListingPlatform.platform == filters.arch)
-    return [on.label("on_arch")]
+    # A scalar subquery, probed by key for each match (the first 1,001 at most): as EXISTS, PostgreSQL
+    # hashes every listing on the platform first (33,000 rows of 100,000 for 'linux/arm64', 19 ms).
+    on = (
+        select(literal(True, Boolean))
+        .where(ListingPlatform.listing_id == Listing.id, ListingPlatform.platform == filters.arch)
+        .limit(1)
+        .scalar_subquery()
+    )
+    return [func.coalesce(on, False).label("on_arch")]
 
 
 def _fts_rows(expression: str) -> Select[Any]:
