@@ -20,6 +20,9 @@ What a request costs (issue 10: p95 under 50 ms at 100,000 listings; see search_
   exact: by relevance from the name hits (which outrank every other match, so only they are scored; FTS5's
   column filter, PostgreSQL's ``search_name`` tsvector), else every counted match scored; by downloads or
   newest from the listings in index order;
+- phrases (PostgreSQL): the GIN index of the pairs of adjacent words (``search_pairs``, see store.query)
+  finds a phrase's listings exactly, where positions would be re-checked on every listing with its words;
+- PostgreSQL, per transaction: random_page_cost 1.1 (the listings are read from memory) and no JIT;
 - no words: the page from partial indexes in the sort's order, the total and facets from a per-process
   cache keyed by a listings version that triggers move on every change a facet reads.
 
