@@ -238,15 +238,19 @@ class SearchService:
         if not self.sqlite:
             # A plan for these values: psycopg prepares a statement run often, and PostgreSQL then may
             # switch to one generic plan for every query of its shape (a broad word and a rare phrase alike).
-            self.session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
             # The listings' pages are in memory when searched (they are, warm): a page read at random costs
             # about what one read in order does. With the default (4, for disks) the planner walks the
             # primary key re-checking tens of thousands of documents to find a word's first 1,001 matches by
             # id, where the GIN index's few thousand rows sorted cost a fifth (at 100,000 listings: 'cache',
             # 48 ms against 9). Set for this transaction only; JIT off likewise (no search statement runs
-            # long enough to repay its compilation, which costs tens of milliseconds).
-            self.session.execute(text("SET LOCAL random_page_cost = 1.1"))
-            self.session.execute(text("SET LOCAL jit = off"))
+            # long enough to repay its compilation, which costs tens of milliseconds). One round trip:
+            # set_config(..., true) is SET LOCAL.
+            self.session.execute(
+                text(
+                    "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), "
+                    "set_config('random_page_cost', '1.1', true), set_config('jit', 'off', true)"
+                )
+            )
         if parsed.empty:
             total, facets, scored = self._browse(filters, sort, page_size, offset)
         else:
