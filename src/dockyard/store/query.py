@@ -22,6 +22,8 @@ type), if it has at least PREFIX_MIN characters. Anything else is text: no input
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -191,46 +193,73 @@ def fts_document(fields: dict[str, str]) -> dict[str, str]:
 
 
 # -- PostgreSQL tsvector / tsquery ------------------------------------------------------------------------
-def _ts_item(item: Item, weight: str = "") -> str:
-    # Lexemes hold letters and digits only: quoting them is always a valid tsquery literal.
-    lexemes = []
-    for index, token in enumerate(item.tokens):
-        flags = ("*" if item.prefix and index == len(item.tokens) - 1 else "") + weight
-        lexemes.append(f"'{token}':{flags}" if flags else f"'{token}'")
-    return "( " + " <-> ".join(lexemes) + " )" if len(lexemes) > 1 else lexemes[0]
+# Phrases on PostgreSQL: each pair of adjacent tokens of a field (a bigram) is a lexeme of its own, at the
+# first token's position with the field's weight, in a tsvector of pairs (``search_pairs``, its own GIN
+# index; the words' ``search_document`` stays as small as before, which the per-row checks read). A
+# two-token phrase is then one lexeme (the index answers it exactly, where ``'a' <-> 'b'`` re-reads the
+# positions of every listing with both words), and a longer one a chain of its pairs, ``'_a_b' <-> '_b_c'``:
+# adjacent pairs at consecutive positions are the tokens at consecutive positions, so the match is the same
+# (and the index narrows it to the listings holding every pair). Tokens hold letters and digits only, so a
+# lexeme starting with BIGRAM_MARK is never a token (nor matched by a token's prefix query). The name's own
+# tsvector (``search_name``) holds its words and its pairs.
+BIGRAM_MARK = "_"
+BIGRAM_BYTES = 64  # a longer pair is named by a digest: a tsvector is limited to 1 MB and lexemes to 2 KB
+
+# A part of a tsquery: (pairs, literal), pairs True when it is over the pairs' tsvector, else the words'.
+TsPart = tuple[bool, str]
 
 
-def ts_positive(query: Query) -> str | None:
-    """The tsquery literal of the included items."""
-    if not query.clauses:
-        return None
-    return " & ".join("( " + " | ".join(_ts_item(i) for i in clause) + " )" for clause in query.clauses)
+def bigram(first: str, second: str) -> str:
+    """The lexeme of two adjacent tokens (see above): ``_first_second``, or ``__`` and a digest if long."""
+    pair = f"{BIGRAM_MARK}{first}{BIGRAM_MARK}{second}"
+    if len(pair.encode()) <= BIGRAM_BYTES:
+        return pair
+    return BIGRAM_MARK * 2 + hashlib.blake2b(pair.encode(), digest_size=16).hexdigest()
 
 
-def ts_excluded(query: Query) -> str | None:
-    """The tsquery literal any excluded item matches."""
-    if not query.excluded:
-        return None
-    return " | ".join(_ts_item(i) for i in query.excluded)
+def _ts_item(item: Item, weight: str = "") -> TsPart:
+    # Lexemes hold letters, digits and BIGRAM_MARK only: quoting them is always a valid tsquery literal.
+    if len(item.tokens) > 1:  # a phrase (never a prefix): its pairs, adjacent
+        pairs = [bigram(a, b) for a, b in itertools.pairwise(item.tokens)]
+        lexemes = [f"'{pair}':{weight}" if weight else f"'{pair}'" for pair in pairs]
+        return True, "( " + " <-> ".join(lexemes) + " )" if len(lexemes) > 1 else lexemes[0]
+    flags = ("*" if item.prefix else "") + weight
+    return False, f"'{item.tokens[0]}':{flags}" if flags else f"'{item.tokens[0]}'"
 
 
-def ts_any_in_class(query: Query, weight: str) -> str:
-    """A tsquery matching when any included item occurs in the fields of weight class ``weight``."""
-    return " | ".join(_ts_item(i, weight) for i in query.positive)
+def ts_any(items: list[Item], weight: str = "") -> list[TsPart]:
+    """The tsquery parts any of the items matches (words ORed in one part, phrases in another), each item
+    restricted to the fields of weight class ``weight`` when given."""
+    rendered = [_ts_item(i, weight) for i in items]
+    out = []
+    for pairs in (False, True):
+        literals = [lit for p, lit in rendered if p is pairs]
+        if literals:
+            out.append((pairs, " | ".join(literals)))
+    return out
 
 
-def ts_in_class(query: Query, weight: str) -> str:
-    """The tsquery literal of the included items that also hit a field of weight class ``weight``."""
-    return f"( {ts_positive(query)} ) & ( {ts_any_in_class(query, weight)} )"
+def ts_clauses(query: Query) -> list[list[TsPart]]:
+    """The tsquery parts of the included items: the listing matches when, in every clause, a part does."""
+    return [ts_any(clause) for clause in query.clauses]
 
 
-def ts_document(fields: dict[str, str]) -> str:
-    """The tsvector literal of a listing's fields: lexemes with their positions and weight classes."""
+def ts_name_query(parts: list[TsPart]) -> str:
+    """The parts as one tsquery over the name's tsvector (which holds the name's words and pairs)."""
+    return " | ".join(f"( {literal} )" for _pairs, literal in parts)
+
+
+def ts_document(fields: dict[str, str], words: bool = True, pairs: bool = False) -> str:
+    """The tsvector literal of a listing's fields: lexemes with their positions and weight classes; the
+    words, the pairs of adjacent words (see bigram), or both."""
     positions: dict[str, list[str]] = {}
     pos = 1
     for (_name, weight), toks in zip(FIELDS, document_tokens(fields).values(), strict=True):
-        for token in toks:
-            positions.setdefault(token, []).append(f"{pos}{weight}")
+        for index, token in enumerate(toks):
+            if words:
+                positions.setdefault(token, []).append(f"{pos}{weight}")
+            if pairs and index + 1 < len(toks):  # the pair it starts, within the field
+                positions.setdefault(bigram(token, toks[index + 1]), []).append(f"{pos}{weight}")
             pos += 1
         pos += FIELD_GAP
     return " ".join(f"'{lexeme}':{','.join(p)}" for lexeme, p in positions.items())

@@ -20,6 +20,9 @@ What a request costs (issue 10: p95 under 50 ms at 100,000 listings; see search_
   exact: by relevance from the name hits (which outrank every other match, so only they are scored; FTS5's
   column filter, PostgreSQL's ``search_name`` tsvector), else every counted match scored; by downloads or
   newest from the listings in index order;
+- phrases (PostgreSQL): the GIN index of the pairs of adjacent words (``search_pairs``, see store.query)
+  finds a phrase's listings exactly, where positions would be re-checked on every listing with its words;
+- PostgreSQL, per transaction: random_page_cost 1.1 (the listings are read from memory) and no JIT;
 - no words: the page from partial indexes in the sort's order, the total and facets from a per-process
   cache keyed by a listings version that triggers move on every change a facet reads.
 
@@ -56,6 +59,8 @@ TS_COLUMN = sql.TS_COLUMN
 TS_INDEX = "ix_listing_search_document"
 TS_NAME_COLUMN = sql.TS_NAME_COLUMN  # the name's own tsvector: the name hits of relevance pages
 TS_NAME_INDEX = "ix_listing_search_name"
+TS_PAIRS_COLUMN = sql.TS_PAIRS_COLUMN  # adjacent words' pairs: phrases (see store.query)
+TS_PAIRS_INDEX = "ix_listing_search_pairs"
 VISIBLE_SQL = sql.VISIBLE_SQL
 # Partial indexes (visible listings only) in the orders of browsing; written with the literal condition
 # of search_sql.visible(), which is what lets the planners use them.
@@ -63,6 +68,12 @@ BROWSE_INDEXES = {
     "ix_listing_visible_downloads": "downloads DESC, id DESC",
     "ix_listing_visible_published": "published_at DESC, id DESC",
 }
+# PostgreSQL only: certified listings (a tenth), which the planner ANDs with a name or word index for the
+# certified filter instead of reading every hit's row (SQLite keeps its plans: it would not use it so).
+CERTIFIED_INDEX = "ix_listing_visible_certified"
+CERTIFIED_INDEX_SQL = (
+    f"CREATE INDEX IF NOT EXISTS {CERTIFIED_INDEX} ON listing (id) WHERE certified IS TRUE AND {VISIBLE_SQL}"
+)
 
 
 def outside_metadata(name: str | None, type_: str, parent_names: dict[str, Any]) -> bool:
@@ -71,9 +82,11 @@ def outside_metadata(name: str | None, type_: str, parent_names: dict[str, Any])
     if type_ == "table":
         return not (name or "").startswith(FTS_TABLE) and name != cache.VERSION_TABLE
     if type_ == "column":
-        return not (parent_names.get("table_name") == "listing" and name in (TS_COLUMN, TS_NAME_COLUMN))
+        ours = (TS_COLUMN, TS_NAME_COLUMN, TS_PAIRS_COLUMN)
+        return not (parent_names.get("table_name") == "listing" and name in ours)
     if type_ == "index":
-        return name not in (TS_INDEX, TS_NAME_INDEX) and name not in BROWSE_INDEXES
+        ours = (TS_INDEX, TS_NAME_INDEX, TS_PAIRS_INDEX, CERTIFIED_INDEX)
+        return name not in ours and name not in BROWSE_INDEXES
     return True
 
 
@@ -178,12 +191,18 @@ class SearchService:
             )
         else:
             docs = [
-                {"id": i, "doc": q.ts_document(fields), "name": q.ts_document({"name": fields["name"]})}
+                {
+                    "id": i,
+                    "doc": q.ts_document(fields),
+                    "pairs": q.ts_document(fields, words=False, pairs=True),
+                    "name": q.ts_document({"name": fields["name"]}, pairs=True),
+                }
                 for i, fields in rows
             ]
             self.session.execute(
                 text(
                     f"UPDATE listing SET {TS_COLUMN} = CAST(:doc AS tsvector), "
+                    f"{TS_PAIRS_COLUMN} = CAST(:pairs AS tsvector), "
                     f"{TS_NAME_COLUMN} = CAST(:name AS tsvector) WHERE id = :id"
                 ),
                 docs,
@@ -219,7 +238,19 @@ class SearchService:
         if not self.sqlite:
             # A plan for these values: psycopg prepares a statement run often, and PostgreSQL then may
             # switch to one generic plan for every query of its shape (a broad word and a rare phrase alike).
-            self.session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+            # The listings' pages are in memory when searched (they are, warm): a page read at random costs
+            # about what one read in order does. With the default (4, for disks) the planner walks the
+            # primary key re-checking tens of thousands of documents to find a word's first 1,001 matches by
+            # id, where the GIN index's few thousand rows sorted cost a fifth (at 100,000 listings: 'cache',
+            # 48 ms against 9). Set for this transaction only; JIT off likewise (no search statement runs
+            # long enough to repay its compilation, which costs tens of milliseconds). One round trip:
+            # set_config(..., true) is SET LOCAL.
+            self.session.execute(
+                text(
+                    "SELECT set_config('plan_cache_mode', 'force_custom_plan', true), "
+                    "set_config('random_page_cost', '1.1', true), set_config('jit', 'off', true)"
+                )
+            )
         if parsed.empty:
             total, facets, scored = self._browse(filters, sort, page_size, offset)
         else:

@@ -26,6 +26,7 @@ from sqlalchemy import (
     literal_column,
     not_,
     null,
+    or_,
     select,
     table,
     true,
@@ -41,6 +42,7 @@ VISIBLE = (ListingStatus.LISTED.value, ListingStatus.ON_HOLD.value)
 FTS_TABLE = "listing_fts"
 TS_COLUMN = "search_document"
 TS_NAME_COLUMN = "search_name"
+TS_PAIRS_COLUMN = "search_pairs"
 PUBLISHER_FACETS = 20  # the publishers with most results (and the chosen one, always)
 
 _FTS = literal_column(FTS_TABLE)
@@ -48,6 +50,7 @@ _FTS_FROM = table(FTS_TABLE)
 _FTS_ROWID = literal_column(f"{FTS_TABLE}.rowid", Integer)
 _TS_DOCUMENT = literal_column(f"listing.{TS_COLUMN}", TSVECTOR)
 _TS_NAME = literal_column(f"listing.{TS_NAME_COLUMN}", TSVECTOR)
+_TS_PAIRS = literal_column(f"listing.{TS_PAIRS_COLUMN}", TSVECTOR)
 
 
 VISIBLE_SQL = "status IN ('listed', 'on_hold')"
@@ -93,7 +96,8 @@ class Matcher:
         if self.sqlite:
             return Listing.id.not_in(_fts_rows(q.fts_excluded(self.parsed) or ""))
         # A listing not indexed yet (NULL) matches no excluded word: it stays.
-        return not_(func.coalesce(_ts_match(q.ts_excluded(self.parsed) or ""), False))
+        parts = q.ts_any(self.parsed.excluded)
+        return not_(or_(*(func.coalesce(_ts_part(part), False) for part in parts)))
 
     def matched(self, scored: bool, cap: int | None = None) -> Select[Any]:
         """Visible listings matching the included items: (id, score, the facet and sort columns); with
@@ -120,7 +124,7 @@ class Matcher:
                 ids = _fts_rows(q.fts_positive(self.parsed) or "")
                 conditions.append(literal_column("+listing.id", Integer).in_(ids))
             else:
-                conditions.append(_ts_match(q.ts_positive(self.parsed) or ""))
+                conditions.append(_ts_clauses(self.parsed))
         return conditions
 
     def ordered_page(self, filters: Any, sort: str, limit: int, offset: int) -> Select[Any]:
@@ -139,12 +143,19 @@ class Matcher:
             fts = self._fts_scored(q.fts_positive(self.parsed) or "", True)
             stmt = select(Listing.id, fts.c.score).join(fts, fts.c.listing_id == Listing.id)
             score: Any = fts.c.score
-        else:
-            score = self._ts_score().label("score")
-            stmt = select(Listing.id, score)
+            return (
+                stmt.where(Listing.id.in_(ids))
+                .order_by(score.desc(), Listing.downloads.desc(), Listing.id)
+                .limit(limit)
+                .offset(offset)
+            )
+        rows = _detoasted(
+            select(Listing.id, Listing.downloads).where(Listing.id.in_(ids)), "scored", self.parsed
+        )
+        score = self._ts_score(columns=(rows.c.words, rows.c.pairs)).label("score")
         return (
-            stmt.where(Listing.id.in_(ids))
-            .order_by(score.desc(), Listing.downloads.desc(), Listing.id)
+            select(rows.c.id, score)
+            .order_by(score.desc(), rows.c.downloads.desc(), rows.c.id)
             .limit(limit)
             .offset(offset)
         )
@@ -175,7 +186,7 @@ class Matcher:
                 .join(fts, fts.c.listing_id == Listing.id)
                 .where(*conditions)
             )
-        conditions.append(_ts_match(q.ts_positive(self.parsed) or ""))
+        conditions.append(_ts_clauses(self.parsed))
         score = self._ts_score() if scored else literal(0, Integer)
         return select(*columns, score.label("score")).where(*conditions)
 
@@ -183,33 +194,40 @@ class Matcher:
         """A relevance page (id, score) from the matches an included item hits by name alone. Each of
         them outranks every other match (8 points against 4 + 2 + 1 at most), so when they fill the page it
         is the page, having scored a few per cent of a broad match's rows."""
+        conditions = [visible(), *filter_conditions(filters).values()]
         if self.sqlite:
             ranked = self._fts_scored(q.fts_in_class(self.parsed, "A"), True, name_hit=True)
             stmt = select(Listing.id, ranked.c.score).join(ranked, ranked.c.listing_id == Listing.id)
             score = ranked.c.score
-        else:
-            # The name's own tsvector and index: exact without re-reading every match's document (a
-            # weight-labelled query on search_document is re-checked on each row its index finds).
-            score = self._ts_score().label("score")
-            in_name = _TS_NAME.op("@@", return_type=Boolean)(
-                cast(literal(q.ts_any_in_class(self.parsed, "")), TSQUERY)
+            excluded = self.excluded()
+            if excluded is not None:
+                conditions.append(excluded)
+            return (
+                stmt.where(*conditions)
+                .order_by(score.desc(), Listing.downloads.desc(), Listing.id)
+                .limit(limit)
+                .offset(offset)
             )
-            # The document's condition checked on those rows only (coalesce: not an index condition, or the
-            # planner ANDs in the document index's bitmap of every match, the costly part).
-            in_document = func.coalesce(_TS_DOCUMENT, cast(literal(""), TSVECTOR)).op(
-                "@@", return_type=Boolean
-            )(cast(literal(q.ts_positive(self.parsed) or ""), TSQUERY))
-            stmt = select(Listing.id, score).where(in_name, in_document)
-        conditions = [visible(), *filter_conditions(filters).values()]
-        excluded = self.excluded()
-        if excluded is not None:
-            conditions.append(excluded)
-        return (
-            stmt.where(*conditions)
-            .order_by(score.desc(), Listing.downloads.desc(), Listing.id)
-            .limit(limit)
-            .offset(offset)
+        # The name's own tsvector and index: exact without re-reading every match's document (a
+        # weight-labelled query on search_document is re-checked on each row its index finds).
+        in_name = _TS_NAME.op("@@", return_type=Boolean)(
+            cast(literal(q.ts_name_query(q.ts_any(self.parsed.positive))), TSQUERY)
         )
+        if len(self.parsed.clauses) > 1:
+            # Every clause (one clause: a name hit is a match), written as an index condition: the planner
+            # may AND the words' index into the name's (fewer rows read: 'secure gateway', 9,000 name hits
+            # and 400 matches) or check the name hits' documents.
+            conditions.append(_ts_clauses(self.parsed))
+        rows = _detoasted(
+            select(Listing.id, Listing.downloads).where(in_name, *conditions), "named", self.parsed
+        )
+        columns = (rows.c.words, rows.c.pairs)
+        # A name hit scores 8 for the name (known, as on SQLite) and the other classes from the document.
+        score = self._ts_score(name_hit=True, columns=columns).label("score")
+        stmt = select(rows.c.id, score)
+        if self.parsed.excluded:
+            stmt = stmt.where(not_(or_(*(_ts_part(p, columns) for p in q.ts_any(self.parsed.excluded)))))
+        return stmt.order_by(score.desc(), rows.c.downloads.desc(), rows.c.id).limit(limit).offset(offset)
 
     def _fts_scored(self, expression: str, scored: bool, name_hit: bool = False) -> Any:
         columns: list[Any] = [_FTS_ROWID.label("listing_id")]
@@ -229,11 +247,14 @@ class Matcher:
         match = _FTS.op("MATCH")(literal(expression))
         return select(*columns).select_from(_FTS_FROM).where(match).subquery("fts")
 
-    def _ts_score(self) -> Any:
-        parts = [
-            case((_ts_match(q.ts_any_in_class(self.parsed, weight)), points), else_=0)
-            for weight, points in q.CLASS_SCORES.items()
-        ]
+    def _ts_score(self, name_hit: bool = False, columns: tuple[Any, Any] | None = None) -> Any:
+        parts: list[Any] = []
+        for weight, points in q.CLASS_SCORES.items():
+            if name_hit and weight == "A":
+                parts.append(literal(points, Integer))
+                continue
+            hit = or_(*(_ts_part(part, columns) for part in q.ts_any(self.parsed.positive, weight)))
+            parts.append(case((hit, points), else_=0))
         return sum(parts[1:], parts[0])
 
 
@@ -339,13 +360,56 @@ def results_statement(
 def _arch_column(filters: Any) -> list[Any]:
     if filters.arch is None:
         return [literal(False, Boolean).label("on_arch")]
-    on = exists().where(ListingPlatform.listing_id == Listing.id, ListingPlatform.platform == filters.arch)
-    return [on.label("on_arch")]
+    # A scalar subquery, probed by key for each match (the first 1,001 at most): as EXISTS, PostgreSQL
+    # hashes every listing on the platform first (33,000 rows of 100,000 for 'linux/arm64', 19 ms).
+    on = (
+        select(literal(True, Boolean))
+        .where(ListingPlatform.listing_id == Listing.id, ListingPlatform.platform == filters.arch)
+        .limit(1)
+        .scalar_subquery()
+    )
+    return [func.coalesce(on, False).label("on_arch")]
 
 
 def _fts_rows(expression: str) -> Select[Any]:
     return select(_FTS_ROWID).select_from(_FTS_FROM).where(_FTS.op("MATCH")(literal(expression)))
 
 
-def _ts_match(expression: str) -> ColumnElement[bool]:
-    return _TS_DOCUMENT.op("@@", return_type=Boolean)(cast(literal(expression), TSQUERY))
+def _ts_part(part: q.TsPart, columns: tuple[Any, Any] | None = None) -> ColumnElement[bool]:
+    """The listing's words or pairs tsvector @@ the part's tsquery; with ``columns`` (words, pairs), those
+    (see _detoasted) instead of the listing's."""
+    pairs, expression = part
+    words_column, pairs_column = columns or (_TS_DOCUMENT, _TS_PAIRS)
+    column: Any = pairs_column if pairs else words_column
+    return column.op("@@", return_type=Boolean)(cast(literal(expression), TSQUERY))
+
+
+def _ts_clauses(parsed: q.Query, columns: tuple[Any, Any] | None = None) -> ColumnElement[bool]:
+    """The included items' condition: in every clause, one of its parts matches."""
+    return and_(*(or_(*(_ts_part(p, columns) for p in clause)) for clause in q.ts_clauses(parsed)))
+
+
+def _detoasted(rows: Select[Any], name: str, parsed: q.Query) -> Any:
+    """The rows as a subquery with the listing's two tsvectors read once each (``words``, ``pairs``; the
+    pairs only when the query has a phrase, the words only when it has a word: else NULL, not read).
+
+    A large tsvector is stored compressed or out of line (the pairs of half the benchmark's listings; the
+    words' of a long description), and PostgreSQL decompresses or fetches it again for every operator that
+    reads it: three weight classes read it three times a row (a phrase's page: 18 ms against 9 for 565
+    rows). A copy (``|| ''``, made in memory once) is read as it is. OFFSET 0 keeps the planner from merging
+    the subquery into its reader (which would put the raw column back). NULL (not indexed yet): empty, no
+    match.
+    """
+    empty = cast(literal(""), TSVECTOR)
+
+    def copy(column: Any) -> Any:
+        return func.coalesce(column, empty).op("||", return_type=TSVECTOR)(empty)
+
+    items = [*parsed.positive, *parsed.excluded]
+    words = any(len(i.tokens) == 1 for i in items)
+    pairs = any(len(i.tokens) > 1 for i in items)
+    copies = [
+        (copy(_TS_DOCUMENT) if words else null()).label("words"),
+        (copy(_TS_PAIRS) if pairs else null()).label("pairs"),
+    ]
+    return rows.add_columns(*copies).offset(literal_column("0")).subquery(name)
