@@ -17,7 +17,7 @@ from tests.support.factories import PASSWORD, make_org, make_user
 from tests.support.registry_client import access_of, assert_oci_error, bearer, get_token, request_token
 from tests.support.review_world import World
 from tests.support.scanimages import Images, file_layer
-from tests.support.store_world import as_user, published_world, who
+from tests.support.store_world import as_user, publish, published_world, who
 
 from dockyard.audit.models import AuditEvent
 from dockyard.entitlements.models import DownloadEvent, Entitlement
@@ -316,3 +316,30 @@ def test_a_platform_manifest_fetched_after_its_index_is_not_a_second_pull(
     by_pin = download_row(live, "server", None, world.server, 1, "docker/27")
     child = download_row(live, "server", None, "sha256:" + "c" * 64, 1, "docker/27")
     assert by_tag["_whole_pull"] and by_pin["_whole_pull"] and not child["_whole_pull"]
+
+
+def test_a_new_live_revision_is_served_at_once(client: TestClient, app_state: AppState, world: World) -> None:
+    """The store path's one-round-trip read (the revision this process saw live last) notices a new live
+    revision, and an unpublished product, on the next request."""
+    customer, name = world.users["customer"], store(world)
+    get_free(app_state, world)
+    assert pull(client, name, "16", customer).headers["docker-content-digest"] == world.server  # seen live
+    with app_state.sessions.begin() as s:
+        newer = (
+            Images(s, app_state.blobs, app_state.bus)
+            .image(f"{world.org}/db-server", "16", [file_layer("fix.txt", "the fix")])
+            .digest
+        )
+
+    def new_draft(sv, p, a) -> int:
+        live = sv.products.get(world.org, world.slug, p).live_revision
+        return sv.products.update_draft(
+            world.org, world.slug, {**live.manifest, "short_description": "Fixed."}, p, a
+        ).id
+
+    revision = as_user(app_state, world.users["owner"], new_draft)
+    publish(app_state, world, revision)
+    assert pull(client, name, "16", customer).headers["docker-content-digest"] == newer
+    assert pull(client, name, world.server, customer).status_code == 404  # no longer pinned
+    as_user(app_state, world.users["admin"], lambda sv, p, a: sv.reviews.unpublish(revision, p, a))
+    assert_oci_error(pull(client, name, "16", customer), 404, "NAME_UNKNOWN")

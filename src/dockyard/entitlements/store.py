@@ -89,14 +89,47 @@ PRODUCT_REF = (
 )
 
 
+# A manifest GET's one round trip when the live revision is the one this process saw last: which revision is
+# live now, and the manifest the pins of the one seen last name, together. Used only when the two agree.
+_manifest = Manifest.__table__
+_repository = Repository.__table__
+LIVE_AND_MANIFEST = (
+    PRODUCT_REF.with_only_columns(
+        Product.live_revision_id,
+        _manifest.c.digest,
+        _manifest.c.media_type,
+        _manifest.c.payload,
+        _manifest.c.subject_digest,
+    )
+    .outerjoin(_repository, _repository.c.name == bindparam("repository"))
+    .outerjoin(
+        _manifest,
+        (_manifest.c.repository_id == _repository.c.id) & (_manifest.c.digest == bindparam("digest")),
+    )
+)
+
+
 class StoreCache:
-    """Live revisions' facts by revision id, shared by one process's requests (bounded: cleared when full)."""
+    """Live revisions' facts by revision id, shared by one process's requests (bounded: cleared when full),
+    and the live revision each store path had when this process last served it (a guess, always checked)."""
 
     LIMIT = 2048
 
     def __init__(self) -> None:
         self._revisions: dict[int, LiveRevision] = {}
+        self._last_live: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
+
+    def last_live(self, publisher: str, product: str) -> LiveRevision | None:
+        """The revision last seen live for ``publisher/product`` (None: none seen, or no longer cached)."""
+        revision_id = self._last_live.get((publisher, product))
+        return self._revisions.get(revision_id) if revision_id is not None else None
+
+    def saw_live(self, publisher: str, product: str, revision_id: int) -> None:
+        with self._lock:
+            if len(self._last_live) >= self.LIMIT:
+                self._last_live.clear()
+            self._last_live[(publisher, product)] = revision_id
 
     def get(self, revision_id: int) -> LiveRevision | None:
         return self._revisions.get(revision_id)
@@ -168,7 +201,26 @@ class StoreCatalog:
         ref = self.product_ref(publisher, product)
         if ref is None or ref.live_revision_id is None:
             return None
-        return self.revision(ref.live_revision_id)
+        live = self.revision(ref.live_revision_id)
+        self.cache.saw_live(publisher, product, live.revision_id)
+        return live
+
+    def live_with_manifest(
+        self, publisher: str, product: str, repository: str, digest: str, seen: LiveRevision
+    ) -> tuple[bool, Any]:
+        """In one statement: whether ``seen`` is still the live revision, and the row of ``digest`` in
+        ``repository`` (None when absent). When it is not live any more, the caller starts again."""
+        row = (
+            self.session.connection()
+            .execute(
+                LIVE_AND_MANIFEST,
+                {"publisher": publisher, "product": product, "repository": repository, "digest": digest},
+            )
+            .first()
+        )
+        if row is None or row.live_revision_id != seen.revision_id:
+            return False, None
+        return True, row if row.digest is not None else None
 
     def reachable(self, live: LiveRevision, image: str) -> tuple[frozenset[str], frozenset[str]]:
         """The manifests and blobs a customer may fetch by digest for ``image``: its pinned digests, the

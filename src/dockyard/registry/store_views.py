@@ -20,6 +20,7 @@ from dockyard.entitlements.downloads import download_row, write_downloads
 from dockyard.entitlements.store import LiveRevision, StoreCatalog, split_store_name
 from dockyard.errors import NotFound
 from dockyard.registry.access import authorize
+from dockyard.registry.services import StoredManifest
 from dockyard.registry.views import _name, blob_response, parse_n
 from dockyard.spec import parse_digest
 from dockyard.web.context import RequestContext, endpoint
@@ -55,24 +56,52 @@ async def get_manifest(request: Request, ctx: RequestContext) -> Response:
     if by_digest:
         parse_digest(reference)
 
+    def pinned(catalog: StoreCatalog, live: LiveRevision, image: str) -> str:
+        if by_digest:
+            manifests, _ = catalog.reachable(live, image)
+            digest = reference if reference in manifests else None
+        else:
+            digest = live.pins[image].tags.get(reference)
+        if digest is None:
+            raise NotFound("manifest unknown", code="MANIFEST_UNKNOWN", detail={"reference": reference})
+        return digest
+
+    def fast(catalog: StoreCatalog) -> tuple[LiveRevision, str, StoredManifest] | None:
+        """One round trip when the revision this process last saw live still is (nearly always)."""
+        parts = split_store_name(name)
+        seen = catalog.cache.last_live(parts[0], parts[1]) if parts else None
+        if parts is None or seen is None or parts[2] not in seen.pins:
+            return None
+        try:
+            digest = pinned(catalog, seen, parts[2])
+        except NotFound:  # unknown to the revision seen: the full path gives the answer (or the product's)
+            return None
+        still, row = catalog.live_with_manifest(
+            parts[0], parts[1], seen.pins[parts[2]].repository, digest, seen
+        )
+        if not still:
+            return None
+        if row is None:
+            raise NotFound("manifest unknown", code="MANIFEST_UNKNOWN", detail={"reference": reference})
+        return seen, parts[2], StoredManifest(row.digest, row.media_type, row.payload, row.subject_digest)
+
     def load() -> Any:
         if not ctx.write:
             registry.autocommit_read()
-        live, image = _resolve(ctx, name)
-        pin = live.pins[image]
-        if by_digest:
-            manifests, _ = StoreCatalog(ctx.session, ctx.state.store_cache).reachable(live, image)
-            digest = reference if reference in manifests else None
+        catalog = StoreCatalog(ctx.session, ctx.state.store_cache)
+        found = fast(catalog)
+        if found is not None:
+            live, image, stored = found
         else:
-            digest = pin.tags.get(reference)
-        if digest is None:
-            raise NotFound("manifest unknown", code="MANIFEST_UNKNOWN", detail={"reference": reference})
-        try:
-            stored = registry.get_manifest(pin.repository, digest)
-        except NotFound:  # the staging repository's own error would name it
-            raise NotFound(
-                "manifest unknown", code="MANIFEST_UNKNOWN", detail={"reference": reference}
-            ) from None
+            live, image = _resolve(ctx, name)
+            pin = live.pins[image]
+            digest = pinned(catalog, live, image)
+            try:
+                stored = registry.get_manifest(pin.repository, digest)
+            except NotFound:  # the staging repository's own error would name it
+                raise NotFound(
+                    "manifest unknown", code="MANIFEST_UNKNOWN", detail={"reference": reference}
+                ) from None
         if request.method == "GET":
             row = download_row(
                 live,
