@@ -47,6 +47,8 @@ EXPECTED: list[tuple[str, list[tuple[str, int]]]] = [
     # A word of several tokens is a phrase: excluded here (with no listing's "web server" excluded by error).
     ("edge -web/server", [("across", A + B)]),
     ("web -web/server", [("across", A)]),
+    ('edge -"web server"', [("across", A + B)]),  # the quoted form of the same exclusion
+    ('web -"web server"', [("across", A)]),
     ('"web server" OR "fast cache proxy"', [("chain", A), ("named", A), ("apart", D)]),
     ('"web server" proxy', [("apart", A + D)]),
     (f'"{LONG_A} {LONG_B}"', [("long", A)]),

@@ -53,7 +53,7 @@ FIELDS: tuple[tuple[str, str], ...] = (
 )
 CLASS_SCORES = {"A": 8, "B": 4, "C": 2, "D": 1}
 
-_SPLIT = re.compile(r'"([^"]*)"?|(\S+)')
+_SPLIT = re.compile(r'(-?)"([^"]*)"?|(\S+)')  # -"a phrase", "a phrase" (closing quote optional), a word
 
 
 def tokens(text: str) -> list[str]:
@@ -115,16 +115,14 @@ def parse(text: str | None) -> Query:
     for index, match in enumerate(matches):
         if count >= MAX_ITEMS:
             break
-        quoted, word = match.group(1), match.group(2)
-        negate = False
+        quoted, word = match.group(2), match.group(3)
+        negate = match.group(1) == "-"
         if word is not None:
             if word == "OR":
                 pending_or = bool(query.clauses)
                 continue
             if word.startswith("-") and len(word) > 1:
                 negate, word = True, word[1:]
-                if word.startswith('"'):  # -"a phrase" (the regex took it as a word)
-                    word = word.strip('"')
             toks = tokens(word)
         else:
             toks = tokens(quoted)
