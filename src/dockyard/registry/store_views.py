@@ -21,7 +21,7 @@ from dockyard.entitlements.store import LiveRevision, StoreCatalog, split_store_
 from dockyard.errors import NotFound
 from dockyard.registry.access import authorize
 from dockyard.registry.services import StoredManifest
-from dockyard.registry.views import _name, blob_response, parse_n
+from dockyard.registry.views import _name, blob_response, manifest_response, parse_n
 from dockyard.spec import parse_digest
 from dockyard.web.context import RequestContext, endpoint
 from dockyard.web.errors import oci_error_response
@@ -118,15 +118,7 @@ async def get_manifest(request: Request, ctx: RequestContext) -> Response:
         return stored
 
     stored = await ctx.transact(load)
-    headers = {
-        "Docker-Content-Digest": stored.digest,
-        "Content-Type": stored.media_type,
-        "Content-Length": str(len(stored.payload)),
-        "ETag": f'"{stored.digest}"',
-    }
-    if request.method == "HEAD":
-        return Response(status_code=200, headers=headers)
-    return Response(stored.payload, status_code=200, headers=headers, media_type=stored.media_type)
+    return manifest_response(request, stored)
 
 
 @endpoint(oci_error_response)

@@ -20,6 +20,7 @@ from dockyard.oci import mediatypes
 from dockyard.oci.manifest import build_index
 from dockyard.registry.access import CATALOG, AuthChallenge, authenticate, authorize, can
 from dockyard.registry.auth import bearer_challenge, granted_actions
+from dockyard.registry.services import StoredManifest
 from dockyard.spec import parse_digest, validate_name
 from dockyard.web.context import RequestContext, endpoint
 from dockyard.web.errors import oci_error_response
@@ -178,6 +179,11 @@ async def get_manifest(request: Request, ctx: RequestContext) -> Response:
         return stored
 
     stored = await ctx.transact(load)
+    return manifest_response(request, stored)
+
+
+def manifest_response(request: Request, stored: StoredManifest) -> Response:
+    """A stored manifest as a GET (or HEAD) answers it: at a repository's path or a store path alike."""
     headers = {
         "Docker-Content-Digest": stored.digest,
         "Content-Type": stored.media_type,
