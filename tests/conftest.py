@@ -177,9 +177,14 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 DATABASE_FIXTURES = frozenset({"database_url", "fresh_database_url", "module_live_server", "server"})
 
 
-# Tests in a real browser check what the pages show and how they behave there; what they read and write
-# underneath is tested on both databases by the page tests (tests/functional), so they run on SQLite only.
+# Tests in a real browser (the ``browser`` fixture, or a ``*_browser.py`` module that starts its own) check
+# what the pages show and how they behave there; what they read and write underneath is tested on both
+# databases by the page tests (tests/functional), so they run on SQLite only.
 SQLITE_ONLY_FIXTURES = frozenset({"browser"})
+
+
+def _in_a_browser(item: pytest.Item, fixtures: set[str]) -> bool:
+    return bool(SQLITE_ONLY_FIXTURES & fixtures) or item.path.name.endswith("_browser.py")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -193,7 +198,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         reaches = DATABASE_FIXTURES & fixtures or item.get_closest_marker("database")
-        (keep if reaches and not SQLITE_ONLY_FIXTURES & fixtures else drop).append(item)
+        (keep if reaches and not _in_a_browser(item, fixtures) else drop).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
