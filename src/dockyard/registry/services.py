@@ -86,6 +86,16 @@ def _raise_missing(blobs: list[str], linked: set[str], children: list[str], pres
             )
 
 
+def _pinned(what: str, digest: str, product: str) -> Forbidden:
+    """The refusal to delete what a store product pins (``what``: "manifest X is pinned", ...)."""
+    return Forbidden(
+        f"{what} by the store product {product}: publish a revision without it, or have it unpublished, "
+        "before deleting it",
+        code="DENIED",
+        detail={"digest": digest, "product": product},
+    )
+
+
 class RegistryService:
     def __init__(
         self, session: Session, blobs: BlobStore, bus: EventBus, settings: Settings, pulls: Any = None
@@ -266,12 +276,7 @@ class RegistryService:
         pinned_by = pinned_blobs(self.session, name).get(digest)
         if pinned_by is not None:
             # A pinned image's config or layer: customers pull it at the store path (see delete_manifest).
-            raise Forbidden(
-                f"blob {digest} belongs to an image pinned by the store product {pinned_by}: publish a "
-                "revision without it, or have it unpublished, before deleting it",
-                code="DENIED",
-                detail={"digest": digest, "product": pinned_by},
-            )
+            raise _pinned(f"blob {digest} belongs to an image pinned", digest, pinned_by)
         self.session.execute(
             delete(RepositoryBlob).where(
                 RepositoryBlob.repository_id == repo.id, RepositoryBlob.digest == digest
@@ -491,12 +496,7 @@ class RegistryService:
         if pinned_by is not None:
             # Customers pull this digest at the store path (or will, once an approved revision is live):
             # refused rather than taken from under them. Deleting a tag is fine: the store serves pins.
-            raise Forbidden(
-                f"manifest {ref} is pinned by the store product {pinned_by}: publish a revision without it, "
-                "or have it unpublished, before deleting it",
-                code="DENIED",
-                detail={"digest": ref, "product": pinned_by},
-            )
+            raise _pinned(f"manifest {ref} is pinned", ref, pinned_by)
         self.session.execute(delete(Tag).where(Tag.manifest_id == manifest.id))
         self.session.delete(manifest)
         self.bus.publish(
