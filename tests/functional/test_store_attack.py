@@ -22,23 +22,18 @@ from tests.support.registry_client import (
     get_token,
 )
 from tests.support.review_world import World
-from tests.support.store_world import as_user, published_world
+from tests.support.store_world import MANIFEST_TYPES, as_user, published_world
+from tests.support.store_world import store_path as store
 
 from dockyard.entitlements.models import Entitlement
 from dockyard.errors import Conflict
 from dockyard.store.models import Listing
 from dockyard.web.context import AppState
 
-MANIFEST_TYPES = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json"
-
 
 @pytest.fixture
 def world(app_state: AppState, tmp_path: Path) -> World:
     return published_world(app_state, tmp_path / "feed")
-
-
-def store(world: World, image: str = "server") -> str:
-    return f"store/{world.org}/{world.slug}/{image}"
 
 
 def get_community(client: TestClient, world: World, username: str):

@@ -17,7 +17,8 @@ from tests.support.factories import PASSWORD, make_org, make_user
 from tests.support.registry_client import access_of, assert_oci_error, bearer, get_token, request_token
 from tests.support.review_world import World
 from tests.support.scanimages import Images, file_layer
-from tests.support.store_world import as_user, publish, published_world, who
+from tests.support.store_world import MANIFEST_TYPES, as_user, publish, published_world, who
+from tests.support.store_world import store_path as store
 
 from dockyard.audit.models import AuditEvent
 from dockyard.entitlements.models import DownloadEvent, Entitlement
@@ -27,16 +28,10 @@ from dockyard.publishing.manifest import ManifestInvalid, parse_manifest
 from dockyard.store.models import Listing
 from dockyard.web.context import AppState
 
-MANIFEST_TYPES = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json"
-
 
 @pytest.fixture
 def world(app_state: AppState, tmp_path: Path) -> World:
     return published_world(app_state, tmp_path / "feed")
-
-
-def store(world: World, image: str = "server") -> str:
-    return f"store/{world.org}/{world.slug}/{image}"
 
 
 def get_free(state: AppState, world: World, username: str | None = None, **kw) -> int:

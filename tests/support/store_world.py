@@ -78,3 +78,11 @@ def principal(session: Session, username: str) -> tuple[Principal, Actor]:
     """A signed-in user as the services see one, with the actor its events name."""
     p = who(session, username)
     return p, Actor(user_id=p.user_id, name=username, kind="user")
+
+
+MANIFEST_TYPES = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json"
+
+
+def store_path(world: World, image: str = "server") -> str:
+    """The store path of one of the world's product images, as customers pull it."""
+    return f"store/{world.org}/{world.slug}/{image}"
