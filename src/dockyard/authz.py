@@ -79,6 +79,8 @@ class Permission(StrEnum):
     ENTITLEMENT_MANAGE = "entitlement:manage"  # get a free tier, list and cancel one's own entitlements
     ENTITLEMENT_REVOKE = "entitlement:revoke"  # revoke anyone's (store-admins; publishers: PRODUCT_EDIT)
     BADGE_MANAGE = "badge:manage"  # grant and withdraw store badges (store-admin: every permission but own)
+    # extend fix due times, decide publishers' VEX statements, see every product's compliance (issue 11)
+    COMPLIANCE_MANAGE = "compliance:manage"
 
 
 P = Permission
@@ -131,6 +133,7 @@ STAFF_GRANTS: dict[StaffRole, frozenset[Permission]] = {
             P.CATALOG_READ,
             P.PRODUCT_READ,
             P.REVIEW_DECIDE,
+            P.COMPLIANCE_MANAGE,
         }
     ),
     StaffRole.STORE_SUPPORT: frozenset({P.CATALOG_READ, P.AUDIT_READ}),

@@ -108,10 +108,25 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
         "`open`: anyone may create an account at /ui/signup (confirmed by email); `closed`: only "
         "administrators create accounts (API, CLI)",
     ),
+    "DOCKYARD_HOLD_MAX_DAYS": ("30", "days a product stays on hold (a fix deadline missed) until revoked"),
+    "DOCKYARD_REVOKED_PULL_DAYS": (
+        "30",
+        "days customers may still pull a revoked product's pinned digests (with a warning) before `DENIED`",
+    ),
+    "DOCKYARD_AUTO_APPROVE_FIXES": (
+        "1",
+        "approve and publish at once a revision that only repins digests, resolves findings and adds no "
+        "Critical or Major one (0: every revision waits for a reviewer)",
+    ),
+    "DOCKYARD_COMPLIANCE_INTERVAL": (
+        "60",
+        "seconds between the job workers' compliance checks (fix-time clocks, holds, revocations)",
+    ),
 }
 # DOCKYARD_BLOB_LISTEN's value that turns blob delivery off.
 OFF = "off"
 SIGNUP_MODES = ("open", "closed")
+FALSE_WORDS = ("0", "false", "no", "off")
 
 
 @dataclass(frozen=True)
@@ -143,6 +158,10 @@ class Settings:
     smtp_url: str = ""  # empty: no mail server, mail is written to DATA_DIR/mail (email.senders)
     mail_from: str = DEFAULT_MAIL_FROM
     signup: str = "open"  # DOCKYARD_SIGNUP: whether anyone may create an account on the sign-up page
+    hold_max_days: int = 30  # on hold this long, a listing is revoked
+    revoked_pull_days: int = 30  # after revocation, pinned digests still pull (with a warning) this long
+    auto_approve_fixes: bool = True  # the fast path for digest-only fix revisions
+    compliance_interval: int = 0  # the environment default is 60; tests run the check themselves
     # REGISTRY_AUTH_VARIABLES that are set, as the registry image source wants them (its ``environ``).
     registry_auth_env: Mapping[str, str] = field(default_factory=dict)
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -235,6 +254,10 @@ class Settings:
             smtp_url=get("SMTP_URL", "").strip(),
             mail_from=get("MAIL_FROM", "").strip() or DEFAULT_MAIL_FROM,
             signup=get("SIGNUP", "open").strip().lower() or "open",
+            hold_max_days=int(get("HOLD_MAX_DAYS", "30")),
+            revoked_pull_days=int(get("REVOKED_PULL_DAYS", "30")),
+            auto_approve_fixes=get("AUTO_APPROVE_FIXES", "1").strip().lower() not in FALSE_WORDS,
+            compliance_interval=int(get("COMPLIANCE_INTERVAL", "60")),
             registry_auth_env={k: env[k] for k in REGISTRY_AUTH_VARIABLES if env.get(k)},
             extra={k: v for k, v in env.items() if k.startswith("DOCKYARD_")},
         )

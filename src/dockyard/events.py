@@ -79,6 +79,20 @@ class EventTag(StrEnum):
     ENTITLEMENT_REVOKE = "entitlement:revoke"
     BADGE_GRANT = "badge:grant"  # a store badge granted or re-granted (data: product, kind, reason)
     BADGE_WITHDRAW = "badge:withdraw"  # a store badge withdrawn (data: product, kind, reason)
+    # The compliance loop (data: product, product_id, publisher_id and the clocks concerned): fix-time clocks
+    # opened, resolved or restarted; notices sent (starting clocks); a due time extended; a listing held,
+    # its hold lifted (also: a revoked one back by a new revision), revoked; VEX statements filed and decided;
+    # a fix revision approved and published by the fast path.
+    COMPLIANCE_FINDINGS = "compliance:findings"
+    COMPLIANCE_NOTICE = "compliance:notice"
+    COMPLIANCE_EXTEND = "compliance:extend"
+    PRODUCT_HOLD = "product:hold"
+    PRODUCT_HOLD_LIFT = "product:hold_lift"
+    PRODUCT_REVOKE = "product:revoke"
+    VEX_SUBMIT = "vex:submit"
+    VEX_ACCEPT = "vex:accept"
+    VEX_REJECT = "vex:reject"
+    REVISION_AUTO_APPROVE = "revision:auto_approve"
 
 
 @dataclass(frozen=True)

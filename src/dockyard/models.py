@@ -3,6 +3,7 @@
 from dockyard import jobs as job_models
 from dockyard.accounts import models as accounts_models
 from dockyard.audit import models as audit_models
+from dockyard.compliance import models as compliance_models
 from dockyard.db import Base
 from dockyard.email import models as email_models
 from dockyard.entitlements import models as entitlements_models
@@ -16,6 +17,7 @@ metadata = Base.metadata
 __all__ = [
     "accounts_models",
     "audit_models",
+    "compliance_models",
     "email_models",
     "entitlements_models",
     "job_models",

@@ -101,6 +101,8 @@ def _wire(runtime: Runtime) -> JobRegistry:
     from dockyard import jobs as job_queue
     from dockyard.accounts import jobs as accounts_jobs
     from dockyard.accounts import notifications as accounts_notifications
+    from dockyard.compliance import jobs as compliance_jobs
+    from dockyard.compliance import notifications as compliance_notifications
     from dockyard.email import jobs as email_jobs
     from dockyard.moderation import notifications as moderation_notifications
     from dockyard.publishing import notifications as publishing_notifications
@@ -117,6 +119,11 @@ def _wire(runtime: Runtime) -> JobRegistry:
     scanning_jobs.register(registry, runtime.blobs, runtime.bus, runtime.settings)
     scanning_jobs.subscribe(runtime.bus)
     listings.subscribe(runtime.bus, runtime.blobs)
+    # After the listings' subscriber: the compliance state of a product is kept on its listing.
+    compliance_jobs.register(registry, runtime.settings)
+    compliance_jobs.subscribe(runtime.bus)
+    compliance_jobs.subscribe_publishing(runtime.bus, runtime.services)
+    compliance_notifications.subscribe(runtime.bus, runtime.settings)
     return registry
 
 

@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     from dockyard.accounts.reads import AccountReads
     from dockyard.accounts.selfservice import SelfService
     from dockyard.accounts.services import AccountService
+    from dockyard.compliance.fastpath import FastPath
+    from dockyard.compliance.services import ComplianceService
     from dockyard.entitlements.services import EntitlementService
     from dockyard.moderation.services import ReviewService
     from dockyard.publishing.profiles import PublisherService
@@ -133,3 +135,17 @@ class Services:
         from dockyard.store.badges import BadgeService
 
         return BadgeService(self.session, self.runtime.bus, self.runtime.blobs)
+
+    @cached_property
+    def compliance(self) -> ComplianceService:
+        """Fix-time clocks, notices, hold, lift and revocation, extensions and VEX statements."""
+        from dockyard.compliance.services import ComplianceService
+
+        return ComplianceService(self.session, self.runtime.bus, self.runtime.settings, self)
+
+    @cached_property
+    def fast_path(self) -> FastPath:
+        """Approves and publishes digest-only fix revisions (DOCKYARD_AUTO_APPROVE_FIXES)."""
+        from dockyard.compliance.fastpath import FastPath
+
+        return FastPath(self.session, self.runtime.bus, self.runtime.settings, self)

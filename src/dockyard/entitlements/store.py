@@ -8,6 +8,7 @@ it is kept per process by revision id (``StoreCache``). Which revision is live i
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session
 from dockyard.accounts.models import Namespace
 from dockyard.publishing.models import Product, ProductRevision, Publisher, RevisionState
 from dockyard.registry.models import Manifest, ManifestReference, Repository
+from dockyard.store.models import Listing
 
 STORE_NAMESPACE = "store"
 STORE_PREFIX = STORE_NAMESPACE + "/"
@@ -80,11 +82,22 @@ class ProductRef:
     live_revision_id: int | None
 
 
-# The one query each store request makes before serving: which product, which revision is live.
+@dataclass(frozen=True)
+class ListingState:
+    """Where the product stands with the compliance rules when it was read (held and revoked products
+    answer pulls with a warning, or refuse them once a revocation's grace has passed)."""
+
+    status: str | None = None
+    since: dt.datetime | None = None
+
+
+# The one query each store request makes before serving: which product, which revision is live, and the
+# state of its listing.
 PRODUCT_REF = (
-    select(Product.id, Product.publisher_id, Product.live_revision_id)
+    select(Product.id, Product.publisher_id, Product.live_revision_id, Listing.status, Listing.status_since)
     .join(Publisher, Publisher.id == Product.publisher_id)
     .join(Namespace, Namespace.id == Publisher.namespace_id)
+    .outerjoin(Listing, Listing.product_id == Product.id)
     .where(Namespace.name == bindparam("publisher"), Product.slug == bindparam("product"))
 )
 
@@ -96,6 +109,8 @@ _repository = Repository.__table__
 LIVE_AND_MANIFEST = (
     PRODUCT_REF.with_only_columns(
         Product.live_revision_id,
+        Listing.status,
+        Listing.status_since,
         _manifest.c.digest,
         _manifest.c.media_type,
         _manifest.c.payload,
@@ -151,6 +166,7 @@ class StoreCatalog:
     def __init__(self, session: Session, cache: StoreCache | None = None) -> None:
         self.session = session
         self.cache = cache if cache is not None else StoreCache()
+        self.state = ListingState()  # the listing's state as the last read of the product found it
 
     def product_ref(self, publisher: str, product: str) -> ProductRef | None:
         """The product ``publisher/product`` and its live revision id; None when there is no such product."""
@@ -159,7 +175,10 @@ class StoreCatalog:
             .execute(PRODUCT_REF, {"publisher": publisher, "product": product})
             .first()
         )
-        return None if row is None else ProductRef(row[0], row[1], row[2])
+        if row is None:
+            return None
+        self.state = ListingState(row.status, row.status_since)
+        return ProductRef(row[0], row[1], row[2])
 
     def revision(self, revision_id: int) -> LiveRevision:
         """The facts of a published revision (cached: a published revision never changes)."""
@@ -220,6 +239,7 @@ class StoreCatalog:
         )
         if row is None or row.live_revision_id != seen.revision_id:
             return False, None
+        self.state = ListingState(row.status, row.status_since)
         return True, row if row.digest is not None else None
 
     def reachable(self, live: LiveRevision, image: str) -> tuple[frozenset[str], frozenset[str]]:

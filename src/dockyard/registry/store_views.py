@@ -16,9 +16,11 @@ from urllib.parse import urlencode
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from dockyard.compliance.policy import PullVerdict, pull_verdict
+from dockyard.db import utcnow
 from dockyard.entitlements.downloads import download_row, write_downloads
 from dockyard.entitlements.store import LiveRevision, StoreCatalog, split_store_name
-from dockyard.errors import NotFound
+from dockyard.errors import Forbidden, NotFound
 from dockyard.registry.access import authorize
 from dockyard.registry.services import StoredManifest
 from dockyard.registry.views import _name, blob_response, manifest_response, parse_n
@@ -31,17 +33,29 @@ def _unknown(name: str) -> NotFound:
     return NotFound(f"repository {name!r} not known", code="NAME_UNKNOWN")
 
 
-def _resolve(ctx: RequestContext, name: str) -> tuple[LiveRevision, str]:
+def _resolve(ctx: RequestContext, name: str, catalog: StoreCatalog | None = None) -> tuple[LiveRevision, str]:
     """The live revision behind a store path and the image's name; NAME_UNKNOWN when the product is off
     the store or the image is not one of its pins."""
     parts = split_store_name(name)
     if parts is None:
         raise _unknown(name)
     publisher, product, image = parts
-    live = StoreCatalog(ctx.session, ctx.state.store_cache).live(publisher, product)
+    catalog = catalog or StoreCatalog(ctx.session, ctx.state.store_cache)
+    live = catalog.live(publisher, product)
     if live is None or image not in live.pins:
         raise _unknown(name)
     return live, image
+
+
+def _verdict(ctx: RequestContext, name: str, catalog: StoreCatalog) -> PullVerdict:
+    """A held or revoked product's pull: the warning it carries, or DENIED once a revocation's grace ended."""
+    parts = split_store_name(name)
+    product = f"{parts[0]}/{parts[1]}" if parts else name
+    state = catalog.state
+    verdict = pull_verdict(product, state.status, state.since, utcnow(), ctx.state.settings.revoked_pull_days)
+    if verdict.denied:
+        raise Forbidden(verdict.denied, code="DENIED")
+    return verdict
 
 
 @endpoint(oci_error_response, write_methods=frozenset({"GET"}))  # a GET records a download
@@ -93,7 +107,7 @@ async def get_manifest(request: Request, ctx: RequestContext) -> Response:
         if found is not None:
             live, image, stored = found
         else:
-            live, image = _resolve(ctx, name)
+            live, image = _resolve(ctx, name, catalog)
             pin = live.pins[image]
             digest = pinned(catalog, live, image)
             try:
@@ -102,6 +116,7 @@ async def get_manifest(request: Request, ctx: RequestContext) -> Response:
                 raise NotFound(
                     "manifest unknown", code="MANIFEST_UNKNOWN", detail={"reference": reference}
                 ) from None
+        verdict = _verdict(ctx, name, catalog)  # before a download is counted: a refused pull is none
         if request.method == "GET":
             row = download_row(
                 live,
@@ -115,10 +130,10 @@ async def get_manifest(request: Request, ctx: RequestContext) -> Response:
                 recorder.add(row)
             else:
                 write_downloads(ctx.session, [row])
-        return stored
+        return stored, verdict
 
-    stored = await ctx.transact(load)
-    return manifest_response(request, stored)
+    stored, verdict = await ctx.transact(load)
+    return manifest_response(request, stored, warning=verdict.warning)
 
 
 @endpoint(oci_error_response)
@@ -131,8 +146,10 @@ async def get_blob(request: Request, ctx: RequestContext) -> Response:
 
     def linked_size() -> int:
         registry.autocommit_read()
-        live, image = _resolve(ctx, name)
-        _, blobs = StoreCatalog(ctx.session, ctx.state.store_cache).reachable(live, image)
+        catalog = StoreCatalog(ctx.session, ctx.state.store_cache)
+        live, image = _resolve(ctx, name, catalog)
+        _verdict(ctx, name, catalog)
+        _, blobs = catalog.reachable(live, image)
         if digest not in blobs:
             raise NotFound("blob unknown to registry", code="BLOB_UNKNOWN", detail={"digest": digest})
         try:

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from dockyard.compliance.policy import warning_header
 from dockyard.errors import Invalid, NotFound, RangeInvalid, TooLarge
 from dockyard.oci import mediatypes
 from dockyard.oci.manifest import build_index
@@ -182,14 +183,18 @@ async def get_manifest(request: Request, ctx: RequestContext) -> Response:
     return manifest_response(request, stored)
 
 
-def manifest_response(request: Request, stored: StoredManifest) -> Response:
-    """A stored manifest as a GET (or HEAD) answers it: at a repository's path or a store path alike."""
+def manifest_response(request: Request, stored: StoredManifest, warning: str | None = None) -> Response:
+    """A stored manifest as a GET (or HEAD) answers it: at a repository's path or a store path alike.
+    ``warning``: the text of an OCI ``Warning: 299`` header (a held or revoked store product), which
+    registry clients print."""
     headers = {
         "Docker-Content-Digest": stored.digest,
         "Content-Type": stored.media_type,
         "Content-Length": str(len(stored.payload)),
         "ETag": f'"{stored.digest}"',
     }
+    if warning:
+        headers["Warning"] = warning_header(warning)
     if request.method == "HEAD":
         return Response(status_code=200, headers=headers)
     return Response(stored.payload, status_code=200, headers=headers, media_type=stored.media_type)

@@ -110,6 +110,10 @@ class ListingService:
         listing.free = any(tier.price is None for tier in manifest.tiers)
 
     def _certified(self, product_id: int) -> bool:
+        # A held or revoked product's certified badges are suspended: it is not found as certified.
+        status = self.session.scalar(select(Listing.status).where(Listing.product_id == product_id))
+        if status is not None and status != ListingStatus.LISTED.value:
+            return False
         kinds = self.session.scalars(select(ProductBadge.kind).where(ProductBadge.product_id == product_id))
         return any(kind in CERTIFIED_KINDS for kind in kinds)
 
