@@ -18,7 +18,7 @@ from dockyard.authz import Principal, StaffRole
 from dockyard.compliance.findings import pinned_findings
 from dockyard.config import Settings
 from dockyard.events import Actor, Event, EventBus, EventTag
-from dockyard.publishing.manifest import parse_manifest
+from dockyard.publishing.manifest import dump_manifest, parse_manifest
 from dockyard.publishing.models import Product, ProductRevision, Publisher, RevisionState
 from dockyard.store.models import Listing, ListingStatus
 
@@ -87,7 +87,7 @@ class FastPath:
         status = self.session.scalar(select(Listing.status).where(Listing.product_id == product.id))
         if status == ListingStatus.REVOKED.value:
             return Verdict(False, "a revoked product comes back only through a full review"), None, None
-        if revision.manifest != live.manifest:
+        if _normal(revision.manifest) != _normal(live.manifest):
             return Verdict(False, "the manifest changed: a reviewer looks at it"), None, None
         org = self.session.scalar(
             select(Namespace.name)
@@ -119,3 +119,11 @@ class FastPath:
         if not fixed:
             return Verdict(False, "resolves no finding"), None, None
         return Verdict(True, f"only repins digests and resolves {len(fixed)} finding(s)"), org, pins
+
+
+def _normal(manifest: dict | None) -> dict:
+    """A stored manifest as the editor would save it again (a resubmission of the same content compares
+    equal whatever its key order or the defaults spelt out; the publisher is the product's either way)."""
+    normal = dump_manifest(parse_manifest(manifest or {}))
+    normal.pop("publisher", None)
+    return normal

@@ -195,10 +195,11 @@ class ComplianceService:
             if listing.status == ListingStatus.LISTED.value and late:
                 self._move(listing, ListingStatus.ON_HOLD, late[0].due_at or now, hold_reason(late), late)
                 report.held.append(listing.product_id)
-            elif listing.status == ListingStatus.ON_HOLD.value and not late:
+            if listing.status == ListingStatus.ON_HOLD.value and not late:
                 self._move(listing, ListingStatus.LISTED, now, "", [])
                 report.lifted.append(listing.product_id)
             elif listing.status == ListingStatus.ON_HOLD.value:
+                # (also just held: a check that runs a month late holds and revokes at once)
                 held_since = listing.status_since or now
                 if now - held_since >= hold_for:
                     reason = f"On hold for {self.settings.hold_max_days} days: " + hold_reason(late)
