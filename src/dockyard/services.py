@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from dockyard.accounts.services import AccountService
     from dockyard.compliance.fastpath import FastPath
     from dockyard.compliance.services import ComplianceService
+    from dockyard.compliance.vex import VexService
     from dockyard.entitlements.services import EntitlementService
     from dockyard.moderation.services import ReviewService
     from dockyard.publishing.profiles import PublisherService
@@ -149,3 +150,10 @@ class Services:
         from dockyard.compliance.fastpath import FastPath
 
         return FastPath(self.session, self.runtime.bus, self.runtime.settings, self)
+
+    @cached_property
+    def vex(self) -> VexService:
+        """Publishers' VEX statements on findings, decided by the store team."""
+        from dockyard.compliance.vex import VexService
+
+        return VexService(self.session, self.runtime.bus, self.runtime.settings, self)

@@ -260,9 +260,7 @@ def push_fix(state: AppState, world: World) -> str:
     """A fixed server image (without zlib) pushed to the pinned tag, and scanned."""
     with state.sessions.begin() as s:
         images = Images(s, state.blobs, state.bus)
-        fixed = images.image(
-            f"{world.org}/db-server", "16", [debian_layer([("libc6", "2.36-9", "glibc")])]
-        )
+        fixed = images.image(f"{world.org}/db-server", "16", [debian_layer([("libc6", "2.36-9", "glibc")])])
         ScanService(s, state.blobs, state.bus, state.settings).scan_manifest(
             fixed.digest, repository=f"{world.org}/db-server"
         )
@@ -349,3 +347,68 @@ def test_pulls_of_a_held_product_carry_a_warning_and_a_revoked_one_is_denied_aft
     assert error["code"] == "DENIED" and "revoked" in error["message"]
     with app_state.sessions() as s:
         assert s.scalar(select(DownloadEvent.id).order_by(DownloadEvent.id.desc()).limit(1)) is not None
+
+
+# -- VEX and the API -----------------------------------------------------------------------------------------
+def test_an_accepted_vex_statement_resolves_the_finding_and_lifts_the_hold_over_the_api(
+    app_state: AppState, world: World, client: TestClient
+) -> None:
+    [clock] = clocks(app_state)
+    check(app_state, clock.due_at + HOUR)
+    owner, reviewer = world.users["owner"], world.users["reviewer"]
+    base = f"/api/v1/products/{world.org}/{world.slug}"
+    seen = client.get(base + "/compliance", auth=(owner, PASSWORD))
+    assert seen.status_code == 200
+    body = seen.json()
+    assert body["status"] == "on_hold" and [c["vulnerability"] for c in body["open"]] == [CVE]
+    # (held at a "now" three days on; at the real now its 72 hours are still running)
+    assert body["open"][0]["overdue"] is False and 0 < body["open"][0]["seconds_left"] <= 72 * 3600
+    refused = client.post(
+        base + "/vex", json={"vulnerability": CVE, "status": "not_affected"}, auth=(owner, PASSWORD)
+    )
+    assert refused.status_code == 400 and refused.json()["error"]["detail"][0]["field"] == "justification"
+    unknown = client.post(
+        base + "/vex", json={"vulnerability": "CVE-1999-0001", "status": "fixed"}, auth=(owner, PASSWORD)
+    )
+    assert unknown.status_code == 400
+    filed = client.post(
+        base + "/vex",
+        json={
+            "vulnerability": CVE,
+            "status": "not_affected",
+            "justification": "vulnerable_code_not_in_execute_path",
+            "impact_statement": "The server never inflates untrusted data with zlib.",
+        },
+        auth=(owner, PASSWORD),
+    )
+    assert filed.status_code == 201, filed.text
+    vex_id = filed.json()["id"]
+    assert (
+        client.post(
+            f"/api/v1/compliance/vex/{vex_id}/decision",
+            json={"accept": True, "reason": "ok"},
+            auth=(owner, PASSWORD),
+        ).status_code
+        == 403
+    )
+    overview = client.get("/api/v1/compliance", auth=(reviewer, PASSWORD)).json()
+    assert [p["statement"]["id"] for p in overview["pending_vex"]] == [vex_id]
+    assert [p["product"] for p in overview["on_hold"]] == [world.slug]
+    decided = client.post(
+        f"/api/v1/compliance/vex/{vex_id}/decision",
+        json={"accept": True, "reason": "the call graph shows no inflate of input"},
+        auth=(reviewer, PASSWORD),
+    )
+    assert decided.status_code == 200 and decided.json()["decision"] == "accepted"
+    [resolved] = clocks(app_state)
+    assert resolved.resolution == "vex"
+    assert listing(app_state, world).status == "listed"
+    document = client.get(base + "/vex", auth=(owner, PASSWORD)).json()
+    assert document["@context"] == "https://openvex.dev/ns/v0.2.0"
+    [statement] = document["statements"]
+    assert statement["vulnerability"]["name"] == CVE and statement["status"] == "not_affected"
+    assert statement["justification"] == "vulnerable_code_not_in_execute_path"
+    assert tags(app_state, "vex:%") == ["vex:submit", "vex:accept"]
+    # Checking again keeps it resolved: the statement still covers the finding.
+    check(app_state, clock.due_at + 3 * HOUR)
+    assert clocks(app_state)[0].resolved_at is not None and listing(app_state, world).status == "listed"

@@ -281,6 +281,16 @@ EXPECTED: dict[str, tuple[str, str, str, str, str, str]] = {
     "GET /api/v1" + STORE_PRODUCT:                        (OK,     OK,     OK,     OK,     OK,     OK),
     "PUT /api/v1" + STORE_PRODUCT + "/badges/{kind}":     (UNAUTH, DENIED, DENIED, DENIED, DENIED, OK),
     "DELETE /api/v1" + STORE_PRODUCT + "/badges/{kind}":  (UNAUTH, DENIED, DENIED, DENIED, DENIED, OK),
+    # compliance (issue 11): a product's findings and VEX statements are its publisher's and the store
+    # team's (robots hold no api scope; owners and maintainers file statements: the store-admin does
+    # not write for a publisher); deciding, extending and the overview are the store team's, refused before
+    # anything is looked up
+    "GET /api/v1" + STORE_PRODUCT + "/compliance":        (UNAUTH, HIDDEN, DENIED, OK,     OK,     OK),
+    "GET /api/v1" + STORE_PRODUCT + "/vex":               (UNAUTH, HIDDEN, DENIED, OK,     OK,     OK),
+    "POST /api/v1" + STORE_PRODUCT + "/vex":              (UNAUTH, HIDDEN, DENIED, OK,     OK,     DENIED),
+    "POST /api/v1/compliance/vex/{vex_id}/decision":      (UNAUTH, DENIED, DENIED, DENIED, DENIED, OK),
+    "POST /api/v1/compliance/clocks/{clock_id}/extension": (UNAUTH, DENIED, DENIED, DENIED, DENIED, OK),
+    "GET /api/v1/compliance":                             (UNAUTH, DENIED, DENIED, DENIED, DENIED, OK),
 }
 # fmt: on
 
@@ -381,7 +391,7 @@ def build_world(app: Any, state: AppState, feed_dir: Path, *, scan: bool, publis
         stored = Images(s, state.blobs, state.bus).image(repo, "v1", [layer])
     finding = None
     if scan:
-        Worker(state.sessions, app.state.jobs, bus=state.bus).run_until_idle()
+        Worker(state.sessions, app.state.jobs, bus=state.bus, services=state.services).run_until_idle()
         with state.sessions() as s:
             finding = s.scalar(select(ScanFinding.id).limit(1))
         assert finding is not None, "the scan found nothing: the scan cells would test nothing"
@@ -426,7 +436,16 @@ def product_images(repo: str) -> dict[str, Any]:
 
 
 def needs_publishing(key: str) -> bool:
-    words = ("publisher", "product", "/review", "catalog-images", "dashboard", "entitlement", "subscri")
+    words = (
+        "publisher",
+        "product",
+        "/review",
+        "catalog-images",
+        "dashboard",
+        "entitlement",
+        "subscri",
+        "compliance",
+    )
     return any(word in key for word in words)
 
 
@@ -1589,7 +1608,7 @@ def test_every_expectation_has_a_request() -> None:
 
 
 def needs_scan(key: str) -> bool:
-    return "/scans/" in key or "/findings/" in key
+    return "/scans/" in key or "/findings/" in key or "compliance" in key or "/vex" in key
 
 
 @pytest.mark.parametrize(
@@ -1656,3 +1675,75 @@ def check_cell(
                 assert fingerprint(other, world, twin, cell.minted) == fingerprint(
                     response, world, twin, cell.minted
                 ), f"{role} can tell the private resource exists:\n{describe(response)}\n{describe(other)}"
+
+
+# -- compliance ----------------------------------------------------------------------------------------------
+def fresh_clock(c: Cell) -> tuple[int, str]:
+    """An open Critical clock (due in three days) on the live product, over the world's scanned finding: its
+    id and vulnerability."""
+    from dockyard.compliance.models import FindingClock
+
+    product_id = live_product(c)
+    with c.state.sessions.begin() as s:
+        finding = s.get(ScanFinding, c.world.finding)
+        now = utcnow()
+        clock = FindingClock(
+            product_id=product_id, revision_id=c.world.revision, finding_id=finding.id, image="server",
+            digest=c.world.digest, vuln_id=finding.vuln_id, component=finding.component_key,
+            severity="Critical", notified_at=now, notified_via="email", due_at=now + dt.timedelta(hours=72),
+        )  # fmt: skip
+        existing = s.scalar(select(FindingClock).where(FindingClock.finding_id == finding.id))
+        if existing is not None:
+            return existing.id, existing.vuln_id
+        s.add(clock)
+        s.flush()
+        return clock.id, clock.vuln_id
+
+
+def fresh_vex(c: Cell) -> int:
+    from dockyard.compliance.models import VexStatement
+
+    _, vuln = fresh_clock(c)
+    with c.state.sessions.begin() as s:
+        product_id = s.get(ProductRevision, c.world.revision).product_id
+        row = VexStatement(
+            product_id=product_id, vuln_id=vuln, status="fixed", impact_statement="", submitted_by="cell"
+        )
+        s.add(row)
+        s.flush()
+        return row.id
+
+
+@builds("GET /api/v1" + STORE_PRODUCT + "/compliance")
+def product_compliance_api(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, f"/api/v1/products/{t.org}/{t.slug}/compliance")
+
+
+@builds("GET /api/v1" + STORE_PRODUCT + "/vex")
+def openvex_api(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, f"/api/v1/products/{t.org}/{t.slug}/vex")
+
+
+@builds("POST /api/v1" + STORE_PRODUCT + "/vex")
+def file_vex_api(c: Cell, m: str, t: Target) -> httpx.Response:
+    _, vuln = fresh_clock(c)
+    body = {"vulnerability": vuln, "status": "fixed"}
+    return c.api(m, f"/api/v1/products/{t.org}/{t.slug}/vex", json=body)
+
+
+@builds("POST /api/v1/compliance/vex/{vex_id}/decision")
+def decide_vex_api(c: Cell, m: str, t: Target) -> httpx.Response:
+    vex_id = fresh_vex(c) if t.slug == c.world.slug else t.revision
+    return c.api(m, f"/api/v1/compliance/vex/{vex_id}/decision", json={"accept": False, "reason": "no"})
+
+
+@builds("POST /api/v1/compliance/clocks/{clock_id}/extension")
+def extend_clock_api(c: Cell, m: str, t: Target) -> httpx.Response:
+    clock_id = fresh_clock(c)[0] if t.slug == c.world.slug else t.revision
+    until = (utcnow() + dt.timedelta(days=30)).isoformat()
+    return c.api(m, f"/api/v1/compliance/clocks/{clock_id}/extension", json={"until": until, "reason": "why"})
+
+
+@builds("GET /api/v1/compliance")
+def compliance_overview_api(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, "/api/v1/compliance")

@@ -58,7 +58,9 @@ def world(app, app_state: AppState, client: TestClient, tmp_path: Path) -> World
         )
         ScanService(s, app_state.blobs, app_state.bus, app_state.settings).update_vulndb([feed], ACTOR)
     pushed = push_world(client, owner, PASSWORD, org)
-    Worker(app_state.sessions, app.state.jobs, bus=app_state.bus).run_until_idle()
+    Worker(
+        app_state.sessions, app.state.jobs, bus=app_state.bus, services=app_state.services
+    ).run_until_idle()
     client.cookies.clear()
     return World(org, owner, member, reader, outsider, admin, pushed)
 

@@ -72,7 +72,7 @@ def world(app, app_state: AppState, tmp_path: Path) -> World:
     repo = f"{org}/app"
     with app_state.sessions.begin() as s:
         stored = Images(s, app_state.blobs, app_state.bus).image(repo, "v1", [debian_layer(PACKAGES)])
-    worker = Worker(app_state.sessions, app.state.jobs, bus=app_state.bus)
+    worker = Worker(app_state.sessions, app.state.jobs, bus=app_state.bus, services=app_state.services)
     worker.run_until_idle()
     return World(repo, stored.digest, owner, member, robot, staff, customer, other)
 
@@ -137,7 +137,9 @@ def test_findings_say_which_record_and_cvss_version_scored_them(
     )
     with app_state.sessions.begin() as s:
         ScanService(s, app_state.blobs, app_state.bus, app_state.settings).update_vulndb([nvd], ACTOR)
-    Worker(app_state.sessions, app.state.jobs, bus=app_state.bus).run_until_idle()  # the re-match
+    Worker(
+        app_state.sessions, app.state.jobs, bus=app_state.bus, services=app_state.services
+    ).run_until_idle()  # the re-match
     lent = findings()["CVE-2031-0003"]
     assert (lent["score"], lent["vector"], lent["severity"]) == (9.8, CRITICAL, "Critical")
     assert (lent["score_source"], lent["score_record"]) == ("nvd (primary) v3.1", "NVD-CVE-2031-0003")
@@ -331,7 +333,9 @@ def test_component_names_are_escaped(client: TestClient, app, app_state: AppStat
         Images(s, app_state.blobs, app_state.bus).image(
             world.repo, "evil", [debian_layer([(EVIL, "1.0-1", "zlib")])]
         )
-    Worker(app_state.sessions, app.state.jobs, bus=app_state.bus).run_until_idle()
+    Worker(
+        app_state.sessions, app.state.jobs, bus=app_state.bus, services=app_state.services
+    ).run_until_idle()
     login(client, world.owner)
     r = client.get(f"/ui/repositories/{world.repo}/-/scans/evil")
     assert r.status_code == 200

@@ -73,7 +73,7 @@ def reg(client, app_state) -> RegistryClient:
 
 @pytest.fixture
 def worker(app, app_state: AppState) -> Worker:
-    return Worker(app_state.sessions, app.state.jobs, bus=app_state.bus)
+    return Worker(app_state.sessions, app.state.jobs, bus=app_state.bus, services=app_state.services)
 
 
 @pytest.fixture(scope="module")

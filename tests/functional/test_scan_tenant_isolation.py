@@ -44,7 +44,7 @@ def _guard(client, monkeypatch):
 
 @pytest.fixture
 def worker(app, app_state: AppState) -> Worker:
-    return Worker(app_state.sessions, app.state.jobs, bus=app_state.bus)
+    return Worker(app_state.sessions, app.state.jobs, bus=app_state.bus, services=app_state.services)
 
 
 class Tenants:

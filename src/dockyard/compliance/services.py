@@ -280,12 +280,19 @@ class ComplianceService:
             raise Forbidden("only the store team extends due times and decides VEX statements")
 
     # -- helpers -------------------------------------------------------------------------------------------
-    def _publish(self, tag: EventTag, product: Product, actor: Actor, data: dict[str, Any]) -> None:
-        org = self.session.scalar(
-            select(Namespace.name)
-            .join(Publisher, Publisher.namespace_id == Namespace.id)
-            .where(Publisher.id == product.publisher_id)
+    def org_of(self, product: Product) -> str:
+        """The organisation (namespace) name of a product's publisher."""
+        return (
+            self.session.scalar(
+                select(Namespace.name)
+                .join(Publisher, Publisher.namespace_id == Namespace.id)
+                .where(Publisher.id == product.publisher_id)
+            )
+            or ""
         )
+
+    def _publish(self, tag: EventTag, product: Product, actor: Actor, data: dict[str, Any]) -> None:
+        org = self.org_of(product)
         data = {
             "product": product.slug,
             "product_id": product.id,

@@ -207,6 +207,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
 def api_routers() -> list[Any]:
     """The routers of the JSON API under /api/v1, one per domain."""
     from dockyard.accounts import views as account_views
+    from dockyard.compliance import views as compliance_views
     from dockyard.entitlements import views as entitlement_views
     from dockyard.moderation import views as moderation_views
     from dockyard.publishing import product_views
@@ -224,6 +225,7 @@ def api_routers() -> list[Any]:
         entitlement_views.router,
         search_views.router,
         store_views.router,
+        compliance_views.router,
     ]
 
 
