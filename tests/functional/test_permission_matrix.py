@@ -291,6 +291,11 @@ EXPECTED: dict[str, tuple[str, str, str, str, str, str]] = {
     "POST /api/v1/compliance/vex/{vex_id}/decision":      (UNAUTH, DENIED, DENIED, DENIED, DENIED, OK),
     "POST /api/v1/compliance/clocks/{clock_id}/extension": (UNAUTH, DENIED, DENIED, DENIED, DENIED, OK),
     "GET /api/v1/compliance":                             (UNAUTH, DENIED, DENIED, DENIED, DENIED, OK),
+    "GET /ui/compliance":                                 (UNAUTH, DENIED, UNAUTH, DENIED, DENIED, OK),
+    "GET " + PRODUCT_PAGE + "/compliance":                (UNAUTH, HIDDEN, UNAUTH, OK,     OK,     OK),
+    "POST " + PRODUCT_PAGE + "/compliance/vex":           (UNAUTH, HIDDEN, UNAUTH, OK,     OK,     DENIED),
+    "POST /ui/compliance/vex/{vex_id:int}/decision":      (UNAUTH, DENIED, UNAUTH, DENIED, DENIED, OK),
+    "POST /ui/compliance/clocks/{clock_id:int}/extension": (UNAUTH, DENIED, UNAUTH, DENIED, DENIED, OK),
 }
 # fmt: on
 
@@ -1747,3 +1752,33 @@ def extend_clock_api(c: Cell, m: str, t: Target) -> httpx.Response:
 @builds("GET /api/v1/compliance")
 def compliance_overview_api(c: Cell, m: str, t: Target) -> httpx.Response:
     return c.api(m, "/api/v1/compliance")
+
+
+@builds("GET /ui/compliance")
+def compliance_overview_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, "/ui/compliance")
+
+
+@builds("GET " + PRODUCT_PAGE + "/compliance")
+def product_compliance_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, f"/ui/orgs/{t.org}/products/{t.slug}/compliance")
+
+
+@builds("POST " + PRODUCT_PAGE + "/compliance/vex")
+def file_vex_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    _, vuln = fresh_clock(c)
+    data = {"vulnerability": vuln, "status": "fixed"}
+    return c.page(m, f"/ui/orgs/{t.org}/products/{t.slug}/compliance/vex", data=data)
+
+
+@builds("POST /ui/compliance/vex/{vex_id:int}/decision")
+def decide_vex_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    vex_id = fresh_vex(c) if t.slug == c.world.slug else t.revision
+    return c.page(m, f"/ui/compliance/vex/{vex_id}/decision", data={"decision": "reject", "reason": "no"})
+
+
+@builds("POST /ui/compliance/clocks/{clock_id:int}/extension")
+def extend_clock_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    clock_id = fresh_clock(c)[0] if t.slug == c.world.slug else t.revision
+    until = (utcnow() + dt.timedelta(days=30)).strftime("%Y-%m-%dT%H:%M")
+    return c.page(m, f"/ui/compliance/clocks/{clock_id}/extension", data={"until": until, "reason": "why"})

@@ -35,6 +35,11 @@ class ClockRow:
         return left is not None and left <= dt.timedelta(0) and self.clock.resolved_at is None
 
     @property
+    def suggested_extension(self) -> str:
+        """A week past the current due time, as a ``datetime-local`` value (the extension form's default)."""
+        return ((self.clock.due_at or self.now) + dt.timedelta(days=7)).strftime("%Y-%m-%dT%H:%M")
+
+    @property
     def time_left_label(self) -> str:
         left = self.time_left
         if self.clock.resolved_at is not None:
@@ -53,6 +58,9 @@ def urgency(row: ClockRow) -> tuple:
 
 @dataclass
 class ProductCompliance:
+    org: str
+    slug: str
+    name: str
     product_id: int
     status: str
     status_since: dt.datetime | None
@@ -93,7 +101,12 @@ class ComplianceReads:
             reverse=True,
         )[:RESOLVED_SHOWN]
         listing = self.session.scalar(select(Listing).where(Listing.product_id == product.id))
+        revision = product.live_revision or ctx.revision
+        name = str((revision.manifest or {}).get("name") or product.slug)
         return ProductCompliance(
+            org,
+            product.slug,
+            name,
             product.id,
             listing.status if listing else "unlisted",
             listing.status_since if listing else None,

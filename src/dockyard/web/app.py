@@ -147,6 +147,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     from dockyard.accounts import pages as account_pages
+    from dockyard.compliance import pages as compliance_pages
     from dockyard.entitlements import pages as entitlement_pages
     from dockyard.moderation import pages as moderation_pages
     from dockyard.publishing import pages as publishing_pages
@@ -173,6 +174,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         *scan_pages.routes,
         *registry_pages.routes,
         *moderation_pages.routes,
+        *compliance_pages.routes,
         *publishing_pages.routes,
         *entitlement_pages.routes,
         *search_pages.routes,

@@ -1,0 +1,103 @@
+"""The compliance pages over HTTP with real sessions and forms: the publisher's page of a product's findings
+(time left, the notice it gives, VEX statements filed with errors beside their fields), the store team's
+extension and decision forms, and its overview; each refused to those it is not for."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from tests.support.accounts import browser, post
+from tests.support.factories import PASSWORD
+from tests.support.review_world import CVE, World
+from tests.support.store_world import published_world
+
+from dockyard.compliance.models import FindingClock, VexStatement
+from dockyard.store.models import Listing
+from dockyard.web.context import AppState
+
+
+@pytest.fixture
+def world(app_state: AppState, tmp_path: Path) -> World:
+    return published_world(app_state, tmp_path / "feed")
+
+
+def page_of(world: World) -> str:
+    return f"/ui/orgs/{world.org}/products/{world.slug}/compliance"
+
+
+def test_the_publisher_sees_each_open_finding_with_its_due_time_and_files_a_statement(
+    app: object, app_state: AppState, world: World
+) -> None:
+    with browser(app, world.users["maintainer"], PASSWORD) as c:
+        r = c.get(page_of(world))
+        assert r.status_code == 200
+        assert CVE in r.text and "Critical" in r.text
+        assert re.search(r"(71|72) h left|2 d 2[34] h left", r.text), "the time left of a 72-hour clock"
+        assert "File a statement" in r.text
+        refused = post(
+            c,
+            page_of(world) + "/vex",
+            {"vulnerability": CVE, "status": "not_affected", "justification": "", "impact_statement": ""},
+        )
+        assert refused.status_code == 400
+        assert 'id="vex-justification-error"' in refused.text and 'aria-invalid="true"' in refused.text
+        filed = post(
+            c,
+            page_of(world) + "/vex",
+            {
+                "vulnerability": CVE,
+                "status": "not_affected",
+                "justification": "vulnerable_code_not_present",
+                "impact_statement": "Built without the inflate code.",
+            },
+        )
+        assert filed.status_code == 303 and filed.headers["location"].endswith("#vex")
+        assert "Built without the inflate code." in c.get(page_of(world)).text
+    with browser(app, world.users["outsider"], PASSWORD) as c:
+        assert c.get(page_of(world)).status_code == 404  # as for a product that does not exist
+
+
+def test_the_store_team_decides_and_extends_from_its_pages(
+    app: object, app_state: AppState, world: World
+) -> None:
+    with app_state.sessions.begin() as s:
+        clock = s.scalar(select(FindingClock))
+        clock_id, due = clock.id, clock.due_at
+        product_id = clock.product_id
+        s.add(
+            VexStatement(
+                product_id=product_id,
+                vuln_id=CVE,
+                status="fixed",
+                impact_statement="patched in our build",
+                submitted_by="someone",
+            )
+        )
+    with browser(app, world.users["owner"], PASSWORD) as c:
+        assert c.get("/ui/compliance").status_code == 403
+    with browser(app, world.users["reviewer"], PASSWORD) as c:
+        overview = c.get("/ui/compliance")
+        assert overview.status_code == 200
+        assert "patched in our build" in overview.text and "VEX statements to decide" in overview.text
+        later = (due + dt.timedelta(days=2)).strftime("%Y-%m-%dT%H:%M")
+        extended = post(
+            c,
+            f"/ui/compliance/clocks/{clock_id}/extension",
+            {"until": later, "reason": "vendor patch pending", "next": page_of(world)},
+        )
+        assert extended.status_code == 303 and extended.headers["location"] == page_of(world)
+        vex_id = int(re.search(r'id="vex-(\d+)"', overview.text).group(1))
+        decided = post(
+            c, f"/ui/compliance/vex/{vex_id}/decision", {"decision": "accept", "reason": "verified"}
+        )
+        assert decided.status_code == 303
+        assert "VEX accepted" in c.get(page_of(world)).text
+    with app_state.sessions() as s:
+        clock = s.get(FindingClock, clock_id)
+        assert clock.extension_reason == "vendor patch pending"
+        assert clock.resolution == "vex"
+        assert s.scalar(select(Listing.status).where(Listing.product_id == product_id)) == "listed"
