@@ -310,11 +310,12 @@ def hold_reason(late: list[FindingClock]) -> str:
     for clock in late:
         classes[clock.severity] = classes.get(clock.severity, 0) + 1
     counts = ", ".join(f"{n} {severity}" for severity, n in sorted(classes.items()))
+    findings = "finding" if len(late) == 1 else "findings"
     first = min(c.due_at for c in late if c.due_at is not None)
     names = ", ".join(sorted({c.vuln_id for c in late})[:5])
     more = "" if len({c.vuln_id for c in late}) <= 5 else ", ..."
     return (
-        f"Security fix overdue since {first:%Y-%m-%d %H:%M} UTC: {counts} finding(s) past their fix time "
+        f"Security fix overdue since {first:%Y-%m-%d %H:%M} UTC: {counts} {findings} past the fix time "
         f"({names}{more})."
     )
 
