@@ -112,6 +112,11 @@ def test_on_hold_shows_the_warning_label(client: TestClient, app_state: AppState
     assert "On hold: a security fix is overdue" in text and "2031-03-04 05:06 UTC" in text
     assert "CVE-2031-0001 in zlib is past its 72-hour fix deadline" in text
     assert ">Get<" in r.text  # still listed
+    with app_state.sessions.begin() as s:
+        product_id = s.scalar(select(Listing.product_id).where(Listing.product_slug == world.slug))
+        s.add(ProductBadge(product_id=product_id, kind="certified_container", reason="tested"))
+    held = text_of(client.get(f"/products/{world.org}/{world.slug}").text)
+    assert "1 badge suspended while on hold" in held
     home = client.get("/")
     assert "Acme Database" in home.text and "On hold: security fix overdue" in text_of(home.text)
 
