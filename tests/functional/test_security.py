@@ -21,6 +21,7 @@ from tests.support.registry_client import (
     protocol_guard,
     request_token,
 )
+from tests.support.store_world import published_world
 
 from dockyard.accounts import passwords
 from dockyard.accounts.services import AccountService
@@ -216,6 +217,27 @@ def test_security_headers(client, path):
     csp = r.headers["content-security-policy"]
     assert "frame-ancestors 'none'" in csp
     assert "script-src 'self'" in csp and "unsafe-inline" not in csp
+
+
+def test_security_headers_on_the_store_pages(client, app_state, tmp_path):
+    """The store's pages came after the headers: each of them, signed in or not, found or not, carries
+    them too (a page that set a looser header of its own would win over the middleware's)."""
+    world = published_world(app_state, tmp_path / "feed")
+    product = f"/products/{world.org}/{world.slug}"
+    pages = ["/", "/search?q=app", product, f"{product}/get?tier=Community", f"/publishers/{world.org}"]
+    pages += ["/products/nobody/nothing", "/ui/subscriptions"]
+    for signed_in in (False, True):
+        if signed_in:
+            assert sign_in(client, world.users["customer"], PASSWORD).status_code == 303
+        for path in pages:
+            r = client.get(path, follow_redirects=False)
+            assert r.status_code in (200, 303, 404), (path, r.status_code)
+            assert r.headers["x-content-type-options"] == "nosniff", path
+            assert r.headers["x-frame-options"] == "DENY", path
+            assert r.headers["referrer-policy"] == "same-origin", path
+            csp = r.headers["content-security-policy"]
+            assert "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp, path
+        assert client.get(product).status_code == 200
 
 
 def test_pages_carry_no_inline_script(client):
