@@ -72,6 +72,9 @@ def test_an_authorised_get_redirects_to_a_signed_url_that_yields_the_blob(
     assert blob.status_code == 200
     assert blob.content == DATA
     assert sha256(blob.content) == digest == blob.headers["docker-content-digest"]
+    # A private layer is no shared cache's to keep; its bytes are never sniffed as something else.
+    assert blob.headers["cache-control"] == "private, max-age=31536000, immutable"
+    assert blob.headers["x-content-type-options"] == "nosniff"
     part = httpx.get(location, headers={"Range": "bytes=10-19"}, timeout=30)
     assert (part.status_code, part.content) == (206, DATA[10:20])
 

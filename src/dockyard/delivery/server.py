@@ -592,7 +592,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             "Docker-Content-Digest": digest,
             "ETag": etag,
             "Accept-Ranges": "bytes",
-            "Cache-Control": "max-age=31536000",  # a digest's bytes never change
+            # A digest's bytes never change; "private": a layer of a private repository is no shared cache's.
+            "Cache-Control": "private, max-age=31536000, immutable",
+            "X-Content-Type-Options": "nosniff",
         }
         if_range = self.headers.get("If-Range")
         wanted = self.headers.get("Range") if if_range is None or if_range == etag else None

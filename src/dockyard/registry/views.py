@@ -269,7 +269,12 @@ def blob_response(request: Request, ctx: RequestContext, digest: str, size: int)
         # expires in minutes (no-store: a cached redirect would outlive it).
         location = {"Location": urls.url(digest), "Cache-Control": "no-store"}
         return Response(status_code=307, headers={"Docker-Content-Digest": digest, **location})
-    headers = {"Docker-Content-Digest": digest, "ETag": f'"{digest}"', "Cache-Control": "max-age=31536000"}
+    headers = {
+        "Docker-Content-Digest": digest,
+        "ETag": f'"{digest}"',
+        "Cache-Control": "private, max-age=31536000, immutable",  # no shared cache keeps a private layer
+        "X-Content-Type-Options": "nosniff",
+    }
     if path is not None:
         try:
             # Stat once, here: gc may remove an unreferenced blob at any moment, and a FileResponse that
