@@ -22,8 +22,9 @@ deps: $(STAMP)
 ## Start dockyard on the embedded defaults: SQLite and blobs under ./var, http://127.0.0.1:5000
 ## DOCKYARD_DEMO=1 make run seeds a demo store first (publishers, products, customers; once).
 run: deps
-	if [ "$${DOCKYARD_DEMO:-0}" = 1 ]; then $(BIN)/dockyard demo; fi
-	DOCKYARD_VULNDB_SOURCES="$${DOCKYARD_VULNDB_SOURCES:-$(LOCAL_VULNDB_SOURCES)}" $(BIN)/dockyard serve
+	export DOCKYARD_VULNDB_SOURCES="$${DOCKYARD_VULNDB_SOURCES:-$(LOCAL_VULNDB_SOURCES)}"; \
+	if [ "$${DOCKYARD_DEMO:-0}" = 1 ]; then $(BIN)/dockyard demo; fi; \
+	$(BIN)/dockyard serve
 
 # Debian's packages, then axe-core from npm (the browser tests inject it to check pages' accessibility).
 system-deps:

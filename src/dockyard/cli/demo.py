@@ -27,6 +27,9 @@ def demo() -> None:
         raise typer.Exit(0)
     published = sum(state in ("published", "certified", "updated") for state in done.products.values())
     console.print(f"[bold]{len(done.products)} products[/bold], {published} on the store")
+    for what, names in (("on hold", done.held), ("revoked", done.revoked)):
+        for name in names:
+            console.print(f"  {name}: {what} (a Critical finding's fix deadline passed)")
     console.print(f"accounts (password [bold]{PASSWORD}[/bold] for each):")
     for username, what in done.accounts:
         console.print(f"  {username:20} {what}")

@@ -1,6 +1,7 @@
 """`dockyard demo`: a living store for a newcomer to look at. Six publishers with logos and complete
 profiles, their products' images pushed into private staging repositories, products in every state of
-review (most published, a few certified), customers with entitlements and a history of downloads.
+review (most published, a few certified), customers with entitlements and a history of downloads; with
+local feeds, every image scanned and one product on hold and one revoked (``demo.compliance``).
 
 Everything goes through the services a user's request would use (so every rule and audit event applies),
 one unit of work per step. Two shortcuts, both what the store team could do by hand: the publishers'
@@ -43,6 +44,8 @@ class Seeded:
     accounts: list[tuple[str, str]] = field(default_factory=list)  # (username, what it is)
     products: dict[str, str] = field(default_factory=dict)  # "org/slug" -> state
     skipped: bool = False
+    held: list[str] = field(default_factory=list)  # "org/slug" of the products on hold, and revoked
+    revoked: list[str] = field(default_factory=list)
 
 
 def who(services: Services, username: str) -> tuple[Principal, Actor]:
@@ -85,6 +88,10 @@ class DemoSeeder:
         for index, customer in enumerate(CUSTOMERS):
             self._entitle(customer, index)
         self.step(self._download_history)
+        from dockyard.demo.compliance import ComplianceStory
+
+        story = ComplianceStory(self.runtime, self.log).tell()
+        done.held, done.revoked = story.held, story.revoked
         return done
 
     def _staff(self, sv: Services, done: Seeded) -> None:
