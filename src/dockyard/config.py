@@ -108,6 +108,16 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
         "`open`: anyone may create an account at /ui/signup (confirmed by email); `closed`: only "
         "administrators create accounts (API, CLI)",
     ),
+    "DOCKYARD_WEBHOOK_ALLOW_HTTP": (
+        "(false)",
+        "`true`: webhook endpoints may be plain http:// URLs (else https:// only)",
+    ),
+    "DOCKYARD_WEBHOOK_ALLOW_PRIVATE": (
+        "(false)",
+        "`true`: webhook endpoints may resolve to loopback, private, link-local or other non-public "
+        "addresses (checked when an endpoint is saved and again, after DNS resolution, before every "
+        "delivery)",
+    ),
 }
 # DOCKYARD_BLOB_LISTEN's value that turns blob delivery off.
 OFF = "off"
@@ -143,6 +153,9 @@ class Settings:
     smtp_url: str = ""  # empty: no mail server, mail is written to DATA_DIR/mail (email.senders)
     mail_from: str = DEFAULT_MAIL_FROM
     signup: str = "open"  # DOCKYARD_SIGNUP: whether anyone may create an account on the sign-up page
+    # Webhook targets (dockyard.webhooks.targets): https and public addresses only unless these say yes.
+    webhook_allow_http: bool = False
+    webhook_allow_private: bool = False
     # REGISTRY_AUTH_VARIABLES that are set, as the registry image source wants them (its ``environ``).
     registry_auth_env: Mapping[str, str] = field(default_factory=dict)
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -235,9 +248,16 @@ class Settings:
             smtp_url=get("SMTP_URL", "").strip(),
             mail_from=get("MAIL_FROM", "").strip() or DEFAULT_MAIL_FROM,
             signup=get("SIGNUP", "open").strip().lower() or "open",
+            webhook_allow_http=flag(get("WEBHOOK_ALLOW_HTTP", "")),
+            webhook_allow_private=flag(get("WEBHOOK_ALLOW_PRIVATE", "")),
             registry_auth_env={k: env[k] for k in REGISTRY_AUTH_VARIABLES if env.get(k)},
             extra={k: v for k, v in env.items() if k.startswith("DOCKYARD_")},
         )
+
+
+def flag(value: str) -> bool:
+    """A yes/no setting: true, 1, yes or on (any case) mean yes; anything else no."""
+    return value.strip().lower() in ("1", "true", "yes", "on")
 
 
 def cache_dir(env: Mapping[str, str]) -> Path:

@@ -106,6 +106,7 @@ def _wire(runtime: Runtime) -> JobRegistry:
     from dockyard.publishing import notifications as publishing_notifications
     from dockyard.scanning import jobs as scanning_jobs
     from dockyard.store import listings
+    from dockyard.webhooks import jobs as webhook_jobs
 
     registry = job_queue.JobRegistry()
     job_queue.register(registry)
@@ -117,6 +118,8 @@ def _wire(runtime: Runtime) -> JobRegistry:
     scanning_jobs.register(registry, runtime.blobs, runtime.bus, runtime.settings)
     scanning_jobs.subscribe(runtime.bus)
     listings.subscribe(runtime.bus, runtime.blobs)
+    webhook_jobs.register(registry, runtime)
+    webhook_jobs.subscribe(runtime.bus, runtime)
     return registry
 
 
