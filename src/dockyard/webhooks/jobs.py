@@ -135,7 +135,7 @@ class Deliverer:
         if not plan.active and not manual:
             outcome = Outcome(error="not sent: the endpoint is turned off")
         else:
-            outcome = post(plan, self.settings)
+            outcome = post(plan, self.settings, timeout=TIMEOUT)
         self.record(ctx.session, delivery_id, outcome, at=at, manual=manual)
 
     def plan(self, session: Session, delivery_id: int, *, manual: bool, after: Any) -> Plan | None:
