@@ -132,7 +132,7 @@ class Deliverer:
         if plan is None:
             return
         at = utcnow()
-        if not plan.active and not manual:
+        if not plan.active and not manual and not payload.get("force"):
             outcome = Outcome(error="not sent: the endpoint is turned off")
         else:
             outcome = post(plan, self.settings, timeout=TIMEOUT)

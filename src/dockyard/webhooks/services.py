@@ -313,8 +313,7 @@ class WebhookService:
         """Queue a ``ping`` event to the endpoint (sent once, even when it is turned off: a test)."""
         endpoint = self.get(owner, endpoint_id)
         data = {"webhook": endpoint.id, "owner": owner.label, "message": "A test event sent from dockyard."}
-        delivery = self._queue(endpoint, PING, data, manual=True)
-        return delivery
+        return self._queue(endpoint, PING, data, force=True)
 
     def emit(
         self, kind: WebhookKind, *, publisher_id: int, product_id: int | None, data: dict[str, Any]
@@ -339,12 +338,12 @@ class WebhookService:
         count = 0
         for endpoint in endpoints:
             if kind.value in (endpoint.kinds or []):
-                self._queue(endpoint, kind.value, data, manual=False)
+                self._queue(endpoint, kind.value, data)
                 count += 1
         return count
 
     def _queue(
-        self, endpoint: WebhookEndpoint, kind: str, data: Mapping[str, Any], *, manual: bool
+        self, endpoint: WebhookEndpoint, kind: str, data: Mapping[str, Any], *, force: bool = False
     ) -> WebhookDelivery:
         now = utcnow()
         event_id = "evt_" + uuid.uuid4().hex
@@ -360,7 +359,8 @@ class WebhookService:
         )
         self.session.add(delivery)
         self.session.flush()
-        payload = {"delivery": delivery.id, "manual": manual, "after": 0}
+        # force: sent even while the endpoint is turned off (a ping is how its owner tests it first).
+        payload = {"delivery": delivery.id, "manual": False, "after": 0, "force": force}
         # A failed request is retried by the delivery's own schedule (jobs.py), not the queue's, so that
         # the backoff is the webhook one and every attempt is logged.
         job_queue.enqueue(self.session, DELIVER_JOB, payload, max_attempts=JOB_TRIES)
