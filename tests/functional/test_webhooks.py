@@ -365,3 +365,26 @@ def test_an_endpoint_is_turned_off_after_many_failed_deliveries(
     with app_state.sessions() as s:
         endpoint = s.get(WebhookEndpoint, endpoint_id)
         assert endpoint.active and endpoint.disabled_reason is None and endpoint.consecutive_failures == 0
+
+
+def test_publishing_a_revision_emits_product_published(
+    app_state: AppState, receiver: Receiver, tmp_path: Path
+) -> None:
+    from tests.support.review_world import build_world
+    from tests.support.store_world import publish
+
+    app_state.jobs  # noqa: B018 - the subscribers wired, as the server does
+    world = build_world(app_state, tmp_path / "feed")
+    with app_state.sessions.begin() as s:
+        publisher_id = s.get(
+            Product, s.scalar(select(Product.id).where(Product.slug == world.slug))
+        ).publisher_id
+    _, receiver.secret = create(
+        app_state, Owner("publisher", publisher_id, world.org), receiver.url(), ["product.published"]
+    )
+    publish(app_state, world)
+    run_jobs(app_state)
+    [got] = [r for r in receiver.received if r.json["type"] == "product.published"]
+    assert got.verified
+    assert got.json["data"]["publisher"] == world.org and got.json["data"]["product"] == world.slug
+    assert got.json["data"]["url"].endswith(f"/products/{world.org}/{world.slug}")
