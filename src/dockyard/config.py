@@ -114,13 +114,23 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
         "days customers may still pull a revoked product's pinned digests (with a warning) before `DENIED`",
     ),
     "DOCKYARD_AUTO_APPROVE_FIXES": (
-        "1",
+        "(true)",
         "approve and publish at once a revision that only repins digests, resolves findings and adds no "
-        "Critical or Major one (0: every revision waits for a reviewer)",
+        "Critical or Major one (`false`: every revision waits for a reviewer)",
     ),
     "DOCKYARD_COMPLIANCE_INTERVAL": (
         "60",
         "seconds between the job workers' compliance checks (fix-time clocks, holds, revocations)",
+    ),
+    "DOCKYARD_WEBHOOK_ALLOW_HTTP": (
+        "(false)",
+        "`true`: webhook endpoints may be plain http:// URLs (else https:// only)",
+    ),
+    "DOCKYARD_WEBHOOK_ALLOW_PRIVATE": (
+        "(false)",
+        "`true`: webhook endpoints may resolve to loopback, private, link-local or other non-public "
+        "addresses (checked when an endpoint is saved and again, after DNS resolution, before every "
+        "delivery)",
     ),
 }
 # DOCKYARD_BLOB_LISTEN's value that turns blob delivery off.
@@ -162,6 +172,9 @@ class Settings:
     revoked_pull_days: int = 30  # after revocation, pinned digests still pull (with a warning) this long
     auto_approve_fixes: bool = True  # the fast path for digest-only fix revisions
     compliance_interval: int = 0  # the environment default is 60; tests run the check themselves
+    # Webhook targets (dockyard.webhooks.targets): https and public addresses only unless these say yes.
+    webhook_allow_http: bool = False
+    webhook_allow_private: bool = False
     # REGISTRY_AUTH_VARIABLES that are set, as the registry image source wants them (its ``environ``).
     registry_auth_env: Mapping[str, str] = field(default_factory=dict)
     extra: Mapping[str, str] = field(default_factory=dict)
@@ -256,11 +269,18 @@ class Settings:
             signup=get("SIGNUP", "open").strip().lower() or "open",
             hold_max_days=int(get("HOLD_MAX_DAYS", "30")),
             revoked_pull_days=int(get("REVOKED_PULL_DAYS", "30")),
-            auto_approve_fixes=get("AUTO_APPROVE_FIXES", "1").strip().lower() not in FALSE_WORDS,
+            auto_approve_fixes=get("AUTO_APPROVE_FIXES", "true").strip().lower() not in FALSE_WORDS,
             compliance_interval=int(get("COMPLIANCE_INTERVAL", "60")),
+            webhook_allow_http=flag(get("WEBHOOK_ALLOW_HTTP", "")),
+            webhook_allow_private=flag(get("WEBHOOK_ALLOW_PRIVATE", "")),
             registry_auth_env={k: env[k] for k in REGISTRY_AUTH_VARIABLES if env.get(k)},
             extra={k: v for k, v in env.items() if k.startswith("DOCKYARD_")},
         )
+
+
+def flag(value: str) -> bool:
+    """A yes/no setting: true, 1, yes or on (any case) mean yes; anything else no."""
+    return value.strip().lower() in ("1", "true", "yes", "on")
 
 
 def cache_dir(env: Mapping[str, str]) -> Path:

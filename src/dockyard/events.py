@@ -93,6 +93,13 @@ class EventTag(StrEnum):
     VEX_ACCEPT = "vex:accept"
     VEX_REJECT = "vex:reject"
     REVISION_AUTO_APPROVE = "revision:auto_approve"
+    # Webhook endpoints (issue 11; data: id, owner, url, kinds, what changed; never the secret), a redelivery
+    # asked for by hand, and an endpoint turned off by dockyard after too many failed deliveries.
+    WEBHOOK_CREATE = "webhook:create"
+    WEBHOOK_UPDATE = "webhook:update"  # data: the fields changed; secret_rotated when the secret was
+    WEBHOOK_DELETE = "webhook:delete"
+    WEBHOOK_REDELIVER = "webhook:redeliver"  # data: endpoint, delivery, event_id
+    WEBHOOK_DISABLE = "webhook:disable"  # by the system (data: endpoint, failures)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from dockyard.publishing import models as publishing_models
 from dockyard.registry import models as registry_models
 from dockyard.scanning import models as scanning_models
 from dockyard.store import models as store_models
+from dockyard.webhooks import models as webhooks_models
 
 metadata = Base.metadata
 
@@ -26,4 +27,5 @@ __all__ = [
     "registry_models",
     "scanning_models",
     "store_models",
+    "webhooks_models",
 ]

@@ -101,6 +101,7 @@ def _wire(runtime: Runtime) -> JobRegistry:
     from dockyard import jobs as job_queue
     from dockyard.accounts import jobs as accounts_jobs
     from dockyard.accounts import notifications as accounts_notifications
+    from dockyard.compliance import hooks as compliance_hooks
     from dockyard.compliance import jobs as compliance_jobs
     from dockyard.compliance import notifications as compliance_notifications
     from dockyard.email import jobs as email_jobs
@@ -108,6 +109,7 @@ def _wire(runtime: Runtime) -> JobRegistry:
     from dockyard.publishing import notifications as publishing_notifications
     from dockyard.scanning import jobs as scanning_jobs
     from dockyard.store import listings
+    from dockyard.webhooks import jobs as webhook_jobs
 
     registry = job_queue.JobRegistry()
     job_queue.register(registry)
@@ -124,6 +126,9 @@ def _wire(runtime: Runtime) -> JobRegistry:
     compliance_jobs.subscribe(runtime.bus)
     compliance_jobs.subscribe_publishing(runtime.bus, runtime.services)
     compliance_notifications.subscribe(runtime.bus, runtime.settings)
+    compliance_hooks.subscribe(runtime.bus, runtime.services, runtime.settings.public_url)
+    webhook_jobs.register(registry, runtime)
+    webhook_jobs.subscribe(runtime.bus, runtime)
     return registry
 
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from dockyard.store.listings import ListingService
     from dockyard.store.reads import StoreReads
     from dockyard.store.search import SearchService
+    from dockyard.webhooks.services import WebhookService
 
 
 class Services:
@@ -157,3 +158,13 @@ class Services:
         from dockyard.compliance.vex import VexService
 
         return VexService(self.session, self.runtime.bus, self.runtime.settings, self)
+
+    @cached_property
+    def webhooks(self) -> WebhookService:
+        """Publishers' and customers' webhook endpoints, and ``emit`` (queues an event's deliveries)."""
+        from dockyard.webhooks.services import WebhookService
+        from dockyard.webhooks.signing import secret_box
+
+        rt = self.runtime
+        box = secret_box(rt.settings.data_dir / "keys")
+        return WebhookService(self.session, rt.bus, rt.settings, self.accounts, box)

@@ -101,6 +101,14 @@ PUB_PAGE = "/ui/orgs/{org}/publisher"
 PRODUCT_PAGE = "/ui/orgs/{org}/products/{slug}"
 REVISION_PAGE = "/ui/review/revisions/{revision_id:int}"
 STORE_PRODUCT = "/products/{publisher}/{product}"
+MY_HOOKS = "/api/v1/me/webhooks"
+MY_HOOK = MY_HOOKS + "/{webhook_id}"
+PUB_HOOKS = "/api/v1/publishers/{org}/webhooks"
+PUB_HOOK = PUB_HOOKS + "/{webhook_id}"
+MY_HOOK_PAGES = "/ui/account/webhooks"
+MY_HOOK_PAGE = MY_HOOK_PAGES + "/{webhook_id:int}"
+PUB_HOOK_PAGES = "/ui/orgs/{org}/webhooks"
+PUB_HOOK_PAGE = PUB_HOOK_PAGES + "/{webhook_id:int}"
 
 # One row per route key, one column per role (in ROLES order).
 # fmt: off
@@ -296,6 +304,46 @@ EXPECTED: dict[str, tuple[str, str, str, str, str, str]] = {
     "POST " + PRODUCT_PAGE + "/compliance/vex":           (UNAUTH, HIDDEN, UNAUTH, OK,     OK,     DENIED),
     "POST /ui/compliance/vex/{vex_id:int}/decision":      (UNAUTH, DENIED, UNAUTH, DENIED, DENIED, OK),
     "POST /ui/compliance/clocks/{clock_id:int}/extension": (UNAUTH, DENIED, UNAUTH, DENIED, DENIED, OK),
+    # webhooks (issue 11): a user's own (people, not robots: no api scope, no sign-in), each acting on the
+    # caller's own endpoint; a publisher's are its owners' (not its maintainers', nor the store-admin's: see
+    # authz.PUBLISHER_OWN), and anyone who may not see the organisation is told it does not exist
+    "GET " + MY_HOOKS:                                    (UNAUTH, OK,     DENIED, OK,     OK,     OK),
+    "POST " + MY_HOOKS:                                   (UNAUTH, OK,     DENIED, OK,     OK,     OK),
+    "GET " + MY_HOOK:                                     (UNAUTH, OK,     DENIED, OK,     OK,     OK),
+    "PATCH " + MY_HOOK:                                   (UNAUTH, OK,     DENIED, OK,     OK,     OK),
+    "DELETE " + MY_HOOK:                                  (UNAUTH, OK,     DENIED, OK,     OK,     OK),
+    "POST " + MY_HOOK + "/secret":                        (UNAUTH, OK,     DENIED, OK,     OK,     OK),
+    "POST " + MY_HOOK + "/ping":                          (UNAUTH, OK,     DENIED, OK,     OK,     OK),
+    "GET " + MY_HOOK + "/deliveries":                     (UNAUTH, OK,     DENIED, OK,     OK,     OK),
+    "POST " + MY_HOOK + "/deliveries/{delivery_id}/redeliver": (UNAUTH, OK, DENIED, OK,     OK,     OK),
+    "GET " + PUB_HOOKS:                                   (UNAUTH, HIDDEN, DENIED, DENIED, OK,     DENIED),
+    "POST " + PUB_HOOKS:                                  (UNAUTH, HIDDEN, DENIED, DENIED, OK,     DENIED),
+    "GET " + PUB_HOOK:                                    (UNAUTH, HIDDEN, DENIED, DENIED, OK,     DENIED),
+    "PATCH " + PUB_HOOK:                                  (UNAUTH, HIDDEN, DENIED, DENIED, OK,     DENIED),
+    "DELETE " + PUB_HOOK:                                 (UNAUTH, HIDDEN, DENIED, DENIED, OK,     DENIED),
+    "POST " + PUB_HOOK + "/secret":                       (UNAUTH, HIDDEN, DENIED, DENIED, OK,     DENIED),
+    "POST " + PUB_HOOK + "/ping":                         (UNAUTH, HIDDEN, DENIED, DENIED, OK,     DENIED),
+    "GET " + PUB_HOOK + "/deliveries":                    (UNAUTH, HIDDEN, DENIED, DENIED, OK,     DENIED),
+    "POST " + PUB_HOOK + "/deliveries/{delivery_id}/redeliver":
+                                                          (UNAUTH, HIDDEN, DENIED, DENIED, OK,     DENIED),
+    "GET " + MY_HOOK_PAGES:                               (UNAUTH, OK,     UNAUTH, OK,     OK,     OK),
+    "POST " + MY_HOOK_PAGES:                              (UNAUTH, OK,     UNAUTH, OK,     OK,     OK),
+    "GET " + MY_HOOK_PAGE:                                (UNAUTH, OK,     UNAUTH, OK,     OK,     OK),
+    "POST " + MY_HOOK_PAGE:                               (UNAUTH, OK,     UNAUTH, OK,     OK,     OK),
+    "POST " + MY_HOOK_PAGE + "/secret":                   (UNAUTH, OK,     UNAUTH, OK,     OK,     OK),
+    "POST " + MY_HOOK_PAGE + "/ping":                     (UNAUTH, OK,     UNAUTH, OK,     OK,     OK),
+    "POST " + MY_HOOK_PAGE + "/delete":                   (UNAUTH, OK,     UNAUTH, OK,     OK,     OK),
+    "POST " + MY_HOOK_PAGE + "/deliveries/{delivery_id:int}/redeliver":
+                                                          (UNAUTH, OK,     UNAUTH, OK,     OK,     OK),
+    "GET " + PUB_HOOK_PAGES:                              (UNAUTH, HIDDEN, UNAUTH, DENIED, OK,     DENIED),
+    "POST " + PUB_HOOK_PAGES:                             (UNAUTH, HIDDEN, UNAUTH, DENIED, OK,     DENIED),
+    "GET " + PUB_HOOK_PAGE:                               (UNAUTH, HIDDEN, UNAUTH, DENIED, OK,     DENIED),
+    "POST " + PUB_HOOK_PAGE:                              (UNAUTH, HIDDEN, UNAUTH, DENIED, OK,     DENIED),
+    "POST " + PUB_HOOK_PAGE + "/secret":                  (UNAUTH, HIDDEN, UNAUTH, DENIED, OK,     DENIED),
+    "POST " + PUB_HOOK_PAGE + "/ping":                    (UNAUTH, HIDDEN, UNAUTH, DENIED, OK,     DENIED),
+    "POST " + PUB_HOOK_PAGE + "/delete":                  (UNAUTH, HIDDEN, UNAUTH, DENIED, OK,     DENIED),
+    "POST " + PUB_HOOK_PAGE + "/deliveries/{delivery_id:int}/redeliver":
+                                                          (UNAUTH, HIDDEN, UNAUTH, DENIED, OK,     DENIED),
 }
 # fmt: on
 
@@ -1530,6 +1578,121 @@ def store_badge_grant(c: Cell, m: str, t: Target) -> httpx.Response:
 def store_badge_withdraw(c: Cell, m: str, t: Target) -> httpx.Response:
     url = f"/api/v1/products/{t.org}/{store_listed(c, t, badge='official')}/badges/official"
     return c.api(m, url, json={"reason": "not the maker"})
+
+
+# -- webhooks (issue 11) -------------------------------------------------------------------------------------
+# A literal public address: the matrix's app keeps the SSRF guard on, and no name resolves in the sandbox.
+HOOK_URL = "https://93.184.215.14/hooks/dockyard"
+
+
+def fresh_hook(c: Cell, t: Target, *, publisher: bool) -> tuple[int, int]:
+    """A new endpoint (the caller's own, the anonymous caller's and robots': the owner's; or the world's
+    publisher's) with one delivery: (endpoint id, delivery id); the twin's missing ones for a twin."""
+    if t.org != c.world.org:
+        # The twin names the organisation that does not exist, with the ids made for the real request: a
+        # refusal must read the same, ids included (the sign-in form's "next" repeats the path).
+        return getattr(c, "hook_ids", (MAX_ID, MAX_ID))
+    from dockyard.publishing.reads import publisher_for
+    from dockyard.webhooks.models import WebhookDelivery, WebhookEndpoint
+    from dockyard.webhooks.signing import new_secret, secret_box
+
+    box = secret_box(c.state.settings.data_dir / "keys")
+    with c.state.sessions.begin() as s:
+        owner = {"user_id": None, "publisher_id": None}
+        if publisher:
+            owner["publisher_id"] = publisher_for(s, c.world.org, create=True).id
+        else:
+            username = c.world.users.get(c.role, c.world.users["owner"])
+            owner["user_id"] = s.scalar(select(User.id).where(User.username == username))
+        endpoint = WebhookEndpoint(
+            url=HOOK_URL, kinds=["product.hold"], secret_sealed=box.seal(new_secret()), **owner
+        )
+        s.add(endpoint)
+        s.flush()
+        delivery = WebhookDelivery(
+            endpoint_id=endpoint.id, event_id=unique("evt_matrix"), kind="product.hold", body="{}"
+        )
+        s.add(delivery)
+        s.flush()
+        c.hook_ids = (endpoint.id, delivery.id)  # type: ignore[attr-defined]
+        return endpoint.id, delivery.id
+
+
+HOOK_BODY = {"url": HOOK_URL, "kinds": ["product.hold"], "description": "from the matrix"}
+HOOK_FORM = {"url": HOOK_URL, "kinds": "product.hold", "description": "from the matrix", "active": "on"}
+
+
+def hook_api(c: Cell, m: str, t: Target, tail: str | None, *, publisher: bool, **kw: Any) -> httpx.Response:
+    """``tail`` None: the collection; else the path after a fresh endpoint's id."""
+    base = f"/api/v1/publishers/{t.org}/webhooks" if publisher else "/api/v1/me/webhooks"
+    if tail is None:
+        return c.api(m, base, **kw)
+    hook, delivery = fresh_hook(c, t, publisher=publisher)
+    return c.api(m, f"{base}/{hook}" + tail.format(delivery=delivery), **kw)
+
+
+def hook_page(c: Cell, m: str, t: Target, tail: str | None, *, publisher: bool, **kw: Any) -> httpx.Response:
+    """``tail`` None: the collection; else the path after a fresh endpoint's id."""
+    base = f"/ui/orgs/{t.org}/webhooks" if publisher else "/ui/account/webhooks"
+    if tail is None:
+        return c.page(m, base, **kw)
+    hook, delivery = fresh_hook(c, t, publisher=publisher)
+    return c.page(m, f"{base}/{hook}" + tail.format(delivery=delivery), **kw)
+
+
+HOOK_CASES: list[tuple[str, str, str, dict[str, Any]]] = [
+    # (method, route tail, request tail, request body)
+    ("GET", "", "", {}),
+    ("POST", "", "", {"json": HOOK_BODY}),
+    ("GET", "/{webhook_id}", "", {}),
+    ("PATCH", "/{webhook_id}", "", {"json": {"description": "patched"}}),
+    ("DELETE", "/{webhook_id}", "", {}),
+    ("POST", "/{webhook_id}/secret", "/secret", {}),
+    ("POST", "/{webhook_id}/ping", "/ping", {}),
+    ("GET", "/{webhook_id}/deliveries", "/deliveries", {}),
+    ("POST", "/{webhook_id}/deliveries/{delivery_id}/redeliver", "/deliveries/{delivery}/redeliver", {}),
+]
+HOOK_PAGE_CASES: list[tuple[str, str, str, dict[str, Any]]] = [
+    ("GET", "", "", {}),
+    ("POST", "", "", {"data": HOOK_FORM}),
+    ("GET", "/{webhook_id:int}", "", {}),
+    ("POST", "/{webhook_id:int}", "", {"data": HOOK_FORM}),
+    ("POST", "/{webhook_id:int}/secret", "/secret", {}),
+    ("POST", "/{webhook_id:int}/ping", "/ping", {}),
+    ("POST", "/{webhook_id:int}/delete", "/delete", {}),
+    (
+        "POST",
+        "/{webhook_id:int}/deliveries/{delivery_id:int}/redeliver",
+        "/deliveries/{delivery}/redeliver",
+        {},
+    ),
+]
+
+
+def _register_hook_builders() -> None:
+    for publisher, base in ((False, MY_HOOKS), (True, PUB_HOOKS)):
+        for method, route, tail, kw in HOOK_CASES:
+            key = f"{method} {base}{route}"
+
+            def build(
+                c: Cell, m: str, t: Target, tail=tail, kw=kw, publisher=publisher, route=route
+            ) -> httpx.Response:
+                return hook_api(c, m, t, tail if route else None, publisher=publisher, **kw)
+
+            BUILDERS[key] = build
+    for publisher, base in ((False, MY_HOOK_PAGES), (True, PUB_HOOK_PAGES)):
+        for method, route, tail, kw in HOOK_PAGE_CASES:
+            key = f"{method} {base}{route}"
+
+            def build_page(
+                c: Cell, m: str, t: Target, tail=tail, kw=kw, publisher=publisher, route=route
+            ) -> httpx.Response:
+                return hook_page(c, m, t, tail if route else None, publisher=publisher, **kw)
+
+            BUILDERS[key] = build_page
+
+
+_register_hook_builders()
 
 
 # -- outcomes ----------------------------------------------------------------------------------------------

@@ -146,6 +146,12 @@ def test_every_documented_variable_is_read_and_its_default_is_true(tmp_path: Pat
         "DOCKYARD_SMTP_URL": "smtp_url",
         "DOCKYARD_MAIL_FROM": "mail_from",
         "DOCKYARD_SIGNUP": "signup",
+        "DOCKYARD_WEBHOOK_ALLOW_HTTP": "webhook_allow_http",
+        "DOCKYARD_WEBHOOK_ALLOW_PRIVATE": "webhook_allow_private",
+        "DOCKYARD_HOLD_MAX_DAYS": "hold_max_days",
+        "DOCKYARD_REVOKED_PULL_DAYS": "revoked_pull_days",
+        "DOCKYARD_AUTO_APPROVE_FIXES": "auto_approve_fixes",
+        "DOCKYARD_COMPLIANCE_INTERVAL": "compliance_interval",
     }
     assert set(DOCUMENTED) == set(field_of)
     samples = {
@@ -172,6 +178,12 @@ def test_every_documented_variable_is_read_and_its_default_is_true(tmp_path: Pat
         "DOCKYARD_SMTP_URL": "smtps://mail.example",
         "DOCKYARD_MAIL_FROM": "store <store@example.org>",
         "DOCKYARD_SIGNUP": "closed",
+        "DOCKYARD_WEBHOOK_ALLOW_HTTP": "true",
+        "DOCKYARD_WEBHOOK_ALLOW_PRIVATE": "yes",
+        "DOCKYARD_HOLD_MAX_DAYS": "14",
+        "DOCKYARD_REVOKED_PULL_DAYS": "7",
+        "DOCKYARD_AUTO_APPROVE_FIXES": "0",
+        "DOCKYARD_COMPLIANCE_INTERVAL": "30",
     }
     for var, field in field_of.items():
         changed = Settings.from_env({var: samples[var]})

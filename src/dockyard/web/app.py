@@ -158,6 +158,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
     from dockyard.store import search_pages
     from dockyard.web import pages
     from dockyard.web.api import API_PREFIX, DOCS_PATH, create_api, docs
+    from dockyard.webhooks import pages as webhook_pages
 
     routes = [
         Route("/healthz", healthz),
@@ -169,6 +170,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         Route(DOCS_PATH, docs, methods=["GET"]),
         Mount("/static", app=CachedStaticFiles(directory=Path(__file__).parent / "static"), name="static"),
         *account_pages.routes,
+        *webhook_pages.routes,
         *product_pages.routes,
         # Before the registry's: its repository page matches any path under /ui/repositories/.
         *scan_pages.routes,
@@ -217,6 +219,7 @@ def api_routers() -> list[Any]:
     from dockyard.scanning import views as scan_views
     from dockyard.store import search_views
     from dockyard.store import views as store_views
+    from dockyard.webhooks import views as webhook_views
 
     return [
         account_views.router,
@@ -228,6 +231,7 @@ def api_routers() -> list[Any]:
         search_views.router,
         store_views.router,
         compliance_views.router,
+        webhook_views.router,
     ]
 
 

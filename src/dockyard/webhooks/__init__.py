@@ -1,0 +1,1 @@
+"""Webhooks: signed event notifications to publishers' and customers' endpoints (issue 11)."""
