@@ -30,7 +30,7 @@ def _naive(value: dt.datetime) -> dt.datetime:
 @router.get(
     PRODUCT + "/compliance",
     response_model=s.ProductComplianceOut,
-    responses={**AUTHENTICATED, **errors(400, 404)},
+    responses={**AUTHENTICATED, **errors(400, 403, 404)},
 )
 async def product_compliance(publisher: Org, product: Slug, ctx: Ctx, who: Account) -> dict[str, Any]:
     """A product's open findings, most urgent first (class, due time, time left), the latest resolved ones,
@@ -70,7 +70,7 @@ async def file_vex(publisher: Org, product: Slug, body: s.VexIn, ctx: Ctx, who: 
     return await ctx.call(work)
 
 
-@router.get(PRODUCT + "/vex", responses={**AUTHENTICATED, **errors(400, 404)})
+@router.get(PRODUCT + "/vex", responses={**AUTHENTICATED, **errors(400, 403, 404)})
 async def openvex(publisher: Org, product: Slug, ctx: Ctx, who: Account) -> dict[str, Any]:
     """The product's accepted VEX statements as an OpenVEX document (the publisher's people and the store
     team)."""

@@ -155,7 +155,7 @@ PRODUCTS = [
         ("service-mesh", "mtls"),
         ("sidecar", "control-plane"),
         price=19900,
-        packages=CURL_OLD,
+        packages=OPENSSL_OLD + CURL_OLD[1:],
         free_tier=False,
     ),
     DemoProduct(
@@ -345,7 +345,7 @@ PRODUCTS = [
         "Storage",
         "Incremental, encrypted backups of volumes to any object store.",
         ("backup", "encryption", "volumes"),
-        packages=CURL_OLD,
+        packages=OPENSSL_OLD + CURL_OLD[1:],
     ),
     DemoProduct(
         "kestrel",
