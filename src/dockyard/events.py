@@ -93,6 +93,14 @@ class EventTag(StrEnum):
     VEX_ACCEPT = "vex:accept"
     VEX_REJECT = "vex:reject"
     REVISION_AUTO_APPROVE = "revision:auto_approve"
+    # Notifications (issue 11): a user's mail preferences changed (data: the fields and their new values), the
+    # security mail of one of their entitlements switched (data: entitlement, product, notify_security), a
+    # repository watched or unwatched, and new findings told to a watcher (data: user, via, the findings).
+    ALERT_PREFERENCES = "alert:preferences"
+    ENTITLEMENT_NOTIFY = "entitlement:notify"
+    REPOSITORY_WATCH = "repository:watch"
+    REPOSITORY_UNWATCH = "repository:unwatch"
+    ALERT_NOTICE = "alert:notice"
 
 
 @dataclass(frozen=True)

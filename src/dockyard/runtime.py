@@ -101,6 +101,8 @@ def _wire(runtime: Runtime) -> JobRegistry:
     from dockyard import jobs as job_queue
     from dockyard.accounts import jobs as accounts_jobs
     from dockyard.accounts import notifications as accounts_notifications
+    from dockyard.alerts import jobs as alerts_jobs
+    from dockyard.alerts import notifications as alerts_notifications
     from dockyard.compliance import jobs as compliance_jobs
     from dockyard.compliance import notifications as compliance_notifications
     from dockyard.email import jobs as email_jobs
@@ -124,6 +126,9 @@ def _wire(runtime: Runtime) -> JobRegistry:
     compliance_jobs.subscribe(runtime.bus)
     compliance_jobs.subscribe_publishing(runtime.bus, runtime.services)
     compliance_notifications.subscribe(runtime.bus, runtime.settings)
+    alerts_jobs.register(registry, runtime.settings)
+    alerts_jobs.subscribe(runtime.bus)
+    alerts_notifications.subscribe(runtime.bus, runtime.settings)
     return registry
 
 
