@@ -147,6 +147,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     from dockyard.accounts import pages as account_pages
+    from dockyard.alerts import pages as alert_pages
     from dockyard.entitlements import pages as entitlement_pages
     from dockyard.moderation import pages as moderation_pages
     from dockyard.publishing import pages as publishing_pages
@@ -171,6 +172,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         *product_pages.routes,
         # Before the registry's: its repository page matches any path under /ui/repositories/.
         *scan_pages.routes,
+        *alert_pages.routes,
         *registry_pages.routes,
         *moderation_pages.routes,
         *publishing_pages.routes,
@@ -207,6 +209,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
 def api_routers() -> list[Any]:
     """The routers of the JSON API under /api/v1, one per domain."""
     from dockyard.accounts import views as account_views
+    from dockyard.alerts import views as alert_views
     from dockyard.compliance import views as compliance_views
     from dockyard.entitlements import views as entitlement_views
     from dockyard.moderation import views as moderation_views
@@ -226,6 +229,7 @@ def api_routers() -> list[Any]:
         search_views.router,
         store_views.router,
         compliance_views.router,
+        alert_views.router,
     ]
 
 
