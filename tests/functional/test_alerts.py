@@ -288,3 +288,35 @@ def test_compliance_mail_to_a_publishers_people_follows_their_preferences(
     assert told(world.emails["maintainer"], "Security findings digest") == 1
     assert told(world.emails["owner"], "Security findings digest") == 0
     assert told(company, "Security findings digest") == 1
+
+
+# -- the pages -----------------------------------------------------------------------------------------------
+def test_the_pages_watch_unwatch_and_save_preferences_without_javascript(app, w: Watched) -> None:
+    from tests.support.accounts import browser, post
+
+    repo_page = f"/ui/repositories/{w.repo}"
+    with browser(app, w.users["reader"], PASSWORD) as c:
+        assert 'href="/ui/account/notifications"' in c.get("/ui/account").text
+        page = c.get(repo_page).text
+        assert f'action="/ui/repositories/{w.repo}/-/watch"' in page and ">Watch</button>" in page
+        r = post(c, f"{repo_page}/-/watch", {"action": "watch"})
+        assert r.status_code == 303 and r.headers["location"] == repo_page
+        assert ">Unwatch</button>" in c.get(repo_page).text
+        page = c.get("/ui/account/notifications").text
+        assert w.repo in page and 'name="critical_now" id="critical_now" checked' in page
+        r = post(c, "/ui/account/notifications", {"daily_digest": "on"})  # the Critical box unticked
+        assert r.status_code == 303
+        page = c.get("/ui/account/notifications").text
+        assert 'name="critical_now" id="critical_now">' in page and 'id="daily_digest" checked' in page
+        r = post(
+            c, f"{repo_page}/-/watch", {"action": "unwatch", "next": "/ui/account/notifications#watches"}
+        )
+        assert r.headers["location"] == "/ui/account/notifications#watches"
+        assert "You watch no repositories yet." in c.get("/ui/account/notifications").text
+        # Off-site "next" is ignored; a form without its CSRF token is refused.
+        r = post(c, f"{repo_page}/-/watch", {"action": "watch", "next": "//evil.example/"})
+        assert r.headers["location"] == repo_page
+        r = c.post(f"{repo_page}/-/watch", data={"action": "unwatch"}, follow_redirects=False)
+        assert r.status_code == 403
+    with browser(app, w.users["outsider"], PASSWORD) as c:  # no Watch button where one may not read
+        assert post(c, f"{repo_page}/-/watch", {"action": "watch"}).status_code == 404
