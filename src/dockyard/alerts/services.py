@@ -13,11 +13,12 @@ import datetime as dt
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dockyard.accounts.authentication import staff_roles_of
 from dockyard.accounts.models import User
+from dockyard.alerts.findings import finding_details, occurrences
 from dockyard.alerts.models import AlertItem, AlertPreference, RepositoryWatch, Via
 from dockyard.authz import ALL_SCOPES, Permission, Principal, allowed, require
 from dockyard.config import Settings
@@ -26,8 +27,7 @@ from dockyard.entitlements.models import Entitlement
 from dockyard.errors import Forbidden, NotFound
 from dockyard.events import Actor, Event, EventBus, EventTag
 from dockyard.oci.reference import namespace_of
-from dockyard.registry.models import Manifest, Repository, Tag
-from dockyard.scanning.models import ImageChild, ImageComponent, ImageScan, ScanFinding, ScanPackageVuln
+from dockyard.registry.models import Repository
 
 if TYPE_CHECKING:
     from dockyard.entitlements.services import EntitlementInfo
@@ -56,16 +56,6 @@ class WatchView:
     noticed_until: dt.datetime
     readable: bool  # False: the user lost access, nothing is told until it comes back
     told: int  # findings mailed so far
-
-
-@dataclass(frozen=True)
-class Occurrence:
-    finding_id: int
-    seen_at: dt.datetime
-    tags: list[str]
-    digest: str
-    image_digest: str
-    severity: str
 
 
 @dataclass
@@ -256,7 +246,7 @@ class AlertService:
             )
         }
         added = 0
-        for occ in self._occurrences(repository_id, since, now):
+        for occ in occurrences(self.session, repository_id, since, now):
             if (occ.finding_id, _naive(occ.seen_at)) in known:
                 continue
             if occ.severity == CRITICAL and pref.critical_now:
@@ -279,71 +269,6 @@ class AlertService:
             )
             added += 1
         return added
-
-    def _occurrences(self, repository_id: int, since: dt.datetime, now: dt.datetime) -> list[Occurrence]:
-        """Open findings of the images the repository's tags point to (an index: its platforms), first seen
-        or reopened in (since, now]."""
-        tags_of: dict[str, list[str]] = {}
-        for tag, digest in self.session.execute(
-            select(Tag.name, Manifest.digest)
-            .join(Manifest, Manifest.id == Tag.manifest_id)
-            .where(Tag.repository_id == repository_id)
-        ):
-            tags_of.setdefault(digest, []).append(tag)
-        if not tags_of:
-            return []
-        scans = self.session.execute(
-            select(ImageScan.id, ImageScan.digest, ImageScan.kind).where(
-                ImageScan.digest.in_(sorted(tags_of))
-            )
-        ).all()
-        leaves: dict[int, tuple[str, list[str]]] = {}  # leaf scan id -> (its digest, the top digests)
-        indexes = {row.id: row.digest for row in scans if row.kind == "index"}
-        for row in scans:
-            if row.kind != "index":
-                leaves.setdefault(row.id, (row.digest, []))[1].append(row.digest)
-        if indexes:
-            for index_id, child_id, child_digest in self.session.execute(
-                select(ImageChild.index_id, ImageScan.id, ImageScan.digest)
-                .join(ImageScan, ImageScan.id == ImageChild.child_id)
-                .where(ImageChild.index_id.in_(sorted(indexes)))
-            ):
-                leaves.setdefault(child_id, (child_digest, []))[1].append(indexes[index_id])
-        if not leaves:
-            return []
-        seen = func.coalesce(ScanFinding.reopened_at, ScanFinding.first_seen_at)
-        found = []
-        for row in self.session.execute(
-            select(
-                ScanFinding.id,
-                ScanFinding.image_id,
-                ScanFinding.reopened_at,
-                ScanFinding.first_seen_at,
-                ScanFinding.severity,
-                ScanFinding.override_severity,
-            )
-            .where(
-                ScanFinding.image_id.in_(sorted(leaves)),
-                ScanFinding.resolved_at.is_(None),
-                seen > since,
-                seen <= now,
-            )
-            .order_by(ScanFinding.id)
-        ):
-            leaf, tops = leaves[row.image_id]
-            tops = sorted(set(tops))
-            tags = sorted({t for top in tops for t in tags_of.get(top, [])})
-            found.append(
-                Occurrence(
-                    row.id,
-                    row.reopened_at or row.first_seen_at,
-                    tags,
-                    tops[0],
-                    leaf,
-                    row.override_severity or row.severity,
-                )
-            )
-        return found
 
     def _mail_critical(self, now: dt.datetime, principals: dict[int, Principal]) -> int:
         """Items to mail at once, one mail per user."""
@@ -396,7 +321,7 @@ class AlertService:
         user = self.session.get(User, user_id)
         assert user is not None
         who = principals.setdefault(user_id, self._principal_of(user))
-        details = self._details([item.finding_id for item, _ in items])
+        details = finding_details(self.session, [item.finding_id for item, _ in items])
         told: list[dict[str, Any]] = []
         readable: dict[int, bool] = {}
         for item, repo in items:
@@ -437,53 +362,6 @@ class AlertService:
             self.session, Event(EventTag.ALERT_NOTICE, Actor.system(), namespace=user.username, data=data)
         )
         return 1
-
-    def _details(self, finding_ids: list[int]) -> dict[int, dict[str, Any]]:
-        if not finding_ids:
-            return {}
-        rows = self.session.execute(
-            select(
-                ScanFinding.id,
-                ScanFinding.vuln_id,
-                ScanFinding.component_key,
-                ScanFinding.severity,
-                ScanFinding.override_severity,
-                ScanFinding.resolved_at,
-                ScanFinding.reopened_at,
-                ImageComponent.name,
-                ImageComponent.version,
-                ScanPackageVuln.fixed_version,
-                ScanPackageVuln.summary,
-            )
-            .outerjoin(
-                ImageComponent,
-                and_(
-                    ImageComponent.image_id == ScanFinding.image_id,
-                    ImageComponent.component_key == ScanFinding.component_key,
-                ),
-            )
-            .outerjoin(
-                ScanPackageVuln,
-                and_(
-                    ScanPackageVuln.package_id == ScanFinding.package_id,
-                    ScanPackageVuln.vuln_id == ScanFinding.vuln_id,
-                ),
-            )
-            .where(ScanFinding.id.in_(sorted(set(finding_ids))))
-        )
-        return {
-            row.id: {
-                "vulnerability": row.vuln_id,
-                "severity": row.override_severity or row.severity,
-                "component": row.name or row.component_key.split("?", 1)[0],
-                "version": row.version or "",
-                "fixed_version": row.fixed_version,
-                "summary": row.summary or "",
-                "resolved": row.resolved_at is not None,
-                "reopened_at": row.reopened_at,
-            }
-            for row in rows
-        }
 
     # -- helpers -------------------------------------------------------------------------------------------
     def _user(self, principal: Principal) -> User:
