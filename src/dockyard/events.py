@@ -100,6 +100,14 @@ class EventTag(StrEnum):
     WEBHOOK_DELETE = "webhook:delete"
     WEBHOOK_REDELIVER = "webhook:redeliver"  # data: endpoint, delivery, event_id
     WEBHOOK_DISABLE = "webhook:disable"  # by the system (data: endpoint, failures)
+    # Notifications (issue 11): a user's mail preferences changed (data: the fields and their new values), the
+    # security mail of one of their entitlements switched (data: entitlement, product, notify_security), a
+    # repository watched or unwatched, and new findings told to a watcher (data: user, via, the findings).
+    ALERT_PREFERENCES = "alert:preferences"
+    ENTITLEMENT_NOTIFY = "entitlement:notify"
+    REPOSITORY_WATCH = "repository:watch"
+    REPOSITORY_UNWATCH = "repository:unwatch"
+    ALERT_NOTICE = "alert:notice"
 
 
 @dataclass(frozen=True)

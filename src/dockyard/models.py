@@ -2,6 +2,7 @@
 
 from dockyard import jobs as job_models
 from dockyard.accounts import models as accounts_models
+from dockyard.alerts import models as alerts_models
 from dockyard.audit import models as audit_models
 from dockyard.compliance import models as compliance_models
 from dockyard.db import Base
@@ -17,6 +18,7 @@ metadata = Base.metadata
 
 __all__ = [
     "accounts_models",
+    "alerts_models",
     "audit_models",
     "compliance_models",
     "email_models",

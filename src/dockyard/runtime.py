@@ -101,6 +101,8 @@ def _wire(runtime: Runtime) -> JobRegistry:
     from dockyard import jobs as job_queue
     from dockyard.accounts import jobs as accounts_jobs
     from dockyard.accounts import notifications as accounts_notifications
+    from dockyard.alerts import jobs as alerts_jobs
+    from dockyard.alerts import notifications as alerts_notifications
     from dockyard.compliance import hooks as compliance_hooks
     from dockyard.compliance import jobs as compliance_jobs
     from dockyard.compliance import notifications as compliance_notifications
@@ -129,6 +131,9 @@ def _wire(runtime: Runtime) -> JobRegistry:
     compliance_hooks.subscribe(runtime.bus, runtime.services, runtime.settings.public_url)
     webhook_jobs.register(registry, runtime)
     webhook_jobs.subscribe(runtime.bus, runtime)
+    alerts_jobs.register(registry, runtime.settings)
+    alerts_jobs.subscribe(runtime.bus)
+    alerts_notifications.subscribe(runtime.bus, runtime.settings)
     return registry
 
 

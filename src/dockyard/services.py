@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from dockyard.accounts.reads import AccountReads
     from dockyard.accounts.selfservice import SelfService
     from dockyard.accounts.services import AccountService
+    from dockyard.alerts.services import AlertService
     from dockyard.compliance.fastpath import FastPath
     from dockyard.compliance.services import ComplianceService
     from dockyard.compliance.vex import VexService
@@ -168,3 +169,10 @@ class Services:
         rt = self.runtime
         box = secret_box(rt.settings.data_dir / "keys")
         return WebhookService(self.session, rt.bus, rt.settings, self.accounts, box)
+
+    @cached_property
+    def alerts(self) -> AlertService:
+        """Notification preferences, repository watches and the mail of new findings to watchers."""
+        from dockyard.alerts.services import AlertService
+
+        return AlertService(self.session, self.runtime.bus, self.runtime.settings, self)

@@ -344,6 +344,19 @@ EXPECTED: dict[str, tuple[str, str, str, str, str, str]] = {
     "POST " + PUB_HOOK_PAGE + "/delete":                  (UNAUTH, HIDDEN, UNAUTH, DENIED, OK,     DENIED),
     "POST " + PUB_HOOK_PAGE + "/deliveries/{delivery_id:int}/redeliver":
                                                           (UNAUTH, HIDDEN, UNAUTH, DENIED, OK,     DENIED),
+    # notifications (issue 11): one's own preferences and watches (robots hold no api scope and cannot sign
+    # in); watching needs read access to the repository's scan results, and a private repository one may not
+    # read answers as a missing one
+    "GET /api/v1/me/notifications":                       (UNAUTH, OK,     DENIED, OK,     OK,     OK),
+    "PUT /api/v1/me/notifications":                       (UNAUTH, OK,     DENIED, OK,     OK,     OK),
+    "GET /api/v1/me/watches":                             (UNAUTH, OK,     DENIED, OK,     OK,     OK),
+    "PUT /api/v1/repositories/{name:path}/watch":         (UNAUTH, HIDDEN, DENIED, OK,     OK,     OK),
+    "DELETE /api/v1/repositories/{name:path}/watch":      (UNAUTH, HIDDEN, DENIED, OK,     OK,     OK),
+    "GET /ui/account/notifications":                      (UNAUTH, OK,     UNAUTH, OK,     OK,     OK),
+    "POST /ui/account/notifications":                     (UNAUTH, OK,     UNAUTH, OK,     OK,     OK),
+    "POST /ui/account/notifications/entitlements/{entitlement_id:int}":
+                                                          (UNAUTH, OK,     UNAUTH, OK,     OK,     OK),
+    "POST " + REPO_PAGE + "/-/watch":                     (UNAUTH, HIDDEN, UNAUTH, OK,     OK,     OK),
 }
 # fmt: on
 
@@ -1945,3 +1958,68 @@ def extend_clock_page(c: Cell, m: str, t: Target) -> httpx.Response:
     clock_id = fresh_clock(c)[0] if t.slug == c.world.slug else t.revision
     until = (utcnow() + dt.timedelta(days=30)).strftime("%Y-%m-%dT%H:%M")
     return c.page(m, f"/ui/compliance/clocks/{clock_id}/extension", data={"until": until, "reason": "why"})
+
+
+# -- notifications -----------------------------------------------------------------------------------------
+@builds("GET /api/v1/me/notifications")
+def notifications_api(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, "/api/v1/me/notifications")
+
+
+@builds("PUT /api/v1/me/notifications")
+def set_notifications_api(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, "/api/v1/me/notifications", json={"daily_digest": False})
+
+
+@builds("GET /api/v1/me/watches")
+def watches_api(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, "/api/v1/me/watches")
+
+
+@builds("PUT /api/v1/repositories/{name:path}/watch")
+def watch_api(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, f"/api/v1/repositories/{t.repo}/watch")
+
+
+@builds("DELETE /api/v1/repositories/{name:path}/watch")
+def unwatch_api(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.api(m, f"/api/v1/repositories/{t.repo}/watch")
+
+
+@builds("GET /ui/account/notifications")
+def notifications_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, "/ui/account/notifications")
+
+
+@builds("POST /ui/account/notifications")
+def save_notifications_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, "/ui/account/notifications", data={"critical_now": "on"})
+
+
+def own_entitlement(c: Cell, t: Target) -> int:
+    """An entitlement of the caller's own (the anonymous caller and the robot: the owner's) to the world's
+    product, or the twin's missing id."""
+    from dockyard.entitlements.models import Entitlement
+
+    if t.revision != c.world.revision:
+        return t.revision
+    user = c.world.users.get(c.role, c.world.users["owner"])
+    with c.state.sessions.begin() as s:
+        user_id = s.scalar(select(User.id).where(User.username == user))
+        product_id = s.get(ProductRevision, c.world.revision).product_id
+        row = Entitlement(user_id=user_id, product_id=product_id, tier="Community")
+        s.add(row)
+        s.flush()
+        c.minted.append(str(row.id))
+        return row.id
+
+
+@builds("POST /ui/account/notifications/entitlements/{entitlement_id:int}")
+def security_mail_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    url = f"/ui/account/notifications/entitlements/{own_entitlement(c, t)}"
+    return c.page(m, url, data={"notify_security": "off"})
+
+
+@builds("POST " + REPO_PAGE + "/-/watch")
+def watch_page(c: Cell, m: str, t: Target) -> httpx.Response:
+    return c.page(m, f"/ui/repositories/{t.repo}/-/watch", data={"action": "watch"})

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from dockyard.accounts.models import User
+from dockyard.alerts.notifications import muted
 from dockyard.config import Settings
 from dockyard.email.services import Mailer
 from dockyard.entitlements.models import DownloadEvent, Entitlement, EntitlementStatus
@@ -53,8 +54,14 @@ class ComplianceMail:
         )
         return product, name or product.slug
 
-    def _publisher_to(self, session: Session, product: Product, org: str) -> list[tuple[str, str]]:
-        to = dict((e.lower(), (u, e)) for u, e in publisher_recipients(session, org))
+    def _publisher_to(
+        self, session: Session, product: Product, org: str, via: str | None = None
+    ) -> list[tuple[str, str]]:
+        people = publisher_recipients(session, org)
+        if via is not None:  # a notice: those who turned that mail off are not sent it (alerts preferences)
+            off = muted(session, [u for u, _ in people], via)
+            people = [(u, e) for u, e in people if u not in off]
+        to = dict((e.lower(), (u, e)) for u, e in people)
         publisher = session.get(Publisher, product.publisher_id)
         if publisher is not None and publisher.email and publisher.email_verified_at is not None:
             to.setdefault(publisher.email.lower(), (publisher.legal_name or org, publisher.email))
@@ -91,7 +98,7 @@ class ComplianceMail:
         ]
         self._queue(
             session,
-            self._publisher_to(session, product, org),
+            self._publisher_to(session, product, org, event.data["via"]),
             {
                 "subject": subject,
                 "paragraphs": [lead],

@@ -85,12 +85,20 @@ async def repository(request: Request, ctx: RequestContext) -> Response:
     name, query = request.path_params["name"], request.query_params
     text, sort, number = query.get("q", ""), query.get("sort", "pushed"), page_number(query.get("page"))
 
-    def work(sv: Services) -> tuple[Any, Any]:
+    def work(sv: Services) -> tuple[Any, Any, bool | None]:
         view = sv.browser.repository(principal, name, query=text, sort=sort, page=number)
-        return view, visible_summaries(sv.scans, principal, name, [t.digest for t in view.tags.items])
+        scans = visible_summaries(sv.scans, principal, name, [t.digest for t in view.tags.items])
+        # None: no Watch button (anonymous, or no access to the scan results a watch would mail)
+        return view, scans, sv.alerts.watch_state(principal, name)
 
-    view, scans = await ctx.call(work)
-    context = {"repo": view, "scans": scans, "classes": SEVERITY_CLASSES, "host": registry_host(request)}
+    view, scans, watching = await ctx.call(work)
+    context = {
+        "repo": view,
+        "scans": scans,
+        "classes": SEVERITY_CLASSES,
+        "host": registry_host(request),
+        "watching": watching,
+    }
     if wants_fragment(request, "tag-list"):
         return render(request, "registry/_tags.html", context)
     return render(request, "registry/repository.html", context)

@@ -147,6 +147,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     from dockyard.accounts import pages as account_pages
+    from dockyard.alerts import pages as alert_pages
     from dockyard.compliance import pages as compliance_pages
     from dockyard.entitlements import pages as entitlement_pages
     from dockyard.moderation import pages as moderation_pages
@@ -174,6 +175,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
         *product_pages.routes,
         # Before the registry's: its repository page matches any path under /ui/repositories/.
         *scan_pages.routes,
+        *alert_pages.routes,
         *registry_pages.routes,
         *moderation_pages.routes,
         *compliance_pages.routes,
@@ -211,6 +213,7 @@ def create_app(settings: Settings, *, state: AppState | None = None) -> Starlett
 def api_routers() -> list[Any]:
     """The routers of the JSON API under /api/v1, one per domain."""
     from dockyard.accounts import views as account_views
+    from dockyard.alerts import views as alert_views
     from dockyard.compliance import views as compliance_views
     from dockyard.entitlements import views as entitlement_views
     from dockyard.moderation import views as moderation_views
@@ -232,6 +235,7 @@ def api_routers() -> list[Any]:
         store_views.router,
         compliance_views.router,
         webhook_views.router,
+        alert_views.router,
     ]
 
 
