@@ -249,26 +249,43 @@ QUERIES: list[tuple[str, dict[str, str]]] = [
 ]
 
 
-def fresh_postgres(url: str) -> tuple[str, callable]:
+def fresh_postgres(url: str, keep: bool = False) -> tuple[str, callable, bool]:
+    """The benchmark's database: (url, drop, loaded). With ``keep``, one left by an earlier --keep run is
+    reused when it holds listings (``loaded``), and this one is left for the next."""
     parts = urlsplit(url)
     name = "dockyard_search_bench"
     admin = create_engine(urlunsplit(parts._replace(path="/postgres")), isolation_level="AUTOCOMMIT")
+    bench = urlunsplit(parts._replace(path=f"/{name}"))
+    loaded = False
     with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
-        conn.execute(text(f"CREATE DATABASE {name}"))
+        there = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
+        if keep and there:
+            engine = create_engine(bench)
+            with engine.connect() as bench_conn:
+                loaded = bool(bench_conn.scalar(text("SELECT to_regclass('listing') IS NOT NULL"))) and bool(
+                    bench_conn.scalar(text("SELECT EXISTS (SELECT 1 FROM listing)"))
+                )
+            engine.dispose()
+        if not loaded:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            conn.execute(text(f"CREATE DATABASE {name}"))
 
     def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        if not keep:
+            with admin.connect() as conn:
+                conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         admin.dispose()
 
-    return urlunsplit(parts._replace(path=f"/{name}")), drop
+    return bench, drop, loaded
 
 
-def load(url: str, specs: list[Spec]) -> float:
+def load(url: str, specs: list[Spec], loaded: bool = False) -> float:
     engine = make_engine(url)
-    migrate(engine)
+    migrate(engine)  # (a reused database: brought to the newest migration, its listings kept)
     started = time.perf_counter()
+    if loaded:
+        engine.dispose()
+        return 0.0
     batch = 10_000
     for start in range(0, len(specs), batch):
         with Session(engine) as session, session.begin():
@@ -331,8 +348,8 @@ def report(name: str, times: dict[str, list[float]], loaded: float, n: int, size
     print(f"{'all':<18} {p50:8.1f} {p95:8.1f} {max(every):8.1f}  ({verdict} p95 < 50 ms)", flush=True)
 
 
-def run(name: str, url: str, specs: list[Spec], rounds: int, work: Path) -> None:
-    loaded = load(url, specs)
+def run(name: str, url: str, specs: list[Spec], rounds: int, work: Path, reuse: bool = False) -> None:
+    loaded = load(url, specs, reuse)
     server = LiveServer(work / f"{name}-data", url, extra_env={"DOCKYARD_JOB_WORKERS": "0"}).start()
     try:
         report(name, measure(server.url, rounds), loaded, len(specs), database_size(url))
@@ -346,6 +363,12 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--postgres", default="postgresql+psycopg://dockyard@127.0.0.1:55432/dockyard_test")
     parser.add_argument("--only", choices=["sqlite", "postgres"])
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="PostgreSQL: keep the loaded database after the run, and reuse one kept before (migrated to "
+        "the newest revision, not reloaded; --listings is then what was loaded then)",
+    )
     args = parser.parse_args()
     specs = generate(args.listings)
     with tempfile.TemporaryDirectory(prefix="search-bench-") as tmp:
@@ -353,9 +376,9 @@ def main() -> None:
         if args.only in (None, "sqlite"):
             run("SQLite", f"sqlite:///{work / 'bench.db'}", specs, args.rounds, work)
         if args.only in (None, "postgres"):
-            url, drop = fresh_postgres(args.postgres)
+            url, drop, loaded = fresh_postgres(args.postgres, keep=args.keep)
             try:
-                run("PostgreSQL", url, specs, args.rounds, work)
+                run("PostgreSQL", url, specs, args.rounds, work, reuse=loaded)
             finally:
                 drop()
 
