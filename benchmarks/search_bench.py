@@ -2,6 +2,7 @@
 
     PYTHONPATH=src python benchmarks/search_bench.py [--listings 100000] [--rounds 40]
         [--postgres postgresql+psycopg://dockyard@127.0.0.1:55432/dockyard_test] [--only sqlite|postgres]
+        [--keep] [--against SRC]
 
 Generates listings from realistic words (names, descriptions, tags, 13 categories, 400 publishers, 1-3
 platforms each), bulk-inserts them with their publishers, products and revisions (tests.support.search_data)
@@ -302,19 +303,30 @@ def load(url: str, specs: list[Spec], loaded: bool = False) -> float:
     return time.perf_counter() - started
 
 
-def measure(base: str, rounds: int) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {}
-    with httpx.Client(base_url=base, timeout=30) as client:
+def measure(bases: list[str], rounds: int) -> list[dict[str, list[float]]]:
+    """Each query timed on each server in turn (several: interleaved, the first one alternating, so that
+    both see the same load on a shared machine)."""
+    times: list[dict[str, list[float]]] = [{} for _ in bases]
+    clients = [httpx.Client(base_url=base, timeout=30) for base in bases]
+    try:
         for _label, params in QUERIES:  # warm: the pool's connections, the page cache, prepared statements
-            for _ in range(3):
-                client.get("/api/v1/search", params=params).raise_for_status()
-        for _ in range(rounds):
+            for client in clients:
+                for _ in range(3):
+                    client.get("/api/v1/search", params=params).raise_for_status()
+        for n in range(rounds):
             for label, params in QUERIES:
-                t0 = time.perf_counter()
-                r = client.get("/api/v1/search", params=params)
-                elapsed = (time.perf_counter() - t0) * 1000
-                r.raise_for_status()
-                times.setdefault(label, []).append(elapsed)
+                order = list(range(len(clients)))
+                if n % 2:
+                    order.reverse()
+                for i in order:
+                    t0 = time.perf_counter()
+                    r = clients[i].get("/api/v1/search", params=params)
+                    elapsed = (time.perf_counter() - t0) * 1000
+                    r.raise_for_status()
+                    times[i].setdefault(label, []).append(elapsed)
+    finally:
+        for client in clients:
+            client.close()
     return times
 
 
@@ -348,13 +360,24 @@ def report(name: str, times: dict[str, list[float]], loaded: float, n: int, size
     print(f"{'all':<18} {p50:8.1f} {p95:8.1f} {max(every):8.1f}  ({verdict} p95 < 50 ms)", flush=True)
 
 
-def run(name: str, url: str, specs: list[Spec], rounds: int, work: Path, reuse: bool = False) -> None:
+def run(
+    name: str, url: str, specs: list[Spec], rounds: int, work: Path, reuse: bool = False, against: str = ""
+) -> None:
     loaded = load(url, specs, reuse)
-    server = LiveServer(work / f"{name}-data", url, extra_env={"DOCKYARD_JOB_WORKERS": "0"}).start()
+    env = {"DOCKYARD_JOB_WORKERS": "0"}
+    servers = [LiveServer(work / f"{name}-data", url, extra_env=env).start()]
     try:
-        report(name, measure(server.url, rounds), loaded, len(specs), database_size(url))
+        if against:
+            other = {**env, "PYTHONPATH": against}
+            servers.append(LiveServer(work / f"{name}-against-data", url, extra_env=other).start())
+        results = measure([server.url for server in servers], rounds)
+        size = database_size(url)
+        report(name, results[0], loaded, len(specs), size)
+        if against:
+            report(f"{name} (against {against})", results[1], loaded, len(specs), size)
     finally:
-        server.stop()
+        for server in servers:
+            server.stop()
 
 
 def main() -> None:
@@ -369,16 +392,23 @@ def main() -> None:
         help="PostgreSQL: keep the loaded database after the run, and reuse one kept before (migrated to "
         "the newest revision, not reloaded; --listings is then what was loaded then)",
     )
+    parser.add_argument(
+        "--against",
+        metavar="SRC",
+        default="",
+        help="also time a second server running the code of another source tree (its PYTHONPATH, e.g. an "
+        "exported commit's src), on the same database, requests interleaved with the first's",
+    )
     args = parser.parse_args()
     specs = generate(args.listings)
     with tempfile.TemporaryDirectory(prefix="search-bench-") as tmp:
         work = Path(tmp)
         if args.only in (None, "sqlite"):
-            run("SQLite", f"sqlite:///{work / 'bench.db'}", specs, args.rounds, work)
+            run("SQLite", f"sqlite:///{work / 'bench.db'}", specs, args.rounds, work, against=args.against)
         if args.only in (None, "postgres"):
             url, drop, loaded = fresh_postgres(args.postgres, keep=args.keep)
             try:
-                run("PostgreSQL", url, specs, args.rounds, work, reuse=loaded)
+                run("PostgreSQL", url, specs, args.rounds, work, reuse=loaded, against=args.against)
             finally:
                 drop()
 
