@@ -285,6 +285,7 @@ class SearchService:
             ranked=ranked,
             broad_ranked=broad,
             cap=COUNT_LIMIT,
+            ids_when_short=not self.sqlite,
         )
         rows = self.session.execute(stmt).all()
         total, facets, hits, exact = _read(rows, filters)

@@ -289,10 +289,13 @@ def results_statement(
     broad_ranked: Select[Any] | None = None,
     cap: int | None = None,
     facets: bool = True,
+    ids_when_short: bool = False,
 ) -> Select[Any]:
     """One statement over the materialised match: rows (kind, key, label, n, n2) tagged by kind. With
     ``ranked`` (a page of (id, score) computed otherwise), the page is that; with ``broad_ranked`` too,
-    that one instead when the match (capped at ``cap`` + 1 rows) has more than ``cap`` rows."""
+    that one instead when the match (capped at ``cap`` + 1 rows) has more than ``cap`` rows. By relevance,
+    the counted matches' ids are returned for a page scored among them; with ``ids_when_short``
+    (PostgreSQL), only when the page has fewer than ``limit`` rows, the one case they are read."""
     m = matched.add_columns(*_arch_column(filters)).cte("m").prefix_with("MATERIALIZED")
     conditions: dict[str, ColumnElement[bool]] = {}
     if filters.certified:
@@ -338,6 +341,11 @@ def results_statement(
     else:
         page = select(m.c.id, m.c.score).where(where()).order_by(*by).limit(limit).offset(offset)
         page = page.subquery("page")
+    short_page: Any = true()
+    if ids_when_short and order == "relevance":
+        # Materialised (read twice): the ids of up to 1,001 matches are not sent for a full page.
+        page = select(*page.c).cte("page_rows").prefix_with("MATERIALIZED")
+        short_page = select(func.count()).select_from(page).scalar_subquery() < limit
     parts: list[Select[Any]] = [
         select(*row("total", null(), null(), count, null())).select_from(m).where(where()),
         select(*row("matched", null(), null(), count, null())).select_from(m),
@@ -375,7 +383,7 @@ def results_statement(
             )
         if order == "relevance":
             # The counted matches' ids: a page past the name hits is scored among them.
-            parts.append(select(*row("id", null(), null(), m.c.id, null())).where(where()))
+            parts.append(select(*row("id", null(), null(), m.c.id, null())).where(where(), short_page))
         parts.append(
             select(*row("arch", ListingPlatform.platform, null(), count, null()))
             .select_from(m)
