@@ -2,6 +2,7 @@
 
     PYTHONPATH=src python benchmarks/search_bench.py [--listings 100000] [--rounds 40]
         [--postgres postgresql+psycopg://dockyard@127.0.0.1:55432/dockyard_test] [--only sqlite|postgres]
+        [--keep] [--against SRC]
 
 Generates listings from realistic words (names, descriptions, tags, 13 categories, 400 publishers, 1-3
 platforms each), bulk-inserts them with their publishers, products and revisions (tests.support.search_data)
@@ -249,26 +250,43 @@ QUERIES: list[tuple[str, dict[str, str]]] = [
 ]
 
 
-def fresh_postgres(url: str) -> tuple[str, callable]:
+def fresh_postgres(url: str, keep: bool = False) -> tuple[str, callable, bool]:
+    """The benchmark's database: (url, drop, loaded). With ``keep``, one left by an earlier --keep run is
+    reused when it holds listings (``loaded``), and this one is left for the next."""
     parts = urlsplit(url)
     name = "dockyard_search_bench"
     admin = create_engine(urlunsplit(parts._replace(path="/postgres")), isolation_level="AUTOCOMMIT")
+    bench = urlunsplit(parts._replace(path=f"/{name}"))
+    loaded = False
     with admin.connect() as conn:
-        conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
-        conn.execute(text(f"CREATE DATABASE {name}"))
+        there = conn.scalar(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
+        if keep and there:
+            engine = create_engine(bench)
+            with engine.connect() as bench_conn:
+                loaded = bool(bench_conn.scalar(text("SELECT to_regclass('listing') IS NOT NULL"))) and bool(
+                    bench_conn.scalar(text("SELECT EXISTS (SELECT 1 FROM listing)"))
+                )
+            engine.dispose()
+        if not loaded:
+            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            conn.execute(text(f"CREATE DATABASE {name}"))
 
     def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        if not keep:
+            with admin.connect() as conn:
+                conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         admin.dispose()
 
-    return urlunsplit(parts._replace(path=f"/{name}")), drop
+    return bench, drop, loaded
 
 
-def load(url: str, specs: list[Spec]) -> float:
+def load(url: str, specs: list[Spec], loaded: bool = False) -> float:
     engine = make_engine(url)
-    migrate(engine)
+    migrate(engine)  # (a reused database: brought to the newest migration, its listings kept)
     started = time.perf_counter()
+    if loaded:
+        engine.dispose()
+        return 0.0
     batch = 10_000
     for start in range(0, len(specs), batch):
         with Session(engine) as session, session.begin():
@@ -285,19 +303,30 @@ def load(url: str, specs: list[Spec]) -> float:
     return time.perf_counter() - started
 
 
-def measure(base: str, rounds: int) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {}
-    with httpx.Client(base_url=base, timeout=30) as client:
+def measure(bases: list[str], rounds: int) -> list[dict[str, list[float]]]:
+    """Each query timed on each server in turn (several: interleaved, the first one alternating, so that
+    both see the same load on a shared machine)."""
+    times: list[dict[str, list[float]]] = [{} for _ in bases]
+    clients = [httpx.Client(base_url=base, timeout=30) for base in bases]
+    try:
         for _label, params in QUERIES:  # warm: the pool's connections, the page cache, prepared statements
-            for _ in range(3):
-                client.get("/api/v1/search", params=params).raise_for_status()
-        for _ in range(rounds):
+            for client in clients:
+                for _ in range(3):
+                    client.get("/api/v1/search", params=params).raise_for_status()
+        for n in range(rounds):
             for label, params in QUERIES:
-                t0 = time.perf_counter()
-                r = client.get("/api/v1/search", params=params)
-                elapsed = (time.perf_counter() - t0) * 1000
-                r.raise_for_status()
-                times.setdefault(label, []).append(elapsed)
+                order = list(range(len(clients)))
+                if n % 2:
+                    order.reverse()
+                for i in order:
+                    t0 = time.perf_counter()
+                    r = clients[i].get("/api/v1/search", params=params)
+                    elapsed = (time.perf_counter() - t0) * 1000
+                    r.raise_for_status()
+                    times[i].setdefault(label, []).append(elapsed)
+    finally:
+        for client in clients:
+            client.close()
     return times
 
 
@@ -331,13 +360,24 @@ def report(name: str, times: dict[str, list[float]], loaded: float, n: int, size
     print(f"{'all':<18} {p50:8.1f} {p95:8.1f} {max(every):8.1f}  ({verdict} p95 < 50 ms)", flush=True)
 
 
-def run(name: str, url: str, specs: list[Spec], rounds: int, work: Path) -> None:
-    loaded = load(url, specs)
-    server = LiveServer(work / f"{name}-data", url, extra_env={"DOCKYARD_JOB_WORKERS": "0"}).start()
+def run(
+    name: str, url: str, specs: list[Spec], rounds: int, work: Path, reuse: bool = False, against: str = ""
+) -> None:
+    loaded = load(url, specs, reuse)
+    env = {"DOCKYARD_JOB_WORKERS": "0"}
+    servers = [LiveServer(work / f"{name}-data", url, extra_env=env).start()]
     try:
-        report(name, measure(server.url, rounds), loaded, len(specs), database_size(url))
+        if against:
+            other = {**env, "PYTHONPATH": against}
+            servers.append(LiveServer(work / f"{name}-against-data", url, extra_env=other).start())
+        results = measure([server.url for server in servers], rounds)
+        size = database_size(url)
+        report(name, results[0], loaded, len(specs), size)
+        if against:
+            report(f"{name} (against {against})", results[1], loaded, len(specs), size)
     finally:
-        server.stop()
+        for server in servers:
+            server.stop()
 
 
 def main() -> None:
@@ -346,16 +386,29 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--postgres", default="postgresql+psycopg://dockyard@127.0.0.1:55432/dockyard_test")
     parser.add_argument("--only", choices=["sqlite", "postgres"])
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="PostgreSQL: keep the loaded database after the run, and reuse one kept before (migrated to "
+        "the newest revision, not reloaded; --listings is then what was loaded then)",
+    )
+    parser.add_argument(
+        "--against",
+        metavar="SRC",
+        default="",
+        help="also time a second server running the code of another source tree (its PYTHONPATH, e.g. an "
+        "exported commit's src), on the same database, requests interleaved with the first's",
+    )
     args = parser.parse_args()
     specs = generate(args.listings)
     with tempfile.TemporaryDirectory(prefix="search-bench-") as tmp:
         work = Path(tmp)
         if args.only in (None, "sqlite"):
-            run("SQLite", f"sqlite:///{work / 'bench.db'}", specs, args.rounds, work)
+            run("SQLite", f"sqlite:///{work / 'bench.db'}", specs, args.rounds, work, against=args.against)
         if args.only in (None, "postgres"):
-            url, drop = fresh_postgres(args.postgres)
+            url, drop, loaded = fresh_postgres(args.postgres, keep=args.keep)
             try:
-                run("PostgreSQL", url, specs, args.rounds, work)
+                run("PostgreSQL", url, specs, args.rounds, work, reuse=loaded, against=args.against)
             finally:
                 drop()
 

@@ -281,7 +281,9 @@ def test_pages_of_any_size_make_up_the_whole_order(
 
 
 @pytest.mark.parametrize("sort", ["relevance", "newest", "downloads"])
-@pytest.mark.parametrize("text", ["cache", "reliable", "dat", "web OR kafka", "reliable -redis"])
+@pytest.mark.parametrize(
+    "text", ["cache", "reliable", "dat", "web OR kafka", "reliable -redis", "data cache", "reliable dat"]
+)
 def test_a_match_broader_than_the_count_limit_is_counted_up_to_it_and_its_pages_stay_exact(
     ids: dict[str, int], service: SearchService, monkeypatch: pytest.MonkeyPatch, text: str, sort: str
 ) -> None:
@@ -303,6 +305,30 @@ def test_a_match_broader_than_the_count_limit_is_counted_up_to_it_and_its_pages_
     monkeypatch.setattr(search, "COUNT_LIMIT", 10_000)
     exact = service.search(text, Filters(category="Database"), sort=sort, page_size=MAX_PAGE_SIZE)
     assert [h.listing.id for h in narrowed.hits] == [h.listing.id for h in exact.hits]
+
+
+def test_a_broad_match_of_several_words_pages_only_the_name_hits_that_match_every_word(
+    db_session: Session, service: SearchService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # More matches than the count limit (PostgreSQL then checks each name hit's document for every word,
+    # not through the words' index): a name hit lacking one word is not a match, whichever way it is read.
+    specs = [
+        Spec("alpha-cache", "Alpha Cache", "acme", "a cache", downloads=1000),  # no 'zeta': not a match
+        Spec("zeta-cache", "Zeta Cache", "acme", "a cache", "zeta", downloads=10),
+        Spec("beta-cache", "Beta Cache", "acme", "a cache", "zeta inside", downloads=20),
+        Spec("zeta-store", "Zeta Store", "acme", "a store", "no word of the other", downloads=500),
+        Spec("gamma", "Gamma", "acme", "a cache for zeta", downloads=30),
+    ]
+    ids = insert_listings(db_session, specs)
+    exact = service.search("cache zeta ")
+    assert exact.exact and exact.total == 3
+    monkeypatch.setattr(search, "COUNT_LIMIT", 2)
+    for size in (1, 2, 3):
+        pages = [service.search("cache zeta ", page=n, page_size=size) for n in (1, 2, 3)]
+        assert not pages[0].exact
+        got = [(h.listing.id, h.score) for p in pages for h in p.hits]
+        assert got == [(h.listing.id, h.score) for h in exact.hits]
+    assert keys(exact, ids) == ["beta-cache", "zeta-cache", "gamma"]
 
 
 def test_a_capped_match_counts_its_first_matches_by_id_on_both_databases(

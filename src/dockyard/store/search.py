@@ -19,7 +19,9 @@ What a request costs (issue 10: p95 under 50 ms at 100,000 listings; see search_
   id (``Results.exact`` false: the total is a lower bound, the facets a count of those); its pages stay
   exact: by relevance from the name hits (which outrank every other match, so only they are scored; FTS5's
   column filter, PostgreSQL's ``search_name`` tsvector), else every counted match scored; by downloads or
-  newest from the listings in index order;
+  newest from the listings in index order; PostgreSQL, several words: the name hits narrowed by the
+  words' index for a match within COUNT_LIMIT, by their documents for a broader one (chosen in the
+  statement by the match's count; see ``Matcher.broad_top_class_page``);
 - phrases (PostgreSQL): the GIN index of the pairs of adjacent words (``search_pairs``, see store.query)
   finds a phrase's listings exactly, where positions would be re-checked on every listing with its words;
 - PostgreSQL, per transaction: random_page_cost 1.1 (the listings are read from memory) and no JIT;
@@ -270,9 +272,20 @@ class SearchService:
         match counted up to COUNT_LIMIT rows, the page always from every match."""
         matcher = sql.Matcher(parsed, self.sqlite)
         # By relevance the page is first taken from the name hits alone (they outrank every other match).
-        ranked = matcher.top_class_page(filters, limit, offset) if sort == "relevance" else None
+        ranked = broad = None
+        if sort == "relevance":
+            ranked = matcher.top_class_page(filters, limit, offset)
+            broad = matcher.broad_top_class_page(filters, limit, offset)
         stmt = sql.results_statement(
-            matcher.matched(scored=False, cap=COUNT_LIMIT), filters, sort, limit, offset, ranked=ranked
+            matcher.matched(scored=False, cap=COUNT_LIMIT),
+            filters,
+            sort,
+            limit,
+            offset,
+            ranked=ranked,
+            broad_ranked=broad,
+            cap=COUNT_LIMIT,
+            ids_when_short=not self.sqlite,
         )
         rows = self.session.execute(stmt).all()
         total, facets, hits, exact = _read(rows, filters)
