@@ -18,7 +18,7 @@ from tests.support.factories import PASSWORD
 from tests.support.registry_client import bearer, get_token
 from tests.support.review_world import CRITICAL, CVE, World
 from tests.support.scanimages import ACTOR, Images, debian_layer, osv_record, write_feed
-from tests.support.store_world import MANIFEST_TYPES, as_user, published_world, who
+from tests.support.store_world import MANIFEST_TYPES, as_user, publish, published_world, who
 from tests.support.store_world import store_path as store
 
 from dockyard.audit.models import AuditEvent
@@ -296,6 +296,21 @@ def test_a_fix_revision_is_published_by_the_fast_path_and_lifts_the_hold(
     assert resolved.resolution == "fixed"
     assert listing(app_state, world).status == "listed"
     assert "revision:auto_approve" in tags(app_state, "revision:%")
+    assert any("no longer on hold" in m.subject for m in outbox(app_state, world.emails["owner"]))
+
+
+def test_a_revoked_product_comes_back_only_through_a_full_review(app_state: AppState, world: World) -> None:
+    [clock] = clocks(app_state)
+    check(app_state, clock.due_at + dt.timedelta(days=31))
+    assert listing(app_state, world).status == "revoked"
+    push_fix(app_state, world)
+    revision = new_revision(app_state, world)
+    run_jobs_direct(app_state)
+    with app_state.sessions() as s:
+        assert s.get(ProductRevision, revision).state == "submitted"  # the fast path left it to reviewers
+    publish(app_state, world, revision)  # claimed, approved and published by the store team
+    assert listing(app_state, world).status == "listed"
+    assert clocks(app_state)[0].resolution == "fixed"
 
 
 def test_the_fast_path_leaves_a_changed_manifest_or_a_revoked_product_to_reviewers(

@@ -184,6 +184,25 @@ def test_a_failure_is_retried_with_the_backoff(app_state: AppState, shop: Shop, 
     assert all(r.verified for r in receiver.received)
 
 
+def test_a_receiver_that_fails_twice_gets_the_event_on_the_third_attempt(
+    app_state: AppState, shop: Shop, receiver: Receiver
+) -> None:
+    receiver.statuses = [502, 500, 204]
+    endpoint_id, receiver.secret = create(app_state, shop.publisher, receiver.url())
+    emit(app_state, WebhookKind.PRODUCT_HOLD, shop)
+    run_jobs(app_state)
+    for _ in range(2):
+        due_now(app_state)
+        run_jobs(app_state)
+    made = attempts(app_state, endpoint_id)
+    assert [a.status_code for a in made] == [502, 500, 204]
+    assert (
+        made[1].at - made[0].at >= dt.timedelta(0)
+        and delivery_of(app_state, endpoint_id).status == "delivered"
+    )
+    assert len({r.json["id"] for r in receiver.received}) == 1 and all(r.verified for r in receiver.received)
+
+
 def test_every_retry_fails_then_the_delivery_has_failed(
     app_state: AppState, shop: Shop, receiver: Receiver
 ) -> None:
