@@ -184,7 +184,11 @@ SQLITE_ONLY_FIXTURES = frozenset({"browser"})
 
 
 def _in_a_browser(item: pytest.Item, fixtures: set[str]) -> bool:
-    return bool(SQLITE_ONLY_FIXTURES & fixtures) or item.path.name.endswith("_browser.py")
+    return (
+        bool(SQLITE_ONLY_FIXTURES & fixtures)
+        or item.path.name.endswith("_browser.py")
+        or item.get_closest_marker("sqlite_only") is not None
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -28,7 +28,9 @@ from tests.support.smtpd import smtp_server
 from tests.support.store_world import MANIFEST_TYPES
 from tests.support.vulndata import VULNDATA
 
-pytestmark = [pytest.mark.e2e, pytest.mark.database]
+# The demo, the feeds and two server starts take a minute or two; what they read and write in the database is
+# tested on PostgreSQL too by tests/functional/test_compliance_*.py.
+pytestmark = [pytest.mark.e2e, pytest.mark.sqlite_only]
 require_tools("skopeo", "podman")
 
 STAFF = "storeadmin:dockyard-demo"  # the demo's store-admin: the store team may pull any store path
