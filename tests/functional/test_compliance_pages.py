@@ -33,6 +33,11 @@ def test_the_publisher_sees_each_open_finding_with_its_due_time_and_files_a_stat
     app: object, app_state: AppState, world: World
 ) -> None:
     with browser(app, world.users["maintainer"], PASSWORD) as c:
+        for linked_from in (
+            f"/ui/orgs/{world.org}/products/{world.slug}/review",
+            f"/ui/orgs/{world.org}/dashboard",
+        ):
+            assert f'href="{page_of(world)}"' in c.get(linked_from).text, linked_from
         r = c.get(page_of(world))
         assert r.status_code == 200
         assert CVE in r.text and "Critical" in r.text
