@@ -6,8 +6,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dockyard.alerts.models import RepositoryWatch
 from dockyard.config import Settings
 from dockyard.events import Event, EventBus, EventTag
 from dockyard.jobs import JobContext, JobRegistry, enqueue
@@ -36,7 +38,9 @@ def register(registry: JobRegistry, settings: Settings) -> None:
 
 def subscribe(bus: EventBus) -> None:
     def queue_run(session: Session, event: Event) -> None:
-        enqueue(session, RUN_JOB, dedupe_key=RUN_JOB)
+        # Only when someone watches a repository: scans of a store nobody watches queue nothing.
+        if session.scalar(select(RepositoryWatch.id).limit(1)) is not None:
+            enqueue(session, RUN_JOB, dedupe_key=RUN_JOB)
 
     for tag in CHANGES:
         bus.subscribe(tag, queue_run)

@@ -11,8 +11,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from dockyard.compliance.models import FindingClock
 from dockyard.config import Settings
 from dockyard.db import utcnow
 from dockyard.events import Event, EventBus, EventTag
@@ -59,7 +61,11 @@ def register(registry: JobRegistry, settings: Settings) -> None:
 
 def subscribe(bus: EventBus) -> None:
     def queue_check(session: Session, event: Event) -> None:
-        enqueue(session, CHECK_JOB, dedupe_key=CHECK_JOB)
+        # Only when a product is live (or still has open clocks): a registry without a store queues nothing.
+        live = select(Product.id).where(Product.live_revision_id.is_not(None)).limit(1)
+        still_open = select(FindingClock.id).where(FindingClock.resolved_at.is_(None)).limit(1)
+        if session.scalar(live) is not None or session.scalar(still_open) is not None:
+            enqueue(session, CHECK_JOB, dedupe_key=CHECK_JOB)
 
     def queue_fast_path(session: Session, event: Event) -> None:
         revision = event.data.get("revision")
