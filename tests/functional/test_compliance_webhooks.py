@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 from tests.support.review_world import CVE, World
 from tests.support.store_world import as_user, published_world, who
-from tests.support.webhook_receiver import Receiver
+from tests.support.webhook_receiver import Receiver, settings_reaching_loopback
 
 from dockyard.compliance.models import FindingClock
 from dockyard.config import Settings
@@ -29,14 +29,7 @@ ACTOR = Actor(name="tester", kind="user")
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
-    return Settings(
-        listen="127.0.0.1:5999",
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        admin_password="admin-pass-1",
-        webhook_allow_http=True,
-        webhook_allow_private=True,
-    )
+    return settings_reaching_loopback(tmp_path, database_url)
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select, update
 from tests.support.factories import make_org, make_user
 from tests.support.review_world import make_publisher
-from tests.support.webhook_receiver import Receiver
+from tests.support.webhook_receiver import Receiver, running_receiver, settings_reaching_loopback
 
 from dockyard.config import Settings
 from dockyard.db import utcnow
@@ -37,22 +37,13 @@ PRODUCT_KINDS = [k.value for k in WebhookKind if k.value.startswith("product.")]
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
-    """The tests' receiver is plain http on loopback: both allowed here (the SSRF tests turn them off)."""
-    return Settings(
-        listen="127.0.0.1:5999",
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        admin_password="admin-pass-1",
-        webhook_allow_http=True,
-        webhook_allow_private=True,
-    )
+    return settings_reaching_loopback(tmp_path, database_url)
 
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    r = Receiver().start()
-    yield r
-    r.stop()
+    with running_receiver() as r:
+        yield r
 
 
 @dataclasses.dataclass

@@ -4,6 +4,7 @@ envelope, a ping seen in the delivery log, and a redelivery from the page. SQLit
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ from sqlalchemy import select
 from starlette.testclient import TestClient
 from tests.support.accounts import browser, post, run_jobs
 from tests.support.factories import PASSWORD, make_org, make_user
-from tests.support.webhook_receiver import Receiver
+from tests.support.webhook_receiver import Receiver, running_receiver, settings_reaching_loopback
 
 from dockyard.config import Settings
 from dockyard.web.context import AppState
@@ -21,21 +22,13 @@ from dockyard.webhooks.models import WebhookAttempt, WebhookEndpoint
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
-    return Settings(
-        listen="127.0.0.1:5999",
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        admin_password="admin-pass-1",
-        webhook_allow_http=True,
-        webhook_allow_private=True,
-    )
+    return settings_reaching_loopback(tmp_path, database_url)
 
 
 @pytest.fixture
-def receiver() -> Any:
-    r = Receiver().start()
-    yield r
-    r.stop()
+def receiver() -> Iterator[Receiver]:
+    with running_receiver() as r:
+        yield r
 
 
 def people(state: AppState) -> dict[str, str]:

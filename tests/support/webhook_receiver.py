@@ -7,10 +7,14 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
+from dockyard.config import Settings
 from dockyard.webhooks.signing import verify_signature
 
 
@@ -78,3 +82,25 @@ class Receiver:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
+
+
+def settings_reaching_loopback(tmp_path: Path, database_url: str) -> Settings:
+    """The tests' settings with plain-http loopback webhook targets allowed (the receiver's; the SSRF tests
+    turn them off again)."""
+    return Settings(
+        listen="127.0.0.1:5999",
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        admin_password="admin-pass-1",
+        webhook_allow_http=True,
+        webhook_allow_private=True,
+    )
+
+
+@contextmanager
+def running_receiver() -> Iterator[Receiver]:
+    receiver = Receiver().start()
+    try:
+        yield receiver
+    finally:
+        receiver.stop()

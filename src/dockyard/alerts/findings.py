@@ -7,11 +7,12 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from dockyard.registry.models import Manifest, Tag
 from dockyard.scanning.models import ImageChild, ImageComponent, ImageScan, ScanFinding, ScanPackageVuln
+from dockyard.scanning.reads import FINDING_COMPONENT, FINDING_VERDICT
 
 
 @dataclass(frozen=True)
@@ -107,20 +108,8 @@ def finding_details(session: Session, finding_ids: list[int]) -> dict[int, dict[
             ScanPackageVuln.fixed_version,
             ScanPackageVuln.summary,
         )
-        .outerjoin(
-            ImageComponent,
-            and_(
-                ImageComponent.image_id == ScanFinding.image_id,
-                ImageComponent.component_key == ScanFinding.component_key,
-            ),
-        )
-        .outerjoin(
-            ScanPackageVuln,
-            and_(
-                ScanPackageVuln.package_id == ScanFinding.package_id,
-                ScanPackageVuln.vuln_id == ScanFinding.vuln_id,
-            ),
-        )
+        .outerjoin(ImageComponent, FINDING_COMPONENT)
+        .outerjoin(ScanPackageVuln, FINDING_VERDICT)
         .where(ScanFinding.id.in_(sorted(set(finding_ids))))
     )
     return {

@@ -31,6 +31,16 @@ STATES = ("open", "resolved", "all")
 MAX_FINDINGS = 1000  # the most findings one ``list_findings`` call returns
 
 
+# How a finding reaches its component and its live verdict (fix, score, summary): the joins every reader of
+# findings makes.
+FINDING_COMPONENT = and_(
+    ImageComponent.image_id == ScanFinding.image_id, ImageComponent.component_key == ScanFinding.component_key
+)
+FINDING_VERDICT = and_(
+    ScanPackageVuln.package_id == ScanFinding.package_id, ScanPackageVuln.vuln_id == ScanFinding.vuln_id
+)
+
+
 @dataclass(frozen=True)
 class Override:
     """Store staff's reclassification of a finding."""
@@ -328,20 +338,8 @@ class ScanReads:
                 ImageScan.platform,
             )
             .join(ImageScan, ImageScan.id == ScanFinding.image_id)
-            .outerjoin(
-                ImageComponent,
-                and_(
-                    ImageComponent.image_id == ScanFinding.image_id,
-                    ImageComponent.component_key == ScanFinding.component_key,
-                ),
-            )
-            .outerjoin(
-                ScanPackageVuln,
-                and_(
-                    ScanPackageVuln.package_id == ScanFinding.package_id,
-                    ScanPackageVuln.vuln_id == ScanFinding.vuln_id,
-                ),
-            )
+            .outerjoin(ImageComponent, FINDING_COMPONENT)
+            .outerjoin(ScanPackageVuln, FINDING_VERDICT)
             .outerjoin(ScanPackage, ScanPackage.id == ScanFinding.package_id)
             .where(condition)
             .order_by(ScanFinding.id)
