@@ -10,6 +10,8 @@ from sqlalchemy import func, select
 from tests.support.cli import PYPA, Cli, need_vulndata
 
 from dockyard.accounts.jobs import PURGE_JOB as ACCOUNTS_PURGE_JOB
+from dockyard.alerts.jobs import RUN_JOB as ALERTS_JOB
+from dockyard.compliance.jobs import CHECK_JOB
 from dockyard.db import make_engine, make_session_factory, migrate
 from dockyard.email.jobs import PURGE_JOB as EMAIL_PURGE_JOB
 from dockyard.jobs import DONE, PURGE_JOB, Job, enqueue
@@ -37,7 +39,8 @@ def jobs(database_url: str) -> dict[str, list[str]]:
 
 
 def test_worker_once_runs_a_queued_job(cli: Cli) -> None:
-    cli.extra_env["DOCKYARD_VULNDB_INTERVAL"] = "0"  # nothing scheduled but the purges
+    # Nothing scheduled but the purges, the compliance check and the watchers' alerts.
+    cli.extra_env["DOCKYARD_VULNDB_INTERVAL"] = "0"
     engine = make_engine(cli.database_url)
     migrate(engine)
     with make_session_factory(engine).begin() as s:
@@ -45,12 +48,14 @@ def test_worker_once_runs_a_queued_job(cli: Cli) -> None:
     engine.dispose()
     result = cli("worker", "--once")
     assert result.exit_code == 0, result.stderr
-    assert "ran 4 jobs" in result.stderr
+    assert "ran 6 jobs" in result.stderr
     assert jobs(cli.database_url) == {
         REMATCH_JOB: [DONE],
         PURGE_JOB: [DONE],
         ACCOUNTS_PURGE_JOB: [DONE],
         EMAIL_PURGE_JOB: [DONE],
+        CHECK_JOB: [DONE],
+        ALERTS_JOB: [DONE],
     }
 
 

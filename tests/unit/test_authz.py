@@ -96,6 +96,7 @@ TABLE: dict[Permission, tuple[bool, ...]] = {
     P.USER_MANAGE:         (N, N, N, N, N, N, N, Y, N, N, N, N, N, N, N, N, N),
     P.STAFF_MANAGE:        (N, N, N, N, N, N, N, Y, N, N, N, N, N, N, N, N, N),
     P.BADGE_MANAGE:        (N, N, N, N, N, N, N, Y, N, N, N, N, N, N, N, N, N),
+    P.COMPLIANCE_MANAGE:   (N, N, N, N, N, N, N, Y, Y, N, N, N, N, N, N, N, N),
     P.ENTITLEMENT_MANAGE:  (N, N, Y, Y, Y, Y, Y, Y, Y, Y, Y, N, N, N, N, Y, N),
     P.ENTITLEMENT_REVOKE:  (N, N, N, N, N, N, N, Y, N, N, N, N, N, N, N, N, N),
 }
