@@ -1,5 +1,7 @@
 # The two commands: `make run` and `make test`. Everything else is a helper of theirs.
 PYTHON ?= python3
+# bash: pipefail keeps the test runs' exit status through their prefixing pipes.
+SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | sha256sum | cut -c1-12)
@@ -9,7 +11,7 @@ PYTEST_ARGS ?=
 VULNDATA ?= $(firstword $(wildcard $(abspath ../shared/vulndata) /work/shared/vulndata) $(abspath ../shared/vulndata))
 LOCAL_VULNDB_SOURCES := $(VULNDATA)/debian-osv,$(VULNDATA)/alpine-secdb,$(VULNDATA)/pypa-advisory-database,$(VULNDATA)/go-vulndb,$(VULNDATA)/nodejs-security-wg,$(VULNDATA)/nvd-sample
 
-.PHONY: run test test-sqlite test-postgres lint deps system-deps bench bench-scan clean
+.PHONY: run test test-sqlite test-postgres test-sqlite-tagged test-postgres-tagged lint deps system-deps bench bench-scan clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,7 +38,10 @@ lint: deps
 	$(BIN)/ruff format --check src tests benchmarks
 
 ## Install everything the tests need, then run the whole suite on SQLite and on PostgreSQL.
-test: deps system-deps lint test-sqlite test-postgres
+# The two runs go side by side (each waits on servers, clients and databases much of the time), each line
+# prefixed with its database; `make test-sqlite` or `make test-postgres` runs one alone.
+test: deps system-deps lint
+	$(MAKE) --no-print-directory -j2 --output-sync=line test-sqlite-tagged test-postgres-tagged
 
 # The real vulnerability data is required under `make test`: its tests fail rather than skip without it.
 # So are the system tools `system-deps` installs (rpm's rpmbuild and rpmdb): their tests fail, not skip.
@@ -47,6 +52,16 @@ test-sqlite: deps
 
 test-postgres: deps
 	$(TEST_ENV) DOCKYARD_TEST_DATABASE_URL=$$(scripts/start-postgres.sh) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Each run with its own pytest directory, its output prefixed, and its exit status kept through the pipe.
+test-sqlite-tagged: deps
+	set -o pipefail; $(TEST_ENV) $(BIN)/python -m pytest --basetemp="$${TMPDIR:-/tmp}/dockyard-pytest-sqlite" \
+	    $(PYTEST_ARGS) 2>&1 | sed -u 's/^/[sqlite] /'
+
+test-postgres-tagged: deps
+	set -o pipefail; url=$$(scripts/start-postgres.sh) && $(TEST_ENV) DOCKYARD_TEST_DATABASE_URL=$$url \
+	    $(BIN)/python -m pytest --basetemp="$${TMPDIR:-/tmp}/dockyard-pytest-postgres" $(PYTEST_ARGS) 2>&1 \
+	    | sed -u 's/^/[postgres] /'
 
 bench: deps
 	$(BIN)/python benchmarks/registry_bench.py
