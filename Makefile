@@ -41,7 +41,7 @@ lint: deps
 # The two runs go side by side (each waits on servers, clients and databases much of the time), each line
 # prefixed with its database; `make test-sqlite` or `make test-postgres` runs one alone.
 test: deps system-deps lint
-	$(MAKE) --no-print-directory -j2 --output-sync=line test-sqlite-tagged test-postgres-tagged
+	$(MAKE) --no-print-directory -j2 test-sqlite-tagged test-postgres-tagged
 
 # The real vulnerability data is required under `make test`: its tests fail rather than skip without it.
 # So are the system tools `system-deps` installs (rpm's rpmbuild and rpmdb): their tests fail, not skip.
