@@ -303,20 +303,21 @@ class ComplianceService:
 
 
 def hold_reason(late: list[FindingClock]) -> str:
-    """The warning label's words: how many findings of which class are overdue, and the first few."""
+    """The warning label's words: how many vulnerabilities of which class are overdue (one vulnerability
+    is one line however many packages, images and platforms carry it), and the first few."""
     if not late:
         return ""
-    classes: dict[str, int] = {}
+    by_class: dict[str, set[str]] = {}
     for clock in late:
-        classes[clock.severity] = classes.get(clock.severity, 0) + 1
-    counts = ", ".join(f"{n} {severity}" for severity, n in sorted(classes.items()))
-    findings = "finding" if len(late) == 1 else "findings"
+        by_class.setdefault(clock.severity, set()).add(clock.vuln_id)
+    counts = ", ".join(f"{len(ids)} {severity}" for severity, ids in sorted(by_class.items()))
+    vulns = sorted({c.vuln_id for c in late})
+    noun = "vulnerability" if len(vulns) == 1 else "vulnerabilities"
     first = min(c.due_at for c in late if c.due_at is not None)
-    names = ", ".join(sorted({c.vuln_id for c in late})[:5])
-    more = "" if len({c.vuln_id for c in late}) <= 5 else ", ..."
+    more = ", ..." if len(vulns) > 5 else ""
     return (
-        f"Security fix overdue since {first:%Y-%m-%d %H:%M} UTC: {counts} {findings} past the fix time "
-        f"({names}{more})."
+        f"Security fix overdue since {first:%Y-%m-%d %H:%M} UTC: {counts} {noun} past the fix time "
+        f"({', '.join(vulns[:5])}{more})."
     )
 
 
