@@ -106,3 +106,34 @@ def test_the_store_team_decides_and_extends_from_its_pages(
         assert clock.extension_reason == "vendor patch pending"
         assert clock.resolution == "vex"
         assert s.scalar(select(Listing.status).where(Listing.product_id == product_id)) == "listed"
+
+
+def test_the_publisher_seeing_the_page_is_the_notice_that_starts_a_clock(
+    app: object, app_state: AppState, world: World
+) -> None:
+    with app_state.sessions.begin() as s:  # a clock not told yet (as a Major waits for the daily digest)
+        clock = s.scalar(select(FindingClock))
+        clock.severity, clock.notified_at, clock.notified_via, clock.due_at = "Major", None, None, None
+        clock_id = clock.id
+    with browser(app, world.users["reviewer"], PASSWORD) as c:  # the store team looking is no notice
+        assert c.get(page_of(world)).status_code == 200
+    with app_state.sessions() as s:
+        assert s.get(FindingClock, clock_id).notified_at is None
+    with browser(app, world.users["maintainer"], PASSWORD) as c:
+        assert "7 d 0 h left" in c.get(page_of(world)).text or "6 d 23 h left" in c.get(page_of(world)).text
+    with app_state.sessions() as s:
+        told = s.get(FindingClock, clock_id)
+        assert told.notified_via == "dashboard" and told.due_at == told.notified_at + dt.timedelta(days=7)
+
+
+def test_reading_the_findings_over_the_api_is_a_notice_too(app_state: AppState, world: World, client) -> None:  # type: ignore[no-untyped-def]
+    with app_state.sessions.begin() as s:
+        clock = s.scalar(select(FindingClock))
+        clock.notified_at = clock.notified_via = clock.due_at = None
+        clock_id = clock.id
+    r = client.get(
+        f"/api/v1/products/{world.org}/{world.slug}/compliance", auth=(world.users["owner"], PASSWORD)
+    )
+    assert r.status_code == 200 and r.json()["open"][0]["notified_via"] == "dashboard"
+    with app_state.sessions() as s:
+        assert s.get(FindingClock, clock_id).notified_via == "dashboard"  # committed, not just shown
