@@ -137,3 +137,33 @@ def test_reading_the_findings_over_the_api_is_a_notice_too(app_state: AppState, 
     assert r.status_code == 200 and r.json()["open"][0]["notified_via"] == "dashboard"
     with app_state.sessions() as s:
         assert s.get(FindingClock, clock_id).notified_via == "dashboard"  # committed, not just shown
+
+
+def test_bad_extensions_and_duplicate_statements_are_refused_not_500s(  # found by an attack on these routes
+    app: object, app_state: AppState, world: World, client
+) -> None:  # type: ignore[no-untyped-def]
+    with app_state.sessions() as s:
+        clock = s.scalar(select(FindingClock))
+        clock_id, due = clock.id, clock.due_at
+    reviewer = (world.users["reviewer"], PASSWORD)
+    url = f"/api/v1/compliance/clocks/{clock_id}/extension"
+    for until in ("9999-12-31T23:59:59", "9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+05:00"):
+        r = client.post(url, json={"until": until, "reason": "x"}, auth=reviewer)
+        assert r.status_code == 400, (until, r.status_code, r.text)
+    with browser(app, world.users["reviewer"], PASSWORD) as c:
+        local = (due + dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
+        r = post(
+            c, f"/ui/compliance/clocks/{clock_id}/extension", {"until": local + "+05:00", "reason": "tz"}
+        )
+        assert r.status_code == 303
+        assert c.get(page_of(world)).status_code == 200
+    with app_state.sessions() as s:  # the offset honoured: five hours earlier in UTC
+        assert s.get(FindingClock, clock_id).due_at == due.replace(second=0, microsecond=0) + dt.timedelta(
+            days=1, hours=-5
+        )
+    owner = (world.users["owner"], PASSWORD)
+    statement = {"vulnerability": CVE, "status": "fixed", "impact_statement": "patched"}
+    vex = f"/api/v1/products/{world.org}/{world.slug}/vex"
+    assert client.post(vex, json=statement, auth=owner).status_code == 201
+    again = client.post(vex, json=statement, auth=owner)
+    assert again.status_code == 409 and "waiting for the store team" in again.json()["error"]["message"]

@@ -168,3 +168,16 @@ def test_the_pages(app: Any, app_state: AppState, receiver: Receiver) -> None:
         assert page.status_code == 200 and "finding.created" in page.text
     with browser(app, p["member"], PASSWORD) as c:
         assert c.get(f"/ui/orgs/{p['org']}/webhooks").status_code == 403
+
+
+def test_an_id_past_the_integer_column_is_a_404_on_the_pages(app, app_state: AppState) -> None:  # type: ignore[no-untyped-def]
+    from tests.support.accounts import browser, post
+    from tests.support.factories import PASSWORD, make_user
+
+    with app_state.sessions.begin() as s:
+        name = make_user(s).username
+    with browser(app, name, PASSWORD) as c:
+        huge = "99999999999999999999"
+        assert c.get(f"/ui/account/webhooks/{huge}").status_code == 404
+        assert post(c, f"/ui/account/webhooks/{huge}/ping").status_code == 404
+        assert post(c, f"/ui/account/webhooks/1/deliveries/{huge}/redeliver").status_code == 404

@@ -143,10 +143,13 @@ def _local(data: Any) -> bool:
 
 
 def _when(value: str) -> dt.datetime:
-    """A ``datetime-local`` field (``2026-12-10T14:00``), read as UTC."""
+    """A ``datetime-local`` field (``2026-12-10T14:00``), read as UTC (an offset, if typed, is honoured)."""
     try:
-        return dt.datetime.fromisoformat(value).replace(tzinfo=None, second=0, microsecond=0)
-    except ValueError:
+        when = dt.datetime.fromisoformat(value)
+        if when.tzinfo is not None:  # an offset typed in: the same instant in UTC, as the API reads it
+            when = when.astimezone(dt.UTC).replace(tzinfo=None)
+        return when.replace(second=0, microsecond=0)
+    except (ValueError, OverflowError):
         raise Invalid(
             "enter the new due time as a date and time (UTC)",
             detail=[{"field": "until", "message": "A date and time, UTC."}],

@@ -37,7 +37,10 @@ class ClockRow:
     @property
     def suggested_extension(self) -> str:
         """A week past the current due time, as a ``datetime-local`` value (the extension form's default)."""
-        return ((self.clock.due_at or self.now) + dt.timedelta(days=7)).strftime("%Y-%m-%dT%H:%M")
+        try:
+            return ((self.clock.due_at or self.now) + dt.timedelta(days=7)).strftime("%Y-%m-%dT%H:%M")
+        except OverflowError:  # a due time at the calendar's end (kept from before extensions were bounded)
+            return ""
 
     @property
     def time_left_label(self) -> str:

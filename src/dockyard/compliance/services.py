@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from dockyard.services import Services
 
 REASON_MAX = 2000
+# One extension gives at most this much more time (a clock can be extended again, each time audited): a
+# deadline pushed to the year 9999 would be no deadline.
+MAX_EXTENSION = dt.timedelta(days=90)
 DIGEST_EVERY = dt.timedelta(hours=24)  # a publisher's digest of new Major and Minor findings: once a day
 
 
@@ -253,6 +256,13 @@ class ComplianceService:
             raise Conflict("this finding is resolved already: there is nothing to extend")
         if clock.due_at is None:
             raise Conflict(f"a {clock.severity} finding has no due time to extend")
+        if until > clock.due_at + MAX_EXTENSION:
+            raise Invalid(
+                f"an extension gives at most {MAX_EXTENSION.days} more days at a time",
+                detail=[
+                    {"field": "until", "message": f"At most {MAX_EXTENSION.days} days after the due time."}
+                ],
+            )
         if until <= clock.due_at:
             raise Invalid(
                 "the new due time must be later than the current one",

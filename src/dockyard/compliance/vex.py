@@ -81,6 +81,13 @@ class VexService:
             open_clock = open_clock.where(FindingClock.component == component)
         if self.session.scalar(open_clock.limit(1)) is None:
             raise _field("vulnerability", "no open finding of this product matches it")
+        pending = select(VexStatement.id).where(
+            VexStatement.product_id == ctx.product.id,
+            VexStatement.vuln_id == vulnerability,
+            VexStatement.decision == VexDecision.PENDING.value,
+        )
+        if self.session.scalar(pending.limit(1)) is not None:
+            raise Conflict(f"a statement on {vulnerability} is waiting for the store team already")
         row = VexStatement(
             product_id=ctx.product.id,
             vuln_id=vulnerability,

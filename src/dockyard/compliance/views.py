@@ -12,6 +12,7 @@ from dockyard.authz import Principal, Scope
 from dockyard.compliance import schemas as s
 from dockyard.compliance.reads import ComplianceReads
 from dockyard.db import utcnow
+from dockyard.errors import Invalid
 from dockyard.services import Services
 from dockyard.web.api import AUTHENTICATED, Ctx, UnitOfWorkRoute, caller, errors
 
@@ -24,7 +25,13 @@ PRODUCT = "/products/{publisher}/{product}"
 
 
 def _naive(value: dt.datetime) -> dt.datetime:
-    return value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo else value
+    """A due time in UTC without its zone (as stored); one that cannot be a UTC time is a 400."""
+    try:
+        return value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo else value
+    except (OverflowError, ValueError):
+        raise Invalid(
+            "until: not a time this store can keep", detail=[{"field": "until", "message": "Out of range."}]
+        ) from None
 
 
 @router.get(

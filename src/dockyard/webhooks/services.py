@@ -29,7 +29,7 @@ from dockyard.accounts.reads import AccountReads
 from dockyard.accounts.services import AccountService
 from dockyard.authz import Permission, Principal, allowed
 from dockyard.config import Settings
-from dockyard.db import utcnow
+from dockyard.db import MAX_ID, utcnow
 from dockyard.errors import Conflict, Forbidden, Invalid, NotFound, Unauthenticated
 from dockyard.events import Actor, Event, EventBus, EventTag
 from dockyard.webhooks import targets
@@ -134,6 +134,8 @@ class WebhookService:
 
     def get(self, owner: Owner, endpoint_id: int) -> WebhookEndpoint:
         """One of the owner's endpoints; NotFound for another owner's, as for a missing one."""
+        if not 1 <= endpoint_id <= MAX_ID:  # a page takes any run of digits: no such row, not a 500
+            raise NotFound(f"webhook {endpoint_id} not found")
         endpoint = self.session.scalar(
             select(WebhookEndpoint).where(WebhookEndpoint.id == endpoint_id, self._owned(owner))
         )
@@ -296,9 +298,13 @@ class WebhookService:
     def redeliver(self, owner: Owner, endpoint_id: int, delivery_id: int, actor: Actor) -> WebhookDelivery:
         """Send a delivery again now (the same event id and body), whatever became of it."""
         endpoint = self.get(owner, endpoint_id)
-        delivery = self.session.scalar(
-            select(WebhookDelivery).where(
-                WebhookDelivery.id == delivery_id, WebhookDelivery.endpoint_id == endpoint.id
+        delivery = (
+            None
+            if not 1 <= delivery_id <= MAX_ID
+            else self.session.scalar(
+                select(WebhookDelivery).where(
+                    WebhookDelivery.id == delivery_id, WebhookDelivery.endpoint_id == endpoint.id
+                )
             )
         )
         if delivery is None:

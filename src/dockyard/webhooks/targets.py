@@ -85,8 +85,17 @@ def check_url(url: str, *, allow_http: bool) -> tuple[str, str, int]:
 
 def forbidden_address(address: IPAddress) -> str | None:
     """Why a request to ``address`` would reach something private (None: it is public)."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        # IPv6 forms that carry an IPv4 address (mapped, 6to4, Teredo's server and client) are judged by the
+        # IPv4 address they reach: Python counts 2002::/16 as global whatever it embeds.
+        teredo = address.teredo
+        embedded = address.ipv4_mapped or address.sixtofour or (teredo[1] if teredo else None)
+        if embedded is not None:
+            inner = forbidden_address(embedded)
+            if inner is not None:
+                return inner
+            if teredo and forbidden_address(teredo[0]) is not None:
+                return "a Teredo address through a private server"
     if address.is_loopback:
         return "a loopback address"
     if address.is_link_local:
@@ -102,16 +111,22 @@ def resolve(host: str, port: int) -> list[str]:
     """Every address ``host`` resolves to (a literal address: itself)."""
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (socket.gaierror, UnicodeError) as exc:
-        raise TargetRefused(f"{host} does not resolve ({exc})") from None
+    except (socket.gaierror, UnicodeError):
+        raise TargetRefused(not_public(host)) from None
     addresses: list[str] = []
     for info in infos:
         address = str(info[4][0]).split("%", 1)[0]
         if address not in addresses:
             addresses.append(address)
     if not addresses:
-        raise TargetRefused(f"{host} does not resolve")
+        raise TargetRefused(not_public(host))
     return addresses
+
+
+def not_public(host: str) -> str:
+    """The one refusal for a host name that does not resolve or resolves to something private: it must not
+    tell a user which internal names exist or where they point (a literal address is told why)."""
+    return f"{host} does not resolve to a public address: webhooks go to public addresses only"
 
 
 def target(url: str, *, allow_http: bool, allow_private: bool) -> Target:
@@ -125,6 +140,7 @@ def target(url: str, *, allow_http: bool, allow_private: bool) -> Target:
         for text in addresses:
             why = forbidden_address(ipaddress.ip_address(text))
             if why is not None:
-                shown = f"{host} is" if host == text else f"{host} resolves to {text}, which is"
-                raise TargetRefused(f"{shown} {why}: webhooks go to public addresses only")
+                if host != text:
+                    raise TargetRefused(not_public(host))
+                raise TargetRefused(f"{host} is {why}: webhooks go to public addresses only")
     return Target(url=url.strip(), scheme=scheme, host=host, port=port, address=addresses[0])
