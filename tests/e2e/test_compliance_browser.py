@@ -22,6 +22,7 @@ from dockyard.store.models import ProductBadge
 from dockyard.web.context import AppState
 from tests.support.axe import assert_accessible
 from tests.support.factories import PASSWORD
+from tests.support.pages import signed_in_page
 from tests.support.review_world import CVE
 from tests.support.smtpd import free_port
 from tests.support.store_world import published_world
@@ -67,14 +68,9 @@ def test_the_compliance_pages_in_a_browser(
         time.sleep(0.05)
     base = f"http://127.0.0.1:{port}"
 
-    def signed_in(role: str) -> Any:
-        page = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True).new_page()
-        page.goto(f"{base}/ui/login")
-        page.fill("#username", world.users[role])
-        page.fill("#password", PASSWORD)
-        page.get_by_role("button", name="Sign in").click()
-        page.wait_for_load_state()
-        return page
+    def signed_in(role: str) -> Any:  # bypass_csp: axe-core is injected as a script the policy would refuse
+        viewport = {"width": 1280, "height": 900}
+        return signed_in_page(browser, base, world.users[role], PASSWORD, viewport=viewport, bypass_csp=True)
 
     try:
         maintainer = signed_in("maintainer")

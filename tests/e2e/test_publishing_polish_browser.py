@@ -22,6 +22,7 @@ from dockyard.db import utcnow
 from dockyard.publishing.models import CatalogImage, ProductRevision
 from dockyard.web.context import AppState
 from tests.support.factories import PASSWORD
+from tests.support.pages import signed_in_page
 from tests.support.pictures import picture
 from tests.support.review_world import build_world
 from tests.support.smtpd import free_port
@@ -82,13 +83,7 @@ def test_publishing_pages_in_a_browser(app, app_state: AppState, tmp_path: Path)
             try:
 
                 def signed_in(role: str):
-                    page = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
-                    page.goto(f"{base}/ui/login")
-                    page.fill("#username", world.users[role])
-                    page.fill("#password", PASSWORD)
-                    page.get_by_role("button", name="Sign in").click()
-                    page.wait_for_load_state()
-                    return page
+                    return signed_in_page(browser, base, world.users[role], PASSWORD)
 
                 owner, reviewer = signed_in("owner"), signed_in("reviewer")
                 owner.get_by_role("link", name="Publishing").click()

@@ -24,3 +24,16 @@ def sign_in(client: Any, username: str, password: str, **kwargs: Any) -> Any:
     """POST the sign-in form; returns the response (303 to the next page on success)."""
     data = with_csrf(client, {"username": username, "password": password, "next": "/ui/"})
     return client.post("/ui/login", data=data, follow_redirects=False, **kwargs)
+
+
+def signed_in_page(browser: Any, base: str, username: str, password: str, **context: Any) -> Any:
+    """A Playwright page of a browser context of its own (``context``: new_context's options, a 1280x800
+    viewport by default), signed in through the login form as a person does."""
+    context.setdefault("viewport", {"width": 1280, "height": 800})
+    page = browser.new_context(**context).new_page()
+    page.goto(f"{base}/ui/login")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_load_state()
+    return page
