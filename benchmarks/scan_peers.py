@@ -31,9 +31,6 @@ TRIVY_FLAGS = (
 )
 
 
-PYTHON_SITE = "usr/local/lib/python3.11/site-packages"
-
-
 @dataclass
 class Sample:
     wall: float
@@ -60,26 +57,14 @@ def measured(cmd: list[str], env: dict[str, str] | None = None) -> Sample:
 
 
 def app_image(cache: Path, minbase_tar: Path):
-    """The minbase layer, a layer of pip-installed urllib3 and Django and a layer of an npm project (the
-    test suite's language fixtures), as ``app`` in an OCI layout built once into ``cache``; None without
-    umoci or npm."""
-    from tests.support.rootfs import _locked, have, oci_image, read_image
+    """The test suite's application image (``tests.support.rootfs.cached_app_image``: the minbase layer, a
+    layer of pip-installed urllib3 and Django and a layer of an npm project) built once into ``cache``; None
+    without umoci or npm."""
+    from tests.support.rootfs import cached_app_image, have
 
     if not have("umoci", "npm"):
         return None
-    from tests.support.langfixtures import layer_of, npm_project, pip_site_packages
-
-    layout = cache / "app-oci"
-    with _locked(cache):
-        if not (layout / "done").exists():
-            shutil.rmtree(layout, ignore_errors=True)
-            with tempfile.TemporaryDirectory(prefix="dockyard-app-image-") as tmp:
-                root = Path(tmp)
-                pip_tar = layer_of(pip_site_packages(root), root / "pip.tar", PYTHON_SITE)
-                npm_tar = layer_of(npm_project(root).root, root / "npm.tar", "srv/app")
-                oci_image(layout, "app", [minbase_tar, pip_tar, npm_tar])
-            (layout / "done").write_text("")
-    return read_image(layout, "app")
+    return cached_app_image(cache, minbase_tar)
 
 
 def compile_bytecode() -> None:

@@ -157,6 +157,30 @@ def cached_minbase_image(cache: Path) -> tuple[Path, OciImage]:
     return tar, read_image(layout, "bookworm")
 
 
+PYTHON_SITE = "usr/local/lib/python3.11/site-packages"
+
+
+def cached_app_image(cache: Path, minbase_tar: Path) -> OciImage:
+    """A realistic application image, built once into ``cache``: the minbase layer, a layer of pip-installed
+    urllib3 1.26.4 and Django 3.2 and a layer of an npm project (``srv/app``: its node_modules and lockfile),
+    the language fixtures of ``langfixtures``, as ``app`` in an OCI layout (``app-oci``)."""
+    import tempfile
+
+    from tests.support.langfixtures import layer_of, npm_project, pip_site_packages
+
+    layout = cache / "app-oci"
+    with _locked(cache):
+        if not (layout / "done").exists():
+            shutil.rmtree(layout, ignore_errors=True)
+            with tempfile.TemporaryDirectory(prefix="dockyard-app-image-") as tmp:
+                root = Path(tmp)
+                pip_tar = layer_of(pip_site_packages(root), root / "pip.tar", PYTHON_SITE)
+                npm_tar = layer_of(npm_project(root).root, root / "npm.tar", "srv/app")
+                oci_image(layout, "app", [minbase_tar, pip_tar, npm_tar])
+            (layout / "done").write_text("")
+    return read_image(layout, "app")
+
+
 class TarLayer:
     """A layer tar written with tarfile, entry by entry, in the order given."""
 
