@@ -364,6 +364,8 @@ def test_sboms_are_written_when_no_feed_can_be_reached(
         warnings = [line for line in result.stderr.splitlines() if line.startswith("warning: ")]
         assert any("127.0.0.1:9" in line for line in warnings)
         assert any("findings are not included" in line for line in warnings)
+        assert "findings in" not in result.stderr  # no "0 findings" line to read as a clean image
+        assert "components, not matched" in result.stderr
     assert "vulnerabilities" not in json.loads(cli("scan", "-f", "cyclonedx", f"oci:{py_layout}:app").stdout)
     # Findings formats cannot be written without advisories: exit 2, whatever the feeds said before.
     result = cli("scan", "--format", "json", f"oci:{py_layout}:app")

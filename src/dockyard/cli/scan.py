@@ -123,6 +123,7 @@ class Scanned:
     image: ImageSource
     index: ImageIndex
     findings: list[Finding]
+    matched: bool = True  # False: no advisories to match against (an SBOM without findings)
 
 
 class _Counted(io.RawIOBase):
@@ -268,7 +269,7 @@ def _scan(
                 findings = matcher.match(index.components, os_ecosystem) if matching else []
                 session.rollback()  # end the read transaction; the matcher's caches stay
                 progress.update(task, total=1, completed=1)
-                results.append(Scanned(image, index, findings))
+                results.append(Scanned(image, index, findings, matching))
     return results
 
 
@@ -434,4 +435,7 @@ def _summary(r: Scanned, several: bool) -> None:
     from dockyard.scanning.report import summary_line
 
     prefix = f"{r.image.platform}: " if several and r.image.platform else ""
-    err.print(Text(prefix + summary_line(r.findings, r.index)), soft_wrap=True)
+    # Without advisories "0 findings" would read as a clean image: say that nothing was matched.
+    unmatched = f"{len(r.index.components)} components, not matched"
+    line = summary_line(r.findings, r.index) if r.matched else unmatched
+    err.print(Text(prefix + line), soft_wrap=True)
