@@ -1,4 +1,4 @@
-"""Scores on a realistic image with every offline feed: a finding is Unscored only when no ingested record of
+"""A realistic image with every offline feed. Scores: a finding is Unscored only when no ingested record of
 its vulnerability (the feed's own, NVD's, GitHub's) carries a CVSS vector, and a scored finding's vector is
 one of those records' vectors.
 
@@ -6,13 +6,17 @@ The image is the test suite's application image (Debian bookworm minbase + pip-i
 Django 3.2 + an npm project). The feeds are the six offline ones under ``vulndata`` plus GitHub advisories:
 there is no offline GHSA sample, so two small OSV records in the advisory-database's layout are written here
 for CVEs that no other feed scores, modelled on GitHub's advisories of them. The oracle reads the feed files
-themselves, never the database.
+themselves, never the database. The table: written to a pipe or a log, it is as wide as its content.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -201,3 +205,40 @@ def test_unscored_only_where_no_ingested_record_scores_the_cve(
     in_sample = sum(f["id"] in nvd_sample for f in unscored)
     print(f"{len(unscored)} of {len(findings)} findings Unscored; {in_sample} of them in the NVD sample")
     assert unscored  # the sample holds records NVD publishes without metrics: some stay unscored
+
+
+# ---- the table in a log -----------------------------------------------------------------------------------
+
+
+def table_rows(text: str) -> list[list[str]]:
+    return [
+        [cell.strip() for cell in line.split("│")[1:-1]] for line in text.splitlines() if line.startswith("│")
+    ]
+
+
+def assert_uncut(table: str, findings: list[dict]) -> None:
+    """Every finding is one row, its identifier, package, versions and score source whole."""
+    assert "…" not in table
+    rows = {(r[1], r[4]): r for r in table_rows(table)}
+    assert len(rows) == len(findings)
+    for f in findings:
+        row = rows[(f["id"], f["component"]["name"])]
+        assert row[5] == f["installed"] and row[6] == (f["fixed"] or "no fix")
+        assert row[3] == (f["score_source"] or "-")
+    assert max(len(line) for line in table.splitlines()) > 80  # wider than a terminal would have been
+
+
+def test_the_table_is_never_cut_when_stdout_is_not_a_terminal(
+    every_feed: tuple[Cli, list[Path]], app_image: str
+) -> None:
+    cli, _ = every_feed
+    cli = dataclasses.replace(cli, extra_env={**cli.extra_env, "COLUMNS": "80"})
+    findings = json.loads(cli("scan", app_image, "--format", "json").stdout)["findings"]
+    assert_uncut(cli("scan", app_image).stdout, findings)  # typer's CliRunner
+
+    # A real process whose stdout is a pipe (`dockyard scan IMAGE | cat`).
+    env = {k: v for k, v in {**os.environ, **cli.env()}.items() if v is not None}
+    exe = Path(sys.executable).with_name("dockyard")
+    proc = subprocess.run([str(exe), "scan", app_image], env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert_uncut(proc.stdout, findings)
