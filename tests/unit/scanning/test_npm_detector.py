@@ -16,7 +16,9 @@ from tests.support.langfixtures import (
     NpmProject,
     js_lockfiles,
     layer_of,
+    need,
     npm_project,
+    run,
     walk_layer,
 )
 
@@ -185,6 +187,20 @@ def test_lockfile_without_node_modules_lists_what_it_pins(project: NpmProject, t
     assert {c.path for c in components} == {"srv/app/package-lock.json"}
 
 
+def test_a_stale_lockfile_adds_no_version_that_is_not_installed(project: NpmProject, tmp_path: Path) -> None:
+    # `npm install --no-save` moves node_modules on and leaves package-lock.json as it was.
+    tree = tmp_path / "tree"
+    shutil.copytree(project.root, tree, symlinks=True)
+    flags = ["--no-audit", "--no-fund", "--ignore-scripts", "--loglevel=error", "--no-save"]
+    run([need("npm"), "install", "--prefix", str(tree), *flags, "lodash@4.17.21"], cwd=tree)
+    lock = json.loads((tree / "package-lock.json").read_text())
+    assert lock["packages"]["node_modules/lodash"]["version"] == "4.17.15"  # the lockfile is stale
+    components = _merged(tree, tmp_path)
+    pairs = sorted((c.name, c.version) for c in components)
+    assert pairs == sorted(EXPECTED - {("lodash", "4.17.15")} | {("lodash", "4.17.21"), ROOT})
+    assert [c.path for c in components if c.name == "lodash"] == ["srv/app/node_modules/lodash/package.json"]
+
+
 # -- yarn and pnpm lockfiles written by the real tools
 
 
@@ -204,6 +220,16 @@ def test_yarn_and_pnpm_lockfiles(js_projects: dict[str, Path], label: str, lockf
     assert len(components) == len(EXPECTED)
     assert NpmDetector().wants(f"app/{lockfile}", 0o644, 100)
     assert not NpmDetector().wants(f"app/node_modules/x/{lockfile}", 0o644, 100)
+
+
+@pytest.mark.parametrize("label", ["yarn-v1", "yarn-berry", "pnpm"])
+def test_yarn_and_pnpm_trees_list_each_package_once(
+    js_projects: dict[str, Path], label: str, tmp_path: Path
+) -> None:
+    # The lockfile and the node_modules the tool installed beside it (pnpm's under node_modules/.pnpm).
+    components = _merged(js_projects[label], tmp_path)
+    assert sorted((c.name, c.version) for c in components) == sorted(EXPECTED)
+    assert all("/node_modules/" in c.path for c in components)
 
 
 def test_yarn_v1_aliases_and_non_registry_entries() -> None:

@@ -5,8 +5,8 @@ directory). ``package-lock.json`` is read in all three formats: lockfileVersion 
 tree), 2 (both) and 3 (the flat ``packages`` map keyed by install path); ``yarn.lock`` (v1 and berry) and
 ``pnpm-lock.yaml`` are read by ``npm_lockfiles``. The application's own root package (the lockfile's ``""``
 entry) is listed too, as Trivy does. When a lockfile sits next to the ``node_modules`` it describes, the
-indexer's merge keeps the installed copy of each package and the lockfile only fills in what is not installed
-(``lockfile_duplicates``).
+indexer's merge keeps the installed copies of each package and the lockfile only fills in packages of which no
+copy is installed there (``lockfile_duplicates``).
 """
 
 from __future__ import annotations
@@ -54,19 +54,21 @@ def is_lockfile(path: str) -> bool:
 
 
 def lockfile_duplicates(components: list[Component]) -> set[int]:
-    """Indexes of npm components read from a lockfile whose package (name and version) is installed in the
-    ``node_modules`` tree next to that lockfile: the installed copy is the one reported."""
-    installed: dict[tuple[str, str], list[str]] = {}
+    """Indexes of npm components read from a lockfile whose package is installed, in any version, in the
+    ``node_modules`` tree next to that lockfile: the installed copies are the ones reported. A lockfile that
+    names another version than the installed one is stale (``npm install --no-save``, a hand-edited tree):
+    its version is not in the image, so it is not a component."""
+    installed: dict[str, list[str]] = {}
     for c in components:
         if c.ecosystem == Ecosystem.NPM.value and not is_lockfile(c.path):
-            installed.setdefault((c.name, c.version), []).append(c.path)
+            installed.setdefault(c.name, []).append(c.path)
     dropped = set()
     for i, c in enumerate(components):
         if c.ecosystem != Ecosystem.NPM.value or not is_lockfile(c.path):
             continue
         folder = posixpath.dirname(c.path)
         prefix = f"{folder}/node_modules/" if folder else "node_modules/"
-        if any(p.startswith(prefix) for p in installed.get((c.name, c.version), ())):
+        if any(p.startswith(prefix) for p in installed.get(c.name, ())):
             dropped.add(i)
     return dropped
 
