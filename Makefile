@@ -44,7 +44,7 @@ test: deps system-deps lint
 	$(MAKE) --no-print-directory -j2 test-sqlite-tagged test-postgres-tagged
 
 # The real vulnerability data is required under `make test`: its tests fail rather than skip without it.
-# So are the system tools `system-deps` installs (rpm's rpmbuild and rpmdb): their tests fail, not skip.
+# So are the system tools `system-deps` installs: under DOCKYARD_REQUIRE_SYSTEM_DEPS=1 any skip is a failure.
 TEST_ENV := DOCKYARD_VULNDATA=$(VULNDATA) DOCKYARD_REQUIRE_VULNDATA=1 DOCKYARD_REQUIRE_SYSTEM_DEPS=1
 
 test-sqlite: deps

@@ -196,7 +196,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     any fixture: they ran on SQLite already and would only repeat themselves; and the browser tests (see
     SQLITE_ONLY_FIXTURES). A test that starts servers or CLI commands on a database of its own making keeps
     running on SQLite only, as it did. `DOCKYARD_PG_ALL_TESTS=1` runs everything on PostgreSQL too."""
-    if not PG_URL or os.environ.get("DOCKYARD_PG_ALL_TESTS") == "1":
+    if not PG_URL:
+        # On SQLite, deselect what only PostgreSQL can show (races between concurrent writers, pooled
+        # sockets): SQLite runs one writer at a time and has no sockets; the PostgreSQL run is where they go.
+        only_pg = [item for item in items if item.get_closest_marker("postgresql_only") is not None]
+        if only_pg:
+            config.hook.pytest_deselected(items=only_pg)
+            items[:] = [item for item in items if item.get_closest_marker("postgresql_only") is None]
+        return
+    if os.environ.get("DOCKYARD_PG_ALL_TESTS") == "1":
         return
     keep, drop = [], []
     for item in items:
@@ -206,3 +214,59 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "postgresql_only: what only PostgreSQL can show (concurrent writers, pooled sockets); deselected on "
+        "SQLite",
+    )
+
+
+# Under `make test` (DOCKYARD_REQUIRE_SYSTEM_DEPS=1) everything a test needs is installed (make system-deps,
+# the offline vulnerability data, the npm and PyPI registries), so a skip means something is missing that the
+# run should have had: it fails instead, with the skip's reason. Tests that belong to one database are
+# deselected on the other (markers postgresql_only and sqlite_only), never skipped.
+def _required() -> bool:
+    return os.environ.get("DOCKYARD_REQUIRE_SYSTEM_DEPS") == "1"
+
+
+def _as_failure(report: pytest.TestReport | pytest.CollectReport) -> None:
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+    report.outcome = "failed"
+    report.longrepr = (
+        f"skipped under DOCKYARD_REQUIRE_SYSTEM_DEPS=1 (make test), where nothing may skip: {reason}"
+    )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if _required() and report.skipped and not hasattr(report, "wasxfail"):
+        _as_failure(report)
+
+
+_SKIPPED_MODULES: list[str] = []
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector: pytest.Collector) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if _required() and report.skipped:  # a module that skipped itself (a missing client): the run fails
+        longrepr = report.longrepr
+        reason = longrepr[2] if isinstance(longrepr, tuple) and len(longrepr) == 3 else str(longrepr)
+        _SKIPPED_MODULES.append(f"{report.nodeid}: {reason}")
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for line in _SKIPPED_MODULES:
+        terminalreporter.write_line(f"FAILED (skipped under DOCKYARD_REQUIRE_SYSTEM_DEPS=1) {line}", red=True)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if _SKIPPED_MODULES and exitstatus == 0:
+        session.exitstatus = 1

@@ -3,7 +3,6 @@ each test is a hole found by probing a running server, kept so it stays closed."
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -93,10 +92,8 @@ def test_a_reviewer_does_not_review_their_own_organisations_product(
     assert r.status_code == 201, r.text
 
 
-@pytest.mark.skipif(
-    not os.environ.get("DOCKYARD_TEST_DATABASE_URL", "").startswith("postgresql"),
-    reason="SQLite serialises writers (BEGIN IMMEDIATE): the interleaving cannot happen there",
-)
+# SQLite serialises writers (BEGIN IMMEDIATE): the interleaving cannot happen there.
+@pytest.mark.postgresql_only
 def test_a_move_made_on_a_stale_read_of_the_state_is_refused(
     app_state: AppState, world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -19,11 +19,13 @@ from dockyard.registry.models import Manifest, Tag
 from dockyard.registry.services import RegistryService
 from dockyard.scanning.models import ImageScan
 
+# SQLite runs one writer at a time: the interleavings these tests force cannot happen there.
+pytestmark = pytest.mark.postgresql_only
+
 
 @pytest.fixture
 def pg(app_state):
-    if app_state.engine.dialect.name != "postgresql":
-        pytest.skip("SQLite runs one writer at a time")
+    assert app_state.engine.dialect.name == "postgresql"
     return app_state
 
 

@@ -114,10 +114,10 @@ def test_round_trips_of_manifest_and_blob_requests(served, app_state, monkeypatc
     assert {label: n for label, (n, _) in counted.items()} == expected, report
 
 
+@pytest.mark.postgresql_only  # SQLite connections are files, not sockets: nothing to ping
 def test_a_connection_that_rested_is_pinged_first(served, app_state, monkeypatch) -> None:
     """The pool checks a connection that has rested longer than PING_AFTER_IDLE (PostgreSQL only)."""
-    if app_state.engine.dialect.name != "postgresql":
-        pytest.skip("SQLite connections are files, not sockets: nothing to ping")
+    assert app_state.engine.dialect.name == "postgresql"
     with app_state.sessions.begin() as s:
         user = make_user(s).username
     name = f"{user}/app"
