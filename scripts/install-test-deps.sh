@@ -5,7 +5,7 @@ set -euo pipefail
 # rpm: rpmbuild and rpmdb write the real RPM databases tests/unit/scanning/test_rpm.py reads.
 # openjdk-17-jdk-headless (jar, javac) builds the Java archives and libcommons-io-java is a jar Maven built,
 # for tests/unit/scanning/test_java_detector.py (the machine may ship both: then nothing is installed).
-packages=(skopeo podman buildah umoci mmdebstrap postgresql docker-registry uidmap fuse-overlayfs tar gzip zstd golang-go chromium rpm openjdk-17-jdk-headless libcommons-io-java)
+packages=(skopeo podman buildah umoci mmdebstrap postgresql docker-registry uidmap fuse-overlayfs tar gzip zstd golang-go chromium rpm openjdk-17-jdk-headless libcommons-io-java curl)
 # npm fetches axe-core for the accessibility checks; Node.js images ship it, Debian packages it apart.
 command -v npm >/dev/null || packages+=(npm)
 missing=()

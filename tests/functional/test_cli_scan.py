@@ -414,6 +414,7 @@ def test_debian_minbase_against_the_debian_feed(feeds: Cli, minbase: str) -> Non
     for cve, source, binary in (
         ("CVE-2023-45853", "zlib", "zlib1g"),
         ("CVE-2023-31484", "perl", "perl-base"),
+        ("CVE-2022-0563", "util-linux", "bsdutils"),  # bsdutils' version has an epoch its source's has not
     ):
         events, score = debian12(cve, source)
         assert not any("fixed" in e for e in events), f"{cve} has a fix in the data now"
@@ -422,6 +423,8 @@ def test_debian_minbase_against_the_debian_feed(feeds: Cli, minbase: str) -> Non
         # The binary package's version (bsdutils 1:2.38.1-...), the source's in its own field.
         assert finding["installed"] == components[binary]["version"]
         assert finding["source_version"] == components[binary]["source_version"]
+    bsdutils = findings[("CVE-2022-0563", "bsdutils")]
+    assert bsdutils["installed"].startswith("1:") and bsdutils["installed"] != bsdutils["source_version"]
     assert findings[("CVE-2023-45853", "zlib1g")]["severity"] == "Critical"  # 9.8
 
     # Fixed in 2.36-9+deb12u3: reported only if the image's glibc is older than that.

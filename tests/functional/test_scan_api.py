@@ -25,7 +25,12 @@ from dockyard.web.context import AppState
 CRITICAL = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"  # 9.8
 MINOR = "CVSS:3.1/AV:L/AC:H/PR:H/UI:R/S:U/C:L/I:N/A:N"  # 1.8
 EVIL = "evil<script>alert(1)</script>"
-PACKAGES = [("zlib1g", "1:1.2.13.dfsg-1", "zlib"), ("libfoo1", "1.0-1", "foo"), ("libbar1", "2.0-1", "bar")]
+# libfoo1's version is not its source's: an epoch, as bsdutils 1:2.38.1-5+deb12u3 (util-linux's 2.38.1-...).
+PACKAGES = [
+    ("zlib1g", "1:1.2.13.dfsg-1", "zlib"),
+    ("libfoo1", "1:1.0-1", "foo (1.0-1)"),
+    ("libbar1", "2.0-1", "bar"),
+]
 
 
 def basic(username: str, password: str = PASSWORD) -> dict[str, str]:
@@ -96,6 +101,13 @@ def test_report_lists_counts_and_findings_with_their_details(client: TestClient,
     assert crit["installed"] and crit["fixed_version"] is None and crit["layer"].startswith("sha256:")
     assert crit["first_seen_at"] and crit["resolved_at"] is None and crit["sla_due_at"]
     assert by_id["CVE-2031-0002"]["fixed_version"] == "1.0-2"
+    # installed: the binary package's version; the source's (which the feed's ranges are about) on its own.
+    foo = by_id["CVE-2031-0002"]
+    assert (foo["installed"], foo["source_version"], foo["component"]["version"]) == (
+        "1:1.0-1",
+        "1.0-1",
+        "1:1.0-1",
+    )
     assert by_id["CVE-2031-0003"]["severity"] == "Unscored" and by_id["CVE-2031-0003"]["score"] is None
     assert body["findings"][0]["vulnerability"] == "CVE-2031-0001"  # worst first
     by_digest = client.get(url(world, ref=world.digest), headers=world.auth("owner"))
