@@ -103,9 +103,9 @@ def record_vectors(doc: dict, path: Path) -> tuple[set[str], list[str]]:
         metrics = [m for ms in doc["metrics"].values() for m in ms if "cvssData" in m]
         return {doc["id"]}, [m["cvssData"]["vectorString"] for m in metrics]
     if "module_name" in doc:  # the Node.js security WG's npm advisories
-        return {f"NPM-{doc['id']}", *doc.get("cves", [])}, [v for v in [doc.get("cvss_vector")] if v]
+        return {f"NSWG-ECO-{doc['id']}", *doc.get("cves", [])}, [v for v in [doc.get("cvss_vector")] if v]
     if path.parent.name == "core" and "vulnerable" in doc:  # its core advisories: a word, never a vector
-        return {f"NODE-{path.stem}", *doc.get("cve", [])}, []
+        return {f"NSWG-COR-{path.stem}", *doc.get("cve", [])}, []
     if doc.get("withdrawn"):
         return set(), []
     entries = [*(doc.get("severity") or [])]
@@ -128,7 +128,7 @@ def scores_by_id(feeds: Iterable[Path], wanted: set[str]) -> dict[str, list[tupl
             ):
                 continue  # vuln/core/index.json gathers the core records read one by one
             text = path.read_text()
-            # The Node.js WG's records name themselves by file (NPM-<n>, NODE-<n>): read them all.
+            # The Node.js WG's records name themselves by file (NSWG-ECO-<n>, NSWG-COR-<n>): read them all.
             if feed.name != "nodejs-security-wg" and not pattern.search(text):
                 continue
             if feed.name == "alpine-secdb":

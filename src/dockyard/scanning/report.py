@@ -150,13 +150,14 @@ NODEJS_SECURITY_WG = "https://github.com/nodejs/security-wg/blob/main/vuln"
 
 def advisory_url(vuln_id: str) -> str:
     """A page describing the vulnerability: NVD for CVEs, GitHub for GHSAs, the Node.js security WG's record
-    for its npm (``NPM-<n>``) and core (``NODE-<n>``) advisories (osv.dev does not carry them), Alpine's
+    for its npm (``NSWG-ECO-<n>``) and core (``NSWG-COR-<n>``) advisories, also under the names stored
+    before (``NPM-<n>``, ``NODE-<n>``) (osv.dev carries none of them), Alpine's
     tracker for Alpine ids, OSV for everything else (PYSEC, GO, DSA, ...)."""
     if vuln_id.startswith("CVE-"):
         return f"https://nvd.nist.gov/vuln/detail/{vuln_id}"
     if vuln_id.startswith("GHSA-"):
         return f"https://github.com/advisories/{vuln_id}"
-    for prefix, folder in (("NPM-", "npm"), ("NODE-", "core")):
+    for prefix, folder in (("NSWG-ECO-", "npm"), ("NSWG-COR-", "core"), ("NPM-", "npm"), ("NODE-", "core")):
         number = vuln_id.removeprefix(prefix)
         if vuln_id.startswith(prefix) and number.isdigit():
             return f"{NODEJS_SECURITY_WG}/{folder}/{number}.json"

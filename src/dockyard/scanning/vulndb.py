@@ -46,6 +46,7 @@ from dockyard.scanning.vulnfeeds import (
     alpine_fixes,
     detect,
     iter_documents,
+    nswg_legacy_id,
     parse_node_core,
     parse_npm_legacy,
     parse_osv,
@@ -389,6 +390,12 @@ class _Writer:
             existing.update({row.id: (row.modified, row.digest, row.withdrawn) for row in rows})
         counts = {"added": 0, "updated": 0, "unchanged": 0, "withdrawn": 0}
         inserts, updates, clear, removes, affected = [], [], [], [], []
+        # A Node.js WG record stored before under its old name (NPM-<n>, NODE-<n>): that row goes.
+        legacy = [name for r in records if (name := nswg_legacy_id(r.id))]
+        for chunk in _chunks(legacy, _CHUNK):
+            stored = list(session.scalars(select(Advisory.id).where(Advisory.id.in_(chunk))))
+            removes += stored
+            counts["withdrawn"] += len(stored)
         for record in records:
             old = existing.get(record.id)
             digest = record.digest

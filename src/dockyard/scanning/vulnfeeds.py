@@ -259,6 +259,20 @@ def parse_osv(doc: Mapping[str, Any]) -> Record:
 # ---- Node.js security WG legacy npm advisories ------------------------------------------------------------
 
 
+# The Node.js security WG names its advisories NSWG-ECO-<n> (npm packages, vuln/npm/<n>.json) and
+# NSWG-COR-<n> (the runtime, vuln/core/<n>.json), as its vuln/README.md asks and Trivy reports them. Databases
+# filled before held them as NPM-<n> and NODE-<n>: ingesting a record removes its row under the old name.
+_NSWG_LEGACY = (("NSWG-ECO-", "NPM-"), ("NSWG-COR-", "NODE-"))
+
+
+def nswg_legacy_id(advisory_id: str) -> str | None:
+    """``NSWG-ECO-516`` -> ``NPM-516``, ``NSWG-COR-12`` -> ``NODE-12`` (the names used before); else None."""
+    for prefix, legacy in _NSWG_LEGACY:
+        if advisory_id.startswith(prefix) and advisory_id[len(prefix) :].isdigit():
+            return legacy + advisory_id[len(prefix) :]
+    return None
+
+
 def parse_npm_legacy(doc: Mapping[str, Any]) -> Record:
     """``{"id": 368, "module_name": "lodash", "vulnerable_versions": "<4.17.5", "cvss_vector": ...}``"""
     raw_id = doc.get("id")
@@ -280,7 +294,7 @@ def parse_npm_legacy(doc: Mapping[str, Any]) -> Record:
     if patched:
         nrange["patched"] = patched
     return Record(
-        id=f"NPM-{int(raw_id)}",
+        id=f"NSWG-ECO-{int(raw_id)}",
         source=NPM_LEGACY,
         modified=parse_time(doc.get("updated_at"), "updated_at"),
         published=parse_time(doc.get("publish_date") or doc.get("created_at"), "publish_date"),
@@ -305,7 +319,7 @@ _LINUX_ENVIRONMENTS = frozenset({"all", "linux"})
 
 def parse_node_core(doc: Mapping[str, Any], number: str) -> Record:
     """``core/<n>.json``: ``{"cve": [...], "vulnerable": "18.x || 20.x", "patched": "^18.20.2 || ^20.12.2",
-    "affectedEnvironments": ["all"], "severity": "high", ...}``, named ``NODE-<n>`` after its file.
+    "affectedEnvironments": ["all"], "severity": "high", ...}``, named ``NSWG-COR-<n>`` after its file.
 
     ``vulnerable`` names whole release lines (``18.x``) that include their patched releases, so a version is
     affected when it is in ``vulnerable`` and NOT in ``patched`` (``exclude_patched`` on the range)."""
@@ -339,7 +353,7 @@ def parse_node_core(doc: Mapping[str, Any], number: str) -> Record:
     if patched:
         nrange["patched"] = patched
     return Record(
-        id=f"NODE-{int(number)}",
+        id=f"NSWG-COR-{int(number)}",
         source=NODE_CORE,
         published=parse_time(doc.get("publish_date"), "publish_date"),
         summary=_summary(description, details),

@@ -284,7 +284,7 @@ def test_npm_legacy_advisories_via_semver_ranges(vulndb: Session) -> None:
         "4.17.11",
     )
     assert found["CVE-2018-16487"].score == 5.7
-    assert set(by_id(match(vulndb, [lang("npm", "lodash", "4.17.15")], None))) == {"NPM-516"}
+    assert set(by_id(match(vulndb, [lang("npm", "lodash", "4.17.15")], None))) == {"NSWG-ECO-516"}
     assert match(vulndb, [lang("npm", "Lodash", "4.17.19")], None) == []
 
 

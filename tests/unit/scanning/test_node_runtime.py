@@ -31,7 +31,7 @@ from dockyard.scanning.vulndb import ingest
 VULNDATA = find_vulndata()
 CORE = VULNDATA / "nodejs-security-wg/vuln/core"
 
-# node-semver's verdicts (see the module docstring): NODE-<n> -> its CVE.
+# node-semver's verdicts (see the module docstring): NSWG-COR-<n> -> its CVE.
 CORE_18_12_1 = {
     "CVE-2023-23918",
     "CVE-2023-23919",
@@ -245,15 +245,15 @@ def runtime(version: str) -> Component:
 
 def test_core_records_are_stored_under_their_own_ecosystem(feeds: tuple[Session, dict]) -> None:
     session, _ = feeds
-    one = session.get(Advisory, "NODE-1")
+    one = session.get(Advisory, "NSWG-COR-1")
     assert (one.source, one.aliases, one.severity) == ("node-core", ["CVE-2017-1000381"], [])
     # Its only severity is a word ("high"): the score is borrowed from another record of its CVE (Debian's).
     assert (one.score, one.score_from) == (7.5, "CVE-2017-1000381")
-    scored = session.get(Advisory, "NODE-40")  # "cvss": "3.0/AV:N/..." without its prefix
+    scored = session.get(Advisory, "NSWG-COR-40")  # "cvss": "3.0/AV:N/..." without its prefix
     assert (scored.score, scored.cvss_vector) == (5.9, "CVSS:3.0/AV:N/AC:H/PR:N/UI:N/S:U/C:N/I:N/A:H")
     assert json.loads((CORE / "150.json").read_text())["affectedEnvironments"] == ["win32"]
     for n, ecosystem in ((150, "Node.js:win32"), (1, "Node.js")):
-        query = select(AffectedPackage.ecosystem).where(AffectedPackage.advisory_id == f"NODE-{n}")
+        query = select(AffectedPackage.ecosystem).where(AffectedPackage.advisory_id == f"NSWG-COR-{n}")
         assert session.scalars(query).all() == [ecosystem]
     again = ingest(session, CORE)
     assert (again.added, again.updated, again.unchanged) == (0, 0, 171)  # files and index: one batch
@@ -264,12 +264,12 @@ def test_an_upstream_runtime_matches_the_core_advisories(feeds: tuple[Session, d
     findings = Matcher(session).match([runtime("18.12.1")], None)
     assert _ids(findings) == CORE_18_12_1
     by_id = {f.id: f for f in findings}
-    assert by_id["CVE-2023-23918"].advisories == ("NODE-103",)
+    assert by_id["CVE-2023-23918"].advisories == ("NSWG-COR-103",)
     assert by_id["CVE-2023-23918"].fixed_version == "18.14.1"
-    assert "CVE-2024-27980" not in by_id  # win32 only (NODE-150)
+    assert "CVE-2024-27980" not in by_id  # win32 only (NSWG-COR-150)
     old = {f.id: f for f in Matcher(session).match([runtime("4.1.1")], None)}
     assert (old["CVE-2015-7384"].score, old["CVE-2015-7384"].severity.value) == (5.9, "Major")
-    assert old["NODE-2"].severity.value == "Unscored"  # a record without a CVE keeps its own id
+    assert old["NSWG-COR-2"].severity.value == "Unscored"  # a record without a CVE keeps its own id
     assert Matcher(session).match([runtime("24.99.0")], None) == []
 
 
@@ -297,7 +297,7 @@ def test_debian_nodejs_adds_only_the_core_cves_debian_does_not_track(feeds: tupl
     assert upstream_only == {"CVE-2023-23936", "CVE-2023-24807", "CVE-2023-44487", "CVE-2023-45143"}
     assert _ids(findings) == before["debian"] | upstream_only
     for f in findings:
-        core = [a for a in f.advisories if a.startswith("NODE-")]
+        core = [a for a in f.advisories if a.startswith("NSWG-COR-")]
         assert bool(core) == (f.id in upstream_only), f.id
         assert (f.ecosystem, f.package, f.installed_version) == ("Debian:12", "nodejs", DEBIAN_NODE.version)
 
@@ -314,7 +314,7 @@ def test_alpine_edge_nodejs_matches_secdb_edge_and_the_core_advisories(feeds: tu
     (secfixes,) = [p["pkg"]["secfixes"] for p in edge["packages"] if p["pkg"]["name"] == "nodejs"]
     fixed_by_alpine = {c for v, cves in secfixes.items() if v != "0" for c in cves}
     assert set(findings) == before["alpine"] | (CORE_20_12_2 - fixed_by_alpine)
-    assert findings["CVE-2025-23085"].advisories == ("NODE-149",)
+    assert findings["CVE-2025-23085"].advisories == ("NSWG-COR-149",)
     assert findings["CVE-2025-23085"].fixed_version == "20.18.2"
 
 
@@ -325,4 +325,4 @@ def test_a_debian_nodejs_whose_cves_debian_all_tracks_gets_no_upstream_finding(
     assert debian_nodejs_cves() >= CORE_18_19_0
     findings = Matcher(session).match([DEBIAN_NODE_U1], "Debian:12")
     assert _ids(findings) == before["debian-u1"]
-    assert not [a for f in findings for a in f.advisories if a.startswith("NODE-")]
+    assert not [a for f in findings for a in f.advisories if a.startswith("NSWG-COR-")]

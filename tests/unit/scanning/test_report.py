@@ -309,6 +309,9 @@ def test_installed_is_the_binary_package_version_and_the_source_keeps_its_own():
     [
         ("CVE-2021-44228", "https://nvd.nist.gov/vuln/detail/CVE-2021-44228"),
         ("GHSA-jfh8-c2jp-5v3q", "https://github.com/advisories/GHSA-jfh8-c2jp-5v3q"),
+        ("NSWG-ECO-516", "https://github.com/nodejs/security-wg/blob/main/vuln/npm/516.json"),
+        ("NSWG-COR-12", "https://github.com/nodejs/security-wg/blob/main/vuln/core/12.json"),
+        # The names stored before, for findings recorded under them.
         ("NPM-516", "https://github.com/nodejs/security-wg/blob/main/vuln/npm/516.json"),
         ("NODE-12", "https://github.com/nodejs/security-wg/blob/main/vuln/core/12.json"),
         ("PYSEC-2021-59", "https://osv.dev/vulnerability/PYSEC-2021-59"),

@@ -13,13 +13,13 @@ import httpx
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import func, inspect, select
+from sqlalchemy import delete, func, insert, inspect, select
 from sqlalchemy.orm import Session
 from tests.support.vulndata import find_vulndata
 
 from dockyard.db import downgrade, make_engine, migrate
 from dockyard.models import metadata
-from dockyard.scanning.matcher import match
+from dockyard.scanning.matcher import Matcher, match
 from dockyard.scanning.models import Advisory, AffectedPackage, FeedState
 from dockyard.scanning.types import Component
 from dockyard.scanning.vulndb import ingest
@@ -263,17 +263,45 @@ def test_nodejs_legacy_npm_advisories(db_session: Session, tmp_path: Path) -> No
         "nodejs-security-wg/vuln/core/1.json",
     )
     report = ingest(db_session, source)
-    assert (report.added, report.errors) == (4, [])  # three npm advisories and core/1.json (NODE-1)
+    assert (report.added, report.errors) == (4, [])  # three npm advisories and core/1.json (NSWG-COR-1)
     assert report.skipped == [f"{npm}/index.json"]
 
-    advisory = db_session.get(Advisory, "NPM-493")
+    advisory = db_session.get(Advisory, "NSWG-ECO-493")
     assert advisory.aliases == ["CVE-2018-16487"] and advisory.source == "npm-legacy"
     # The file says cvss_score 7.0; its own vector scores 5.7, and only the vector is trusted.
     assert json.loads((source / f"{npm}/493.json").read_text())["cvss_score"] == 7.0
     assert (advisory.score, advisory.cvss_version) == (5.7, "v3")
-    (row,) = rows(db_session, "NPM-493")
+    (row,) = rows(db_session, "NSWG-ECO-493")
     assert (row.ecosystem, row.name) == ("npm", "lodash")
     assert row.ranges == [{"type": "NPM_RANGE", "expression": "<4.17.11", "patched": ">=4.17.11"}]
+
+
+def test_nodejs_advisories_under_their_own_names_replace_the_old_ones(
+    db_session: Session, tmp_path: Path
+) -> None:
+    """The WG names its records NSWG-ECO-<n> and NSWG-COR-<n>; a database filled before held NPM-<n> and
+    NODE-<n>: the next ingest of the feed removes those rows, so a package is not reported under both."""
+    source = feed(tmp_path, "nodejs-security-wg/vuln/npm/516.json", "nodejs-security-wg/vuln/core/1.json")
+    assert ingest(db_session, source).added == 2
+    for new, old in (("NSWG-ECO-516", "NPM-516"), ("NSWG-COR-1", "NODE-1")):  # as the old code stored them
+        advisory = {c.key: getattr(db_session.get(Advisory, new), c.key) for c in Advisory.__table__.columns}
+        affected = [
+            {c.key: getattr(r, c.key) for c in AffectedPackage.__table__.columns if c.key != "id"}
+            for r in rows(db_session, new)
+        ]
+        db_session.execute(delete(AffectedPackage).where(AffectedPackage.advisory_id == new))
+        db_session.execute(delete(Advisory).where(Advisory.id == new))
+        db_session.execute(insert(Advisory), [{**advisory, "id": old}])
+        db_session.execute(insert(AffectedPackage), [{**a, "advisory_id": old} for a in affected])
+    lodash = Component("lodash", "4.17.15", "npm", "pkg:npm/lodash@4.17.15", "sha256:" + "ab" * 32, "x")
+    assert [f.id for f in Matcher(db_session).match([lodash], None)] == ["NPM-516"]
+
+    report = ingest(db_session, source)
+    assert (report.added, report.withdrawn, report.errors) == (2, 2, [])
+    assert db_session.get(Advisory, "NPM-516") is None and db_session.get(Advisory, "NODE-1") is None
+    assert rows(db_session, "NPM-516") == [] and rows(db_session, "NODE-1") == []
+    assert [f.id for f in Matcher(db_session).match([lodash], None)] == ["NSWG-ECO-516"]
+    assert ingest(db_session, source).unchanged == 2  # and nothing more to remove after that
 
 
 def test_pypa_yaml_records(db_session: Session, tmp_path: Path) -> None:
