@@ -118,6 +118,7 @@ def test_first_use_on_a_terminal_fetches_the_feeds_with_a_progress_bar(
     read = re.findall(r"download \S+ [━╸╺ ]+ ([\d.]+)/([\d.]+) kB", screen)
     assert read and len({done for done, _ in read}) > 1, screen  # it moved
     assert read[-1][0] == read[-1][1]  # and reached the end
+    assert f"reading {slow_feed}" in screen  # then a spinner while the records are written, not a full bar
     assert "CVE-2021-33503" in screen and "urllib3" in screen  # then the table, with the fetched records
     assert re.search(
         r"Critical: \d+ +Major: \d+ +Minor: \d+ +Unscored: \d+ +\(\d+ findings in 1 components\)", screen

@@ -101,7 +101,9 @@ def update_one(
         # same GHSA records: one feed read after the other finds them unchanged rather than rewriting each.
         source = GHSA_ARCHIVE
     started = time.monotonic()
-    with _fetched(source) as path, sessions() as session:
+    with _fetched(source) as path, sessions() as session, progress_display() as progress:
+        # A large feed takes a while to read after its download: say so rather than leave a finished bar.
+        progress.add_task(f"reading {source}", total=None, streams=False)
         # The write lock up front (SQLite): a deferred BEGIN that upgrades later can deadlock with the server.
         session.connection(execution_options={"sqlite_write": True})
         ingest_report = ingest(session, path, feed=feed)
@@ -163,20 +165,20 @@ def _fetched(source: str) -> Iterator[Path]:
     import httpx
 
     suffix = Path(urlsplit(source).path).suffix or ".json"
-    with (
-        tempfile.NamedTemporaryFile(prefix="dockyard-feed-", suffix=suffix) as tmp,
-        httpx.Client(timeout=httpx.Timeout(60.0), follow_redirects=True) as client,
-        client.stream("GET", source) as response,
-        progress_display() as progress,
-    ):
-        response.raise_for_status()
-        length = response.headers.get("Content-Length")
-        task = progress.add_task(f"download {source}", total=int(length) if length else None)
-        for chunk in response.iter_bytes(1 << 20):
-            tmp.write(chunk)
-            progress.advance(task, len(chunk))
-        tmp.flush()
-        yield Path(tmp.name)
+    with tempfile.NamedTemporaryFile(prefix="dockyard-feed-", suffix=suffix) as tmp:
+        with (
+            httpx.Client(timeout=httpx.Timeout(60.0), follow_redirects=True) as client,
+            client.stream("GET", source) as response,
+            progress_display() as progress,
+        ):
+            response.raise_for_status()
+            length = response.headers.get("Content-Length")
+            task = progress.add_task(f"download {source}", total=int(length) if length else None)
+            for chunk in response.iter_bytes(1 << 20):
+                tmp.write(chunk)
+                progress.advance(task, len(chunk))
+            tmp.flush()
+        yield Path(tmp.name)  # the download's bar is gone: reading the file has its own
 
 
 def _enqueue_rematch(session: Session) -> bool:
