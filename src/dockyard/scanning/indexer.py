@@ -42,7 +42,7 @@ from dockyard.scanning.layers import (
 )
 from dockyard.scanning.types import Component, Ecosystem, ImageIndex, OSInfo, UnsafeInput
 
-FORMAT = 3  # bump when LayerFacts or what the OS detectors report changes: cached facts are then stale
+FORMAT = 4  # bump when LayerFacts or what any detector reports changes: cached facts are then stale
 OS_ECOSYSTEMS = frozenset({Ecosystem.DEBIAN.value, Ecosystem.ALPINE.value, Ecosystem.RPM.value})
 _LANGUAGE_DETECTORS = (
     ("python", "PythonDetector"),

@@ -49,14 +49,15 @@ def test_detector_satisfies_the_interface() -> None:
 def test_installed_tree_in_a_layer(project: NpmProject, tmp_path: Path) -> None:
     layer = layer_of(project.root, tmp_path / "layer.tar", "srv/app")
     walked = walk_layer(NpmDetector(), layer, DIGEST)
-    from_modules = [c for c in walked.components if c.path.endswith("/package.json")]
+    from_modules = [c for c in walked.components if "/node_modules/" in c.path]
     from_lock = [c for c in walked.components if c.path.endswith("package-lock.json")]
     assert {(c.name, c.version) for c in from_modules} == EXPECTED
     assert len(from_modules) == len(EXPECTED)  # one per installed package.json, nothing from inner files
     assert {(c.name, c.version) for c in from_lock} == EXPECTED | {ROOT}
-    # npm's hidden node_modules/.package-lock.json and the app's own package.json were not read.
+    # The app's own manifest is read (the merge keeps it: a lockfile and node_modules are beside it); npm's
+    # hidden node_modules/.package-lock.json is not.
+    assert [(c.name, c.version) for c in walked.components if c.path == "srv/app/package.json"] == [ROOT]
     assert "srv/app/node_modules/.package-lock.json" not in walked.wanted
-    assert "srv/app/package.json" not in walked.wanted
     assert "srv/app/package-lock.json" in walked.wanted
     nested = next(c for c in from_modules if c.version == "2.0.0")
     assert nested.path == "srv/app/node_modules/debug/node_modules/ms/package.json"
@@ -85,7 +86,7 @@ def test_every_lockfile_format_npm_writes(project: NpmProject, lockfile_version:
         ("app/node_modules/a/node_modules/b/package.json", True),
         ("app/node_modules/.pnpm/lodash@4.17.21/node_modules/lodash/package.json", True),
         ("app/package-lock.json", True),
-        ("app/package.json", False),  # the application itself, not a dependency
+        ("app/package.json", True),  # the application itself (kept where it is a project: see the merge)
         ("app/node_modules/a/esm/package.json", False),  # a {"type": "module"} marker inside a package
         ("app/node_modules/@babel/package.json", False),
         ("app/node_modules/.package-lock.json", False),
@@ -167,15 +168,24 @@ def test_tree_with_its_lockfile_lists_each_package_once(project: NpmProject, tmp
     assert sorted(pairs) == sorted(EXPECTED | {ROOT})  # 5 installed + the nested ms + the app: no repeats
     by_pair = {(c.name, c.version): c.path for c in components}
     assert by_pair[("lodash", "4.17.15")] == "srv/app/node_modules/lodash/package.json"
-    assert by_pair[ROOT] == "srv/app/package-lock.json"
+    assert by_pair[ROOT] == "srv/app/package.json"  # the app's own manifest, not its lockfile's copy of it
 
 
 def test_installed_tree_without_its_lockfile(project: NpmProject, tmp_path: Path) -> None:
     tree = tmp_path / "tree"
     shutil.copytree(project.root, tree, symlinks=True)
     (tree / "package-lock.json").unlink()
-    pairs = [(c.name, c.version) for c in _merged(tree, tmp_path)]
-    assert sorted(pairs) == sorted(EXPECTED)
+    components = _merged(tree, tmp_path)
+    assert sorted((c.name, c.version) for c in components) == sorted(EXPECTED | {ROOT})  # the app too
+    assert {c.path for c in components if (c.name, c.version) == ROOT} == {"srv/app/package.json"}
+
+
+def test_a_package_json_that_is_no_project_is_not_a_component(tmp_path: Path) -> None:
+    # Metadata of a web asset, a fixture: no lockfile and no node_modules beside it.
+    tree = tmp_path / "tree"
+    (tree / "static").mkdir(parents=True)
+    (tree / "static" / "package.json").write_text(json.dumps({"name": "widget", "version": "1.0.0"}))
+    assert _merged(tree, tmp_path) == []
 
 
 def test_lockfile_without_node_modules_lists_what_it_pins(project: NpmProject, tmp_path: Path) -> None:
@@ -228,8 +238,8 @@ def test_yarn_and_pnpm_trees_list_each_package_once(
 ) -> None:
     # The lockfile and the node_modules the tool installed beside it (pnpm's under node_modules/.pnpm).
     components = _merged(js_projects[label], tmp_path)
-    assert sorted((c.name, c.version) for c in components) == sorted(EXPECTED)
-    assert all("/node_modules/" in c.path for c in components)
+    assert sorted((c.name, c.version) for c in components) == sorted(EXPECTED | {ROOT})
+    assert all("/node_modules/" in c.path for c in components if (c.name, c.version) != ROOT)
 
 
 def test_yarn_v1_aliases_and_non_registry_entries() -> None:

@@ -3,10 +3,11 @@
 Installed packages are the ground truth; a lockfile matters for images that ship one (an application
 directory). ``package-lock.json`` is read in all three formats: lockfileVersion 1 (the nested ``dependencies``
 tree), 2 (both) and 3 (the flat ``packages`` map keyed by install path); ``yarn.lock`` (v1 and berry) and
-``pnpm-lock.yaml`` are read by ``npm_lockfiles``. The application's own root package (the lockfile's ``""``
-entry) is listed too, as Trivy does. When a lockfile sits next to the ``node_modules`` it describes, the
-indexer's merge keeps the installed copies of each package and the lockfile only fills in packages of which no
-copy is installed there (``lockfile_duplicates``).
+``pnpm-lock.yaml`` are read by ``npm_lockfiles``. The application's own package is listed too, as Trivy does:
+from its ``package.json`` when a lockfile or ``node_modules`` sits beside it, else from the lockfile's ``""``
+entry. When a lockfile sits next to the ``node_modules`` it describes, the indexer's merge keeps the installed
+copies of each package and the lockfile only fills in packages of which no copy is installed there
+(``lockfile_duplicates``).
 """
 
 from __future__ import annotations
@@ -53,23 +54,53 @@ def is_lockfile(path: str) -> bool:
     return "node_modules" not in path.split("/")
 
 
+def is_project_manifest(path: str) -> bool:
+    """A ``package.json`` outside any ``node_modules``: an application's own manifest, if a lockfile or an
+    installed ``node_modules`` sits beside it (``lockfile_duplicates`` drops the others)."""
+    parts = path.split("/")
+    return parts[-1] == "package.json" and "node_modules" not in parts
+
+
+def _project_folder(installed_path: str) -> str:
+    """``srv/app/node_modules/a/node_modules/b/package.json`` -> ``srv/app``, the project it is in."""
+    parts = installed_path.split("/")
+    return "/".join(parts[: parts.index("node_modules")])
+
+
 def lockfile_duplicates(components: list[Component]) -> set[int]:
-    """Indexes of npm components read from a lockfile whose package is installed, in any version, in the
-    ``node_modules`` tree next to that lockfile: the installed copies are the ones reported. A lockfile that
-    names another version than the installed one is stale (``npm install --no-save``, a hand-edited tree):
-    its version is not in the image, so it is not a component."""
+    """Indexes of the npm components the merge drops, so each package is listed once per place it is in:
+
+    - a lockfile's entry for a package installed, in any version, in the ``node_modules`` tree next to that
+      lockfile: the installed copies are the ones reported (a lockfile naming another version is stale,
+      after ``npm install --no-save`` or a hand-edited tree: its version is not in the image);
+    - a lockfile's entry for the application itself when its ``package.json`` is there: the manifest is;
+    - a ``package.json`` outside ``node_modules`` with neither a lockfile nor ``node_modules`` beside it:
+      no application, just a file (a fixture, a web asset's metadata).
+    """
+    npm = [(i, c) for i, c in enumerate(components) if c.ecosystem == Ecosystem.NPM.value]
     installed: dict[str, list[str]] = {}
-    for c in components:
-        if c.ecosystem == Ecosystem.NPM.value and not is_lockfile(c.path):
+    projects: set[str] = set()  # folders holding a lockfile or an installed node_modules
+    manifests: dict[str, set[str]] = {}  # folder -> names its package.json gives
+    for _, c in npm:
+        if is_lockfile(c.path):
+            projects.add(posixpath.dirname(c.path))
+        elif is_project_manifest(c.path):
+            manifests.setdefault(posixpath.dirname(c.path), set()).add(c.name)
+        else:
             installed.setdefault(c.name, []).append(c.path)
+            projects.add(_project_folder(c.path))
     dropped = set()
-    for i, c in enumerate(components):
-        if c.ecosystem != Ecosystem.NPM.value or not is_lockfile(c.path):
-            continue
+    for i, c in npm:
         folder = posixpath.dirname(c.path)
-        prefix = f"{folder}/node_modules/" if folder else "node_modules/"
-        if any(p.startswith(prefix) for p in installed.get(c.name, ())):
-            dropped.add(i)
+        if is_project_manifest(c.path):
+            if folder not in projects:
+                dropped.add(i)
+        elif is_lockfile(c.path):
+            prefix = f"{folder}/node_modules/" if folder else "node_modules/"
+            if c.name in manifests.get(folder, ()) or any(
+                p.startswith(prefix) for p in installed.get(c.name, ())
+            ):
+                dropped.add(i)
     return dropped
 
 
@@ -157,7 +188,7 @@ class NpmDetector:
     max_size = MAX_LOCKFILE
 
     def wants(self, path: str, mode: int, size: int) -> bool:
-        return is_installed_package_json(path) or is_lockfile(path)
+        return is_installed_package_json(path) or is_lockfile(path) or is_project_manifest(path)
 
     def parse(self, path: str, data: BinaryIO, size: int, layer_digest: str) -> DetectorResult:
         base = posixpath.basename(path)
