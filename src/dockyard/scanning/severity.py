@@ -149,9 +149,13 @@ _FEED_NAMES = {
 
 
 def feed_name(source: str | None) -> str:
-    """The short name of the feed an advisory came from: ``osv:Debian`` -> ``debian``."""
+    """The short name of the feed an advisory came from: ``osv:Debian`` -> ``debian``. A record spanning
+    several ecosystems (``osv:Alpine+Debian``) is osv.dev's conversion of the CVE record, whose vector is
+    NVD's copy, not any one distribution's: it is named ``osv.dev``, not after the distributions."""
     if not source:
         return "unknown"
+    if "+" in source:
+        return "osv.dev"
     return _FEED_NAMES.get(source) or source.removeprefix("osv:").lower() or "osv"
 
 

@@ -111,6 +111,8 @@ def test_severity_values_are_the_report_class_names() -> None:
         ("osv:GitHub", "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H", "GHSA-x", "ghsa v3.1"),
         ("npm-legacy", "CVSS:3.0/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H", None, "nodejs-security-wg v3.0"),
         ("alpine-secdb", None, None, "alpine"),
+        # osv.dev's conversion of a CVE record for several distributions: NVD's vector, no one distro's.
+        ("osv:Alpine+Debian", "CVSS:3.1/AV:N/AC:H/PR:N/UI:R/S:U/C:N/I:N/A:H", None, "osv.dev v3.1"),
         ("nvd", "AV:N/AC:L/Au:N/C:P/I:P/A:P", "NVD-CVE-2005-1 (Primary: nvd@nist.gov)", "nvd (primary) v2.0"),
         (
             "nvd",
