@@ -78,7 +78,7 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
         "where `dockyard scan` keeps what it read from each layer, keyed by layer digest and indexer version",
     ),
     "DOCKYARD_SCAN_WORKERS": (
-        "the number of CPUs",
+        "(the number of CPUs)",
         "processes `dockyard scan` reads an image's local layers in, beside its own start-up (at most one "
         "per layer); 0: read them in the scanning process",
     ),

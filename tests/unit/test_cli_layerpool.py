@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.support.cli import child_processes
 
 from dockyard.cli.layerpool import LayerPool, WorkerFailed, share_out
 from dockyard.scanning.indexer import LayerFacts
@@ -19,19 +20,6 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the pool forks"
 
 def layer(n: int, size: int) -> LayerRef:
     return LayerRef(f"sha256:{n:064x}", "application/vnd.oci.image.layer.v1.tar+gzip", size, io.BytesIO)
-
-
-def children() -> set[int]:
-    """Our child processes, zombies included (what waitpid has not reaped)."""
-    found = set()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rpartition(")")[2].split()
-        except OSError:  # it exited while we looked
-            continue
-        if int(fields[1]) == os.getpid():
-            found.add(int(stat.parent.name))
-    return found
 
 
 def facts_in_worker(ref: LayerRef, advance) -> LayerFacts:  # type: ignore[no-untyped-def]
@@ -49,7 +37,7 @@ def test_share_out_balances_by_size_and_keeps_image_order() -> None:
 
 
 def test_facts_come_from_other_processes_with_their_progress() -> None:
-    before = children()
+    before = child_processes()
     layers = [layer(1, 50_000), layer(2, 3_000), layer(3, 20_000)]
     seen: dict[str, int] = {}
     with LayerPool(layers, facts_in_worker, repr, workers=2) as pool:
@@ -61,21 +49,21 @@ def test_facts_come_from_other_processes_with_their_progress() -> None:
             assert seen[ref.digest] == ref.size  # every byte reported, the last few with the facts
     pids = {pool.facts(ref.digest).os_files["pid"] for ref in layers}
     assert len(pids) == 2  # two workers for three layers
-    assert children() == before
+    assert child_processes() == before
 
 
 def test_an_error_in_a_worker_is_the_message_describe_gives() -> None:
     def fails(ref: LayerRef, advance) -> LayerFacts:  # type: ignore[no-untyped-def]
         raise OSError(2, "No such file or directory", f"/blobs/{ref.digest}")
 
-    before = children()
+    before = child_processes()
     describe = lambda exc: f"described: {exc.strerror}"  # noqa: E731
     with (
         LayerPool([layer(1, 10)], fails, describe, workers=1) as pool,
         pytest.raises(WorkerFailed, match=r"^described: No such file or directory$"),
     ):
         pool.facts(layer(1, 10).digest)
-    assert children() == before
+    assert child_processes() == before
 
 
 def test_a_worker_that_dies_is_an_error_not_a_hang() -> None:
@@ -103,11 +91,11 @@ def test_closing_stops_busy_workers_and_they_clean_up(tmp_path: Path) -> None:
             partial.unlink()
         raise AssertionError("not reached")
 
-    before = children()
+    before = child_processes()
     began = time.monotonic()
     with LayerPool([layer(1, 10), layer(2, 10)], slow, repr, workers=2):
         while not started.exists() or len(list(tmp_path.glob(".tmp-*"))) < 2:
             time.sleep(0.01)
     assert time.monotonic() - began < 30
-    assert children() == before
+    assert child_processes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["started"]  # both partial files removed
