@@ -392,7 +392,7 @@ def _read_layer(layer: LayerRef, advance: Callable[[int], None], detectors: Sequ
         with layer.open() as raw:
             reader = _Counted(raw, advance)
             stream = cast(BinaryIO, reader)
-            facts = index_layer(stream, layer.digest, detectors, media_type=layer.media_type)
+            facts = index_layer(stream, layer.digest, detectors, media_type=layer.media_type, prefetch=True)
             while reader.read(1 << 20):  # the digest is checked at the last byte: read past the tar's end
                 pass
     except UnsafeInput as exc:
