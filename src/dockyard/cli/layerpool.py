@@ -92,6 +92,10 @@ class LayerPool:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def __bool__(self) -> bool:
+        """Whether any worker was started."""
+        return bool(self._workers)
+
     def __contains__(self, digest: str) -> bool:
         return digest in self._owner
 

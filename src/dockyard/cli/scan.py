@@ -256,6 +256,8 @@ def _scan(
             matching = _advisories_ready(settings, sessions, output_format, skip_db_update)
             from dockyard.scanning.matcher import Matcher
 
+            if pool:
+                _load_writer(output_format)  # while the workers read, not after them
             with progress_display() as progress, sessions() as session:
                 matcher = Matcher(session)
                 results = []
@@ -304,6 +306,15 @@ def _advisories_ready(
             raise Abort(f"{where}: run `dockyard vulndb update` first")
         warn(f"{where}: the SBOM lists components; findings are not included")
     return bool(live)
+
+
+def _load_writer(output_format: Format) -> None:
+    """Import what writing ``output_format`` takes (the CycloneDX library alone: about 0.2 s)."""
+    import importlib
+
+    importlib.import_module("dockyard.scanning.report")
+    if output_format in (Format.CYCLONEDX, Format.SPDX):
+        importlib.import_module("dockyard.scanning.sbom")
 
 
 def _forkable(reference: str) -> bool:
