@@ -77,6 +77,11 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
         "($XDG_CACHE_HOME or ~/.cache)/dockyard",
         "where `dockyard scan` keeps what it read from each layer, keyed by layer digest and indexer version",
     ),
+    "DOCKYARD_SCAN_WORKERS": (
+        "(the number of CPUs)",
+        "processes `dockyard scan` reads an image's local layers in, beside its own start-up (at most one "
+        "per layer); 0: read them in the scanning process",
+    ),
     "DOCKYARD_VULNDB_INTERVAL": (
         "86400",
         "seconds between the job workers' feed updates (also run at first start when the database has no "
@@ -161,6 +166,7 @@ class Settings:
     vulndb_interval: int = 0  # the environment default is 86400; tests schedule no feed downloads
     nvd_api_key: str | None = None
     cache_dir: Path | None = None  # None: the scan CLI keeps no layer cache
+    scan_workers: int | None = None  # None: one per CPU (DOCKYARD_SCAN_WORKERS); 0: none
     # "off" unless asked for: the server derives <listen host>:<port + 1> from the environment; in-process
     # tests bind no second port.
     blob_listen: str = OFF
@@ -262,6 +268,7 @@ class Settings:
             vulndb_interval=int(get("VULNDB_INTERVAL", "86400")),
             nvd_api_key=get("NVD_API_KEY", "") or None,
             cache_dir=cache_dir(env),
+            scan_workers=int(get("SCAN_WORKERS", "")) if get("SCAN_WORKERS", "").strip() else None,
             blob_listen=blob_listen,
             blob_public_url=blob_public_url,
             smtp_url=get("SMTP_URL", "").strip(),

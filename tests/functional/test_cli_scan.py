@@ -24,7 +24,7 @@ from packaging.version import Version
 from spdx_tools.spdx.parser.json.json_parser import parse_from_file as parse_spdx
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
 from tests.conftest import _fresh_database_url
-from tests.support.cli import DEBIAN, PYPA, Cli, need_vulndata, one_line_error
+from tests.support.cli import DEBIAN, PYPA, Cli, child_processes, need_vulndata, one_line_error
 from tests.support.langfixtures import (
     PYPI_PACKAGES,
     add_index,
@@ -331,6 +331,73 @@ def test_an_unsafe_layer_is_refused(feeds: Cli, tmp_path: Path) -> None:
     oci_image(tmp_path / "layout", "evil", [tar])
     line = one_line_error(feeds("scan", f"oci:{tmp_path / 'layout'}:evil"))
     assert "cannot be scanned safely" in line and "traversal" in line
+
+
+# ---- layers read by worker processes (DOCKYARD_SCAN_WORKERS) ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def layered(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``layered``: urllib3 and Django, then a layer whose whiteout removes Django, then an unrelated one."""
+    need("umoci")
+    root = tmp_path_factory.mktemp("layered-image")
+    tree = pip_site_packages(root)
+    django = next(tree.glob("[Dd]jango-*.dist-info")).name
+    base = layer_of(tree, root / "base.tar", SITE)
+    removal = TarLayer().whiteout(f"{SITE}/{django}").file("etc/motd", "hello").write(root / "removal.tar")
+    other = TarLayer().file("srv/readme", "nothing to see").write(root / "other.tar")
+    umoci_layout(root / "layout", "layered", [base, removal, other])
+    return root / "layout"
+
+
+def with_workers(cli: Cli, workers: str, cache: Path) -> Cli:
+    return dataclasses.replace(
+        cli, extra_env={"DOCKYARD_SCAN_WORKERS": workers, "DOCKYARD_CACHE_DIR": str(cache)}
+    )
+
+
+def test_layers_read_by_workers_or_in_process_give_the_same_report(
+    feeds: Cli, layered: Path, tmp_path: Path
+) -> None:
+    docs, entries = {}, {}
+    for workers in ("0", "1", "3"):  # in process; one worker for all three layers; one worker each
+        cache = tmp_path / f"cache-{workers}"
+        docs[workers], _ = scan_json(with_workers(feeds, workers, cache), f"oci:{layered}:layered")
+        entries[workers] = sorted(p.read_text() for p in cache.rglob("*.json"))
+    assert docs["0"] == docs["1"] == docs["3"]
+    # The layers' facts merge in image order whoever read them: the second layer removed Django.
+    assert {c["name"] for c in docs["0"]["components"]} == {"urllib3"}
+    assert any(f["component"]["name"] == "urllib3" for f in docs["0"]["findings"])
+    assert len(entries["0"]) == 3 and entries["0"] == entries["1"] == entries["3"]
+
+
+def test_a_workers_error_is_the_error_of_an_in_process_read(
+    feeds: Cli, py_layout: Path, tmp_path: Path
+) -> None:
+    copy, layer = tampered_copy(py_layout, tmp_path)
+    before = child_processes()
+    lines = {
+        workers: one_line_error(
+            with_workers(feeds, workers, tmp_path / f"cache-{workers}")("scan", f"oci:{copy}:app")
+        )
+        for workers in ("0", "2")
+    }
+    assert lines["0"] == lines["2"] and layer in lines["2"]
+    assert child_processes() == before
+    assert not [p for p in tmp_path.rglob("cache-*/**/*") if p.is_file()]  # no entry for an unread layer
+
+
+def test_a_scan_that_fails_while_workers_read_leaves_nothing_behind(
+    tmp_path: Path, fresh_database_url: str, layered: Path
+) -> None:
+    """The database check fails in the scanning process while its workers may still be reading."""
+    cache = tmp_path / "cache"
+    cli = with_workers(empty_cli(tmp_path, fresh_database_url), "3", cache)
+    before = child_processes()
+    line = one_line_error(cli("scan", "--skip-db-update", f"oci:{layered}:layered"))
+    assert "holds no advisories" in line
+    assert child_processes() == before
+    assert not list(cache.rglob(".tmp-*"))  # a worker stopped while writing its entry removes it
 
 
 def test_an_empty_database_says_so(tmp_path: Path, fresh_database_url: str, py_layout: Path) -> None:

@@ -8,6 +8,9 @@ than a quiet end: that is how a truncated layer is told from one that is merely 
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
 import zlib
 from typing import BinaryIO, Protocol
 
@@ -24,6 +27,7 @@ KIB, MIB = 1 << 10, 1 << 20
 _IN_CHUNK = 256 * KIB  # compressed bytes per read: small, so the ratio guard sees what was really consumed
 _OUT_CHUNK = 1 * MIB  # decompressed bytes per step: bounds memory whatever the compression ratio
 _GZIP_ERRORS = (zlib.error, getattr(_zlib, "error", zlib.error))
+_PREFETCH = 4  # decompressed chunks a prefetching thread may hold ready: bounded memory
 
 
 class LayerError(UnsafeInput):
@@ -198,10 +202,65 @@ class _ZstdDecoder:
         return out
 
 
+class _Prefetched:
+    """A decoder run by a thread a few chunks ahead of its reader. ISA-L, zlib and zstd release the GIL, and
+    so do reading and hashing the compressed bytes, so inflating overlaps the tar walk and the detectors
+    (about a third of a cold layer's time). ``close`` stops and joins the thread, after which the input is
+    the caller's again."""
+
+    def __init__(self, decoder: _Decoder) -> None:
+        self._decoder = decoder
+        self._ready: queue.Queue[tuple[bytes, int, BaseException | None]] = queue.Queue(_PREFETCH)
+        self._stop = threading.Event()
+        self._consumed, self._over = 0, False
+        self._thread = threading.Thread(target=self._run, name="layer-inflate", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                chunk = self._decoder.read_chunk()
+                self._put((chunk, self._decoder.consumed(), None))
+                if not chunk:
+                    return
+        except BaseException as exc:  # raised in the reader's thread, where it would have been raised
+            self._put((b"", 0, exc))
+
+    def _put(self, item: tuple[bytes, int, BaseException | None]) -> None:
+        while not self._stop.is_set():
+            try:
+                self._ready.put(item, timeout=0.05)
+                return
+            except queue.Full:
+                continue
+
+    def read_chunk(self) -> bytes:
+        if self._over:
+            return b""
+        chunk, consumed, exc = self._ready.get()
+        if exc is not None:
+            self._over = True
+            raise exc
+        self._over, self._consumed = not chunk, consumed
+        return chunk
+
+    def consumed(self) -> int:
+        return self._consumed
+
+    def close(self) -> None:
+        self._stop.set()
+        while self._thread.is_alive():
+            with contextlib.suppress(queue.Empty):  # a chunk taken makes room for one the thread puts
+                self._ready.get_nowait()
+            self._thread.join(0.01)
+
+
 class DecompressedStream:
     """The decompressed bytes of a blob, with the size and ratio guards applied as they are produced."""
 
-    def __init__(self, fileobj: BinaryIO, max_bytes: int, bomb_min_bytes: int, max_ratio: int) -> None:
+    def __init__(
+        self, fileobj: BinaryIO, max_bytes: int, bomb_min_bytes: int, max_ratio: int, prefetch: bool = False
+    ) -> None:
         self.max_bytes, self.bomb_min_bytes, self.max_ratio = max_bytes, bomb_min_bytes, max_ratio
         src = _Input(fileobj)
         magic = src.peek(4)
@@ -216,9 +275,17 @@ class DecompressedStream:
             raise LayerError("unsupported layer compression (bzip2/xz); OCI layers are tar, gzip or zstd")
         else:
             self.compression, self._decoder = "none", _PlainDecoder(src)
+        self._prefetched = _Prefetched(self._decoder) if prefetch and self.compression != "none" else None
+        if self._prefetched is not None:
+            self._decoder = self._prefetched
         self._buf = b""
         self._pos = 0
         self.total = 0
+
+    def close(self) -> None:
+        """Stop a prefetching thread (the stream then reads no more of its input)."""
+        if self._prefetched is not None:
+            self._prefetched.close()
 
     def _fill(self) -> bool:
         chunk = self._decoder.read_chunk()

@@ -235,20 +235,28 @@ class LayerWalker:
     """Iterate over the entries of one layer blob; see the module docstring for the guarantees."""
 
     def __init__(
-        self, fileobj: BinaryIO, limits: Limits = DEFAULT_LIMITS, media_type: str | None = None
+        self,
+        fileobj: BinaryIO,
+        limits: Limits = DEFAULT_LIMITS,
+        media_type: str | None = None,
+        prefetch: bool = False,
     ) -> None:
         self.limits = limits
         self.media_type = media_type  # a hint only: the magic bytes decide
         self.warnings: list[str] = []
         self.entries = 0
         self._stream = DecompressedStream(
-            fileobj, limits.max_layer_bytes, limits.bomb_min_bytes, limits.max_ratio
+            fileobj, limits.max_layer_bytes, limits.bomb_min_bytes, limits.max_ratio, prefetch
         )
         self.compression = self._stream.compression  # "gzip", "zstd" or "none"
         self._generation = 0
         self._remaining = 0  # data bytes of the current entry not yet consumed
         self._regular: set[str] = set()  # regular files seen so far (hard links may name only these)
         self._hardlinks: dict[str, str] = {}  # hard link path -> the regular file it resolves to
+
+    def close(self) -> None:
+        """Stop inflating ahead (``prefetch``): the walker then reads no more of ``fileobj``."""
+        self._stream.close()
 
     @property
     def decompressed_bytes(self) -> int:

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import io
 import os
+import sys
 import tarfile
+import threading
 import time
 import tracemalloc
 import zlib
@@ -31,6 +33,18 @@ DETECTORS = [DpkgDetector(), ApkDetector(), RpmDetector()]
 STATUS = b"Package: a\nStatus: install ok installed\nVersion: 1\nArchitecture: all\n"
 
 
+PREFETCH = False  # set by the fixture below
+
+
+@pytest.fixture(autouse=True, params=[False, True], ids=["inline", "prefetch"])
+def prefetch(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Every case twice: inflating in the walker's thread, and in a thread of its own (``dockyard scan``),
+    which must be gone however the layer ended."""
+    monkeypatch.setattr(sys.modules[__name__], "PREFETCH", request.param)
+    yield
+    assert [t for t in threading.enumerate() if t.name == "layer-inflate"] == []
+
+
 @pytest.fixture(autouse=True)
 def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Run from an empty directory with a private temp dir, and check both are empty afterwards."""
@@ -47,7 +61,7 @@ def sandbox(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
 
 def _index(data: bytes | io.BufferedIOBase, limits: Limits | None = None, detectors=None) -> LayerFacts:
     f = io.BytesIO(data) if isinstance(data, bytes) else data
-    return index_layer(f, "sha256:" + "0" * 64, detectors or DETECTORS, limits or Limits())
+    return index_layer(f, "sha256:" + "0" * 64, detectors or DETECTORS, limits or Limits(), prefetch=PREFETCH)
 
 
 def _header(name: bytes, size: int, kind: bytes = b"0") -> bytes:
