@@ -412,18 +412,9 @@ def _open_added(
     source = _new_findings(generation, now, every_component=every_component)
     # The unique key skips the findings that exist already (the open ones of a changed verdict, the ones
     # reopened above, a resolved one of another package): the insert checks it for every row anyway.
-    statement = insert_statement(session.get_bind().dialect.name, finding)
-    key = ["image_id", "vuln_id", "component_key"]
-    session.execute(statement.from_select(columns, source).on_conflict_do_nothing(index_elements=key))
-
-
-def insert_statement(dialect: str, table: Any) -> Any:
-    """The dialect's INSERT (the one with ON CONFLICT)."""
-    if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
-    return dialect_insert(table)
+    key = ("image_id", "vuln_id", "component_key")
+    statement = upsert_statement(session.get_bind().dialect.name, finding, key)
+    session.execute(statement.from_select(columns, source))
 
 
 def _new_findings(generation: int, now: dt.datetime, *, every_component: bool) -> Any:
