@@ -15,7 +15,14 @@ from typing import Any
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
-from dockyard.scanning.models import SEVERITY_CLASSES, ImageChild, ImageComponent, ImageScan, ScanFinding
+from dockyard.scanning.models import (
+    SEVERITY_CLASSES,
+    ImageChild,
+    ImageComponent,
+    ImageScan,
+    ScanFinding,
+    ScanPackageVuln,
+)
 
 CHUNK = 500
 _RANK = {name: i for i, name in enumerate(SEVERITY_CLASSES)}
@@ -32,50 +39,44 @@ def _effective() -> Any:
 
 
 def move_counts(
-    session: Session,
-    opened: Sequence[str],
-    removed: Sequence[str],
-    rescored: dict[tuple[int, str], tuple[str, str]],
-    now: dt.datetime,
+    session: Session, generation: int, rescored: dict[tuple[int, str], tuple[str, str]], now: dt.datetime
 ) -> tuple[set[int], int, int]:
-    """Move the cached counts by what a re-match changed: findings of the ``opened`` vulnerabilities opened
-    now, of the ``removed`` ones resolved now, and open findings (without staff's class) whose verdict
-    changed class. Returns the ids of the images moved, and how many findings opened and resolved."""
+    """Move the cached counts by what a re-match changed: findings of the verdicts it wrote (``generation``)
+    opened now, of the verdicts it removed (marked ``-generation``) resolved now, and open findings (without
+    staff's class) whose verdict changed class. Returns the ids of the images moved, and how many findings
+    opened and resolved."""
     delta: dict[int, Counter[str]] = defaultdict(Counter)
     total_opened = total_resolved = 0
-    for part in chunks(sorted(set(opened))):
+    verdict, finding = ScanPackageVuln, ScanFinding
+    opened_now = or_(finding.first_seen_at == now, finding.reopened_at == now)
+    rows = session.execute(
+        _through_verdicts(finding.image_id, _effective(), func.count())
+        .where(verdict.generation == generation, finding.resolved_at.is_(None), opened_now)
+        .group_by(finding.image_id, _effective())
+    )
+    for image_id, severity, n in rows:
+        delta[image_id][severity] += n
+        total_opened += n
+    rows = session.execute(
+        _through_verdicts(finding.image_id, _effective(), func.count())
+        .where(verdict.generation == -generation, finding.resolved_at == now)
+        .group_by(finding.image_id, _effective())
+    )
+    for image_id, severity, n in rows:
+        delta[image_id][severity] -= n
+        total_resolved += n
+    for part in chunks(sorted({p for p, _v in rescored})):
         rows = session.execute(
-            select(ScanFinding.image_id, _effective(), func.count())
+            _through_verdicts(finding.image_id, verdict.package_id, verdict.vuln_id, func.count())
             .where(
-                ScanFinding.vuln_id.in_(part),
-                ScanFinding.resolved_at.is_(None),
-                or_(ScanFinding.first_seen_at == now, ScanFinding.reopened_at == now),
+                verdict.generation == generation,
+                verdict.package_id.in_(part),
+                finding.resolved_at.is_(None),
+                finding.override_severity.is_(None),
+                finding.first_seen_at != now,
+                or_(finding.reopened_at.is_(None), finding.reopened_at != now),
             )
-            .group_by(ScanFinding.image_id, _effective())
-        )
-        for image_id, severity, n in rows:
-            delta[image_id][severity] += n
-            total_opened += n
-    for part in chunks(sorted(set(removed))):
-        rows = session.execute(
-            select(ScanFinding.image_id, _effective(), func.count())
-            .where(ScanFinding.vuln_id.in_(part), ScanFinding.resolved_at == now)
-            .group_by(ScanFinding.image_id, _effective())
-        )
-        for image_id, severity, n in rows:
-            delta[image_id][severity] -= n
-            total_resolved += n
-    for part in chunks(sorted({v for _p, v in rescored})):
-        rows = session.execute(
-            select(ScanFinding.image_id, ScanFinding.package_id, ScanFinding.vuln_id, func.count())
-            .where(
-                ScanFinding.vuln_id.in_(part),
-                ScanFinding.resolved_at.is_(None),
-                ScanFinding.override_severity.is_(None),
-                ScanFinding.first_seen_at != now,
-                or_(ScanFinding.reopened_at.is_(None), ScanFinding.reopened_at != now),
-            )
-            .group_by(ScanFinding.image_id, ScanFinding.package_id, ScanFinding.vuln_id)
+            .group_by(finding.image_id, verdict.package_id, verdict.vuln_id)
         )
         for image_id, pid, vuln_id, n in rows:
             if (pid, vuln_id) in rescored:
@@ -97,35 +98,54 @@ def move_counts(
     return set(moved), total_opened, total_resolved
 
 
-def changed_at(session: Session, now: dt.datetime) -> tuple[int, int]:
-    """How many findings opened (or reopened) and how many were resolved at ``now`` (one pass)."""
-    opened = or_(ScanFinding.first_seen_at == now, ScanFinding.reopened_at == now)
-    row = session.execute(
-        select(
-            func.count().filter(ScanFinding.resolved_at.is_(None) & opened),
-            func.count().filter(ScanFinding.resolved_at == now),
+def _through_verdicts(*columns: Any) -> Any:
+    """A select of ``columns`` over the verdicts, the components holding their packages and the findings
+    they made (the finding table is reached by its key: it has no index by package or vulnerability)."""
+    verdict, component, finding = ScanPackageVuln, ImageComponent, ScanFinding
+    return (
+        select(*columns)
+        .select_from(verdict)
+        .join(component, component.package_id == verdict.package_id)
+        .join(
+            finding,
+            (finding.image_id == component.image_id)
+            & (finding.vuln_id == verdict.vuln_id)
+            & (finding.component_key == component.component_key)
+            & (finding.package_id == verdict.package_id),
         )
-    ).one()
-    return int(row[0] or 0), int(row[1] or 0)
+    )
 
 
-def recount_all(session: Session) -> set[int]:
-    """Recount every image in one pass over the open findings (after a large re-match)."""
+def recount_all(session: Session, now: dt.datetime) -> tuple[set[int], int, int]:
+    """Recount every image in one pass over the findings (after a large re-match); also how many findings
+    opened (or reopened) and how many were resolved at ``now``. Returns (ids of the images, opened,
+    resolved)."""
     counts: dict[int, dict[str, int]] = {
         i: dict.fromkeys(SEVERITY_CLASSES, 0)
         for i in session.scalars(select(ImageScan.id).where(ImageScan.kind == "image"))
     }
+    is_open, effective = ScanFinding.resolved_at.is_(None), _effective()
+    opened_now = is_open & or_(ScanFinding.first_seen_at == now, ScanFinding.reopened_at == now)
+    ranked = SEVERITY_CLASSES[:-1]  # any other class counts as Unscored
+    # Grouped by image alone, in the finding key's order: no sort (a group per class would need one).
     rows = session.execute(
-        select(ScanFinding.image_id, _effective(), func.count())
-        .where(ScanFinding.resolved_at.is_(None))
-        .group_by(ScanFinding.image_id, _effective())
+        select(
+            ScanFinding.image_id,
+            func.count().filter(is_open),
+            *(func.count().filter(is_open & (effective == name)) for name in ranked),
+            func.count().filter(opened_now),
+            func.count().filter(ScanFinding.resolved_at == now),
+        ).group_by(ScanFinding.image_id)
     )
-    for image_id, severity, n in rows:
+    opened = resolved = 0
+    for image_id, total, *by_class, image_opened, image_resolved in rows:
+        opened, resolved = opened + image_opened, resolved + image_resolved
         if image_id in counts:
-            counts[image_id][severity if severity in _RANK else "Unscored"] += n
+            counts[image_id].update(zip(ranked, by_class, strict=True))
+            counts[image_id]["Unscored"] = total - sum(by_class)
     _write_counts(session, counts)
     _refresh_parents(session, counts)
-    return set(counts)
+    return set(counts), opened, resolved
 
 
 def refresh_counts(session: Session, image_ids: Iterable[int]) -> None:

@@ -229,17 +229,23 @@ class ImageComponent(Base):
 
 
 class ScanFinding(Base):
-    """One vulnerability in one component of one image; resolved (not deleted) when it goes away."""
+    """One vulnerability in one component of one image; resolved (not deleted) when it goes away.
+
+    The table has one index besides its key: the unique (image, vulnerability, component), which serves
+    every read (they ask by image, or by image and vulnerability). A re-match reaches the findings of a
+    verdict (package, vulnerability) through the components holding the package (``scan_component`` is
+    indexed by package) and this key: an open finding's component is always there with that package, since
+    a scan resolves the findings of components that went away. Indexes by (package, vulnerability) and by
+    vulnerability (dropped in migration 0018) cost a fleet's first match more than half its time: a million
+    findings are written in image order, and those indexes take them in random order.
+    """
 
     __tablename__ = "scan_finding"
-    __table_args__ = (
-        UniqueConstraint("image_id", "vuln_id", "component_key"),
-        Index("ix_scan_finding_package_vuln", "package_id", "vuln_id"),
-    )
+    __table_args__ = (UniqueConstraint("image_id", "vuln_id", "component_key"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     image_id: Mapped[int] = mapped_column(ForeignKey("scan_image.id", ondelete="CASCADE"))
-    vuln_id: Mapped[str] = mapped_column(String(128), index=True)  # the CVE when there is one
+    vuln_id: Mapped[str] = mapped_column(String(128))  # the CVE when there is one
     component_key: Mapped[str] = mapped_column(String(1024))
     package_id: Mapped[int | None] = mapped_column(Integer)  # the ScanPackage it was matched through
     severity: Mapped[str] = mapped_column(String(16))  # computed from the verdict's score

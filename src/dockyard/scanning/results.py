@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import bindparam, delete, exists, func, insert, literal, select, text, update
+from sqlalchemy import and_, bindparam, delete, func, insert, literal, select, text, update
 from sqlalchemy.orm import Session
 
 from dockyard.db import upsert_statement
@@ -39,7 +39,7 @@ MATCH_LOCK = 0x64795363  # PostgreSQL advisory lock: scans share it, a re-match 
 # Above this many changed verdicts a re-match recounts every image in one pass instead of moving counts.
 DELTA_LIMIT = 2000
 # SQLite's page cache (KiB) while a re-match writes: the first match of a large fleet inserts millions of
-# findings into three indexes, and with the default 2 MB cache each insert re-reads index pages (3x slower).
+# findings, and with the default 2 MB cache the inserts re-read the pages of the finding key.
 REMATCH_CACHE_KIB = 256 << 10
 _RANK = {name: i for i, name in enumerate(SEVERITY_CLASSES)}
 VERDICT_COLUMNS = (
@@ -313,8 +313,12 @@ def _rematch(session: Session, matcher: Matcher, now: dt.datetime) -> RematchRep
     report.verdicts_added, report.verdicts_changed = len(added), len(changed)
     report.verdicts_removed = len(removed)
 
+    # Removed verdicts are marked (generation -generation) and deleted last: until then the statements below
+    # reach their findings through them.
     for part in chunks([r.id for r in removed]):
-        session.execute(delete(ScanPackageVuln).where(ScanPackageVuln.id.in_(part)))
+        session.execute(
+            update(ScanPackageVuln).where(ScanPackageVuln.id.in_(part)).values(generation=-generation)
+        )
     if added:
         session.execute(insert(ScanPackageVuln.__table__), added)
     if changed:
@@ -328,95 +332,105 @@ def _rematch(session: Session, matcher: Matcher, now: dt.datetime) -> RematchRep
     session.execute(update(ScanPackage).values(matched_at=now))
 
     finding = ScanFinding.__table__
-    by_pair = (finding.c.package_id == bindparam("pid"), finding.c.vuln_id == bindparam("vid"))
     if removed:
         session.execute(
             update(finding)
-            .where(*by_pair, finding.c.resolved_at.is_(None))
+            .where(finding.c.id.in_(pair_findings(resolved=False)))
             .values(resolved_at=now, detail=bindparam("gone")),
             [{"pid": r.package_id, "vid": r.vuln_id, "gone": _verdict_detail(r)} for r in removed],
         )
     if rescored:
         session.execute(
             update(finding)
-            .where(*by_pair, finding.c.resolved_at.is_(None))
+            .where(finding.c.id.in_(pair_findings(resolved=False)))
             .values(severity=bindparam("sev")),
             [{"pid": p, "vid": v, "sev": new} for (p, v), (_old, new) in rescored.items()],
         )
     if added or changed:
-        _open_added(session, added, generation, now)
+        # A fleet's first match (or a change to most packages' verdicts) reads every component anyway.
+        most = 4 * len({r["package_id"] for r in added + changed}) > report.packages
+        _open_added(session, added, generation, now, every_component=most)
     # Rows counts of executemany and INSERT ... SELECT are not reported alike by every driver: count.
     if len(added) + len(removed) + len(rescored) > DELTA_LIMIT:
-        report.touched = counts.recount_all(session)
-        report.new, report.resolved = counts.changed_at(session, now)
+        report.touched, report.new, report.resolved = counts.recount_all(session, now)
     else:
-        opened = sorted({r["vuln_id"] for r in added + changed})
-        moved = counts.move_counts(session, opened, [r.vuln_id for r in removed], rescored, now)
-        report.touched, report.new, report.resolved = moved
+        report.touched, report.new, report.resolved = counts.move_counts(session, generation, rescored, now)
+    session.execute(delete(ScanPackageVuln).where(ScanPackageVuln.generation == -generation))
     report.images = len(report.touched)
     return report
+
+
+def pair_findings(*, resolved: bool) -> Any:
+    """The ids of the findings (open, or resolved) of the verdict (``:pid``, ``:vid``), reached through the
+    components holding the package and the finding key (the finding table has no index by package or by
+    vulnerability). An open finding's component is always there with that package: a scan resolves the
+    findings of components that went away, and a re-match opens findings only on components."""
+    finding, component = ScanFinding.__table__, ImageComponent.__table__
+    state = finding.c.resolved_at.is_not(None) if resolved else finding.c.resolved_at.is_(None)
+    return (
+        select(finding.c.id)
+        .select_from(component)
+        .join(
+            finding,
+            and_(
+                finding.c.image_id == component.c.image_id,
+                finding.c.component_key == component.c.component_key,
+            ),
+        )
+        .where(
+            component.c.package_id == bindparam("pid"),
+            finding.c.vuln_id == bindparam("vid"),
+            finding.c.package_id == bindparam("pid"),
+            state,
+        )
+    )
 
 
 def _verdict_cols() -> list[Any]:
     return [getattr(ScanPackageVuln, c) for c in VERDICT_COLUMNS]
 
 
-def _open_added(session: Session, added: list[dict[str, Any]], generation: int, now: dt.datetime) -> None:
+def _open_added(
+    session: Session, added: list[dict[str, Any]], generation: int, now: dt.datetime, *, every_component: bool
+) -> None:
     """Open findings for the verdicts written now: reopen resolved ones whose component is still there,
-    insert the rest."""
-    finding, component = ScanFinding.__table__, ImageComponent.__table__
-    if added:
-        still_there = exists().where(
-            component.c.image_id == finding.c.image_id,
-            component.c.component_key == finding.c.component_key,
-            component.c.package_id == bindparam("pid"),
-        )
+    insert the rest (``every_component``: most packages have verdicts written now)."""
+    finding = ScanFinding.__table__
+    coming_back = added
+    if every_component:  # one pass over the findings instead of one probe of every component per verdict
+        resolved = select(finding.c.package_id, finding.c.vuln_id).where(finding.c.resolved_at.is_not(None))
+        named = {(p, v) for p, v in session.execute(resolved.distinct())}
+        coming_back = [r for r in added if (r["package_id"], r["vuln_id"]) in named]
+    if coming_back:
         session.execute(
             update(finding)
-            .where(
-                finding.c.package_id == bindparam("pid"),
-                finding.c.vuln_id == bindparam("vid"),
-                finding.c.resolved_at.is_not(None),
-                still_there,
-            )
+            .where(finding.c.id.in_(pair_findings(resolved=True)))
             .values(resolved_at=None, reopened_at=now, detail=None, severity=bindparam("sev")),
-            [{"pid": r["package_id"], "vid": r["vuln_id"], "sev": r["severity"]} for r in added],
+            [{"pid": r["package_id"], "vid": r["vuln_id"], "sev": r["severity"]} for r in coming_back],
         )
-    pv = ScanPackageVuln.__table__
     columns = ["image_id", "vuln_id", "component_key", "package_id", "severity", "first_seen_at"]
-    # A finding can exist already only for a vulnerability some finding names (a reopened one, or one an
-    # image holds under another package): the verdicts of the others (all of them on a fleet's first
-    # match) skip the per-row existence probe. The test is per verdict, not per row.
-    named = exists().where(finding.c.vuln_id == pv.c.vuln_id)
-    for probe in (True, False):  # the probed ones first: the others are named by findings after
-        source = _new_findings(generation, now, named if probe else ~named, probe=probe)
-        session.execute(insert(finding).from_select(columns, source))
+    source = _new_findings(generation, now, every_component=every_component)
+    # The unique key skips the findings that exist already (the open ones of a changed verdict, the ones
+    # reopened above, a resolved one of another package): the insert checks it for every row anyway.
+    key = ("image_id", "vuln_id", "component_key")
+    statement = upsert_statement(session.get_bind().dialect.name, finding, key)
+    session.execute(statement.from_select(columns, source))
 
 
-def _new_findings(generation: int, now: dt.datetime, where: Any, *, probe: bool) -> Any:
-    """Components joined with the verdicts written now, as finding rows (``probe``: those without one)."""
-    finding, component, pv = ScanFinding.__table__, ImageComponent.__table__, ScanPackageVuln.__table__
-    query = (
-        select(
-            component.c.image_id,
-            pv.c.vuln_id,
-            component.c.component_key,
-            component.c.package_id,
-            pv.c.severity,
-            literal(now, ScanFinding.first_seen_at.type),
-        )
-        .select_from(pv)
-        .join(component, component.c.package_id == pv.c.package_id)
-        .where(pv.c.generation == generation, where)
-        # Rows in index order of (package, vulnerability) go in several times faster than in join order:
-        # each index's insertion points stay in the page cache.
-        .order_by(pv.c.package_id, pv.c.vuln_id, component.c.image_id)
-    )
-    if probe:
-        known = exists().where(
-            finding.c.image_id == component.c.image_id,
-            finding.c.vuln_id == pv.c.vuln_id,
-            finding.c.component_key == component.c.component_key,
-        )
-        query = query.where(~known)
-    return query
+def _new_findings(generation: int, now: dt.datetime, *, every_component: bool) -> Any:
+    """Components joined with the verdicts written now, as finding rows."""
+    component, pv = ImageComponent.__table__, ScanPackageVuln.__table__
+    query = select(
+        component.c.image_id,
+        pv.c.vuln_id,
+        component.c.component_key,
+        component.c.package_id,
+        pv.c.severity,
+        literal(now, ScanFinding.first_seen_at.type),
+    ).join_from(component, pv, component.c.package_id == pv.c.package_id)
+    if not every_component:  # the few verdicts' components, through the package index
+        return query.where(pv.c.generation == generation)
+    # Every component, in table order (one image's rows together): the finding table and its key then grow
+    # at their ends, where reaching each component through the package index reads the component table at
+    # random and the key takes rows out of order. "+ 0" keeps SQLite from driving the join by generation.
+    return query.where(pv.c.generation + 0 == generation).order_by(component.c.id)

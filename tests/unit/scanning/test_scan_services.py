@@ -328,8 +328,8 @@ def test_a_feed_update_rematches_without_reading_layers(
 def test_a_returning_advisory_reopens_old_findings_and_opens_new_ones_once(
     db: Session, scans: ScanService, images: Images, tmp_path: Path
 ) -> None:
-    # A re-match inserts the findings of a vulnerability no finding names without probing for existing
-    # ones, and probes for the others: both kinds must open each finding exactly once.
+    # A re-match reopens the resolved findings of a returning verdict (reached through the components of its
+    # package) and inserts the others, the finding key skipping those that exist: each opens exactly once.
     repo, _ = user_repo(db)
     one = images.image(repo, "one", [debian_layer(ZLIB + APT)])
     scans.scan_manifest(one.digest)
@@ -349,8 +349,8 @@ def test_a_returning_advisory_reopens_old_findings_and_opens_new_ones_once(
 
     write_feed(
         feed,
-        osv_record("CVE-2031-0009", "zlib", modified=mar),  # named by a (resolved) finding: probed
-        osv_record("CVE-2031-0011", "zlib", modified=mar),  # named by none: inserted without a probe
+        osv_record("CVE-2031-0009", "zlib", modified=mar),  # named by a (resolved) finding: reopened
+        osv_record("CVE-2031-0011", "zlib", modified=mar),  # named by none: inserted
     )
     ingest(db, feed)
     report = scans.rematch_all(prune=False)
