@@ -21,7 +21,7 @@ DETAILS_MAX = 8000
 
 
 class Advisory(Base):
-    """One record of a feed (CVE-..., DSA-..., PYSEC-..., GO-..., ALPINE-CVE-..., NPM-...).
+    """One record of a feed (CVE-..., DSA-..., PYSEC-..., GO-..., ALPINE-CVE-..., NSWG-ECO-..., NSWG-COR-...).
 
     A withdrawn record stays as a tombstone (``withdrawn`` set, no affected packages) so that an older copy
     of it met in a later ingest cannot bring it back.
