@@ -206,13 +206,16 @@ class _Prefetched:
     """A decoder run by a thread a few chunks ahead of its reader. ISA-L, zlib and zstd release the GIL, and
     so do reading and hashing the compressed bytes, so inflating overlaps the tar walk and the detectors
     (about a third of a cold layer's time). ``close`` stops and joins the thread, after which the input is
-    the caller's again."""
+    the caller's again. An error the thread met in what the reader never asked for (reading ahead past the
+    tar's end) is kept as ``undelivered``: a source's digest check fails there, at the last byte."""
 
     def __init__(self, decoder: _Decoder) -> None:
         self._decoder = decoder
         self._ready: queue.Queue[tuple[bytes, int, BaseException | None]] = queue.Queue(_PREFETCH)
         self._stop = threading.Event()
-        self._consumed, self._over = 0, False
+        self._consumed, self._over, self._closed = 0, False, False
+        self._failure: BaseException | None = None
+        self.undelivered: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="layer-inflate", daemon=True)
         self._thread.start()
 
@@ -224,6 +227,7 @@ class _Prefetched:
                 if not chunk:
                     return
         except BaseException as exc:  # raised in the reader's thread, where it would have been raised
+            self._failure = exc
             self._put((b"", 0, exc))
 
     def _put(self, item: tuple[bytes, int, BaseException | None]) -> None:
@@ -235,11 +239,13 @@ class _Prefetched:
                 continue
 
     def read_chunk(self) -> bytes:
+        if self._closed:
+            raise ValueError("read from a closed layer stream")
         if self._over:
             return b""
         chunk, consumed, exc = self._ready.get()
         if exc is not None:
-            self._over = True
+            self._over, self._failure = True, None
             raise exc
         self._over, self._consumed = not chunk, consumed
         return chunk
@@ -253,6 +259,8 @@ class _Prefetched:
             with contextlib.suppress(queue.Empty):  # a chunk taken makes room for one the thread puts
                 self._ready.get_nowait()
             self._thread.join(0.01)
+        if not self._closed:
+            self._closed, self.undelivered = True, self._failure
 
 
 class DecompressedStream:
@@ -286,6 +294,13 @@ class DecompressedStream:
         """Stop a prefetching thread (the stream then reads no more of its input)."""
         if self._prefetched is not None:
             self._prefetched.close()
+
+    def source_failure(self) -> BaseException | None:
+        """After ``close``: an error reading the compressed bytes that the prefetching thread met ahead of the
+        reader and nobody saw (a digest or length mismatch found at the blob's last byte). An error in the
+        compressed data past the tar's end is not one: a stream read without prefetching never reaches it."""
+        failure = self._prefetched.undelivered if self._prefetched is not None else None
+        return None if isinstance(failure, LayerError) else failure
 
     def _fill(self) -> bool:
         chunk = self._decoder.read_chunk()

@@ -299,9 +299,13 @@ def index_layer(
     indexer = _LayerIndexer(digest, default_detectors() if detectors is None else detectors, limits)
     walker = LayerWalker(fileobj, limits, media_type, prefetch)
     try:
-        return _walk(indexer, walker, limits)
+        facts = _walk(indexer, walker, limits)
     finally:
         walker.close()
+    failure = walker.source_failure()
+    if failure is not None:  # met by the inflating thread past the tar's end: not the layer it claims to be
+        raise failure
+    return facts
 
 
 def _walk(indexer: _LayerIndexer, walker: LayerWalker, limits: Limits) -> LayerFacts:

@@ -258,6 +258,10 @@ class LayerWalker:
         """Stop inflating ahead (``prefetch``): the walker then reads no more of ``fileobj``."""
         self._stream.close()
 
+    def source_failure(self) -> BaseException | None:
+        """See DecompressedStream.source_failure."""
+        return self._stream.source_failure()
+
     @property
     def decompressed_bytes(self) -> int:
         return self._stream.total

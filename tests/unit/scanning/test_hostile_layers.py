@@ -24,6 +24,7 @@ from dockyard.scanning.detectors.dpkg import DpkgDetector
 from dockyard.scanning.detectors.rpm import RpmDetector
 from dockyard.scanning.indexer import LayerFacts, index_layer
 from dockyard.scanning.layers import BLOCK, Limits
+from dockyard.scanning.sources.model import SourceError, open_window
 from dockyard.scanning.types import UnsafeInput
 
 pytestmark = pytest.mark.timeout(60)  # "never hang": a hang fails the test instead of the run
@@ -264,3 +265,30 @@ def test_a_database_cut_while_its_detector_reads_it_is_refused() -> None:
     layer = TarLayer().file("lib/apk/db/installed", b"P:a\nV:1\n\n" * 20_000).bytes()
     with pytest.raises(UnsafeInput, match="truncated"):
         _index(layer[: len(layer) // 2])
+
+
+class _SlowDpkg(DpkgDetector):
+    """Gives a prefetching thread time to read ahead to the blob's end while the walker is busy."""
+
+    def parse(self, path, data, size, layer_digest):  # type: ignore[no-untyped-def]
+        time.sleep(0.3)
+        return super().parse(path, data, size, layer_digest)
+
+
+def test_a_digest_mismatch_found_past_the_tars_end_is_never_lost(sandbox: Path) -> None:
+    """A blob whose bytes fail its digest only at its last byte, which lies past the tar's end (1.1 MiB of
+    data after the archive inside the gzip stream): the walker never needs those bytes, a thread inflating
+    ahead does. The mismatch must reach the caller, from ``index_layer`` or from reading the blob to its end
+    as ``dockyard scan`` then does, and never read as a clean end."""
+    tar = TarLayer().file("var/lib/dpkg/status", STATUS).bytes()
+    blob = gzipped(tar + os.urandom(MIB + MIB // 10))
+    path = sandbox / "blob"
+    path.write_bytes(blob)
+    with open_window(str(path), 0, len(blob), "sha256:" + "1" * 64, "layer") as f:
+        with pytest.raises(SourceError, match="does not match its digest"):
+            index_layer(f, "sha256:" + "1" * 64, [_SlowDpkg()], Limits(), prefetch=PREFETCH)
+            assert not PREFETCH, "the inflating thread met the mismatch: index_layer reports it"
+            while f.read(MIB):
+                pass
+        with pytest.raises(SourceError, match="does not match its digest"):  # and every read after it
+            f.read(MIB)

@@ -210,13 +210,18 @@ def images_from_layout_index(
 class VerifyingReader(io.RawIOBase):
     """A window of ``size`` bytes of a file, hashed as it is read front to back; reaching the end with
     the wrong digest or length raises SourceError. A seek switches verification off (the caller then reads
-    out of order, and a partial hash proves nothing)."""
+    out of order, and a partial hash proves nothing).
+
+    A failure is sticky: every later read raises it again. The first read to fail may be one whose error is
+    not seen (a thread inflating ahead that is stopped at the tar's end), and a reader that then read on and
+    met a quiet end would take unverified bytes for verified ones."""
 
     def __init__(self, raw: BinaryIO, offset: int, size: int, digest: str | None, what: str) -> None:
         self._raw, self._offset, self._size, self._what = raw, offset, size, what
         self._digest = digest
         self._hasher = new_hasher(digest) if digest else None
         self._pos = 0
+        self._failure: SourceError | None = None
         raw.seek(offset)
 
     def readable(self) -> bool:
@@ -238,12 +243,15 @@ class VerifyingReader(io.RawIOBase):
         return new
 
     def readinto(self, buffer: Any) -> int:
+        if self._failure is not None:
+            raise self._failure
         want = min(len(buffer), self._size - self._pos)
         if want <= 0:
             return 0
         n = self._raw.readinto(memoryview(buffer)[:want])
         if not n:
-            raise SourceError(f"{self._what}: truncated at {self._pos} of {self._size} bytes")
+            self._failure = SourceError(f"{self._what}: truncated at {self._pos} of {self._size} bytes")
+            raise self._failure
         if self._hasher is not None:
             self._hasher.update(memoryview(buffer)[:n])
         self._pos += n
@@ -251,7 +259,8 @@ class VerifyingReader(io.RawIOBase):
             got = f"{self._hasher.name}:{self._hasher.hexdigest()}"
             self._hasher = None
             if got != self._digest:
-                raise SourceError(f"{self._what}: content does not match its digest {self._digest}")
+                self._failure = SourceError(f"{self._what}: content does not match its digest {self._digest}")
+                raise self._failure
         return n
 
     def close(self) -> None:
