@@ -261,6 +261,8 @@ def _scan(
                 _load_writer(output_format)  # while the workers read, not after them
             with progress_display() as progress, sessions() as session:
                 matcher = Matcher(session)
+                if pool and matching:
+                    matcher.warm_up()  # its statements compiled while the workers read
                 results = []
                 for image in images:
                     label = f"{image.platform or 'image'} " if len(images) > 1 else ""

@@ -135,7 +135,11 @@ def recount_all(session: Session, now: dt.datetime) -> tuple[set[int], int, int]
             *(func.count().filter(is_open & (effective == name)) for name in ranked),
             func.count().filter(opened_now),
             func.count().filter(ScanFinding.resolved_at == now),
-        ).group_by(ScanFinding.image_id)
+        )
+        .group_by(ScanFinding.image_id)
+        # SQLite would walk the key in image order and look every row up in the table (a random read each):
+        # reading the table through and sorting by image is less than half the time.
+        .with_hint(ScanFinding, "NOT INDEXED", "sqlite")
     )
     opened = resolved = 0
     for image_id, total, *by_class, image_opened, image_resolved in rows:

@@ -319,6 +319,12 @@ class Matcher:
         self._infos: dict[str, _Info] = {}
         self._verdicts: dict[tuple[str, str, str], tuple[Vulnerability, ...]] = {}
 
+    def warm_up(self) -> None:
+        """Compile the matcher's statements (and configure the ORM's mappers) now, with a name no package
+        has: ``dockyard scan`` does it while worker processes read the layers, not after them."""
+        self.session.execute(_affected("", [""])).all()
+        self.session.execute(_advisories([""])).all()
+
     def match(self, components: Iterable[Component], os_ecosystem: str | None) -> list[Finding]:
         """Findings for one image's components, in component order."""
         os_base = base_ecosystem(os_ecosystem) if os_ecosystem else None
@@ -346,14 +352,7 @@ class Matcher:
         ids: set[str] = set()
         for eco, names in by_ecosystem.items():
             for i in range(0, len(names), _CHUNK):
-                rows = self.session.execute(
-                    select(
-                        AffectedPackage.advisory_id,
-                        AffectedPackage.name,
-                        AffectedPackage.ranges,
-                        AffectedPackage.versions,
-                    ).where(AffectedPackage.ecosystem == eco, AffectedPackage.name.in_(names[i : i + _CHUNK]))
-                )
+                rows = self.session.execute(_affected(eco, names[i : i + _CHUNK]))
                 for advisory_id, name, ranges, versions in rows:
                     self._candidates[(eco, name)].append(
                         _Candidate(
@@ -365,19 +364,7 @@ class Matcher:
                     ids.add(advisory_id)
         new = sorted(ids - self._infos.keys())
         for i in range(0, len(new), _CHUNK):
-            rows = self.session.execute(
-                select(
-                    Advisory.id,
-                    Advisory.aliases,
-                    Advisory.related,
-                    Advisory.summary,
-                    Advisory.score,
-                    Advisory.cvss_vector,
-                    Advisory.cvss_version,
-                    Advisory.score_from,
-                    Advisory.source,
-                ).where(Advisory.id.in_(new[i : i + _CHUNK]), Advisory.withdrawn.is_(None))
-            )
+            rows = self.session.execute(_advisories(new[i : i + _CHUNK]))
             for row in rows:
                 score = Score(row.score, row.cvss_vector, row.cvss_version) if row.score is not None else None
                 record = (
@@ -453,6 +440,26 @@ class Matcher:
             if affected:
                 hits.append((info, fixed))
         return hits
+
+
+def _affected(ecosystem: str, names: Sequence[str]) -> Any:
+    return select(
+        AffectedPackage.advisory_id, AffectedPackage.name, AffectedPackage.ranges, AffectedPackage.versions
+    ).where(AffectedPackage.ecosystem == ecosystem, AffectedPackage.name.in_(names))
+
+
+def _advisories(ids: Sequence[str]) -> Any:
+    return select(
+        Advisory.id,
+        Advisory.aliases,
+        Advisory.related,
+        Advisory.summary,
+        Advisory.score,
+        Advisory.cvss_vector,
+        Advisory.cvss_version,
+        Advisory.score_from,
+        Advisory.source,
+    ).where(Advisory.id.in_(ids), Advisory.withdrawn.is_(None))
 
 
 def _cve_order(vid: str) -> tuple[int, int, str]:
