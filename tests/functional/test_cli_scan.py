@@ -400,6 +400,15 @@ def test_a_scan_that_fails_while_workers_read_leaves_nothing_behind(
     assert not list(cache.rglob(".tmp-*"))  # a worker stopped while writing its entry removes it
 
 
+@pytest.mark.parametrize("workers", ["abc", "-1", "2.5"])
+def test_a_bad_number_of_workers_is_one_line(
+    tmp_path: Path, fresh_database_url: str, py_layout: Path, workers: str
+) -> None:
+    cli = with_workers(empty_cli(tmp_path, fresh_database_url), workers, tmp_path / "cache")
+    line = one_line_error(cli("scan", "--skip-db-update", f"oci:{py_layout}:app"))
+    assert line == f"error: DOCKYARD_SCAN_WORKERS must be a whole number, 0 or more, not '{workers}'"
+
+
 def test_an_empty_database_says_so(tmp_path: Path, fresh_database_url: str, py_layout: Path) -> None:
     cli = empty_cli(tmp_path, fresh_database_url)
     line = one_line_error(cli("scan", "--skip-db-update", f"oci:{py_layout}:app"))

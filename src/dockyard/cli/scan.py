@@ -169,7 +169,10 @@ def scan(
 
     On first use (an empty vulnerability database) the configured feeds (DOCKYARD_VULNDB_SOURCES) are
     fetched first, unless --skip-db-update; when none can be read, the SBOM formats are still written."""
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:  # a bad DOCKYARD_* value, named by the message: one line, like any error here
+        fail(str(exc))
     try:
         results = _scan(settings, image, output_format, creds, tls_verify, platform, skip_db_update)
         _write(output_format, image, results, output)
@@ -326,7 +329,7 @@ def _forkable(reference: str) -> bool:
 def _scan_workers(settings: Settings) -> int:
     """Worker processes for the layers (DOCKYARD_SCAN_WORKERS; by default one per CPU); 0: none."""
     if settings.scan_workers is not None:
-        return max(0, settings.scan_workers)
+        return settings.scan_workers  # DOCKYARD_SCAN_WORKERS is never negative
     return os.cpu_count() or 1
 
 
