@@ -78,7 +78,7 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
         "where `dockyard scan` keeps what it read from each layer, keyed by layer digest and indexer version",
     ),
     "DOCKYARD_SCAN_WORKERS": (
-        "(the number of CPUs)",
+        "(the CPUs it may run on, at most 4)",
         "processes `dockyard scan` reads an image's local layers in, beside its own start-up (at most one "
         "per layer); 0: read them in the scanning process",
     ),
@@ -166,7 +166,7 @@ class Settings:
     vulndb_interval: int = 0  # the environment default is 86400; tests schedule no feed downloads
     nvd_api_key: str | None = None
     cache_dir: Path | None = None  # None: the scan CLI keeps no layer cache
-    scan_workers: int | None = None  # None: one per CPU (DOCKYARD_SCAN_WORKERS); 0: none
+    scan_workers: int | None = None  # None: one per usable CPU, at most 4 (DOCKYARD_SCAN_WORKERS); 0: none
     # "off" unless asked for: the server derives <listen host>:<port + 1> from the environment; in-process
     # tests bind no second port.
     blob_listen: str = OFF
