@@ -78,7 +78,7 @@ DOCUMENTED: dict[str, tuple[str, str]] = {
         "where `dockyard scan` keeps what it read from each layer, keyed by layer digest and indexer version",
     ),
     "DOCKYARD_SCAN_WORKERS": (
-        "(the number of CPUs)",
+        "(the CPUs it may run on, at most 4)",
         "processes `dockyard scan` reads an image's local layers in, beside its own start-up (at most one "
         "per layer); 0: read them in the scanning process",
     ),
@@ -166,7 +166,7 @@ class Settings:
     vulndb_interval: int = 0  # the environment default is 86400; tests schedule no feed downloads
     nvd_api_key: str | None = None
     cache_dir: Path | None = None  # None: the scan CLI keeps no layer cache
-    scan_workers: int | None = None  # None: one per CPU (DOCKYARD_SCAN_WORKERS); 0: none
+    scan_workers: int | None = None  # None: one per usable CPU, at most 4 (DOCKYARD_SCAN_WORKERS); 0: none
     # "off" unless asked for: the server derives <listen host>:<port + 1> from the environment; in-process
     # tests bind no second port.
     blob_listen: str = OFF
@@ -249,6 +249,7 @@ class Settings:
         # clients: delivery is then off unless its own public URL is given too.
         proxied = bool(public_url) and not blob_public_url
         blob_listen = get("BLOB_LISTEN", "") or (OFF if proxied else next_port(listen))
+        scan_workers = get("SCAN_WORKERS", "")
         return cls(
             listen=listen,
             public_url=public_url,
@@ -268,7 +269,7 @@ class Settings:
             vulndb_interval=int(get("VULNDB_INTERVAL", "86400")),
             nvd_api_key=get("NVD_API_KEY", "") or None,
             cache_dir=cache_dir(env),
-            scan_workers=int(get("SCAN_WORKERS", "")) if get("SCAN_WORKERS", "").strip() else None,
+            scan_workers=count("DOCKYARD_SCAN_WORKERS", scan_workers) if scan_workers.strip() else None,
             blob_listen=blob_listen,
             blob_public_url=blob_public_url,
             smtp_url=get("SMTP_URL", "").strip(),
@@ -288,6 +289,15 @@ class Settings:
 def flag(value: str) -> bool:
     """A yes/no setting: true, 1, yes or on (any case) mean yes; anything else no."""
     return value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def count(name: str, text: str) -> int:
+    """A number of things, 0 or more; else a ValueError that names the variable (the line the CLI prints),
+    not int()'s "invalid literal" or a negative number silently taken for 0."""
+    value = text.strip()
+    if not (value.isascii() and value.isdigit()):
+        raise ValueError(f"{name} must be a whole number, 0 or more, not {text!r}")
+    return int(value)
 
 
 def cache_dir(env: Mapping[str, str]) -> Path:

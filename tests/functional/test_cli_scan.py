@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import errno
 import json
 import os
 import shutil
@@ -398,6 +399,38 @@ def test_a_scan_that_fails_while_workers_read_leaves_nothing_behind(
     assert "holds no advisories" in line
     assert child_processes() == before
     assert not list(cache.rglob(".tmp-*"))  # a worker stopped while writing its entry removes it
+
+
+@pytest.mark.parametrize("workers", ["abc", "-1", "2.5"])
+def test_a_bad_number_of_workers_is_one_line(
+    tmp_path: Path, fresh_database_url: str, py_layout: Path, workers: str
+) -> None:
+    cli = with_workers(empty_cli(tmp_path, fresh_database_url), workers, tmp_path / "cache")
+    line = one_line_error(cli("scan", "--skip-db-update", f"oci:{py_layout}:app"))
+    assert line == f"error: DOCKYARD_SCAN_WORKERS must be a whole number, 0 or more, not '{workers}'"
+
+
+def test_when_workers_cannot_be_forked_the_layers_are_read_in_process(
+    feeds: Cli, layered: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fork failing with ENOMEM (a large process under strict overcommit) warns once and scans all the same.
+    (A real EAGAIN from fork is in tests/unit/test_cli_layerpool.py; ENOMEM cannot be had at will.)"""
+    expected, _ = scan_json(with_workers(feeds, "0", tmp_path / "cache-0"), f"oci:{layered}:layered")
+
+    def no_memory() -> int:
+        raise OSError(errno.ENOMEM, os.strerror(errno.ENOMEM))
+
+    monkeypatch.setattr(os, "fork", no_memory)
+    result = with_workers(feeds, "3", tmp_path / "cache-3")(
+        "scan", "--format", "json", f"oci:{layered}:layered"
+    )
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == expected
+    assert result.stderr.strip().splitlines()[0] == (
+        "warning: cannot start a layer worker process (Cannot allocate memory): reading 3 layers in the "
+        "scanning process"
+    )
+    assert result.stderr.count("warning:") == 1
 
 
 def test_an_empty_database_says_so(tmp_path: Path, fresh_database_url: str, py_layout: Path) -> None:

@@ -287,3 +287,12 @@ def test_signup_is_open_by_default_and_closed_on_request() -> None:
     assert not Settings.from_env({"DOCKYARD_SIGNUP": " Closed "}).signup_open
     with pytest.raises(ValueError, match="DOCKYARD_SIGNUP"):
         Settings.from_env({"DOCKYARD_SIGNUP": "invite-only"})
+
+
+@pytest.mark.parametrize("value", ["abc", "-1", "2.5", "\u0663"])
+def test_scan_workers_must_be_a_count_and_the_error_names_it(value: str) -> None:
+    """The CLI prints the message as its one line: it must name the variable, not int()'s parsing."""
+    with pytest.raises(ValueError, match=r"^DOCKYARD_SCAN_WORKERS must be a whole number, 0 or more"):
+        Settings.from_env({"DOCKYARD_SCAN_WORKERS": value})
+    assert Settings.from_env({"DOCKYARD_SCAN_WORKERS": " 3 "}).scan_workers == 3
+    assert Settings.from_env({"DOCKYARD_SCAN_WORKERS": ""}).scan_workers is None

@@ -169,7 +169,10 @@ def scan(
 
     On first use (an empty vulnerability database) the configured feeds (DOCKYARD_VULNDB_SOURCES) are
     fetched first, unless --skip-db-update; when none can be read, the SBOM formats are still written."""
-    settings = Settings.from_env()
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:  # a bad DOCKYARD_* value, named by the message: one line, like any error here
+        fail(str(exc))
     try:
         results = _scan(settings, image, output_format, creds, tls_verify, platform, skip_db_update)
         _write(output_format, image, results, output)
@@ -251,7 +254,7 @@ def _scan(
         # A registry's layers come through one HTTP client, which a forked process must not share.
         forked = list(unread.values()) if _forkable(reference) else []
         with (
-            LayerPool(forked, index, _worker_message, _scan_workers(settings)) as pool,
+            LayerPool(forked, index, _worker_message, _scan_workers(settings), warn=warn) as pool,
             database(settings, read_only=True) as sessions,
         ):
             matching = _advisories_ready(settings, sessions, output_format, skip_db_update)
@@ -326,10 +329,11 @@ def _forkable(reference: str) -> bool:
 
 
 def _scan_workers(settings: Settings) -> int:
-    """Worker processes for the layers (DOCKYARD_SCAN_WORKERS; by default one per CPU); 0: none."""
-    if settings.scan_workers is not None:
-        return max(0, settings.scan_workers)
-    return os.cpu_count() or 1
+    """Worker processes for the layers (DOCKYARD_SCAN_WORKERS; by default one per usable CPU, at most 4);
+    0: none."""
+    from dockyard.cli.layerpool import default_workers
+
+    return default_workers() if settings.scan_workers is None else settings.scan_workers
 
 
 def _worker_message(exc: BaseException) -> str:
