@@ -16,6 +16,7 @@ from cyclonedx.validation.json import JsonStrictValidator
 from packageurl import PackageURL
 from spdx_tools.spdx.parser.jsonlikedict.json_like_dict_parser import JsonLikeDictParser
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
+from tests.support.cdx_library import library_cyclonedx_json
 
 from dockyard.scanning import sbom
 from dockyard.scanning.types import Component, ImageIndex, OSInfo
@@ -413,7 +414,7 @@ def test_cyclonedx_output_is_reproducible_given_time_and_serial():
     ],
 )
 def test_score_method_from_vector(vector, method):
-    assert sbom.score_method(vector) is method
+    assert sbom.score_method(vector) == method.value
 
 
 @pytest.mark.parametrize(
@@ -680,3 +681,46 @@ def test_spdx_id_is_valid_and_distinguishes_keys():
     assert a != b
     assert re.fullmatch(r"SPDXRef-[A-Za-z0-9.-]+", a)
     assert re.fullmatch(r"SPDXRef-[A-Za-z0-9.-]+", sbom.spdx_id("", unique="x"))
+
+
+def _canonical(value):
+    """The document with every array sorted: CycloneDX gives no meaning to their order."""
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return sorted((_canonical(v) for v in value), key=lambda v: json.dumps(v, sort_keys=True))
+    return value
+
+
+def _stray_finding(index: ImageIndex) -> list[Finding]:
+    stray = replace(by_name(index, "curl"), path="opt/curl/status", layer_digest=APP)
+    return [Finding("CVE-2023-38545", stray, stray.version, None, 9.8, None, "Critical")]
+
+
+def _with_duplicate(index: ImageIndex) -> ImageIndex:
+    index.components.append(by_name(index, "curl"))
+    return index
+
+
+@pytest.mark.parametrize(
+    ("make_index", "make_findings"),
+    [
+        (debian_index, lambda index: None),
+        (debian_index, findings_for),
+        (alpine_index, findings_for),
+        (debian_index, _stray_finding),
+        (lambda: _with_duplicate(debian_index()), lambda index: findings_for(index)[:1] * 3),
+        (lambda: replace(debian_index(), os=None, platform=None), findings_for),
+    ],
+    ids=["debian", "debian-findings", "alpine-findings", "stray", "repeats", "no-os-or-platform"],
+)
+def test_cyclonedx_is_the_document_the_reference_library_builds(make_index, make_findings):
+    """Written directly, the document is the one cyclonedx-python-lib builds from the same index and
+    findings (the code that built it before), arrays' order aside."""
+    index = make_index()
+    findings = make_findings(index)
+    args = ("acme/team/web:1.2", IMAGE_DIGEST, index, findings)
+    options = {"created": CREATED, "serial_number": SERIAL, "registry": "reg.example:5000"}
+    ours = json.loads(sbom.cyclonedx_json(*args, **options, validate=True))
+    theirs = json.loads(library_cyclonedx_json(*args, **options))
+    assert _canonical(ours) == _canonical(theirs)
