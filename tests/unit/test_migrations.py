@@ -142,3 +142,52 @@ def test_0006_marks_every_finished_scan_for_a_rescan(engine: Engine) -> None:
     with Session(engine) as session:
         assert ScanService(session, None, EventBus(), None).enqueue_stale() == 1  # type: ignore[arg-type]
         session.rollback()
+
+
+def test_0020_drops_the_findings_image_key_and_keeps_what_references_findings(engine: Engine) -> None:
+    """Findings lose the foreign key to their image (a fleet's first match checked it for every row);
+    nothing that references a finding is touched (a rebuilt SQLite table would cascade its DROP to them),
+    and going down puts the key back after deleting the findings it would refuse."""
+    from dockyard.scanning.models import ImageScan, ScanFinding
+
+    before = scripts().get_revision("0020").down_revision
+    assert isinstance(before, str)
+    migrate(engine, before)
+    images, findings = ImageScan.__table__, ScanFinding.__table__
+    finding = {"vuln_id": "CVE-2024-1", "component_key": "deb:zlib1g", "severity": "Major"}
+    with engine.begin() as conn:
+        image_id = conn.execute(
+            images.insert()
+            .values(digest="sha256:" + "a" * 64, kind="image", status="done")
+            .returning(images.c.id)
+        ).scalar_one()
+        finding_id = conn.execute(
+            findings.insert().values(image_id=image_id, **finding).returning(findings.c.id)
+        ).scalar_one()
+        # A table referencing findings as compliance_clock and alert_item do, with a row to lose.
+        conn.execute(
+            text(
+                "CREATE TABLE probe_child (id INTEGER PRIMARY KEY, finding_id INTEGER NOT NULL "
+                "REFERENCES scan_finding (id) ON DELETE CASCADE)"
+            )
+        )
+        conn.execute(text("INSERT INTO probe_child (id, finding_id) VALUES (1, :f)"), {"f": finding_id})
+    orphan = {**finding, "image_id": image_id + 1000, "vuln_id": "CVE-2024-2"}
+
+    migrate(engine)
+    with engine.begin() as conn:
+        conn.execute(findings.insert().values(**orphan))  # no image checked any more
+        assert conn.execute(text("SELECT finding_id FROM probe_child")).scalars().all() == [finding_id]
+        if engine.dialect.name == "sqlite":
+            assert conn.execute(text("PRAGMA integrity_check")).scalar_one() == "ok"
+            assert conn.execute(text("PRAGMA foreign_key_check")).all() == []
+    assert not [fk for fk in inspect(engine).get_foreign_keys("scan_finding") if fk["referred_table"]]
+
+    downgrade(engine, before)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM scan_finding")).scalar_one() == 1  # the orphan went
+        assert conn.execute(text("SELECT finding_id FROM probe_child")).scalars().all() == [finding_id]
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(findings.insert().values(**orphan))
+    with engine.begin() as conn:
+        conn.execute(text("DROP TABLE probe_child"))

@@ -191,8 +191,14 @@ class ScanService(ScanReads):
 
     def prune(self) -> None:
         """Forget scans of manifests no repository holds, and packages and layer facts nothing uses."""
+        gone = select(ImageScan.id).where(~self.registry.manifest_stored(ImageScan.digest))
+        # Findings first: their image_id has no foreign key to cascade from (see ScanFinding).
         self.session.execute(
-            delete(ImageScan).where(~self.registry.manifest_stored(ImageScan.digest)),
+            delete(ScanFinding).where(ScanFinding.image_id.in_(gone)),
+            execution_options={"synchronize_session": False},
+        )
+        self.session.execute(
+            delete(ImageScan).where(ImageScan.id.in_(gone)),
             execution_options={"synchronize_session": False},
         )
         self.session.execute(

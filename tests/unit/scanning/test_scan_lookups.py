@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 from tests.support.factories import make_user
 from tests.support.scanimages import ACTOR, Images, debian_layer
@@ -13,7 +13,7 @@ from tests.support.scanimages import ACTOR, Images, debian_layer
 from dockyard.config import Settings
 from dockyard.errors import Invalid, NotFound
 from dockyard.events import EventBus
-from dockyard.scanning.models import ImageScan
+from dockyard.scanning.models import ImageScan, ScanFinding
 from dockyard.scanning.scanner import add_scan_row
 from dockyard.scanning.services import ScanService
 from dockyard.storage.blobstore import BlobStore
@@ -91,6 +91,11 @@ def test_prune_forgets_scans_of_manifests_no_repository_stores(
     image = images.image(repo, "v1", [debian_layer([("zlib1g", "1:1.2.13.dfsg-1", "zlib")])])
     add_scan_row(db_session, image.digest)
     add_scan_row(db_session, NOWHERE)
+    gone = db_session.scalar(select(ImageScan.id).where(ImageScan.digest == NOWHERE))
+    # Its findings go with it: they have no foreign key to cascade from (migration 0020).
+    finding = {"vuln_id": "CVE-2024-1", "component_key": "deb:zlib1g", "severity": "Major"}
+    db_session.execute(insert(ScanFinding).values(image_id=gone, **finding))
     scans.prune()
     assert set(db_session.scalars(select(ImageScan.digest))) >= {image.digest}
     assert NOWHERE not in set(db_session.scalars(select(ImageScan.digest)))
+    assert db_session.scalars(select(ScanFinding.id).where(ScanFinding.image_id == gone)).all() == []
