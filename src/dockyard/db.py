@@ -14,6 +14,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
+from dockyard.schema_head import head_revision
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_name)s",
@@ -132,27 +134,6 @@ def alembic_config(connection: Any) -> Any:
     cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
     cfg.attributes["connection"] = connection
     return cfg
-
-
-@functools.cache
-def head_revision() -> str:
-    """The newest migration, read from the version files without importing alembic (which costs a
-    command-line tool like ``dockyard scan`` a noticeable part of its start-up)."""
-    import re
-
-    revisions, parents = set(), set()
-    for path in (Path(__file__).parent / "migrations" / "versions").glob("*.py"):
-        text = path.read_text(encoding="utf-8")
-        found = re.search(r'^revision\b[^=]*=\s*["\']([^"\']+)["\']', text, re.M)
-        down = re.search(r'^down_revision\b[^=]*=\s*["\']([^"\']+)["\']', text, re.M)
-        if found:
-            revisions.add(found.group(1))
-        if down:
-            parents.add(down.group(1))
-    heads = revisions - parents
-    if len(heads) != 1:
-        raise RuntimeError(f"the migrations have {len(heads)} heads: {sorted(heads)}")
-    return heads.pop()
 
 
 def at_head(engine: Engine) -> bool:

@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
     from dockyard.scanning.detectors.base import Detector
     from dockyard.scanning.indexer import LayerFacts
-    from dockyard.scanning.matcher import Finding
+    from dockyard.scanning.matcher import Finding, Matcher
     from dockyard.scanning.sources import ImageSource, LayerRef
     from dockyard.scanning.types import ImageIndex
 
@@ -255,17 +255,14 @@ def _scan(
         forked = list(unread.values()) if _forkable(reference) else []
         with (
             LayerPool(forked, index, _worker_message, _scan_workers(settings), warn=warn) as pool,
-            database(settings, read_only=True) as sessions,
+            _advisory_matcher(settings, output_format, skip_db_update) as (matcher, end_read),
         ):
-            matching = _advisories_ready(settings, sessions, output_format, skip_db_update)
-            from dockyard.scanning.matcher import Matcher
-
+            matching = matcher is not None
             if pool:
                 _load_writer(output_format)  # while the workers read, not after them
-            with progress_display() as progress, sessions() as session:
-                matcher = Matcher(session)
-                if pool and matching:
+                if matcher is not None:
                     matcher.warm_up()  # its statements compiled while the workers read
+            with progress_display() as progress:
                 results = []
                 for image in images:
                     label = f"{image.platform or 'image'} " if len(images) > 1 else ""
@@ -289,11 +286,33 @@ def _scan(
                         f"{label}matching {len(index_.components)} components", total=None, streams=False
                     )
                     os_ecosystem = index_.os.osv_ecosystem if index_.os else None
-                    findings = matcher.match(index_.components, os_ecosystem) if matching else []
-                    session.rollback()  # end the read transaction; the matcher's caches stay
+                    findings = matcher.match(index_.components, os_ecosystem) if matcher is not None else []
+                    end_read()  # end the read transaction; the matcher's caches stay
                     progress.update(task, total=1, completed=1)
                     results.append(Scanned(image, index_, findings, matching))
     return results
+
+
+@contextmanager
+def _advisory_matcher(
+    settings: Settings, output_format: Format, skip_db_update: bool
+) -> Iterator[tuple[Matcher | None, Callable[[], None]]]:
+    """A matcher over the configured database, or None when it holds no advisories (the SBOM formats are
+    then written without findings), and what ends its read transaction. A SQLite file at the newest
+    revision that holds advisories is read with the sqlite3 module (no SQLAlchemy import: see
+    advisory_reads); any other database, or one to migrate or fill first, through SQLAlchemy."""
+    from dockyard.scanning.advisory_reads import sqlite_reads
+    from dockyard.scanning.matcher import Matcher
+    from dockyard.schema_head import head_revision
+
+    with sqlite_reads(settings.database_url, head_revision()) as reads:
+        if reads is not None:
+            yield Matcher(reads=reads), lambda: None  # sqlite3 holds no transaction open between SELECTs
+            return
+    with database(settings, read_only=True) as sessions:
+        matching = _advisories_ready(settings, sessions, output_format, skip_db_update)
+        with sessions() as session:
+            yield (Matcher(session) if matching else None), session.rollback
 
 
 def _advisories_ready(

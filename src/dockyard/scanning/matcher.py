@@ -18,13 +18,11 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from packaging.utils import canonicalize_version
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from dockyard.scanning.models import Advisory, AffectedPackage
+from dockyard.scanning.advisory_reads import AdvisoryReads, SessionReads
 from dockyard.scanning.severity import (
     Score,
     Severity,
@@ -36,6 +34,9 @@ from dockyard.scanning.severity import (
 from dockyard.scanning.types import Component, Ecosystem
 from dockyard.scanning.versions import Key, base_ecosystem, npm_range, parse
 from dockyard.scanning.vulnfeeds import normalize_name
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 __all__ = ["Finding", "Matcher", "Vulnerability", "is_affected", "lookup_key", "match", "runtime_key"]
 
@@ -313,8 +314,12 @@ def match(session: Session, components: Iterable[Component], os_ecosystem: str |
 class Matcher:
     """Matches images against the advisory tables, caching across images (keep one per feed version)."""
 
-    def __init__(self, session: Session) -> None:
-        self.session = session
+    def __init__(self, session: Session | None = None, *, reads: AdvisoryReads | None = None) -> None:
+        """Reading through ``session`` or, without one, through ``reads`` (see advisory_reads)."""
+        if reads is None:
+            assert session is not None, "a session or reads"
+            reads = SessionReads(session)
+        self.reads = reads
         self._candidates: dict[tuple[str, str], list[_Candidate]] = {}
         self._infos: dict[str, _Info] = {}
         self._verdicts: dict[tuple[str, str, str], tuple[Vulnerability, ...]] = {}
@@ -322,8 +327,8 @@ class Matcher:
     def warm_up(self) -> None:
         """Compile the matcher's statements (and configure the ORM's mappers) now, with a name no package
         has: ``dockyard scan`` does it while worker processes read the layers, not after them."""
-        self.session.execute(_affected("", [""])).all()
-        self.session.execute(_advisories([""])).all()
+        self.reads.affected("", [""])
+        self.reads.advisories([""])
 
     def match(self, components: Iterable[Component], os_ecosystem: str | None) -> list[Finding]:
         """Findings for one image's components, in component order."""
@@ -352,7 +357,7 @@ class Matcher:
         ids: set[str] = set()
         for eco, names in by_ecosystem.items():
             for i in range(0, len(names), _CHUNK):
-                rows = self.session.execute(_affected(eco, names[i : i + _CHUNK]))
+                rows = self.reads.affected(eco, names[i : i + _CHUNK])
                 for advisory_id, name, ranges, versions in rows:
                     self._candidates[(eco, name)].append(
                         _Candidate(
@@ -364,7 +369,7 @@ class Matcher:
                     ids.add(advisory_id)
         new = sorted(ids - self._infos.keys())
         for i in range(0, len(new), _CHUNK):
-            rows = self.session.execute(_advisories(new[i : i + _CHUNK]))
+            rows = self.reads.advisories(new[i : i + _CHUNK])
             for row in rows:
                 score = Score(row.score, row.cvss_vector, row.cvss_version) if row.score is not None else None
                 record = (
@@ -388,10 +393,7 @@ class Matcher:
         lenders = sorted({info.record for info in borrowed if info.record})
         feeds: dict[str, str] = {}
         for i in range(0, len(lenders), _CHUNK):
-            rows = self.session.execute(
-                select(Advisory.id, Advisory.source).where(Advisory.id.in_(lenders[i : i + _CHUNK]))
-            )
-            feeds.update((row.id, row.source) for row in rows)
+            feeds.update(self.reads.sources(lenders[i : i + _CHUNK]))
         for info in borrowed:
             assert info.score is not None and info.record is not None
             label = source_label(feeds.get(info.record), info.score.vector, info.lender)
@@ -440,26 +442,6 @@ class Matcher:
             if affected:
                 hits.append((info, fixed))
         return hits
-
-
-def _affected(ecosystem: str, names: Sequence[str]) -> Any:
-    return select(
-        AffectedPackage.advisory_id, AffectedPackage.name, AffectedPackage.ranges, AffectedPackage.versions
-    ).where(AffectedPackage.ecosystem == ecosystem, AffectedPackage.name.in_(names))
-
-
-def _advisories(ids: Sequence[str]) -> Any:
-    return select(
-        Advisory.id,
-        Advisory.aliases,
-        Advisory.related,
-        Advisory.summary,
-        Advisory.score,
-        Advisory.cvss_vector,
-        Advisory.cvss_version,
-        Advisory.score_from,
-        Advisory.source,
-    ).where(Advisory.id.in_(ids), Advisory.withdrawn.is_(None))
 
 
 def _cve_order(vid: str) -> tuple[int, int, str]:

@@ -16,9 +16,6 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from dockyard.db import Base, utcnow
 
-SUMMARY_MAX = 500
-DETAILS_MAX = 8000
-
 
 class Advisory(Base):
     """One record of a feed (CVE-..., DSA-..., PYSEC-..., GO-..., ALPINE-CVE-..., NSWG-ECO-..., NSWG-COR-...).

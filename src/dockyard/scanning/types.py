@@ -5,6 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+# An advisory's summary and details as stored (longer ones are clipped where a feed is read).
+SUMMARY_MAX = 500
+DETAILS_MAX = 8000
+
 
 class Ecosystem(StrEnum):
     """OSV ecosystem names (the distro ones get the release appended: ``Debian:12``, ``Alpine:v3.19``)."""

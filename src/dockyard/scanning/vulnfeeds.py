@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from dockyard.scanning.models import DETAILS_MAX, SUMMARY_MAX
+from dockyard.scanning.types import DETAILS_MAX, SUMMARY_MAX
 from dockyard.scanning.versions import npm_range
 
 OSV = "osv"
