@@ -127,19 +127,18 @@ def recount_all(session: Session, now: dt.datetime) -> tuple[set[int], int, int]
     is_open, effective = ScanFinding.resolved_at.is_(None), _effective()
     opened_now = is_open & or_(ScanFinding.first_seen_at == now, ScanFinding.reopened_at == now)
     ranked = SEVERITY_CLASSES[:-1]  # any other class counts as Unscored
-    # Grouped by image alone, in the finding key's order: no sort (a group per class would need one).
+    # Grouped by image alone (a group per class would sort more). By ``image_id + 0``, not the column: SQLite
+    # would otherwise walk the unique key in image order and look every finding up in the table, a random
+    # read each (2.1 s for 1.8 million findings); reading the table through and sorting by image is 1.4 s.
+    image = (ScanFinding.image_id + 0).label("image")
     rows = session.execute(
         select(
-            ScanFinding.image_id,
+            image,
             func.count().filter(is_open),
             *(func.count().filter(is_open & (effective == name)) for name in ranked),
             func.count().filter(opened_now),
             func.count().filter(ScanFinding.resolved_at == now),
-        )
-        .group_by(ScanFinding.image_id)
-        # SQLite would walk the key in image order and look every row up in the table (a random read each):
-        # reading the table through and sorting by image is less than half the time.
-        .with_hint(ScanFinding, "NOT INDEXED", "sqlite")
+        ).group_by(image)
     )
     opened = resolved = 0
     for image_id, total, *by_class, image_opened, image_resolved in rows:

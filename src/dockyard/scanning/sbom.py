@@ -124,6 +124,11 @@ def _properties(values: dict[str, str | None]) -> list[dict[str, str]]:
     return [{"name": f"{PROPERTY_PREFIX}:{k}", "value": v} for k, v in sorted(values.items()) if v]
 
 
+def _utc(moment: datetime) -> datetime:
+    """Naive times are UTC here (``db.utcnow``)."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def _cdx_component(component: Component, ref: str) -> dict[str, Any]:
     purl = _parse_purl(component.purl)
     name, group = component.name, None
@@ -133,8 +138,7 @@ def _cdx_component(component: Component, ref: str) -> dict[str, Any]:
     if group:
         doc["group"] = group
     doc["name"] = name
-    if component.version:
-        doc["version"] = component.version
+    doc["version"] = component.version  # "" too, as the library writes it
     if purl is not None:
         doc["purl"] = purl.to_string()
     props = _properties(
@@ -205,7 +209,7 @@ def _rating(finding: FindingLike) -> dict[str, Any] | None:
     )
     rating: dict[str, Any] = {"source": source}
     if finding.score is not None:
-        rating["score"] = float(finding.score)
+        rating["score"] = round(float(finding.score), 1)  # CVSS scores have one decimal (the library's too)
     rating["severity"] = _cvss_severity(finding.score)
     rating["method"] = score_method(finding.vector)
     if finding.vector:  # whole, "CVSS:3.1/..." included: the prefix is where CVSS 3.0 and 3.1 differ
@@ -265,7 +269,9 @@ def cyclonedx_json(
     contained = [_cdx_component(c, ref) for c, ref in refs.items()]
     if index.os is not None:
         contained.append(_cdx_os(index.os))
-    dependencies = [{"ref": root["bom-ref"], "dependsOn": sorted(c["bom-ref"] for c in contained)}]
+    dependencies: list[dict[str, Any]] = [{"ref": root["bom-ref"]}]
+    if contained:
+        dependencies[0]["dependsOn"] = sorted(c["bom-ref"] for c in contained)
     dependencies += [{"ref": c["bom-ref"]} for c in contained]
     vulnerabilities = []
     vuln_refs: set[str] = set()
@@ -284,16 +290,19 @@ def cyclonedx_json(
         "serialNumber": (serial_number or uuid.uuid4()).urn,
         "version": 1,
         "metadata": {
-            "timestamp": (created or datetime.now(UTC)).isoformat(),
+            "timestamp": _utc(created or datetime.now(UTC)).isoformat(),
             "tools": {"components": [{"type": "application", "name": "dockyard", "version": tool_version()}]},
             "component": root,
         },
-        "components": contained,
-        "dependencies": dependencies,
     }
+    if contained:
+        document["components"] = contained
+    document["dependencies"] = dependencies
     if vulnerabilities:
         document["vulnerabilities"] = vulnerabilities
-    output = json.dumps(document, indent=2, ensure_ascii=False)
+    # ASCII, as the library writes it: a name read from a layer may hold a lone surrogate (an undecodable
+    # byte of a tar member's name), which only an escape can carry into UTF-8.
+    output = json.dumps(document, indent=2)
     if validate:
         from cyclonedx.schema import SchemaVersion  # the library and jsonschema: only when validating
         from cyclonedx.validation.json import JsonStrictValidator

@@ -191,16 +191,17 @@ class ScanService(ScanReads):
 
     def prune(self) -> None:
         """Forget scans of manifests no repository holds, and packages and layer facts nothing uses."""
-        gone = select(ImageScan.id).where(~self.registry.manifest_stored(ImageScan.digest))
-        # Findings first: their image_id has no foreign key to cascade from (see ScanFinding).
-        self.session.execute(
-            delete(ScanFinding).where(ScanFinding.image_id.in_(gone)),
+        gone = self.session.scalars(
+            delete(ImageScan).where(~self.registry.manifest_stored(ImageScan.digest)).returning(ImageScan.id),
             execution_options={"synchronize_session": False},
-        )
-        self.session.execute(
-            delete(ImageScan).where(ImageScan.id.in_(gone)),
-            execution_options={"synchronize_session": False},
-        )
+        ).all()
+        # Their findings by the ids deleted (no foreign key cascades to them: see ScanFinding), not by the
+        # condition again: a manifest deleted meanwhile would take an image whose findings were not taken.
+        for part in counts.chunks(gone):
+            self.session.execute(
+                delete(ScanFinding).where(ScanFinding.image_id.in_(part)),
+                execution_options={"synchronize_session": False},
+            )
         self.session.execute(
             delete(ScanPackage).where(~exists().where(ImageComponent.package_id == ScanPackage.id)),
             execution_options={"synchronize_session": False},

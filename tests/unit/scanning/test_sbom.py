@@ -702,6 +702,18 @@ def _with_duplicate(index: ImageIndex) -> ImageIndex:
     return index
 
 
+def _odd_component(index: ImageIndex) -> ImageIndex:
+    """A version-less package under a directory whose name is not UTF-8 (tar names are decoded with
+    surrogateescape: a lone surrogate reaches the SBOM)."""
+    path = "opt/caf\udce9/lib/python3.11/site-packages/requests-2.31.0.dist-info/METADATA"
+    index.components.append(Component("requests", "", "PyPI", "pkg:pypi/requests", APP, path))
+    return index
+
+
+def _precise_scores(index: ImageIndex) -> list[Finding]:
+    return [replace(f, score=f.score + 0.0123456) if f.score else f for f in findings_for(index)]
+
+
 @pytest.mark.parametrize(
     ("make_index", "make_findings"),
     [
@@ -711,16 +723,32 @@ def _with_duplicate(index: ImageIndex) -> ImageIndex:
         (debian_index, _stray_finding),
         (lambda: _with_duplicate(debian_index()), lambda index: findings_for(index)[:1] * 3),
         (lambda: replace(debian_index(), os=None, platform=None), findings_for),
+        (lambda: replace(debian_index(), components=[], os=None), lambda index: None),
+        (lambda: _odd_component(debian_index()), findings_for),
+        (debian_index, _precise_scores),
     ],
-    ids=["debian", "debian-findings", "alpine-findings", "stray", "repeats", "no-os-or-platform"],
+    ids=[
+        "debian",
+        "debian-findings",
+        "alpine-findings",
+        "stray",
+        "repeats",
+        "no-os-or-platform",
+        "empty",
+        "odd-component",
+        "precise-scores",
+    ],
 )
-def test_cyclonedx_is_the_document_the_reference_library_builds(make_index, make_findings):
+@pytest.mark.parametrize("created", [CREATED, CREATED.replace(tzinfo=None)], ids=["aware", "naive"])
+def test_cyclonedx_is_the_document_the_reference_library_builds(make_index, make_findings, created):
     """Written directly, the document is the one cyclonedx-python-lib builds from the same index and
-    findings (the code that built it before), arrays' order aside."""
+    findings (the code that built it before), arrays' order aside; and ASCII as the library's, so that any
+    name read from a layer can be written."""
     index = make_index()
     findings = make_findings(index)
     args = ("acme/team/web:1.2", IMAGE_DIGEST, index, findings)
-    options = {"created": CREATED, "serial_number": SERIAL, "registry": "reg.example:5000"}
-    ours = json.loads(sbom.cyclonedx_json(*args, **options, validate=True))
+    options = {"created": created, "serial_number": SERIAL, "registry": "reg.example:5000"}
+    text = sbom.cyclonedx_json(*args, **options, validate=True)
+    assert text.isascii()
     theirs = json.loads(library_cyclonedx_json(*args, **options))
-    assert _canonical(ours) == _canonical(theirs)
+    assert _canonical(json.loads(text)) == _canonical(theirs)
