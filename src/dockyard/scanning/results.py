@@ -411,10 +411,21 @@ def _open_added(
     columns = ["image_id", "vuln_id", "component_key", "package_id", "severity", "first_seen_at"]
     source = _new_findings(generation, now, every_component=every_component)
     # The unique key skips the findings that exist already (the open ones of a changed verdict, the ones
-    # reopened above, a resolved one of another package): the insert checks it for every row anyway.
+    # reopened above, a resolved one of another package).
     key = ("image_id", "vuln_id", "component_key")
-    statement = upsert_statement(session.get_bind().dialect.name, finding, key)
-    session.execute(statement.from_select(columns, source))
+    dialect = session.get_bind().dialect.name
+    upsert = upsert_statement(dialect, finding, key)
+    if not every_component or dialect != "postgresql":
+        session.execute(upsert.from_select(columns, source))
+        return
+    # PostgreSQL's conflict check costs each row a second descent of the key and more WAL: a fleet's first
+    # match spends 40% of its time there. The images that hold no finding yet cannot conflict (the source
+    # repeats no key, and scans, the only other writers, wait for the exclusive match lock), so their rows
+    # go in plainly, after the others' (which add no image to those holding findings).
+    component = ImageComponent.__table__
+    has_findings = select(finding.c.id).where(finding.c.image_id == component.c.image_id).exists()
+    session.execute(upsert.from_select(columns, source.where(has_findings)))
+    session.execute(insert(finding).from_select(columns, source.where(~has_findings)))
 
 
 def _new_findings(generation: int, now: dt.datetime, *, every_component: bool) -> Any:
