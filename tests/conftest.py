@@ -94,6 +94,11 @@ def _truncate_all(engine: Engine) -> None:
 @pytest.fixture
 def app_state(settings: Settings, engine: Engine) -> Iterator[AppState]:
     """Application state on the shared test database; the tables are emptied after the test."""
+    yield from application_state(settings, engine)
+
+
+def application_state(settings: Settings, engine: Engine) -> Iterator[AppState]:
+    """An ``AppState`` for ``settings`` on ``engine``, whose tables are emptied when it is done with."""
     data = settings.data_dir
     data.mkdir(parents=True, exist_ok=True)
     state = AppState(

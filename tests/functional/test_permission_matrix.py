@@ -54,19 +54,22 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
+from sqlalchemy.engine import Engine
 from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
+from tests.conftest import application_state
 from tests.support.factories import PASSWORD, make_org, make_robot, make_user, unique
 from tests.support.pictures import picture
 from tests.support.registry_client import OCI_INDEX, OCI_MANIFEST, access_of, protocol_guard
 from tests.support.review_world import make_product, make_publisher, manifest_data
 from tests.support.scanimages import ACTOR, Images, debian_layer, osv_record, write_feed
 
-from dockyard.accounts.models import EmailToken, Namespace, User
+from dockyard.accounts.models import EmailToken, LoginFailure, Namespace, User
 from dockyard.accounts.passwords import hash_secret, new_secret
 from dockyard.accounts.services import AccountService
 from dockyard.authz import Principal
+from dockyard.config import Settings
 from dockyard.db import MAX_ID, utcnow
 from dockyard.events import Actor, EventBus
 from dockyard.jobs import Worker
@@ -75,8 +78,9 @@ from dockyard.publishing.agreement import AGREEMENT_VERSION
 from dockyard.publishing.assets import AssetStore
 from dockyard.publishing.models import CatalogImage, ProductRevision, Publisher, PublisherEmailToken
 from dockyard.registry.views import PATTERNS, VIEWS
-from dockyard.scanning.models import ScanFinding
+from dockyard.scanning.models import ImageScan, ScanFinding
 from dockyard.scanning.services import ScanService
+from dockyard.web.app import create_app
 from dockyard.web.context import AppState
 
 ROLES = ("anonymous", "outsider", "robot", "member", "owner", "admin")
@@ -459,7 +463,8 @@ def build_world(app: Any, state: AppState, feed_dir: Path, *, scan: bool, publis
     if scan:
         Worker(state.sessions, app.state.jobs, bus=state.bus, services=state.services).run_until_idle()
         with state.sessions() as s:
-            finding = s.scalar(select(ScanFinding.id).limit(1))
+            image = select(ImageScan.id).where(ImageScan.digest == stored.digest).scalar_subquery()
+            finding = s.scalar(select(ScanFinding.id).where(ScanFinding.image_id == image).limit(1))
         assert finding is not None, "the scan found nothing: the scan cells would test nothing"
     world = World(
         org=org,
@@ -1769,9 +1774,48 @@ def fingerprint(
 
 
 # -- the tests ---------------------------------------------------------------------------------------------
+# One application for the module's 1,200 cells, not one each: its start and the emptying of every table
+# after each test were a third of the matrix's time. Every cell still builds a world of its own (new users,
+# organisation, repository) and acts on fresh resources, so no cell sees another's.
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Settings:
+    return Settings(
+        listen="127.0.0.1:5999",
+        data_dir=tmp_path_factory.mktemp("matrix") / "data",
+        database_url=database_url,
+        admin_password="admin-pass-1",
+    )
+
+
+@pytest.fixture(scope="module")
+def app_state(settings: Settings, engine: Engine) -> Iterator[AppState]:
+    yield from application_state(settings, engine)
+
+
+@pytest.fixture(scope="module")
+def app(settings: Settings, app_state: AppState) -> Any:
+    return create_app(settings, state=app_state)
+
+
+@pytest.fixture(scope="module")
+def client(app: Any) -> Iterator[TestClient]:
+    with TestClient(app, base_url="http://127.0.0.1:5999") as c:
+        yield c
+
+
 @pytest.fixture(autouse=True)
-def _guard(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
-    yield from protocol_guard(client, monkeypatch)
+def _guard(client: TestClient, app_state: AppState, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    # What one cell leaves in the shared application that another would meet: the client's cookies, and the
+    # failed sign-ins the login throttle counts per address (the robot's refused page sign-ins add up).
+    client.cookies.clear()
+    with app_state.sessions.begin() as s:
+        s.execute(delete(LoginFailure))
+    hooks = client.event_hooks["response"]
+    installed = len(hooks)
+    try:
+        yield from protocol_guard(client, monkeypatch)
+    finally:
+        del hooks[installed:]  # this cell's response check
 
 
 def test_every_route_has_an_expectation(app: Any) -> None:
@@ -1873,7 +1917,11 @@ def fresh_clock(c: Cell) -> tuple[int, str]:
             digest=c.world.digest, vuln_id=finding.vuln_id, component=finding.component_key,
             severity="Critical", notified_at=now, notified_via="email", due_at=now + dt.timedelta(hours=72),
         )  # fmt: skip
-        existing = s.scalar(select(FindingClock).where(FindingClock.finding_id == finding.id))
+        existing = s.scalar(
+            select(FindingClock).where(
+                FindingClock.finding_id == finding.id, FindingClock.product_id == product_id
+            )
+        )
         if existing is not None:
             return existing.id, existing.vuln_id
         s.add(clock)
