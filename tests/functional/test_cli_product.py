@@ -213,6 +213,8 @@ install: INSTALL.md
 """
 
 
+# A whole-system run (a server, the CLI): its database work runs on PostgreSQL in test_products_api.py.
+@pytest.mark.sqlite_only
 def test_push_creates_then_updates_the_draft(live_server, tmp_path: Path) -> None:
     live_server.dockyard("user", "create", "pub", "--password", "publisher-pass-1")
     live_server.dockyard("org", "create", "acme", "pub")
@@ -242,6 +244,8 @@ def test_push_creates_then_updates_the_draft(live_server, tmp_path: Path) -> Non
     assert got["working"]["manifest"]["install"] == "docker run acme/db-server:16"
 
 
+# A whole-system run (a server, the CLI): its database work runs on PostgreSQL in test_products_api.py.
+@pytest.mark.sqlite_only
 def test_push_refusals(live_server, tmp_path: Path) -> None:
     live_server.dockyard("user", "create", "pub", "--password", "publisher-pass-1")
     live_server.dockyard("user", "create", "other", "--password", "publisher-pass-1")
@@ -325,6 +329,8 @@ def _complete_profile(live_server, api: httpx.Client) -> None:
     assert api.get("/publishers/acme").json()["complete"] is True
 
 
+# A whole-system run (a server, the CLI): its database work runs on PostgreSQL in test_products_api.py.
+@pytest.mark.sqlite_only
 def test_push_a_full_folder_and_submit(live_server, tmp_path: Path) -> None:
     token = _publisher_world(live_server, tmp_path)
     with _api(live_server, token) as api:
@@ -372,6 +378,8 @@ def test_push_a_full_folder_and_submit(live_server, tmp_path: Path) -> None:
         ]
 
 
+# A whole-system run (a server, the CLI): its database work runs on PostgreSQL in test_products_api.py.
+@pytest.mark.sqlite_only
 def test_push_submit_refused_with_a_line_per_problem(live_server, tmp_path: Path) -> None:
     token = _publisher_world(live_server, tmp_path)
     with _api(live_server, token) as api:

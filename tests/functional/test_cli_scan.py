@@ -504,6 +504,8 @@ def debian12(cve: str, source: str) -> tuple[list[dict], float]:
     return [e for r in entry["ranges"] for e in r["events"]], cvss3(record)
 
 
+# The minbase's findings on SQLite; the CLI on PostgreSQL: test_json_lists_the_pysec_findings_with_scores.
+@pytest.mark.sqlite_only
 def test_debian_minbase_against_the_debian_feed(feeds: Cli, minbase: str) -> None:
     doc, _ = scan_json(feeds, minbase)
     assert doc["os"]["osv_ecosystem"] == "Debian:12"

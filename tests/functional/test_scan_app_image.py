@@ -169,6 +169,9 @@ def every_feed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Cli, list[Path
     return cli, feeds
 
 
+# An oracle over every feed's records (a minute on PostgreSQL): what it reads and writes there is the
+# ingest and match of tests/unit/scanning/test_vulndb.py and test_matcher.py, which run on both.
+@pytest.mark.sqlite_only
 def test_unscored_only_where_no_ingested_record_scores_the_cve(
     every_feed: tuple[Cli, list[Path]], app_image: str
 ) -> None:
