@@ -73,11 +73,13 @@ def bus() -> EventBus:
 
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> Settings:
+    return application_settings(tmp_path / "data", database_url)
+
+
+def application_settings(data_dir: Path, database_url: str) -> Settings:
+    """The settings of the in-process application the protocol tests call (as http://127.0.0.1:5999)."""
     return Settings(
-        listen="127.0.0.1:5999",
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        admin_password="admin-pass-1",
+        listen="127.0.0.1:5999", data_dir=data_dir, database_url=database_url, admin_password="admin-pass-1"
     )
 
 

@@ -58,7 +58,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 from starlette.routing import Mount, Route
 from starlette.testclient import TestClient
-from tests.conftest import application_state
+from tests.conftest import application_settings, application_state
 from tests.support.factories import PASSWORD, make_org, make_robot, make_user, unique
 from tests.support.pictures import picture
 from tests.support.registry_client import OCI_INDEX, OCI_MANIFEST, access_of, protocol_guard
@@ -1779,12 +1779,7 @@ def fingerprint(
 # organisation, repository) and acts on fresh resources, so no cell sees another's.
 @pytest.fixture(scope="module")
 def settings(tmp_path_factory: pytest.TempPathFactory, database_url: str) -> Settings:
-    return Settings(
-        listen="127.0.0.1:5999",
-        data_dir=tmp_path_factory.mktemp("matrix") / "data",
-        database_url=database_url,
-        admin_password="admin-pass-1",
-    )
+    return application_settings(tmp_path_factory.mktemp("matrix") / "data", database_url)
 
 
 @pytest.fixture(scope="module")
