@@ -1831,10 +1831,15 @@ def needs_scan(key: str) -> bool:
     return "/scans/" in key or "/findings/" in key or "compliance" in key or "/vex" in key
 
 
-@pytest.mark.parametrize(
-    "key,role",
-    [pytest.param(key, role, id=f"{key} as {role}") for key in EXPECTED for role in ROLES],
-)
+def cell(key: str, role: str) -> Any:
+    """A cell's parameters. On PostgreSQL the cells of the callers that are refused most, and whose refusals
+    must read as for a missing resource (ids at the column's limit, names that are not there), run again;
+    what the callers with access read and write there runs on both databases in the functional tests."""
+    marks = () if role in ("anonymous", "outsider") else (pytest.mark.sqlite_only,)
+    return pytest.param(key, role, id=f"{key} as {role}", marks=marks)
+
+
+@pytest.mark.parametrize("key,role", [cell(key, role) for key in EXPECTED for role in ROLES])
 def test_permission(key: str, role: str, app: Any, app_state: AppState, client: TestClient, tmp_path: Path):
     check_cell(key, role, app, app_state, client, tmp_path)
 
@@ -1842,7 +1847,7 @@ def test_permission(key: str, role: str, app: Any, app_state: AppState, client: 
 @pytest.mark.parametrize(
     "key,role",
     [
-        pytest.param(key, role, id=f"{key} as {role}")
+        cell(key, role)
         for key in EXPECTED
         if protocol(key) == "registry"
         for role in ROLES
