@@ -364,5 +364,6 @@ def test_kill9_during_concurrent_pushes(live_server: LiveServer, db: Engine) -> 
     victim = next(iter(ledger.blobs))
     path = store.local_path(victim)
     assert path is not None
-    path.write_bytes(path.read_bytes()[:-1] + b"!")
+    data = path.read_bytes()
+    path.write_bytes(data[:-1] + bytes([data[-1] ^ 0xFF]))  # a changed last byte (not one that may be "!")
     assert check_store(db, store) == [f"blob {victim}: content hashes to sha256:{_sha256_file(path)}"]
