@@ -420,12 +420,12 @@ def _open_added(
     if not every_component or dialect != "postgresql":
         session.execute(upsert.from_select(columns, source))
         return
-    # PostgreSQL's conflict check costs each row a second descent of the key and more WAL (a third of a
-    # fleet's first match). The images holding no finding yet cannot conflict (the source repeats no key,
-    # and scans, the only other writers, wait for the exclusive match lock): their rows go in plainly, after
-    # the others' (which add no image to those holding findings). Those images are probed once each, not
-    # once per component, and hashed by the planner. The rows come sorted in key order, whose sort needs
-    # more than the default 4 MB of work memory for a fleet (it spills to disk).
+    # PostgreSQL's conflict check costs each row a second descent of the key and more WAL (by hand it
+    # doubles the insert of a fleet's findings). The images holding no finding yet cannot conflict (the
+    # source repeats no key, and scans, the only other writers, wait for the exclusive match lock): their
+    # rows go in plainly, after the others' (which add no image to those holding findings). Those images
+    # are probed once each, not once per component, and hashed by the planner. The rows come sorted in key
+    # order, whose sort needs more than the default 4 MB of work memory for a fleet (it spills to disk).
     image, component = ImageScan.__table__, ImageComponent.__table__
     holding = select(image.c.id).where(select(finding.c.id).where(finding.c.image_id == image.c.id).exists())
     session.execute(text(f"SET LOCAL work_mem = '{REMATCH_SORT_MEMORY}'"))
