@@ -4,6 +4,8 @@ rollback for service tests, an in-process app for protocol tests, and a live ser
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +37,38 @@ def _fresh_database_url(tmp: Path, label: str) -> str:
     admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return PG_URL.rsplit("/", 1)[0] + "/" + name
+
+
+# The migrated template that new databases are copied from, made once per session (_migrated_database_url).
+_template: dict[str, str] = {}
+
+
+def _migrated_database_url(tmp: Path, label: str) -> str:
+    """A new database already at the newest schema: a copy of a template migrated once per session.
+
+    Migrating costs 1.2-2.4 s, and a run makes some eighty databases for live servers and CLI runs; each
+    server would otherwise migrate its own. A SQLite copy is a file copy, a PostgreSQL one CREATE DATABASE
+    ... TEMPLATE. Servers still start on an empty database in the tests that use ``empty_database_url``
+    (and in test_data_permissions), and the migrations are tested step by step in test_migrations."""
+    if "url" not in _template:
+        url = _fresh_database_url(Path(tempfile.mkdtemp(prefix="dockyard-template-")), "template")
+        engine = make_engine(url)
+        migrate(engine)
+        engine.dispose()  # no connection left: PostgreSQL copies only an unused template
+        _template["url"] = url
+    template = _template["url"]
+    if not PG_URL:
+        source = Path(template.split(":///", 1)[1])
+        assert not source.with_name(source.name + "-wal").exists(), "the template's WAL was not checkpointed"
+        target = tmp / (label + ".db")
+        shutil.copyfile(source, target)
+        return f"sqlite:///{target}"
+    name = f"dockyard_{label}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template.rsplit("/", 1)[1]}"'))
     admin.dispose()
     return PG_URL.rsplit("/", 1)[0] + "/" + name
 
@@ -132,8 +166,14 @@ def client(app) -> Iterator[TestClient]:
 
 @pytest.fixture
 def fresh_database_url(tmp_path: Path) -> str:
-    """An empty database of its own (for live servers and migration tests)."""
-    return _fresh_database_url(tmp_path, "own")
+    """A database of its own at the newest schema, holding nothing (for live servers and CLI runs)."""
+    return _migrated_database_url(tmp_path, "own")
+
+
+@pytest.fixture
+def empty_database_url(tmp_path: Path) -> str:
+    """An empty database of its own, not even migrated (for migration tests and first starts)."""
+    return _fresh_database_url(tmp_path, "empty")
 
 
 @pytest.fixture
@@ -154,7 +194,7 @@ def module_live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator:
     from tests.support.live import LiveServer
 
     tmp = tmp_path_factory.mktemp("live")
-    server = LiveServer(tmp / "live-data", _fresh_database_url(tmp, "live")).start()
+    server = LiveServer(tmp / "live-data", _migrated_database_url(tmp, "live")).start()
     try:
         yield server
     finally:
@@ -172,6 +212,20 @@ def cheap_argon2(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(passwords, "_hasher", PasswordHasher(time_cost=1, memory_cost=64, parallelism=1))
 
 
+def _drop_template() -> None:
+    """The migrated template goes (the databases copied from it go with their tests' directories)."""
+    url = _template.pop("url", None)
+    if url is None:
+        return
+    if not PG_URL:
+        shutil.rmtree(Path(url.split(":///", 1)[1]).parent, ignore_errors=True)
+        return
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}"'))
+    admin.dispose()
+
+
 def pytest_sessionstart(session: pytest.Session) -> None:
     """Under `make test` the real vulnerability data must be there: skipping its tests would hide that."""
     from tests.support.vulndata import VULNDATA
@@ -183,7 +237,9 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 # The fixtures through which a test reaches a database: the test database, or a fresh one for a server (the
 # module's live server, the e2e server). A module that makes its own with _fresh_database_url is marked
 # ``database``.
-DATABASE_FIXTURES = frozenset({"database_url", "fresh_database_url", "module_live_server", "server"})
+DATABASE_FIXTURES = frozenset(
+    {"database_url", "fresh_database_url", "empty_database_url", "module_live_server", "server"}
+)
 
 
 # Tests in a real browser (the ``browser`` fixture, or a ``*_browser.py`` module that starts its own) check
@@ -277,5 +333,6 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _drop_template()
     if _SKIPPED_MODULES and exitstatus == 0:
         session.exitstatus = 1

@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session
 
 from dockyard.audit.models import AuditEvent
-from tests.conftest import PG_URL, _fresh_database_url
+from tests.conftest import PG_URL, _migrated_database_url
 from tests.e2e.clients import Account, Clients
 from tests.support.images import ImageCache
 from tests.support.live import LiveServer
@@ -143,7 +143,7 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> ImageCache:
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EServer]:
     """A dockyard process shared by one test module, with its own data dir and database."""
     tmp = tmp_path_factory.mktemp("e2e-server")
-    database_url = _fresh_database_url(tmp, "e2e")
+    database_url = _migrated_database_url(tmp, "e2e")
     live = LiveServer(tmp / "live-data", database_url).start()
     try:
         yield E2EServer(live)
@@ -153,7 +153,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EServer]:
 
 
 def _drop_database(url: str) -> None:
-    """Drop a PostgreSQL database made by ``_fresh_database_url`` (SQLite files go with tmp_path)."""
+    """Drop a PostgreSQL database made by ``_migrated_database_url`` (SQLite files go with tmp_path)."""
     if not PG_URL or not url.startswith("postgresql"):
         return
     admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")

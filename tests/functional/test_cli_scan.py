@@ -24,7 +24,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 from spdx_tools.spdx.parser.json.json_parser import parse_from_file as parse_spdx
 from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
-from tests.conftest import _fresh_database_url
+from tests.conftest import _migrated_database_url
 from tests.support.cli import DEBIAN, PYPA, Cli, child_processes, need_vulndata, one_line_error
 from tests.support.langfixtures import (
     PYPI_PACKAGES,
@@ -39,7 +39,7 @@ from tests.support.rootfs import TarLayer, cached_minbase_image, have, oci_image
 
 SITE = "usr/local/lib/python3.11/site-packages"
 
-pytestmark = pytest.mark.database  # each CLI run gets a database of its own (_fresh_database_url)
+pytestmark = pytest.mark.database  # each CLI run gets a database of its own (_migrated_database_url)
 
 
 # ---- fixtures ---------------------------------------------------------------------------------------------
@@ -50,7 +50,7 @@ def feeds(tmp_path_factory: pytest.TempPathFactory) -> Cli:
     """A database fed by ``vulndb update``: urllib3's and Django's PyPA records and the whole Debian feed."""
     need_vulndata()
     tmp = tmp_path_factory.mktemp("scan-cli")
-    cli = Cli(tmp / "data", _fresh_database_url(tmp, "scan"))
+    cli = Cli(tmp / "data", _migrated_database_url(tmp, "scan"))
     result = cli("vulndb", "update", "-s", PYPA / "urllib3", "-s", PYPA / "django", "-s", DEBIAN)
     assert result.exit_code == 0, result.stderr
     return cli
@@ -440,9 +440,9 @@ def test_an_empty_database_says_so(tmp_path: Path, fresh_database_url: str, py_l
 
 
 def test_first_use_fetches_the_configured_feeds(
-    tmp_path: Path, fresh_database_url: str, py_layout: Path
+    tmp_path: Path, empty_database_url: str, py_layout: Path
 ) -> None:
-    cli = empty_cli(tmp_path, fresh_database_url)
+    cli = empty_cli(tmp_path, empty_database_url)  # a real first use: not even migrated
     cli.extra_env["DOCKYARD_VULNDB_SOURCES"] = f"{PYPA / 'urllib3'},{PYPA / 'django'}"
     doc, code = scan_json(cli, f"oci:{py_layout}:app")
     assert code == 0

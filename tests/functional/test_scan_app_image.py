@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import yaml
 from cvss import CVSS2, CVSS3, CVSS4
-from tests.conftest import _fresh_database_url
+from tests.conftest import _migrated_database_url
 from tests.support.cli import VULNDATA, Cli, need_vulndata
 from tests.support.rootfs import cached_app_image, cached_minbase_image, have
 
@@ -161,7 +161,7 @@ def every_feed(tmp_path_factory: pytest.TempPathFactory) -> tuple[Cli, list[Path
     need_vulndata()
     tmp = tmp_path_factory.mktemp("scores")
     feeds = [VULNDATA / f for f in FEEDS] + [write_ghsa(tmp / "advisory-database")]
-    cli = Cli(tmp / "data", _fresh_database_url(tmp, "scores"))
+    cli = Cli(tmp / "data", _migrated_database_url(tmp, "scores"))
     args = [a for feed in feeds for a in ("-s", feed)]
     result = cli("vulndb", "update", *args)
     assert result.exit_code == 0, result.stderr

@@ -106,10 +106,10 @@ def on_a_terminal(cli: Cli, *args: str) -> tuple[int, str]:
 
 
 def test_first_use_on_a_terminal_fetches_the_feeds_with_a_progress_bar(
-    tmp_path: Path, fresh_database_url: str, slow_feed: str, image: str
+    tmp_path: Path, empty_database_url: str, slow_feed: str, image: str
 ) -> None:
     need_vulndata()
-    cli = Cli(tmp_path / "data", fresh_database_url, {"DOCKYARD_VULNDB_SOURCES": slow_feed})
+    cli = Cli(tmp_path / "data", empty_database_url, {"DOCKYARD_VULNDB_SOURCES": slow_feed})
     code, screen = on_a_terminal(cli, "scan", image)
     assert code == 0, screen
     assert "the vulnerability database is empty: fetching 1 feed (skip with --skip-db-update)" in screen
@@ -130,10 +130,10 @@ def test_first_use_on_a_terminal_fetches_the_feeds_with_a_progress_bar(
 
 
 def test_skip_db_update_on_a_terminal(
-    tmp_path: Path, fresh_database_url: str, slow_feed: str, image: str
+    tmp_path: Path, empty_database_url: str, slow_feed: str, image: str
 ) -> None:
     need_vulndata()
-    cli = Cli(tmp_path / "data", fresh_database_url, {"DOCKYARD_VULNDB_SOURCES": slow_feed})
+    cli = Cli(tmp_path / "data", empty_database_url, {"DOCKYARD_VULNDB_SOURCES": slow_feed})
     sbom = tmp_path / "sbom.spdx.json"
     code, screen = on_a_terminal(cli, "scan", "--skip-db-update", "--format", "spdx", "-o", str(sbom), image)
     assert code == 0 and "download" not in screen and "fetching" not in screen

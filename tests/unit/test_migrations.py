@@ -19,8 +19,8 @@ from dockyard.store.search import outside_metadata
 
 
 @pytest.fixture
-def engine(fresh_database_url: str) -> Iterator[Engine]:
-    engine = make_engine(fresh_database_url)
+def engine(empty_database_url: str) -> Iterator[Engine]:
+    engine = make_engine(empty_database_url)
     yield engine
     engine.dispose()
 
