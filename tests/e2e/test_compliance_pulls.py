@@ -83,6 +83,9 @@ def test_held_and_revoked_products_warn_and_refuse_and_a_restart_keeps_the_clock
             "DOCKYARD_SMTP_URL": smtp.url(query="timeout=5"),
             "DOCKYARD_JOB_WORKERS": "1",
             "DOCKYARD_VULNDB_SOURCES": feeds,
+            # The check after the restart comes at the scheduler's first tick (5 s in), not a minute after
+            # the last check the demo queued (the default interval, 60 s, counts from that job).
+            "DOCKYARD_COMPLIANCE_INTERVAL": "5",
         }
         live = LiveServer(tmp_path / "live-data", fresh_database_url, extra_env=env)
         seeded = live.dockyard("demo")
