@@ -196,10 +196,15 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture
+@pytest.fixture(scope="package")
 def browser() -> Iterator[Browser]:
     """Debian's chromium driven by Playwright (``executable_path``: Playwright's own builds are not
-    installed); the test is skipped where chromium or Playwright is missing."""
+    installed); the test is skipped where chromium or Playwright is missing.
+
+    One chromium for the tests of this package (starting Playwright and chromium took 2-2.5 s per test);
+    each test opens contexts of its own, which share no cookies or storage. Package scope, not session:
+    Playwright's sync API keeps its event loop on the main thread while it runs, so it must be gone before
+    the tests elsewhere that run event loops of their own (and no test here may start a second one)."""
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.skip("chromium is not installed (apt-get install chromium)")

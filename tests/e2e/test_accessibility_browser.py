@@ -11,23 +11,23 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 @pytest.mark.parametrize("path", ["/ui/login", "/ui/signup", "/ui/password/forgot"])
-def test_public_account_pages_are_accessible(live_server, browser, path: str) -> None:
+def test_public_account_pages_are_accessible(module_live_server, browser, path: str) -> None:
     context = browser.new_context(bypass_csp=True, viewport={"width": 1280, "height": 800})
     try:
         page = context.new_page()
-        response = page.goto(f"{live_server.url}{path}")
+        response = page.goto(f"{module_live_server.url}{path}")
         assert response is not None and response.status == 200, path
         assert_accessible(page, path)
     finally:
         context.close()
 
 
-def test_the_check_finds_a_violation(live_server, browser) -> None:
+def test_the_check_finds_a_violation(module_live_server, browser) -> None:
     """The check can fail: an image without alt text and an unlabelled input are reported."""
     context = browser.new_context(bypass_csp=True)
     try:
         page = context.new_page()
-        page.goto(f"{live_server.url}/ui/login")
+        page.goto(f"{module_live_server.url}/ui/login")
         page.evaluate(
             """() => {
                 const main = document.querySelector('main') || document.body;

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -29,15 +28,10 @@ from tests.support.smtpd import free_port
 
 pytestmark = [pytest.mark.e2e]
 
-CHROMIUM = shutil.which("chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_publishing_pages_in_a_browser(app, app_state: AppState, tmp_path: Path) -> None:
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+def test_publishing_pages_in_a_browser(app, app_state: AppState, tmp_path: Path, browser) -> None:
     world = build_world(app_state, tmp_path / "feed", scan=False)
     shots = Path(os.environ.get("DOCKYARD_TEST_ARTIFACTS") or REPO / "test-artifacts") / "polish"
     shots.mkdir(parents=True, exist_ok=True)
@@ -78,57 +72,48 @@ def test_publishing_pages_in_a_browser(app, app_state: AppState, tmp_path: Path)
             first = api.post(comments, json={"body": "Is the Enterprise tier priced per node?"}).json()["id"]
             api.post(comments, json={"body": "Per cluster.", "parent_id": first})
             api.post(comments, json={"body": "The install text mentions an old tag."})
-        with sync_api.sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-            try:
 
-                def signed_in(role: str):
-                    return signed_in_page(browser, base, world.users[role], PASSWORD)
+        def signed_in(role: str):
+            return signed_in_page(browser, base, world.users[role], PASSWORD)
 
-                owner, reviewer = signed_in("owner"), signed_in("reviewer")
-                owner.get_by_role("link", name="Publishing").click()
-                owner.wait_for_load_state()
-                assert owner.locator('nav a[aria-current="page"]').inner_text() == "Publishing"
-                owner.screenshot(path=str(shots / "01-publishing.png"), full_page=True)
+        owner, reviewer = signed_in("owner"), signed_in("reviewer")
+        owner.get_by_role("link", name="Publishing").click()
+        owner.wait_for_load_state()
+        assert owner.locator('nav a[aria-current="page"]').inner_text() == "Publishing"
+        owner.screenshot(path=str(shots / "01-publishing.png"), full_page=True)
 
-                owner.goto(f"{base}/ui/orgs/{world.org}/products/{world.slug}/edit")
-                logo_img = owner.locator(f'img[src="/catalog-images/{logo}/128"]')
-                assert logo_img.is_visible()
-                assert owner.locator(f'input[name="logo"][value="{logo}"]').is_checked()
-                owner.locator("#f-logo").scroll_into_view_if_needed()
-                owner.screenshot(path=str(shots / "02-editor-images.png"), full_page=True)
+        owner.goto(f"{base}/ui/orgs/{world.org}/products/{world.slug}/edit")
+        logo_img = owner.locator(f'img[src="/catalog-images/{logo}/128"]')
+        assert logo_img.is_visible()
+        assert owner.locator(f'input[name="logo"][value="{logo}"]').is_checked()
+        owner.locator("#f-logo").scroll_into_view_if_needed()
+        owner.screenshot(path=str(shots / "02-editor-images.png"), full_page=True)
 
-                owner.goto(f"{base}/ui/orgs/{world.org}/products/{world.slug}/review")
-                owner.get_by_role("button", name="Submit").click()
-                owner.wait_for_load_state()
-                assert "Submitted for review." in owner.content()
-                owner.get_by_role("button", name="Resolve the thread started by").first.click()
-                owner.wait_for_load_state()
-                assert "Thread resolved" in owner.content()
-                assert owner.locator(f"details#comment-{first}").count() == 1
-                owner.screenshot(path=str(shots / "03-publisher-product.png"), full_page=True)
+        owner.goto(f"{base}/ui/orgs/{world.org}/products/{world.slug}/review")
+        owner.get_by_role("button", name="Submit").click()
+        owner.wait_for_load_state()
+        assert "Submitted for review." in owner.content()
+        owner.get_by_role("button", name="Resolve the thread started by").first.click()
+        owner.wait_for_load_state()
+        assert "Thread resolved" in owner.content()
+        assert owner.locator(f"details#comment-{first}").count() == 1
+        owner.screenshot(path=str(shots / "03-publisher-product.png"), full_page=True)
 
-                with app_state.sessions.begin() as s:  # waiting a while: the rival two days, ours three hours
-                    now = utcnow()
-                    s.get(ProductRevision, world.other_revision).submitted_at = now - dt.timedelta(
-                        days=2, hours=5
-                    )
-                    s.get(ProductRevision, world.revision).submitted_at = now - dt.timedelta(
-                        hours=3, minutes=2
-                    )
-                reviewer.goto(f"{base}/ui/review")
-                assert reviewer.locator("td.age time").all_inner_texts() == ["2 d", "3 h"]
-                reviewer.screenshot(path=str(shots / "04-queue.png"), full_page=True)
-                reviewer.goto(f"{base}/ui/review/revisions/{world.revision}")
-                listing = reviewer.locator("#listing")
-                assert listing.locator(f'img[src="/catalog-images/{logo}/128"]').is_visible()
-                assert listing.locator("#listing-screenshots img").count() == 2
-                # The images really load (naturalWidth is read without eval, from a locator's property).
-                size = listing.locator("#listing-logo img").evaluate("img => img.naturalWidth")
-                assert size == 128
-                reviewer.screenshot(path=str(shots / "05-review-page.png"), full_page=True)
-            finally:
-                browser.close()
+        with app_state.sessions.begin() as s:  # waiting a while: the rival two days, ours three hours
+            now = utcnow()
+            s.get(ProductRevision, world.other_revision).submitted_at = now - dt.timedelta(days=2, hours=5)
+            s.get(ProductRevision, world.revision).submitted_at = now - dt.timedelta(hours=3, minutes=2)
+        reviewer.goto(f"{base}/ui/review")
+        assert reviewer.locator("td.age time").all_inner_texts() == ["2 d", "3 h"]
+        reviewer.screenshot(path=str(shots / "04-queue.png"), full_page=True)
+        reviewer.goto(f"{base}/ui/review/revisions/{world.revision}")
+        listing = reviewer.locator("#listing")
+        assert listing.locator(f'img[src="/catalog-images/{logo}/128"]').is_visible()
+        assert listing.locator("#listing-screenshots img").count() == 2
+        # The images really load (naturalWidth is read without eval, from a locator's property).
+        size = listing.locator("#listing-logo img").evaluate("img => img.naturalWidth")
+        assert size == 128
+        reviewer.screenshot(path=str(shots / "05-review-page.png"), full_page=True)
     finally:
         server.should_exit = True
         thread.join(10)
