@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -256,29 +256,66 @@ def _in_a_browser(item: pytest.Item, fixtures: set[str]) -> bool:
     )
 
 
+# Under `make test` the two runs go side by side (DOCKYARD_TEST_PAIRED=1), and the tests that reach no
+# database, which run once, are shared out between them so that both end at about the same time: those
+# under these directories run in the PostgreSQL run (they touch no database, so where they run changes
+# nothing they test), the rest in the SQLite run. Run alone, the SQLite run has them all.
+ONCE_IN_THE_POSTGRESQL_RUN = ("tests/unit/",)
+
+
+def _reaches_a_database(item: pytest.Item) -> bool:
+    return bool(DATABASE_FIXTURES & set(getattr(item, "fixturenames", ()))) or (
+        item.get_closest_marker("database") is not None
+    )
+
+
+def _once_in_the_postgresql_run(item: pytest.Item, root: Path) -> bool:
+    if os.environ.get("DOCKYARD_TEST_PAIRED") != "1" or _reaches_a_database(item):
+        return False
+    if _in_a_browser(item, set(getattr(item, "fixturenames", ()))):
+        return False
+    where = item.path.relative_to(root).as_posix()
+    return where.startswith(ONCE_IN_THE_POSTGRESQL_RUN)
+
+
+def _deselect(config: pytest.Config, items: list[pytest.Item], drop: Callable[[pytest.Item], bool]) -> None:
+    dropped = [item for item in items if drop(item)]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = [item for item in items if not drop(item)]
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """On PostgreSQL (the second run of `make test`), deselect the tests that reach no database through
-    any fixture: they ran on SQLite already and would only repeat themselves; and the browser tests (see
-    SQLITE_ONLY_FIXTURES). A test that starts servers or CLI commands on a database of its own making keeps
-    running on SQLite only, as it did. `DOCKYARD_PG_ALL_TESTS=1` runs everything on PostgreSQL too."""
+    any fixture: they ran on SQLite already and would only repeat themselves (but see
+    ONCE_IN_THE_POSTGRESQL_RUN); and the browser tests (see SQLITE_ONLY_FIXTURES). A test that starts
+    servers or CLI commands on a database of its own making keeps running on SQLite only, as it did.
+    `DOCKYARD_PG_ALL_TESTS=1` runs everything on PostgreSQL too."""
+    root = config.rootpath
     if not PG_URL:
         # On SQLite, deselect what only PostgreSQL can show (races between concurrent writers, pooled
         # sockets): SQLite runs one writer at a time and has no sockets; the PostgreSQL run is where they go.
-        only_pg = [item for item in items if item.get_closest_marker("postgresql_only") is not None]
-        if only_pg:
-            config.hook.pytest_deselected(items=only_pg)
-            items[:] = [item for item in items if item.get_closest_marker("postgresql_only") is None]
+        _deselect(
+            config,
+            items,
+            lambda item: (
+                item.get_closest_marker("postgresql_only") is not None
+                or _once_in_the_postgresql_run(item, root)
+            ),
+        )
         return
     if os.environ.get("DOCKYARD_PG_ALL_TESTS") == "1":
         return
-    keep, drop = [], []
-    for item in items:
-        fixtures = set(getattr(item, "fixturenames", ()))
-        reaches = DATABASE_FIXTURES & fixtures or item.get_closest_marker("database")
-        (keep if reaches and not _in_a_browser(item, fixtures) else drop).append(item)
-    if drop:
-        config.hook.pytest_deselected(items=drop)
-        items[:] = keep
+    _deselect(
+        config,
+        items,
+        lambda item: (
+            not _once_in_the_postgresql_run(item, root)
+            and not (
+                _reaches_a_database(item) and not _in_a_browser(item, set(getattr(item, "fixturenames", ())))
+            )
+        ),
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:

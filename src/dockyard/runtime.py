@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from dockyard.accounts.credential_cache import VerifiedPasswords
 from dockyard.config import Settings
-from dockyard.db import finish, make_engine, make_session_factory, migrate
+from dockyard.db import at_head, finish, make_engine, make_session_factory, migrate
 from dockyard.entitlements.store import StoreCache
 from dockyard.events import EventBus
 from dockyard.registry.auth import TokenSigner
@@ -146,7 +146,9 @@ def build_runtime(settings: Settings, *, run_migrations: bool = True, **extra: A
     # however this process was started; what an older version left open is tightened (and logged).
     prepare_data_dir(data, settings.database_url)
     engine = make_engine(settings.database_url)
-    if run_migrations:
+    # One query when the schema is current: alembic's import and its upgrade's look at the scripts cost
+    # every command and server start 0.8 s.
+    if run_migrations and not at_head(engine):
         migrate(engine)
     blobs = BlobStore(LocalDriver(data / "storage"), data / "uploads")
     private_mkdir(data / "keys")  # TokenSigner would create it with the umask's mode

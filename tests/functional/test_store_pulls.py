@@ -77,7 +77,8 @@ def test_getting_a_free_tier_records_the_licence_and_getting_it_again_reactivate
     with app_state.sessions() as s:
         row = s.get(Entitlement, first)
         assert (row.status, row.notify_security, row.ended_at) == ("active", True, None)
-        tags = [e.tag for e in s.scalars(select(AuditEvent).where(AuditEvent.tag.like("entitlement:%")))]
+        events = select(AuditEvent).where(AuditEvent.tag.like("entitlement:%")).order_by(AuditEvent.id)
+        tags = [e.tag for e in s.scalars(events)]
     assert tags == ["entitlement:create", "entitlement:cancel", "entitlement:create"]
     listed = as_user(app_state, customer, lambda sv, p, a: sv.entitlements.list_for(p))
     assert [(e.id, e.tier, e.status, [(i.image, i.tags) for i in e.images]) for e in listed] == [

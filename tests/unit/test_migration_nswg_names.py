@@ -99,8 +99,8 @@ def old_record(record: Record) -> Record:
 
 
 @pytest.fixture
-def engine(fresh_database_url: str) -> Iterator[Engine]:
-    engine = make_engine(fresh_database_url)
+def engine(empty_database_url: str) -> Iterator[Engine]:
+    engine = make_engine(empty_database_url)
     yield engine
     engine.dispose()
 

@@ -367,8 +367,8 @@ def test_debian_upstream_field_counts_as_an_alias(db_session: Session, tmp_path:
 VULN_TABLES = {"vuln_advisory", "vuln_affected", "vuln_feed_state"}
 
 
-def test_migration_matches_the_models_and_downgrades(fresh_database_url: str) -> None:
-    engine = make_engine(fresh_database_url)
+def test_migration_matches_the_models_and_downgrades(empty_database_url: str) -> None:
+    engine = make_engine(empty_database_url)
     try:
         migrate(engine)
         assert set(inspect(engine).get_table_names()) >= VULN_TABLES
