@@ -39,9 +39,9 @@ lint: deps
 
 ## Install everything the tests need, then run the whole suite on SQLite and on PostgreSQL.
 # The two runs go side by side (each waits on servers, clients and databases much of the time), each line
-# prefixed with its database; `make test-sqlite` or `make test-postgres` runs one alone.
-# The two runs side by side; DOCKYARD_TEST_PAIRED=1 shares the tests that reach no database out between them
-# (tests/conftest.py, ONCE_IN_THE_POSTGRESQL_RUN), so that each runs once and both end at about the same time.
+# prefixed with its database; `make test-sqlite` or `make test-postgres` runs one alone. DOCKYARD_TEST_PAIRED=1
+# shares the tests that reach no database out between them (tests/conftest.py, ONCE_IN_THE_POSTGRESQL_RUN),
+# so that each runs once and both end at about the same time.
 test: deps system-deps lint
 	$(MAKE) --no-print-directory -j2 DOCKYARD_TEST_PAIRED=1 test-sqlite-tagged test-postgres-tagged
 

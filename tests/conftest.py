@@ -50,8 +50,9 @@ def _migrated_database_url(tmp: Path, label: str) -> str:
 
     Migrating costs 1.2-2.4 s, and a run makes some eighty databases for live servers and CLI runs; each
     server would otherwise migrate its own. A SQLite copy is a file copy, a PostgreSQL one CREATE DATABASE
-    ... TEMPLATE. Servers still start on an empty database in the tests that use ``empty_database_url``
-    (and in test_data_permissions), and the migrations are tested step by step in test_migrations."""
+    ... TEMPLATE. What starts on an empty database: the CLI's first-use scans and ``dockyard worker``
+    (``empty_database_url``), the servers of test_data_permissions and test_permissions (SQLite), and the
+    migrations, step by step, in test_migrations."""
     if "url" not in _template:
         url = _fresh_database_url(Path(tempfile.mkdtemp(prefix="dockyard-template-")), "template")
         engine = make_engine(url)
@@ -221,9 +222,11 @@ def _drop_template() -> None:
         shutil.rmtree(Path(url.split(":///", 1)[1]).parent, ignore_errors=True)
         return
     admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}"'))
-    admin.dispose()
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
+    finally:
+        admin.dispose()
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -235,11 +238,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 
 # The fixtures through which a test reaches a database: the test database, or a fresh one for a server (the
-# module's live server, the e2e server). A module that makes its own with _fresh_database_url is marked
-# ``database``.
+# module's live server; and in tests/e2e ``server``, whose database is made without a fixture: other
+# modules' ``server`` fixtures reach one through these, or none, as the blob delivery server's tests). A
+# module that makes its own with _migrated_database_url is marked ``database``.
 DATABASE_FIXTURES = frozenset(
-    {"database_url", "fresh_database_url", "empty_database_url", "module_live_server", "server"}
+    {"database_url", "fresh_database_url", "empty_database_url", "module_live_server"}
 )
+E2E_SERVER = "server"
 
 
 # Tests in a real browser (the ``browser`` fixture, or a ``*_browser.py`` module that starts its own) check
@@ -264,9 +269,9 @@ ONCE_IN_THE_POSTGRESQL_RUN = ("tests/unit/",)
 
 
 def _reaches_a_database(item: pytest.Item) -> bool:
-    return bool(DATABASE_FIXTURES & set(getattr(item, "fixturenames", ()))) or (
-        item.get_closest_marker("database") is not None
-    )
+    fixtures = set(getattr(item, "fixturenames", ()))
+    e2e_server = E2E_SERVER in fixtures and item.path.parent.name == "e2e"
+    return bool(DATABASE_FIXTURES & fixtures) or e2e_server or item.get_closest_marker("database") is not None
 
 
 def _once_in_the_postgresql_run(item: pytest.Item, root: Path) -> bool:
@@ -286,8 +291,8 @@ def _deselect(config: pytest.Config, items: list[pytest.Item], drop: Callable[[p
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """On PostgreSQL (the second run of `make test`), deselect the tests that reach no database through
-    any fixture: they ran on SQLite already and would only repeat themselves (but see
+    """On PostgreSQL (the run beside SQLite's under `make test`), deselect the tests that reach no database
+    through any fixture: they run on SQLite and would only repeat themselves (but see
     ONCE_IN_THE_POSTGRESQL_RUN); and the browser tests (see SQLITE_ONLY_FIXTURES). A test that starts
     servers or CLI commands on a database of its own making keeps running on SQLite only, as it did.
     `DOCKYARD_PG_ALL_TESTS=1` runs everything on PostgreSQL too."""
@@ -370,6 +375,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    _drop_template()
-    if _SKIPPED_MODULES and exitstatus == 0:
-        session.exitstatus = 1
+    try:
+        _drop_template()
+    finally:
+        if _SKIPPED_MODULES and exitstatus == 0:
+            session.exitstatus = 1

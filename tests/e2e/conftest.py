@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
@@ -197,24 +197,41 @@ CHROMIUM_ARGS = [
 
 
 @pytest.fixture(scope="package")
-def browser() -> Iterator[Browser]:
-    """Debian's chromium driven by Playwright (``executable_path``: Playwright's own builds are not
-    installed); the test is skipped where chromium or Playwright is missing.
-
-    One chromium for the tests of this package (starting Playwright and chromium took 2-2.5 s per test);
-    each test opens contexts of its own, which share no cookies or storage. Package scope, not session:
-    Playwright's sync API keeps its event loop on the main thread while it runs, so it must be gone before
-    the tests elsewhere that run event loops of their own (and no test here may start a second one)."""
+def _chromium() -> Iterator[dict[str, Any]]:
+    """Playwright and one chromium for the tests of this package (starting them took 2-2.5 s per test).
+    Package scope, not session: Playwright's sync API keeps its event loop on the main thread while it
+    runs, so it must be gone before the tests elsewhere that run event loops of their own (and no test here
+    may start a second one)."""
     chromium = shutil.which("chromium")
     if chromium is None:
         pytest.skip("chromium is not installed (apt-get install chromium)")
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        held: dict[str, Any] = {"playwright": p, "executable": chromium, "browser": None}
         try:
-            yield launched
+            yield held
         finally:
-            launched.close()
+            if held["browser"] is not None and held["browser"].is_connected():
+                held["browser"].close()
+
+
+@pytest.fixture
+def browser(_chromium: dict[str, Any]) -> Iterator[Browser]:
+    """Debian's chromium driven by Playwright (``executable_path``: Playwright's own builds are not
+    installed); the test is skipped where chromium or Playwright is missing. The package's one chromium,
+    started again if an earlier test brought it down; every context a test opened is closed after it (they
+    share no cookies or storage while open)."""
+    launched = _chromium["browser"]
+    if launched is None or not launched.is_connected():
+        launched = _chromium["playwright"].chromium.launch(
+            executable_path=_chromium["executable"], args=CHROMIUM_ARGS
+        )
+        _chromium["browser"] = launched
+    try:
+        yield launched
+    finally:
+        for context in list(launched.contexts):
+            context.close()
 
 
 def artifacts_dir(name: str) -> Path:

@@ -21,9 +21,10 @@ from dockyard.scanning.services import REMATCH_JOB
 
 
 @pytest.fixture
-def cli(tmp_path: Path, fresh_database_url: str) -> Cli:
+def cli(tmp_path: Path, empty_database_url: str) -> Cli:
     need_vulndata()
-    return Cli(tmp_path / "data", fresh_database_url, {"DOCKYARD_VULNDB_SOURCES": str(PYPA / "urllib3")})
+    # Not even migrated: `dockyard worker` on a new installation's database.
+    return Cli(tmp_path / "data", empty_database_url, {"DOCKYARD_VULNDB_SOURCES": str(PYPA / "urllib3")})
 
 
 def jobs(database_url: str) -> dict[str, list[str]]:

@@ -191,3 +191,24 @@ def test_0020_drops_the_findings_image_key_and_keeps_what_references_findings(en
         conn.execute(findings.insert().values(**orphan))
     with engine.begin() as conn:
         conn.execute(text("DROP TABLE probe_child"))
+
+
+def test_a_process_brings_an_older_schema_to_head_when_it_starts(tmp_path, empty_database_url: str) -> None:
+    """``build_runtime`` (every server and command) migrates only when the schema is not at head: one at an
+    older revision is brought up, one at head is left as it is."""
+    from dockyard.config import Settings
+    from dockyard.db import at_head
+    from dockyard.runtime import build_runtime
+
+    older = make_engine(empty_database_url)
+    migrate(older, "0019")
+    assert not at_head(older)
+    older.dispose()
+    settings = Settings(data_dir=tmp_path / "data", database_url=empty_database_url)
+    for _start in range(2):
+        runtime = build_runtime(settings)
+        try:
+            assert at_head(runtime.engine)
+            assert revision_of(runtime.engine) == scripts().get_current_head()
+        finally:
+            runtime.engine.dispose()
