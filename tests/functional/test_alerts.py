@@ -147,7 +147,13 @@ class TestWithSmtp:
             (w.repo, True, 1)
         ]
         with app_state.sessions() as s:
-            tags = list(s.scalars(select(AuditEvent.tag).where(AuditEvent.tag.like("repository:%watch"))))
+            tags = list(
+                s.scalars(
+                    select(AuditEvent.tag)
+                    .where(AuditEvent.tag.like("repository:%watch"))
+                    .order_by(AuditEvent.id)
+                )
+            )
         assert tags == ["repository:watch"]
 
 

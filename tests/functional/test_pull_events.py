@@ -20,9 +20,9 @@ def pull_rows(app_state, repository: str) -> list[AuditEvent]:
     with app_state.sessions() as s:
         return list(
             s.scalars(
-                select(AuditEvent).where(
-                    AuditEvent.tag == "manifest:pull", AuditEvent.repository == repository
-                )
+                select(AuditEvent)
+                .where(AuditEvent.tag == "manifest:pull", AuditEvent.repository == repository)
+                .order_by(AuditEvent.id)
             )
         )
 

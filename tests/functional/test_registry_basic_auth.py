@@ -53,7 +53,7 @@ def acme(client, app_state):
 
 def audit(app_state, tag: str) -> list[AuditEvent]:
     with app_state.sessions() as s:
-        return list(s.scalars(select(AuditEvent).where(AuditEvent.tag == tag)))
+        return list(s.scalars(select(AuditEvent).where(AuditEvent.tag == tag).order_by(AuditEvent.id)))
 
 
 def test_base_accepts_basic_and_still_advertises_bearer(client, acme):

@@ -349,7 +349,7 @@ def test_the_scan_page_moved_under_the_repository_separator(client: TestClient, 
 # -- changes -----------------------------------------------------------------------------------------------
 def audit(app_state: AppState, tag: str) -> list[AuditEvent]:
     with app_state.sessions() as s:
-        return list(s.scalars(select(AuditEvent).where(AuditEvent.tag == tag)))
+        return list(s.scalars(select(AuditEvent).where(AuditEvent.tag == tag).order_by(AuditEvent.id)))
 
 
 def test_deleting_a_tag_is_confirmed_done_audited_and_flashed(

@@ -94,7 +94,9 @@ def test_the_audit_trail_has_the_sign_up_and_never_the_links_secret(client, app_
     _, token = link_in(outbox(app_state)[0])
     post(client, "/ui/verify-email", {"token": token})
     with app_state.sessions() as s:
-        events = list(s.scalars(select(AuditEvent).where(AuditEvent.namespace == "grace")))
+        events = list(
+            s.scalars(select(AuditEvent).where(AuditEvent.namespace == "grace").order_by(AuditEvent.id))
+        )
         stored = list(s.scalars(select(EmailToken.token_hash)))
     tags = [e.tag for e in events]
     assert tags == ["user:create", "user:email_verify_request", "user:email_verify"]

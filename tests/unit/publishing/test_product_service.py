@@ -68,7 +68,11 @@ def test_create_makes_revision_one_a_draft_and_an_audit_event(world: dict) -> No
     assert product.live_revision is None
     info = world["svc"].info("acme", product)
     assert info.problems == [] and info.name == "Acme Database"
-    tags = world["s"].scalars(select(AuditEvent.tag).where(AuditEvent.namespace == "acme")).all()
+    tags = (
+        world["s"]
+        .scalars(select(AuditEvent.tag).where(AuditEvent.namespace == "acme").order_by(AuditEvent.id))
+        .all()
+    )
     assert "product:create" in tags
 
 

@@ -324,7 +324,11 @@ def test_a_feed_update_rematches_without_reading_layers(
     assert back.id == gone_id and back.first_seen_at == first_seen and back.reopened_at > resolved_at
     assert opens.counts == Counter()
     assert counts_are_true(db)
-    events = db.scalars(select(AuditEvent.tag).where(AuditEvent.tag.in_(("vulndb:update", "scan:rematch"))))
+    events = db.scalars(
+        select(AuditEvent.tag)
+        .where(AuditEvent.tag.in_(("vulndb:update", "scan:rematch")))
+        .order_by(AuditEvent.id)
+    )
     assert Counter(events) == {"vulndb:update": 3, "scan:rematch": 3}
 
 
