@@ -29,16 +29,34 @@ from dockyard.web.context import AppState
 PG_URL = os.environ.get("DOCKYARD_TEST_DATABASE_URL", "")
 
 
+def _as_admin(statement: str) -> None:
+    """One statement on the PostgreSQL test server outside a transaction (CREATE and DROP DATABASE)."""
+    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(statement))
+    finally:
+        admin.dispose()
+
+
+def _new_postgresql_database(label: str, template: str | None = None) -> str:
+    """The URL of a new PostgreSQL database beside the test one (a copy of ``template``'s, if given)."""
+    name = f"dockyard_{label}_{uuid.uuid4().hex[:8]}"
+    _as_admin(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template.rsplit("/", 1)[1]}"' if template else ""))
+    return PG_URL.rsplit("/", 1)[0] + "/" + name
+
+
+def drop_database(url: str) -> None:
+    """Drop a PostgreSQL database made here (SQLite files go with their tests' directories)."""
+    if PG_URL and url.startswith("postgresql"):
+        _as_admin(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)')
+
+
 def _fresh_database_url(tmp: Path, label: str) -> str:
     """A new empty database: a SQLite file, or a new PostgreSQL database beside the test one."""
     if not PG_URL:
         return f"sqlite:///{tmp / (label + '.db')}"
-    name = f"dockyard_{label}_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return PG_URL.rsplit("/", 1)[0] + "/" + name
+    return _new_postgresql_database(label)
 
 
 # The migrated template that new databases are copied from, made once per session (_migrated_database_url).
@@ -66,12 +84,7 @@ def _migrated_database_url(tmp: Path, label: str) -> str:
         target = tmp / (label + ".db")
         shutil.copyfile(source, target)
         return f"sqlite:///{target}"
-    name = f"dockyard_{label}_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}" TEMPLATE "{template.rsplit("/", 1)[1]}"'))
-    admin.dispose()
-    return PG_URL.rsplit("/", 1)[0] + "/" + name
+    return _new_postgresql_database(label, template)
 
 
 @pytest.fixture(scope="session")
@@ -221,12 +234,7 @@ def _drop_template() -> None:
     if not PG_URL:
         shutil.rmtree(Path(url.split(":///", 1)[1]).parent, ignore_errors=True)
         return
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
+    drop_database(url)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from dockyard.audit.models import AuditEvent
-from tests.conftest import PG_URL, _migrated_database_url
+from tests.conftest import _migrated_database_url, drop_database
 from tests.e2e.clients import Account, Clients
 from tests.support.images import ImageCache
 from tests.support.live import LiveServer
@@ -149,19 +149,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[E2EServer]:
         yield E2EServer(live)
     finally:
         live.stop()
-        _drop_database(database_url)
-
-
-def _drop_database(url: str) -> None:
-    """Drop a PostgreSQL database made by ``_migrated_database_url`` (SQLite files go with tmp_path)."""
-    if not PG_URL or not url.startswith("postgresql"):
-        return
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{url.rsplit("/", 1)[1]}" WITH (FORCE)'))
-    finally:
-        admin.dispose()
+        drop_database(database_url)
 
 
 @pytest.fixture
