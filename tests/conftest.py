@@ -292,10 +292,13 @@ def _once_in_the_postgresql_run(item: pytest.Item, root: Path) -> bool:
 
 
 def _deselect(config: pytest.Config, items: list[pytest.Item], drop: Callable[[pytest.Item], bool]) -> None:
-    dropped = [item for item in items if drop(item)]
+    keep: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        (dropped if drop(item) else keep).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
-        items[:] = [item for item in items if not drop(item)]
+        items[:] = keep
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
